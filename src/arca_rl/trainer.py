@@ -1,0 +1,468 @@
+"""ARCAGRPOTrainer: TRL's GRPO with each completion's advantage spread over its tokens by a credit signal.
+
+Data flow (one generation batch, then one micro-batch at a time):
+
+    rollout (TRL)  ->  adapter-off pass (no grad)        base hidden state, log pi_ref   [only if the signal needs it]
+                   ->  training forward (adapter on)     log pi, entropy, last hidden state (captured by a hook)
+                   ->  salience -> token_weights         credit.py, float32, detached
+                   ->  A_it = A_i * w_it * T_i           uniform w = 1/T_i gives stock GRPO for every loss_type
+                   ->  TRL's own loss, optimizer step, logging
+
+The trainer only routes tensors between TRL and `credit.py` / `diagnostics.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import is_peft_model
+from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import nn
+from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import use_adapter
+
+from . import credit, diagnostics
+
+logger = logging.getLogger(__name__)
+
+CREDIT_BASES = ("disabled", "reference")
+
+
+@dataclass
+class ARCAGRPOConfig(GRPOConfig):
+    r"""
+    [`trl.GRPOConfig`] plus token credit assignment. Every inherited field keeps TRL's default (TRL's default
+    `loss_type` is `"dapo"`; SPEC's length-normalized estimator, used by the paper configs, is `"grpo"`).
+
+    Parameters:
+        credit (`str`, defaults to `"arca"`):
+            Salience signal that spreads each completion's advantage over its tokens: one of the registered
+            signals (`uniform`, `surprisal`, `entropy_reduction`, `divergence`, `arca`, or one added with
+            `arca_rl.register_signal`). `uniform` reproduces stock GRPO.
+        credit_eps (`float`, defaults to `1e-8`):
+            Floor added to the salience before the power: `w_t = (alpha_t + eps)^p / sum_k (alpha_k + eps)^p`.
+        credit_power (`float`, defaults to `1.0`):
+            Sharpening power `p` (1 = none; the paper's MATH sweep used 2.0).
+        credit_min_salience (`float`, defaults to `0.0`):
+            A completion whose largest salience is at most this falls back to uniform credit. Guards against
+            normalizing noise-level salience (e.g. a fresh DoRA adapter in bf16) into sharp credit.
+        credit_base (`str`, defaults to `"disabled"`):
+            What the adapted model is compared against for `arca` and `divergence`. `"disabled"` (SPEC): the same
+            model with every adapter switched off; costs one no-grad forward per generation batch when `beta = 0`,
+            and nothing extra when `beta > 0` (it is captured inside TRL's reference pass). `"reference"`: TRL's
+            frozen `"ref"` adapter, which TRL loads when an existing adapter is re-trained with `beta > 0`; costs
+            nothing extra (the reference pass runs anyway). Falls back to `"disabled"` when there is no `"ref"`
+            adapter.
+        credit_shadow (`bool`, defaults to `False`):
+            Also score every other registered signal on the same batch and log its diagnostics as
+            `shadow/<signal>/...`, without using it for the gradient. Costs at most one adapter-off pass per
+            generation batch when the active signal does not already need one.
+        credit_log_tokens_every (`int`, defaults to `0`):
+            Every N optimizer steps, append the tokens, weights, raw salience and advantage of a few completions to
+            `<output_dir>/credit_tokens.jsonl` (for heatmaps). 0 turns it off.
+        credit_log_tokens_count (`int`, defaults to `4`):
+            How many completions each `credit_log_tokens_every` dump writes.
+    """
+
+    credit: str = field(
+        default="arca",
+        metadata={
+            "help": "Salience signal for token credit: uniform, surprisal, entropy_reduction, divergence, arca, or a registered one."
+        },
+    )
+    credit_eps: float = field(
+        default=1e-8, metadata={"help": "Floor added to the salience before the power."}
+    )
+    credit_power: float = field(
+        default=1.0, metadata={"help": "Sharpening power p (1 = none; the paper used 2)."}
+    )
+    credit_min_salience: float = field(
+        default=0.0, metadata={"help": "Rows whose largest salience is at most this get uniform credit."}
+    )
+    credit_base: str = field(
+        default="disabled",
+        metadata={
+            "help": "Base for arca/divergence: 'disabled' (adapter off) or 'reference' (TRL's 'ref' adapter)."
+        },
+    )
+    credit_shadow: bool = field(
+        default=False,
+        metadata={"help": "Also log diagnostics of every other registered signal on the same batch."},
+    )
+    credit_log_tokens_every: int = field(
+        default=0,
+        metadata={"help": "Every N steps, dump tokens/weights/salience to credit_tokens.jsonl (0 = off)."},
+    )
+    credit_log_tokens_count: int = field(
+        default=4, metadata={"help": "How many completions each credit_tokens.jsonl dump writes."}
+    )
+
+    def __post_init__(self) -> None:
+        # Validate our fields before TRL's (cheap, and errors name the field and the fix).
+        signals = credit.registered_signals()
+        if self.credit not in signals:
+            raise ValueError(
+                f"credit={self.credit!r} is not a registered signal; use one of {signals} "
+                "(or register yours with arca_rl.register_signal before building the config)."
+            )
+        if not (isinstance(self.credit_eps, int | float) and self.credit_eps >= 0):
+            raise ValueError(f"credit_eps must be a number >= 0, got {self.credit_eps!r}.")
+        if not (isinstance(self.credit_power, int | float) and self.credit_power > 0):
+            raise ValueError(
+                f"credit_power must be a number > 0 (1 = no sharpening), got {self.credit_power!r}."
+            )
+        if not (isinstance(self.credit_min_salience, int | float) and self.credit_min_salience >= 0):
+            raise ValueError(f"credit_min_salience must be a number >= 0, got {self.credit_min_salience!r}.")
+        if self.credit_base not in CREDIT_BASES:
+            raise ValueError(f"credit_base must be one of {CREDIT_BASES}, got {self.credit_base!r}.")
+        if not isinstance(self.credit_shadow, bool):
+            raise ValueError(f"credit_shadow must be true or false, got {self.credit_shadow!r}.")
+        for name in ("credit_log_tokens_every", "credit_log_tokens_count"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
+        super().__post_init__()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Trainer
+# --------------------------------------------------------------------------------------------------------------
+
+BASE_INPUTS = frozenset({"base_hidden", "ref_logps"})  # what only an adapter-off (or reference) pass provides
+
+
+def _needs(signal: str) -> frozenset[str]:
+    return frozenset(credit.signal_needs(signal))
+
+
+@contextmanager
+def _capture_last_hidden(
+    backbone: nn.Module, logits_to_keep: int, store: list[torch.Tensor], clone: bool
+) -> Iterator[list[torch.Tensor]]:
+    """Record the backbone's last hidden state (what the LM head reads) at the positions that score the completion.
+
+    TRL scores completion token y_t with the logits of position t - 1 (the fused head shifts by one), so for the
+    last `logits_to_keep` tokens the hidden states are `h[:, -(C + 1):-1]`; for y_0 that is the last prompt position.
+    """
+
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+        hidden = hidden[:, -(logits_to_keep + 1) : -1].detach()
+        store.append(
+            hidden.clone() if clone else hidden
+        )  # clone: don't keep the prompt part alive across steps
+
+    handle = backbone.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+class ARCAGRPOTrainer(GRPOTrainer):
+    """[`trl.GRPOTrainer`] whose advantages are spread over tokens by a credit signal (see `ARCAGRPOConfig`).
+
+    Same constructor as `GRPOTrainer`. Three TRL methods are extended, each only to route tensors:
+    `_generate_and_score_completions` (attach the base hidden state / reference log-probs to the generation
+    batch), `_get_per_token_logps_and_entropies` (capture the last hidden state of passes TRL already runs) and
+    `_compute_loss` (turn the sequence advantage into token advantages before TRL's loss reads it).
+    """
+
+    def __init__(
+        self, model: Any, reward_funcs: Any, args: ARCAGRPOConfig | None = None, *pargs: Any, **kwargs: Any
+    ):
+        if args is None:
+            raise ValueError(
+                "ARCAGRPOTrainer needs `args=ARCAGRPOConfig(...)` (the credit settings live there)."
+            )
+        if not isinstance(args, ARCAGRPOConfig):
+            raise TypeError(
+                f"`args` must be an ARCAGRPOConfig, got {type(args).__name__}; build one with the credit fields."
+            )
+        peft_config = kwargs.get("peft_config")
+        will_be_peft = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
+        if (_needs(args.credit) & BASE_INPUTS) and not will_be_peft and args.beta == 0.0:
+            raise ValueError(
+                f"credit={args.credit!r} compares the model against its base, but the model has no PEFT adapter and "
+                "beta = 0 (so TRL holds no reference model). Pass `peft_config=LoraConfig(...)` (or a PeftModel), or "
+                "set beta > 0 to take the residual against TRL's frozen reference model (full fine-tuning), or pick "
+                "a signal that needs no base: uniform, surprisal, entropy_reduction."
+            )
+        # Per-batch routing state; set before super().__init__ since TRL may run passes while building.
+        self._rollout_store: list[torch.Tensor] | None = None
+        self._rollout_captured = False
+        self._credit_inputs: dict[str, Any] | None = None
+        self._last_token_dump_step = -1
+        super().__init__(model, reward_funcs, args, *pargs, **kwargs)
+
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        self._is_peft = is_peft_model(unwrapped)
+        self._tuner_layer = next((m for m in unwrapped.modules() if isinstance(m, BaseTunerLayer)), None)
+        self._base_available = self._is_peft or self.ref_model is not None
+        self._use_ref_adapter = (
+            self._is_peft and args.credit_base == "reference" and "ref" in unwrapped.peft_config
+        )
+        if args.credit_base == "reference" and self._is_peft and not self._use_ref_adapter:
+            logger.warning(
+                "credit_base='reference' but the model holds no 'ref' adapter (TRL adds one only when an existing "
+                "adapter is re-trained with beta > 0); comparing against the adapter-disabled model instead."
+            )
+        # Shadow signals: every other registered signal whose inputs this setup can provide.
+        self._shadow_signals: list[str] = []
+        if args.credit_shadow:
+            for name in credit.registered_signals():
+                if name == args.credit:
+                    continue
+                if (_needs(name) & BASE_INPUTS) and not self._base_available:
+                    logger.warning(
+                        f"credit_shadow: skipping {name!r}, it needs an adapter or a reference model."
+                    )
+                    continue
+                self._shadow_signals.append(name)
+        scored = [args.credit, *self._shadow_signals]
+        self._wants_base = any(_needs(s) & BASE_INPUTS for s in scored)
+        self._wants_hidden = any({"hidden", "base_hidden"} & _needs(s) for s in scored)
+
+    # ---- which model is "the base" -------------------------------------------------------------------------
+
+    def _backbone(self, model: nn.Module) -> nn.Module:
+        """The module whose output is the last hidden state the LM head reads (what TRL's fused head calls)."""
+        model = self.accelerator.unwrap_model(model)
+        if is_peft_model(model):
+            model = model.get_base_model()
+        return model.base_model
+
+    def _is_base_pass(self, model: nn.Module) -> bool:
+        """Is this forward the base we compare against (adapter off, 'ref' adapter, or the reference model)?"""
+        if self.ref_model is not None and not self._is_peft:
+            return self.accelerator.unwrap_model(model) is self.accelerator.unwrap_model(self.ref_model)
+        if self._tuner_layer is None:
+            return False
+        if self._use_ref_adapter:
+            return not self._tuner_layer.disable_adapters and list(self._tuner_layer.active_adapters) == [
+                "ref"
+            ]
+        return bool(self._tuner_layer.disable_adapters)
+
+    @contextmanager
+    def _base_model(self) -> Iterator[nn.Module]:
+        """Yield the model to run for the base pass, with the adapter state SPEC (or `credit_base`) asks for."""
+        if self._is_peft:
+            with use_adapter(
+                self.accelerator.unwrap_model(self.model), "ref" if self._use_ref_adapter else None
+            ):
+                yield self.model
+        else:
+            yield self.ref_model
+
+    # ---- rollout: attach base hidden states / reference log-probs ------------------------------------------
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        # Extends TRL's rollout: when beta > 0, TRL's own reference pass is the base pass and we only record its
+        # hidden state; otherwise we run one no-grad adapter-off pass over the generation batch (the base model is
+        # frozen, so it is reused for every micro-batch and every `num_iterations` pass).
+        self._rollout_store = [] if self._wants_base else None
+        self._rollout_captured = False
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            store, captured = self._rollout_store, self._rollout_captured
+            self._rollout_store = None
+        if not self._wants_base:
+            return output
+        if captured:
+            base_hidden = torch.cat(store, dim=0) if store else None
+            ref_logps = output["ref_per_token_logps"]
+        else:
+            base_hidden, ref_logps = self._base_pass(output)
+        if self._wants_hidden:
+            output["credit_base_hidden"] = base_hidden
+        output["credit_ref_logps"] = ref_logps.detach()
+        return output
+
+    @torch.no_grad()
+    def _base_pass(self, batch: dict[str, Any]) -> tuple[torch.Tensor | None, torch.Tensor]:
+        input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        logits_to_keep = batch["completion_ids"].size(1)
+        mode = "train" if self.model.training else "eval"
+        batch_size = (
+            self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
+        )
+        store: list[torch.Tensor] = []
+        with self._base_model() as model:
+            ctx = _capture_last_hidden(self._backbone(model), logits_to_keep, store, clone=True)
+            with ctx if self._wants_hidden else nullcontext():
+                ref_logps, _, _ = super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size
+                )
+        return (torch.cat(store, dim=0) if store else None), ref_logps
+
+    def _get_per_token_logps_and_entropies(
+        self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
+    ):
+        # Extends TRL's forward helper: records the last hidden state of (a) TRL's reference pass during rollout,
+        # when it is our base, and (b) the training forward, whose detached hidden state, log-probs and entropies
+        # then set this micro-batch's token advantages. No forward is added here.
+        parent = super()._get_per_token_logps_and_entropies
+        if self._rollout_store is not None and self._is_base_pass(model):
+            self._rollout_captured = True
+            if not self._wants_hidden:
+                return parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+            with _capture_last_hidden(self._backbone(model), logits_to_keep, self._rollout_store, clone=True):
+                return parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        if self._credit_inputs is None:
+            return parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        store: list[torch.Tensor] = []
+        with (
+            _capture_last_hidden(self._backbone(model), logits_to_keep, store, clone=False)
+            if self._wants_hidden
+            else nullcontext()
+        ):
+            logps, entropies, aux = parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        inputs, self._credit_inputs = (
+            self._credit_inputs,
+            None,
+        )  # exactly one training forward per micro-batch
+        hidden = torch.cat(store, dim=0) if store else None
+        self._assign_token_advantages(inputs, logps=logps, entropies=entropies, hidden=hidden)
+        return logps, entropies, aux
+
+    # ---- loss: sequence advantage -> token advantages -------------------------------------------------------
+
+    def _compute_loss(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        # Extends TRL's loss: TRL reads inputs["advantages"] right after the training forward; we hand it a copy of
+        # the micro-batch whose advantages become (B, T) token advantages once that forward has run. The buffered
+        # batch keeps its (B,) advantages, so `num_iterations > 1` recomputes weights from the current adapter.
+        self._credit_inputs = dict(inputs)
+        try:
+            return super()._compute_loss(model, self._credit_inputs)
+        finally:
+            self._credit_inputs = None
+
+    @torch.no_grad()
+    def _assign_token_advantages(
+        self,
+        inputs: dict[str, Any],
+        *,
+        logps: torch.Tensor,
+        entropies: torch.Tensor | None,
+        hidden: torch.Tensor | None,
+    ) -> None:
+        mask = inputs["completion_mask"]
+        if "tool_mask" in inputs:
+            mask = mask * inputs["tool_mask"]
+        signal_inputs = {
+            "logps": logps.detach().float(),
+            "entropies": None if entropies is None else entropies.detach().float(),
+            "ref_logps": inputs.get("credit_ref_logps"),
+            "hidden": hidden,
+            "base_hidden": inputs.get("credit_base_hidden"),
+        }
+        args = self.args
+        weights_of: dict[str, torch.Tensor] = {}
+        salience_of: dict[str, torch.Tensor] = {}
+        for name in [args.credit, *self._shadow_signals]:
+            alpha = credit.salience(name, mask=mask, **signal_inputs)  # [B, T] float32, 0 on padding
+            salience_of[name] = alpha
+            weights_of[name] = credit.token_weights(
+                alpha,
+                mask,
+                eps=args.credit_eps,
+                power=args.credit_power,
+                min_salience=args.credit_min_salience,
+            )
+
+        # A_it = A_i * w_it * T_i : uniform w = 1/T_i gives back A_i on every token, i.e. stock GRPO.
+        advantages = inputs["advantages"]
+        weights = weights_of[args.credit]
+        num_tokens = mask.sum(dim=1, keepdim=True).float()
+        inputs["advantages"] = (advantages.float().unsqueeze(1) * weights * num_tokens).to(advantages.dtype)
+
+        mode = "train" if self.model.training else "eval"
+        self._log_credit("credit", weights, mask, mode)
+        for name in self._shadow_signals:
+            self._log_credit(f"shadow/{name}", weights_of[name], mask, mode)
+        residual_signal = "arca" if "arca" in salience_of else None
+        if residual_signal is not None:
+            self._log_residual(salience_of[residual_signal], mask, mode)
+        if mode == "train":
+            self._maybe_dump_tokens(inputs, mask, weights_of, salience_of, advantages)
+
+    # ---- metrics ---------------------------------------------------------------------------------------------
+
+    def _log_credit(self, prefix: str, weights: torch.Tensor, mask: torch.Tensor, mode: str) -> None:
+        """Per-row Gini / EffN/T / top-10% mass, gathered over processes, averaged over rows with T >= 2."""
+        rows = torch.stack(
+            [
+                diagnostics.gini(weights, mask),
+                diagnostics.effective_token_ratio(weights, mask),
+                diagnostics.top_mass(weights, mask, frac=0.1),
+                (mask.sum(dim=1) >= 2).float(),
+            ],
+            dim=1,
+        ).float()
+        rows = self.accelerator.gather(rows)
+        valid = rows[:, 3] > 0
+        if not bool(valid.any()):
+            return  # nothing to average; a missing point beats a NaN in every logger
+        means = rows[valid, :3].mean(dim=0).tolist()
+        for key, value in zip(("gini", "effective_token_ratio", "top10_mass"), means):
+            self._metrics[mode][f"{prefix}/{key}"].append(value)
+
+    def _log_residual(self, residual: torch.Tensor, mask: torch.Tensor, mode: str) -> None:
+        real = mask.bool()
+        local = torch.stack(
+            [
+                residual[real].sum(),
+                real.sum().float(),
+                residual[real].max() if real.any() else residual.new_zeros(()),
+            ]
+        ).float()
+        totals = self.accelerator.gather(local.unsqueeze(0))
+        count = totals[:, 1].sum()
+        if count > 0:
+            self._metrics[mode]["credit/residual_norm_mean"].append((totals[:, 0].sum() / count).item())
+            self._metrics[mode]["credit/residual_norm_max"].append(totals[:, 2].max().item())
+
+    def _maybe_dump_tokens(
+        self,
+        inputs: dict[str, Any],
+        mask: torch.Tensor,
+        weights_of: dict[str, torch.Tensor],
+        salience_of: dict[str, torch.Tensor],
+        advantages: torch.Tensor,
+    ) -> None:
+        every, step = self.args.credit_log_tokens_every, self.state.global_step
+        if every <= 0 or step % every != 0 or step == self._last_token_dump_step:
+            return
+        self._last_token_dump_step = step
+        if not self.accelerator.is_main_process:
+            return
+        path = Path(self.args.output_dir) / "credit_tokens.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        completion_ids = inputs["completion_ids"]
+        with path.open("a", encoding="utf-8") as f:
+            for row in range(min(self.args.credit_log_tokens_count, completion_ids.size(0))):
+                real = mask[row].bool()
+                ids = completion_ids[row][real].tolist()
+                tokens = [self._tokenizer.decode([i]) for i in ids]
+                for name in weights_of:
+                    record = {
+                        "step": step,
+                        "signal": name,
+                        "active": name == self.args.credit,
+                        "sample": row,
+                        "tokens": tokens,
+                        "weights": [round(v, 6) for v in weights_of[name][row][real].tolist()],
+                        "salience": [float(f"{v:.6g}") for v in salience_of[name][row][real].tolist()],
+                        "advantage": float(advantages[row]),
+                    }
+                    f.write(json.dumps(record) + "\n")

@@ -1,0 +1,56 @@
+"""A tiny random Qwen3-architecture model and a character tokenizer, built locally (no network) for tests."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+SPECIAL = ["<pad>", "<eos>", "<unk>"]
+
+
+def char_tokenizer() -> PreTrainedTokenizerFast:
+    """One token per character of digits, letters and a few symbols; `<eos>` ends completions."""
+    chars = list(string.digits + string.ascii_letters + " +-*/=.,?:{}\\()")
+    vocab = {tok: i for i, tok in enumerate(SPECIAL + chars)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+    )
+    tok.padding_side = "left"
+    return tok
+
+
+def tiny_model(
+    tokenizer: PreTrainedTokenizerFast, *, seed: int = 0, layers: int = 2, hidden: int = 32
+) -> Qwen3ForCausalLM:
+    torch.manual_seed(seed)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=hidden // 4,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    model = Qwen3ForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def save_tiny(path: Path, **kwargs) -> Path:
+    tok = char_tokenizer()
+    tiny_model(tok, **kwargs).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
