@@ -1,0 +1,349 @@
+"""Token salience signals and the credit weights built from them (SPEC.md, "Definitions").
+
+Everything here is a pure tensor function over the completion tokens of a batch: shapes are
+`[B, T]` (B completions, T columns) or `[B, T, D]` for hidden states. `mask[b, t]` is 1 on the
+real completion tokens of row b (first EOS included) and 0 on padding, on tokens after the first
+EOS and on tool output; padding may sit on either side. T_b = mask[b].sum() is the row's length.
+
+Alignment: `logps[:, t]`, `entropies[:, t]` and `hidden[:, t]` all belong to completion token
+y_t, i.e. they come from the position whose logits score y_t (as TRL aligns its log-probs).
+
+The pipeline is `salience(name, ...) -> alpha [B, T]`, then `token_weights(alpha, mask) -> w [B, T]`
+with w >= 0 and sum_t w[b, t] = 1 on every row that has a real token. Both are detached float32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "INPUTS",
+    "register_signal",
+    "registered_signals",
+    "residual_norm",
+    "salience",
+    "signal_needs",
+    "token_entropy",
+    "token_weights",
+]
+
+# The per-token tensors a signal may read (besides `mask`, which every signal gets).
+INPUTS = ("logps", "entropies", "ref_logps", "hidden", "base_hidden")
+_HIDDEN_INPUTS = ("hidden", "base_hidden")  # [B, T, D]; the other inputs are [B, T]
+
+SignalFn = Callable[..., Tensor]
+_CPU_BLOCK_ELEMENTS = 2**18  # float32 work block of residual_norm / token_entropy on CPU: 1 MiB, fits in L2
+
+
+@dataclass(frozen=True)
+class _Signal:
+    fn: SignalFn
+    needs: frozenset[str]
+
+
+_SIGNALS: dict[str, _Signal] = {}  # name -> signal, in registration order (built-ins first)
+
+
+# -----------------------------------------------------------------------------
+# registry
+
+
+def register_signal(name: str, fn: SignalFn, *, needs: Iterable[str]) -> None:
+    """Add a salience signal under `name`.
+
+    `fn` is called as `fn(mask=..., logps=..., entropies=..., ref_logps=..., hidden=...,
+    base_hidden=...)` with a bool `mask` [B, T] and every input (None where not given) and must
+    return a non-negative `[B, T]` tensor. It runs under `torch.no_grad()`; `salience` casts its
+    result to float32 and zeroes the padding, so `fn` need not. `needs` names the inputs `fn` reads
+    (a subset of `INPUTS`); `salience` refuses to call it when one of them is None, and a trainer
+    uses it to know whether the adapter-off pass (`ref_logps`, `base_hidden`) is required.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"signal name must be a non-empty string, got {name!r}")
+    if name in _SIGNALS:
+        raise ValueError(f"salience signal {name!r} is already registered")
+    if not callable(fn):
+        raise ValueError(f"signal {name!r}: fn must be callable, got {type(fn).__name__}")
+    if isinstance(needs, str):  # needs="hidden" would otherwise be read as the letters h, i, d, ...
+        raise ValueError(f"signal {name!r}: needs must be an iterable of input names, e.g. ({needs!r},)")
+    needs = frozenset(needs)
+    unknown = sorted(needs - set(INPUTS))
+    if unknown:
+        raise ValueError(
+            f"signal {name!r}: unknown inputs {unknown} in needs; valid inputs are {list(INPUTS)} "
+            "(mask is always passed)"
+        )
+    _SIGNALS[name] = _Signal(fn, needs)
+
+
+def registered_signals() -> list[str]:
+    """Names of all registered signals, in registration order (the five built-ins first)."""
+    return list(_SIGNALS)
+
+
+def _lookup(name: str) -> _Signal:
+    try:
+        return _SIGNALS[name]
+    except KeyError:
+        raise ValueError(f"unknown salience signal {name!r}; registered: {registered_signals()}") from None
+
+
+def signal_needs(name: str) -> frozenset[str]:
+    """The inputs (a subset of `INPUTS`) that signal `name` reads."""
+    return _lookup(name).needs
+
+
+# -----------------------------------------------------------------------------
+# salience
+
+
+def salience(
+    name: str,
+    *,
+    mask: Tensor,
+    logps: Tensor | None = None,
+    entropies: Tensor | None = None,
+    ref_logps: Tensor | None = None,
+    hidden: Tensor | None = None,
+    base_hidden: Tensor | None = None,
+) -> Tensor:
+    """Raw salience alpha [B, T] float32 (detached, >= 0 for the built-ins, 0 on padding).
+
+    mask [B, T]; logps, entropies, ref_logps [B, T]; hidden, base_hidden [B, T, D]. Only the
+    inputs that signal `name` needs (see `signal_needs`) must be given; a missing one raises a
+    ValueError naming the signal and the tensor.
+    """
+    sig = _lookup(name)
+    inputs = {
+        "logps": logps,
+        "entropies": entropies,
+        "ref_logps": ref_logps,
+        "hidden": hidden,
+        "base_hidden": base_hidden,
+    }
+    missing = [k for k in INPUTS if k in sig.needs and inputs[k] is None]
+    if missing:
+        raise ValueError(
+            f"salience signal {name!r} needs {' and '.join(missing)}, but {', '.join(f'{k}=None' for k in missing)} was passed"
+        )
+    if mask.dim() != 2:
+        raise ValueError(f"salience {name!r}: mask must be [B, T], got shape {tuple(mask.shape)}")
+    for k, x in inputs.items():
+        if x is None:
+            continue
+        ndim, want = (3, "[B, T, D]") if k in _HIDDEN_INPUTS else (2, "[B, T]")
+        if x.dim() != ndim or tuple(x.shape[:2]) != tuple(mask.shape):
+            raise ValueError(
+                f"salience {name!r}: {k} must be {want} with [B, T] = {tuple(mask.shape)} (mask), "
+                f"got shape {tuple(x.shape)}"
+            )
+    if hidden is not None and base_hidden is not None and hidden.shape != base_hidden.shape:
+        raise ValueError(
+            f"salience {name!r}: hidden {tuple(hidden.shape)} and base_hidden {tuple(base_hidden.shape)} differ in shape"
+        )
+
+    real = mask != 0
+    with torch.no_grad():
+        alpha = sig.fn(mask=real, **inputs)
+    if not isinstance(alpha, Tensor) or tuple(alpha.shape) != tuple(mask.shape):
+        got = tuple(alpha.shape) if isinstance(alpha, Tensor) else type(alpha).__name__
+        raise ValueError(
+            f"salience signal {name!r} returned {got}, expected a tensor of shape {tuple(mask.shape)}"
+        )
+    # where, not multiply: padding positions of the inputs may hold inf/NaN (0 * inf = NaN)
+    return torch.where(real, alpha.detach().to(torch.float32), 0.0)
+
+
+# --- the built-in signals (SPEC.md, "Salience signals") ---
+
+
+def _uniform(*, mask: Tensor, **_: Tensor | None) -> Tensor:
+    return torch.ones(mask.shape, dtype=torch.float32, device=mask.device)  # alpha_t = 1
+
+
+def _surprisal(*, mask: Tensor, logps: Tensor, **_: Tensor | None) -> Tensor:
+    # alpha_t = -log pi_theta(y_t); clamped at 0 only to drop rounding noise (log p <= 0 exactly)
+    return (-logps.float()).clamp_min(0.0)
+
+
+def _entropy_reduction(*, mask: Tensor, entropies: Tensor, **_: Tensor | None) -> Tensor:
+    # alpha_t = max(0, H_t - H_next(t)), next(t) = the next *real* token of the row (skips padding
+    # and tool-masked gaps); 0 at each row's last real token.
+    H = entropies.float()
+    T = H.shape[1]
+    col = torch.arange(T, device=H.device).expand_as(H)
+    real_col = torch.where(mask, col, T)  # column index on real tokens, sentinel T elsewhere
+    at_or_after = real_col.flip(-1).cummin(-1).values.flip(-1)  # first real column >= t
+    nxt = torch.cat([at_or_after[:, 1:], torch.full_like(at_or_after[:, :1], T)], dim=1)  # first real > t
+    has_next = nxt < T
+    H_next = H.gather(1, nxt.clamp(max=T - 1))
+    drop = (H - H_next).clamp_min(0.0)
+    return torch.where(mask & has_next, drop, 0.0)
+
+
+def _divergence(*, mask: Tensor, logps: Tensor, ref_logps: Tensor, **_: Tensor | None) -> Tensor:
+    return (logps.float() - ref_logps.float()).abs()  # alpha_t = |log pi_theta(y_t) - log pi_ref(y_t)|
+
+
+def _arca(*, mask: Tensor, hidden: Tensor, base_hidden: Tensor, **_: Tensor | None) -> Tensor:
+    return residual_norm(hidden, base_hidden)  # alpha_t = || h_adapted_t - h_base_t ||_2
+
+
+def residual_norm(hidden: Tensor, base_hidden: Tensor, *, chunk_tokens: int = 8192) -> Tensor:
+    """|| hidden - base_hidden ||_2 over D: [B, T, D] x2 -> [B, T] float32, detached.
+
+    The difference is taken in float32, about `chunk_tokens` tokens at a time in one reused buffer,
+    so bf16/fp16 inputs never get a full float32 [B, T, D] copy (extra memory ~ chunk_tokens * D * 4
+    bytes; on CPU the block is capped at ~1 MiB to stay in cache). The inputs may have any strides.
+    Norms whose sum of squares would overflow float32 (|h - h_base| ~ 1e19 and up) are recomputed
+    with a per-token rescale.
+    """
+    if hidden.dim() != 3 or hidden.shape != base_hidden.shape:
+        raise ValueError(
+            f"residual_norm: hidden and base_hidden must both be [B, T, D], got {tuple(hidden.shape)} "
+            f"and {tuple(base_hidden.shape)}"
+        )
+    if chunk_tokens < 1:
+        raise ValueError(f"residual_norm: chunk_tokens must be >= 1, got {chunk_tokens}")
+    B, T, D = hidden.shape
+    out = torch.zeros(B, T, dtype=torch.float32, device=hidden.device)
+    if B == 0 or T == 0:
+        return out
+    if hidden.device.type == "cpu":  # keep the float32 block in cache: 3x faster for bf16 at D = 2048
+        chunk_tokens = min(chunk_tokens, max(1, _CPU_BLOCK_ELEMENTS // max(D, 1)))
+    # blocks of whole rows when rows are short, slices of one row when they are long: plain views
+    # for any memory layout (e.g. hidden[:, -T:] of the full sequence), no reshape copy
+    rows, cols = max(1, chunk_tokens // T), min(T, chunk_tokens)
+    buf = torch.empty(min(rows, B), cols, D, dtype=torch.float32, device=hidden.device)  # reused
+    with torch.no_grad():
+        for b0 in range(0, B, rows):
+            for t0 in range(0, T, cols):
+                h = hidden[b0 : b0 + rows, t0 : t0 + cols]
+                hb = base_hidden[b0 : b0 + rows, t0 : t0 + cols]
+                d = buf[: h.shape[0], : h.shape[1]]
+                if h.dtype == torch.float32:
+                    torch.sub(h, hb, out=d)  # d = h - h_base
+                else:
+                    d.copy_(h).sub_(hb)  # d = h - h_base, upcast before subtracting
+                # sqrt(sum_d (h - h_base)^2), written in place (a row block, or a slice of one row)
+                torch.linalg.vector_norm(d, dim=-1, out=out[b0 : b0 + rows, t0 : t0 + cols])
+        over = torch.isinf(out)
+        if over.any():  # the float32 sum of squares overflowed (|h - h_base| ~ 1e19 and up)
+            b, t = over.nonzero(as_tuple=True)
+            out[b, t] = _rescaled_norm(hidden[b, t].float() - base_hidden[b, t].float())
+    return out
+
+
+def _rescaled_norm(d: Tensor) -> Tensor:
+    """||d||_2 over the last dim as s * ||d / s||, s = max |d|: no overflow for finite d. [n, D] -> [n]"""
+    s = d.abs().amax(-1, keepdim=True)
+    n = s * torch.linalg.vector_norm(d / s, dim=-1, keepdim=True)
+    return torch.where(torch.isfinite(s), n, torch.inf).squeeze(-1)  # an infinite d keeps its inf norm
+
+
+register_signal("uniform", _uniform, needs=())
+register_signal("surprisal", _surprisal, needs=("logps",))
+register_signal("entropy_reduction", _entropy_reduction, needs=("entropies",))
+register_signal("divergence", _divergence, needs=("logps", "ref_logps"))
+register_signal("arca", _arca, needs=("hidden", "base_hidden"))
+
+
+# -----------------------------------------------------------------------------
+# weights
+
+
+def token_weights(
+    salience: Tensor,
+    mask: Tensor,
+    *,
+    eps: float = 1e-8,
+    power: float = 1.0,
+    min_salience: float = 0.0,
+) -> Tensor:
+    """Credit weights w [B, T] float32, detached, from salience alpha [B, T] and mask [B, T].
+
+    w_t = (alpha_t + eps)^power / sum_k (alpha_k + eps)^power over the row's real tokens, 0 on
+    padding. A row falls back to uniform 1/T_b when its largest salience is <= `min_salience`
+    (default 0: only an all-zero row, which the formula already makes uniform), when the
+    denominator vanishes (all alpha + eps = 0, i.e. eps = 0) or when it overflows (+inf salience).
+    A row with no real token is all zeros. Negative or NaN salience on a real token is a
+    ValueError (padding positions are ignored). Finite salience never overflows: each row is
+    divided by its maximum before the power, so alpha = 1e30 with power = 2 is exact.
+    """
+    if salience.shape != mask.shape or salience.dim() != 2:
+        raise ValueError(
+            f"token_weights: salience and mask must both be [B, T], got {tuple(salience.shape)} and {tuple(mask.shape)}"
+        )
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"token_weights: eps must be finite and >= 0, got {eps}")
+    if not (math.isfinite(power) and power >= 0):
+        raise ValueError(f"token_weights: power must be finite and >= 0, got {power}")
+
+    alpha = salience.detach().to(torch.float32)
+    real = mask != 0
+    if alpha.shape[1] == 0:  # no columns at all
+        return torch.zeros_like(alpha)
+    n_nan = int((alpha.isnan() & real).sum())
+    if n_nan:
+        raise ValueError(f"token_weights: salience is NaN on {n_nan} real token(s)")
+    neg = (alpha < 0) & real
+    if neg.any():
+        raise ValueError(
+            f"token_weights: salience must be >= 0, got {int(neg.sum())} negative value(s) on real tokens "
+            f"(min {alpha[neg].min().item():.4g})"
+        )
+
+    x = torch.where(real, alpha + eps, 0.0)  # alpha_t + eps on real tokens, 0 on padding
+    top = x.amax(-1, keepdim=True)  # row max m >= 0
+    ok = (top > 0) & torch.isfinite(top)
+    r = torch.where(real, (x / torch.where(ok, top, 1.0)) ** power, 0.0)  # ((alpha + eps) / m)^p in [0, 1]
+    w = r / r.sum(-1, keepdim=True).clamp_min(1.0)  # the max token gives 1, so the sum is in [1, T] when ok
+
+    n_real = real.sum(-1, keepdim=True)
+    uniform = real / n_real.clamp_min(1)  # 1/T_b on real tokens; all zeros when T_b = 0
+    peak = torch.where(real, alpha, -torch.inf).amax(-1, keepdim=True)  # largest raw salience
+    fallback = ~ok | (peak <= min_salience)
+    return torch.where(fallback, uniform, w)
+
+
+# -----------------------------------------------------------------------------
+# predictive entropy from logits
+
+
+def token_entropy(logits: Tensor, mask: Tensor | None = None, *, chunk: int = 1024) -> Tensor:
+    """Predictive entropy H_t = -sum_v p_v log p_v, logits [B, T, V] -> [B, T] float32, detached.
+
+    Works `chunk` tokens at a time in float32 (peak extra memory ~ 2 * chunk * V * 4 bytes, never a
+    float32 copy of the whole [B, T, V]; on CPU the block is capped at ~1 MiB to stay in cache);
+    with a mask [B, T], only real tokens are computed and the rest are 0. -inf logits (filtered
+    vocabulary) contribute 0.
+    """
+    if logits.dim() != 3:
+        raise ValueError(f"token_entropy: logits must be [B, T, V], got shape {tuple(logits.shape)}")
+    if mask is not None and tuple(mask.shape) != tuple(logits.shape[:2]):
+        raise ValueError(f"token_entropy: mask must be {tuple(logits.shape[:2])}, got {tuple(mask.shape)}")
+    if chunk < 1:
+        raise ValueError(f"token_entropy: chunk must be >= 1, got {chunk}")
+    B, T, V = logits.shape
+    out = torch.zeros(B, T, dtype=torch.float32, device=logits.device)
+    if logits.device.type == "cpu":  # cache-sized blocks: 2-4x faster on CPU than chunk = 1024
+        chunk = min(chunk, max(1, _CPU_BLOCK_ELEMENTS // max(V, 1)))
+    real = torch.ones(B, T, dtype=torch.bool, device=logits.device) if mask is None else mask != 0
+    bi, ti = real.nonzero(as_tuple=True)  # real token coordinates, any layout of logits
+    lowest = torch.finfo(torch.float32).min
+    with torch.no_grad():
+        for i in range(0, bi.numel(), chunk):
+            b, t = bi[i : i + chunk], ti[i : i + chunk]
+            z = logits[b, t].to(torch.float32)  # [n, V], a fresh buffer (indexing copies)
+            z.sub_(z.amax(-1, keepdim=True))  # z = logit - max logit
+            z.clamp_(min=lowest)  # -inf logits -> a finite floor whose exp is 0, so e * z = 0 there
+            e = z.exp()  # unnormalized p
+            s = e.sum(-1)
+            # H = log s - sum_v e_v z_v / s   (= -sum_v p_v log p_v with p = e / s, log p = z - log s)
+            out[b, t] = s.log() - e.mul_(z).sum(-1) / s
+    return out
