@@ -1,0 +1,51 @@
+"""Tasks: prompts, reference solutions and verifiable rewards for GRPO.
+
+``get_task(name, **options)`` builds one of `TASKS`:
+
+- ``"arithmetic"``: the embedded default, sums of three 2-digit numbers, generated locally with
+  disjoint splits; the shipped tiny model (`TINY_MODEL_PATH`) is warm-started on it.
+- ``"math"``: MATH from the hub (``DigitalLearningGmbH/MATH-lighteval``) or local files, with the
+  paper's prompt; answers checked mathematically by `arca_rl.tasks.math.score`.
+- ``"gsm8k"``: GSM8K from the hub (``openai/gsm8k``) or local files; numeric answers.
+
+Every task's ``train_dataset(n)`` / ``test_dataset(n)`` have a plain-text ``prompt`` column and a
+``solution`` column, and ``task.reward`` is a TRL reward function::
+
+    task = get_task("arithmetic")
+    trainer = GRPOTrainer(model, reward_funcs=task.reward, train_dataset=task.train_dataset(), ...)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._common import Task, last_boxed
+from .arithmetic import TINY_MODEL_PATH
+
+__all__ = ["TASKS", "TINY_MODEL_PATH", "Task", "get_task", "last_boxed", "tiny_model_path"]
+
+#: The task names `get_task` knows.
+TASKS: tuple[str, ...] = ("arithmetic", "math", "gsm8k")
+
+
+def get_task(name: str, **options: Any) -> Task:
+    """Build the task called `name` with its `options`.
+
+    Raises ValueError for an unknown task name, an option the task does not take, or a bad
+    value (the message names the option). Datasets load lazily, on the first
+    ``train_dataset()`` / ``test_dataset()`` call, so building a task never touches the network.
+    """
+    if name == "arithmetic":
+        from .arithmetic import make_task
+    elif name == "math":
+        from .math import make_task
+    elif name == "gsm8k":
+        from .gsm8k import make_task
+    else:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    return make_task(**options)
+
+
+def tiny_model_path() -> str:
+    """The shipped tiny model folder, as a string for ``from_pretrained``."""
+    return str(TINY_MODEL_PATH)
