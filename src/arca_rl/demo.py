@@ -1,0 +1,287 @@
+"""`arca demo`: the whole loop, offline, on the embedded tiny model and arithmetic task.
+
+1. Evaluate the base model on the held-out split (200 problems: greedy accuracy, pass@4).
+2. For each credit method (uniform and arca first, then entropy_reduction, surprisal and divergence
+   while the time budget allows) and each seed (default 0, 1, 2), train from the same base with the
+   same budget (`arca_rl.run.train`: 40 steps of 4 prompts x 8 completions, LoRA r=16, lr 3e-4) and
+   evaluate again. Seed 0's run of a method is runs/demo/<method>/ (so `arca diagnose --adapter
+   runs/demo/arca` works afterwards), the other seeds' runs/demo/<method>-s<seed>/.
+3. Print a table (means over seeds) and write runs/demo/summary.json:
+   {"methods": {name: {"greedy_before", "greedy_after", "pass_at_k", "gini",
+   "effective_token_ratio", "decisive_token_share", ...}}, "seconds": ...}.
+
+Gini and EffN/T are the means over logging steps of the trainer's `credit/gini` and
+`credit/effective_token_ratio`. The decisive-token share is the mean weight that the method put on
+the first completion token (the token that picks the direct or the step-by-step strategy,
+`arca_rl.tasks.arithmetic.DECISIVE_TOKEN_INDEX`), over every completion the trainer logged to
+`credit_tokens.jsonl` during training (the demo config logs all completions of every step), i.e.
+the credit as it was used for the gradient, not a re-scoring afterwards. Uniform credit gives 1/T
+there, so compare methods against it.
+
+The budget check: uniform and arca always run; every later method runs only if the time used so
+far plus a projection of its cost (the measured time of arca's last run for signals that need the
+adapter-off pass, of uniform's otherwise, times the number of seeds) stays within the budget.
+
+torch runs single-threaded here (`arca demo --threads`): the model's matrices are too small to
+gain from a second thread, and on a shared CPU OpenMP's spin-waiting made steps 5-10x slower.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, apply_overrides, load_config, parse_config
+
+__all__ = ["DEFAULT_BUDGET_S", "DEFAULT_SEEDS", "DEMO_CONFIG", "DEMO_METHODS", "decisive_token_share", "demo_config", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUDGET_S = 540.0
+DEFAULT_SEEDS = (0, 1, 2)
+DEMO_METHODS = ("uniform", "arca", "entropy_reduction", "surprisal", "divergence")
+REQUIRED_METHODS = 2  # the first two methods always run
+
+#: The demo's base config; configs/demo.yaml holds the same settings (a test keeps them equal).
+DEMO_CONFIG: dict[str, Any] = {
+    "name": "demo-arca",
+    "model": {"name_or_path": None, "dtype": "float32"},
+    "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
+    "task": {"name": "arithmetic", "seed": 0},
+    "training": {
+        "credit": "arca",
+        "loss_type": "grpo",
+        "learning_rate": 3.0e-4,
+        "lr_scheduler_type": "constant",
+        "max_steps": 40,
+        "per_device_train_batch_size": 32,
+        "num_generations": 8,
+        "gradient_accumulation_steps": 1,
+        "max_completion_length": 32,
+        "temperature": 1.0,
+        "beta": 0.0,
+        "seed": 0,
+        "bf16": False,
+        "gradient_checkpointing": False,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "dataloader_pin_memory": False,
+        "credit_log_tokens_every": 1,
+        "credit_log_tokens_count": 32,
+    },
+    "eval": {"n": 200, "k": 4, "samples_per_problem": 4, "batch_size": 200, "max_new_tokens": 32},
+}
+
+
+def demo_config(overrides: Sequence[str] = ()) -> RunConfig:
+    """The validated demo config, with optional `section.key=value` overrides."""
+    return parse_config(apply_overrides(DEMO_CONFIG, overrides))
+
+
+def decisive_token_share(credit_tokens_path: str | Path, index: int = 0) -> float | None:
+    """Mean weight on completion token `index` over the completions logged in credit_tokens.jsonl
+    (the active signal's rows; shadow signals' rows are skipped)."""
+    path = Path(credit_tokens_path)
+    if not path.is_file():
+        return None
+    shares = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("active") is False:
+            continue
+        weights = row.get("weights") or []
+        if len(weights) > index and weights[index] is not None:
+            shares.append(float(weights[index]))
+    return sum(shares) / len(shares) if shares else None
+
+
+def _mean_metric(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
+    return sum(values) / len(values) if values else None
+
+
+def _method_figures(run_dir: Path, before: Any) -> dict[str, Any]:
+    """One finished run's row of the demo table."""
+    from .run import read_metrics
+
+    after = json.loads((run_dir / "eval.json").read_text())
+    finished = json.loads((run_dir / "finished.json").read_text())
+    rows = read_metrics(run_dir)
+    return {
+        "greedy_before": before.greedy_accuracy,
+        "greedy_after": after["greedy_accuracy"],
+        "pass_at_k_before": before.pass_at_k,
+        "pass_at_k": after["pass_at_k"],
+        "gini": _mean_metric(rows, "credit/gini"),
+        "effective_token_ratio": _mean_metric(rows, "credit/effective_token_ratio"),
+        "decisive_token_share": decisive_token_share(run_dir / "credit_tokens.jsonl"),
+        "mean_train_reward": _mean_metric(rows, "reward"),
+        "train_seconds": finished.get("train_seconds"),
+    }
+
+
+def _average(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean of each figure over seeds (None where a seed has none)."""
+    rows = list(per_seed.values())
+    out: dict[str, Any] = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        out[key] = None if any(v is None for v in values) else sum(values) / len(values)
+    return out
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(methods: dict[str, dict[str, Any]], k: int) -> str:
+    """The demo's table as aligned text."""
+    header = ["method", "greedy before", "greedy after", f"pass@{k}", "Gini", "EffN/T", "decisive share", "train s"]
+    lines = [header]
+    for name, m in methods.items():
+        lines.append(
+            [
+                name,
+                _fmt(m["greedy_before"]),
+                _fmt(m["greedy_after"]),
+                _fmt(m["pass_at_k"]),
+                _fmt(m["gini"]),
+                _fmt(m["effective_token_ratio"]),
+                _fmt(m["decisive_token_share"]),
+                _fmt(m.get("train_seconds"), 0),
+            ]
+        )
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    out = []
+    for j, row in enumerate(lines):
+        out.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def run_demo(
+    *,
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    methods: Sequence[str] | None = None,
+    budget_s: float = DEFAULT_BUDGET_S,
+    out_dir: str | Path | None = None,
+    seeds: Sequence[int] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the demo; returns the summary (also written to <out_dir>/summary.json).
+
+    `seeds` (default 0, 1, 2) trains each method once per seed; the table and summary hold means
+    over seeds, with per-seed figures under "seeds" when there are several. The first seed's run
+    is <out_dir>/<method>/, the others <out_dir>/<method>-s<seed>/. The output folder (default
+    runs/demo) belongs to the demo: the folders of the runs it trains are replaced.
+    """
+    t_start = time.perf_counter()
+    base = load_config(config, overrides) if config is not None else demo_config(overrides)
+    methods = list(methods) if methods else list(DEMO_METHODS)
+    from .credit import registered_signals, signal_needs
+
+    unknown = [m for m in methods if m not in registered_signals()]
+    if unknown:
+        from .config import ConfigError
+
+        raise ConfigError(f"--methods: unknown signal(s) {unknown}; registered: {', '.join(registered_signals())}")
+    out = Path(out_dir) if out_dir is not None else Path("runs") / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+
+    from .evaluation import evaluate, load_model_for_eval, write_eval_json
+    from .run import build_task, train
+
+    gen = base.eval_generation()
+    eval_kwargs = {
+        "n": base.eval.n,
+        "k": base.eval.k,
+        "samples_per_problem": base.eval.samples_per_problem,
+        "batch_size": base.eval.batch_size,
+        "max_new_tokens": gen["max_new_tokens"],
+        "temperature": gen["temperature"],
+        "top_p": gen["top_p"],
+        "top_k": base.training.get("top_k", 0) or 0,
+        "seed": gen["seed"],
+        "max_prompt_tokens": base.task.max_prompt_tokens,
+        "progress": progress,
+    }
+    base.model_path(check=True)
+    print(f"arca demo: model {base.model_path()}, task {base.task.name}, methods {', '.join(methods)}, budget {budget_s:.0f} s")
+    model, tokenizer = load_model_for_eval(base.model_path(), dtype=base.model.dtype)
+    task = build_task(base)
+    before = evaluate(model, tokenizer, task, **eval_kwargs)
+    write_eval_json(before, out / "base_eval.json")
+    del model
+    print(f"base model: greedy {before.greedy_accuracy:.3f}, pass@{before.k} {before.pass_at_k:.3f} on {before.n} held-out problems")
+
+    seeds = list(seeds) if seeds else list(DEFAULT_SEEDS)
+    results: dict[str, dict[str, Any]] = {}
+    seconds_of: dict[str, float] = {}  # method -> seconds of its last run (for the projection)
+    skipped: list[str] = []
+    for i, method in enumerate(methods):
+        elapsed = time.perf_counter() - t_start
+        if i >= REQUIRED_METHODS and seconds_of:
+            needs_base = bool(signal_needs(method) & {"base_hidden", "ref_logps"})
+            like = "arca" if needs_base and "arca" in seconds_of else "uniform" if "uniform" in seconds_of else None
+            projected = (seconds_of[like] if like else max(seconds_of.values())) * len(seeds)
+            if elapsed + projected > budget_s:
+                print(f"skipping {method}: {elapsed:.0f} s used, about {projected:.0f} s more would pass the {budget_s:.0f} s budget")
+                skipped.append(method)
+                continue
+        per_seed: dict[str, dict[str, Any]] = {}
+        for j, seed in enumerate(seeds):
+            overrides_m = [f"training.credit={method}", f"training.seed={seed}", f"name=demo-{method}"]
+            run_dir = out / method
+            if j > 0:
+                overrides_m[-1] += f"-s{seed}"
+                run_dir = out / f"{method}-s{seed}"
+            cfg = base.with_overrides(overrides_m)
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            seed_note = f", seed {seed}" if len(seeds) > 1 else ""
+            print(f"[{i + 1}/{len(methods)}] training {method} ({cfg.training.get('max_steps')} steps{seed_note}) ...")
+            t0 = time.perf_counter()
+            train(cfg, run_dir=run_dir, progress=progress, print_logs=False)
+            seconds_of[method] = time.perf_counter() - t0
+            per_seed[str(seed)] = _method_figures(run_dir, before)
+            after = per_seed[str(seed)]
+            print(
+                f"    {method}{seed_note}: greedy {before.greedy_accuracy:.3f} -> {after['greedy_after']:.3f}, "
+                f"pass@{before.k} {after['pass_at_k']:.3f} ({seconds_of[method]:.0f} s)"
+            )
+        results[method] = _average(per_seed)
+        if len(seeds) > 1:
+            results[method]["seeds"] = per_seed
+
+    total = time.perf_counter() - t_start
+    summary = {
+        "methods": results,
+        "seconds": round(total, 1),
+        "k": before.k,
+        "n": before.n,
+        "steps": base.training.get("max_steps"),
+        "seeds": seeds,
+        "skipped": skipped,
+        "budget_seconds": budget_s,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print()
+    print(format_table(results, before.k))
+    if len(seeds) > 1:
+        print(f"(means over seeds {', '.join(map(str, seeds))}; per-seed figures in summary.json)")
+    if skipped:
+        print(f"(skipped for time: {', '.join(skipped)}; run them with --methods {','.join(skipped)})")
+    print(f"\n{total:.0f} s in all; summary in {out / 'summary.json'}")
+    return summary

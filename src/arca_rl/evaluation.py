@@ -1,0 +1,282 @@
+"""Held-out evaluation: greedy accuracy and unbiased pass@k, with batched HF `generate`.
+
+    result = evaluate(model, tokenizer, task, n=200, k=4, samples_per_problem=4)
+    result.to_json()  # {"greedy_accuracy", "pass_at_k", "k", "samples_per_problem", "n"}
+
+Prompts are tokenized exactly as TRL tokenizes plain-text prompts during training (the
+tokenizer's default special tokens), left-padded, and decoded without special tokens before the
+task's `score`. pass@k uses the unbiased estimator of Chen et al. (2021):
+`1 - C(s - c, k) / C(s, k)` per problem with s samples of which c are correct, averaged over
+problems.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = ["EvalResult", "evaluate", "generate_completions", "load_model_for_eval", "pass_at_k", "write_eval_json"]
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of one problem: n samples, c of them correct: `1 - C(n-c, k) / C(n, k)`.
+
+    Computed as a product (no huge binomials). Requires 0 <= c <= n and 1 <= k <= n.
+    """
+    if not (0 <= c <= n) or not (1 <= k <= n):
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    # C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k / i)
+    prob_all_wrong = 1.0
+    for i in range(n - c + 1, n + 1):
+        prob_all_wrong *= 1.0 - k / i
+    return 1.0 - prob_all_wrong
+
+
+@dataclass
+class EvalResult:
+    """Evaluation figures plus the per-problem detail behind them."""
+
+    greedy_accuracy: float
+    """Mean score of the greedy completion over the n problems."""
+    pass_at_k: float
+    """Mean unbiased pass@k over the n problems."""
+    k: int
+    samples_per_problem: int
+    n: int
+    """Number of problems evaluated."""
+    greedy_scores: list[float] = field(default_factory=list, repr=False)
+    """Per problem: the greedy completion's score."""
+    correct_samples: list[int] = field(default_factory=list, repr=False)
+    """Per problem: how many of the sampled completions were correct (score >= 0.5)."""
+    greedy_completions: list[str] = field(default_factory=list, repr=False)
+    """Per problem: the greedy completion text."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The eval.json object."""
+        return {
+            "greedy_accuracy": self.greedy_accuracy,
+            "pass_at_k": self.pass_at_k,
+            "k": self.k,
+            "samples_per_problem": self.samples_per_problem,
+            "n": self.n,
+        }
+
+
+def write_eval_json(result: EvalResult, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return path
+
+
+def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    ids: list[int] = []
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (gen_eos, tokenizer.eos_token_id):
+        if value is None:
+            continue
+        for i in [value] if isinstance(value, int) else value:
+            if i not in ids:
+                ids.append(int(i))
+    return ids
+
+
+def generate_completions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    *,
+    num_return_sequences: int = 1,
+    do_sample: bool = False,
+    max_new_tokens: int = 256,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[list[str]]:
+    """Generate completions for plain-text prompts; returns, per prompt, `num_return_sequences` texts.
+
+    Left padding, batches of `batch_size` prompts, special tokens stripped from the decoded text.
+    Sampling uses the global torch RNG (seed it for reproducible samples).
+    """
+    import torch
+    from transformers import GenerationConfig
+
+    eos = _eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
+    gen_kwargs: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": do_sample,
+        "num_return_sequences": num_return_sequences,
+        "pad_token_id": pad_id,
+        "eos_token_id": eos or None,
+        "bos_token_id": tokenizer.bos_token_id,
+    }
+    if do_sample:
+        gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
+    gen_config = GenerationConfig(**gen_kwargs)
+    device = next(model.parameters()).device
+    was_training = model.training
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    model.eval()
+    out: list[list[str]] = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(prompts), batch_size):
+                chunk = list(prompts[start : start + batch_size])
+                enc = tokenizer(text=chunk, return_tensors="pt", padding=True)
+                enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+                seqs: torch.Tensor = model.generate(**enc, generation_config=gen_config)
+                new = seqs[:, enc["input_ids"].shape[1] :]
+                texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+                for i in range(len(chunk)):
+                    out.append(texts[i * num_return_sequences : (i + 1) * num_return_sequences])
+                if on_batch is not None:
+                    on_batch(len(chunk))
+    finally:
+        tokenizer.padding_side = old_side
+        if was_training:
+            model.train()
+    return out
+
+
+def evaluate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: Any,
+    *,
+    n: int | None = 200,
+    k: int = 4,
+    samples_per_problem: int = 4,
+    batch_size: int = 64,
+    max_new_tokens: int = 256,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    seed: int = 0,
+    max_prompt_tokens: int | None = None,
+    dataset: Any = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Greedy accuracy and unbiased pass@k of `model` on `task`'s held-out split.
+
+    `task` is an `arca_rl.tasks` Task (its `test_dataset(n)` and `score(completion, solution)`);
+    pass `dataset` (with "prompt" and "solution" columns) to evaluate other problems. A completion
+    counts as correct for pass@k when its score is >= 0.5. Sampling (temperature, top_p, top_k as in
+    TRL's GRPO rollouts) is seeded with `seed`; the greedy pass needs no seed.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if not 1 <= k <= samples_per_problem:
+        raise ValueError(f"need 1 <= k <= samples_per_problem, got k={k}, samples_per_problem={samples_per_problem}")
+    if dataset is None:
+        dataset = task.test_dataset(n=n)
+    elif n is not None and len(dataset) > n:
+        dataset = dataset.select(range(n))
+    if max_prompt_tokens is not None:
+        dataset = task.truncate_prompts(dataset, tokenizer, max_prompt_tokens)
+    prompts = list(dataset["prompt"])
+    solutions = list(dataset["solution"])
+    if not prompts:
+        raise ValueError("evaluation set is empty")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    bar = tqdm(total=2 * len(prompts), desc="eval (greedy + sampled)", unit="prompt", disable=not progress)
+    try:
+        greedy = generate_completions(
+            model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, on_batch=bar.update
+        )
+        greedy_texts = [g[0] for g in greedy]
+        greedy_scores = [float(task.score(c, s)) for c, s in zip(greedy_texts, solutions)]
+        devices = [d for d in {p.device for p in model.parameters()} if d.type == "cuda"]
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            sampled = generate_completions(
+                model,
+                tokenizer,
+                prompts,
+                num_return_sequences=samples_per_problem,
+                do_sample=True,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k,
+                batch_size=batch_size,
+                on_batch=bar.update,
+            )
+    finally:
+        bar.close()
+    correct = [sum(float(task.score(c, s)) >= 0.5 for c in group) for group, s in zip(sampled, solutions)]
+    n_problems = len(prompts)
+    return EvalResult(
+        greedy_accuracy=sum(greedy_scores) / n_problems,
+        pass_at_k=sum(pass_at_k(samples_per_problem, c, k) for c in correct) / n_problems,
+        k=k,
+        samples_per_problem=samples_per_problem,
+        n=n_problems,
+        greedy_scores=greedy_scores,
+        correct_samples=correct,
+        greedy_completions=greedy_texts,
+    )
+
+
+def load_model_for_eval(
+    model_path: str,
+    adapter: str | Path | None = None,
+    *,
+    dtype: str = "float32",
+    device: str | torch.device | None = None,
+    **from_pretrained: Any,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM (and a PEFT adapter on top) plus its tokenizer, ready for `evaluate`.
+
+    The tokenizer comes from the adapter folder when it holds one (`arca train` saves it there),
+    else from the model. `adapter` may also be a run folder written by `arca train`.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter_dir = resolve_adapter_dir(adapter) if adapter is not None else None
+    torch_dtype: Any = dtype if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, **from_pretrained)
+    tok_source = adapter_dir if adapter_dir is not None and (adapter_dir / "tokenizer_config.json").exists() else model_path
+    tokenizer = AutoTokenizer.from_pretrained(str(tok_source))
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def resolve_adapter_dir(path: str | Path) -> Path:
+    """An adapter folder, or the `adapter/` inside a run folder written by `arca train`."""
+    path = Path(path)
+    if (path / "adapter_config.json").exists():
+        return path
+    if (path / "adapter" / "adapter_config.json").exists():
+        return path / "adapter"
+    raise FileNotFoundError(f"{path}: no adapter_config.json here or in {path / 'adapter'}")
+
+
+def adapter_base_model(adapter: str | Path) -> str | None:
+    """The base model an adapter was trained on (its adapter_config.json), if recorded."""
+    cfg = json.loads((resolve_adapter_dir(adapter) / "adapter_config.json").read_text())
+    value = cfg.get("base_model_name_or_path")
+    return str(value) if value else None

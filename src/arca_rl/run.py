@@ -1,0 +1,433 @@
+"""`arca train` as a Python function: config -> trained adapter, metrics, evaluation and plots.
+
+    from arca_rl.config import load_config
+    from arca_rl.run import train
+    run_dir = train(load_config("configs/demo.yaml"))          # runs/demo/
+
+A run folder holds:
+
+    config.yaml          the resolved config (load_config reads it back)
+    metrics.jsonl        one JSON line per logging step: TRL's log dict plus "step"
+    checkpoint-N/        TRL / HF Trainer checkpoints (model, optimizer, scheduler, RNG state)
+    adapter/             the final adapter (save_pretrained) and tokenizer; model/ for full fine-tuning
+    credit_tokens.jsonl  when training.credit_log_tokens_every > 0
+    eval.json            {"greedy_accuracy", "pass_at_k", "k", "samples_per_problem", "n"}
+    plots/               reward.png, gini.png, effective_token_ratio.png (against step)
+    finished.json        written last: the run is complete (`is_finished`)
+
+`resume=True` continues from the newest checkpoint (HF Trainer restores weights, optimizer,
+scheduler, RNG state and the data order), and metrics.jsonl drops the lines logged after it. A
+run stopped early (a callback setting `should_training_stop`, Ctrl-C) is left unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from .config import ConfigError, RunConfig, parse_config
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+__all__ = [
+    "FINISHED_FILE",
+    "MetricsJsonlCallback",
+    "RunExistsError",
+    "is_finished",
+    "last_checkpoint",
+    "plot_metrics",
+    "read_metrics",
+    "train",
+]
+
+logger = logging.getLogger(__name__)
+
+FINISHED_FILE = "finished.json"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# metric name in metrics.jsonl -> plot file stem, y label
+PLOTS = {
+    "reward": ("reward", "mean reward"),
+    "credit/gini": ("gini", "weight Gini G(w)"),
+    "credit/effective_token_ratio": ("effective_token_ratio", "effective-token ratio EffN/T"),
+}
+
+
+class RunExistsError(RuntimeError):
+    """The run folder already holds a run and `resume` was not asked for."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# run-folder queries
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """True when `run_dir` holds a completed run (training, final weights, eval and plots written)."""
+    return (Path(run_dir) / FINISHED_FILE).is_file()
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest `checkpoint-N` folder in `run_dir` that holds a trainer state, or None."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    found = []
+    for child in run_dir.iterdir():
+        match = _CHECKPOINT_RE.match(child.name)
+        if match and child.is_dir() and (child / "trainer_state.json").is_file():
+            found.append((int(match.group(1)), child))
+    return max(found)[1] if found else None
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of `run_dir`/metrics.jsonl (skipping a torn last line)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# callbacks
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and callable(value.item):  # 0-d tensors / numpy scalars
+        try:
+            return _jsonable(value.item())
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+class _BarOnlyProgressCallback(ProgressCallback):
+    """HF's training progress bar without the log dict it prints at every logging step."""
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: Any = None, **kwargs: Any) -> None:
+        return None
+
+
+class MetricsJsonlCallback(TrainerCallback):
+    """Append each training log dict (plus "step") to a JSON-lines file, flushed per line.
+
+    The end-of-training summary (train_runtime, train_loss, ...) is kept in `summary` instead, so
+    every line is one logging step.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.summary: dict[str, Any] = {}
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not logs or not state.is_world_process_zero:
+            return
+        if "train_runtime" in logs:
+            self.summary = _jsonable(dict(logs))
+            return
+        row = {"step": state.global_step, **_jsonable(dict(logs))}
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+
+
+def _truncate_jsonl(path: Path, keep_below: int) -> None:
+    """Keep only the lines of a JSON-lines file whose "step" is below `keep_below` (resume drops the
+    lines written after the checkpoint; they are written again)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) < keep_below:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue
+    path.write_text("".join(f"{line}\n" for line in kept))
+
+
+# ---------------------------------------------------------------------------------------------------
+# training
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    if resume:
+        return
+    if is_finished(run_dir):
+        raise RunExistsError(
+            f"{run_dir} already holds a finished run; refusing to overwrite it. Pick another name "
+            "(--set name=...) or --output-dir, remove the folder, or pass --resume to keep it."
+        )
+    ckpt = last_checkpoint(run_dir)
+    leftovers = [p for p in ("metrics.jsonl", "adapter", "model", "eval.json") if (run_dir / p).exists()]
+    if ckpt is not None or leftovers:
+        what = ckpt.name if ckpt is not None else ", ".join(leftovers)
+        raise RunExistsError(
+            f"{run_dir} holds an unfinished run ({what}); pass --resume to continue it, or remove "
+            "the folder / pick another --output-dir to start over."
+        )
+
+
+def _describe_config_change(old: RunConfig, new: RunConfig) -> list[str]:
+    changes = []
+    old_d, new_d = old.to_yaml_dict(), new.to_yaml_dict()
+    for section in new_d:
+        a, b = old_d.get(section), new_d.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                if a.get(key) != b.get(key):
+                    changes.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
+        elif a != b:
+            changes.append(f"{section}: {a!r} -> {b!r}")
+    return changes
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for dist in ("arca-rl", "trl", "transformers", "peft", "torch", "accelerate", "datasets"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:  # pragma: no cover
+            continue
+    return out
+
+
+def build_task(cfg: RunConfig) -> Any:
+    """`get_task(cfg.task.name, **cfg.task.options)`, with task errors turned into ConfigError."""
+    from .tasks import get_task
+
+    try:
+        return get_task(cfg.task.name, **cfg.task.options)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"task: {exc}") from exc
+
+
+def train(
+    cfg: RunConfig,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    callbacks: Sequence[TrainerCallback] = (),
+    progress: bool = True,
+    print_logs: bool = True,
+) -> Path:
+    """Train `cfg` into `run_dir` (default runs/<cfg.name>/), evaluate, plot; return the run folder.
+
+    Refuses (RunExistsError) when the folder already holds a run, unless `resume`. With `resume`,
+    a finished run is returned as is and an unfinished one continues from its last checkpoint
+    (or starts over when it has none). Extra `callbacks` go to the HF Trainer; if one stops
+    training before `max_steps`, the run is left unfinished (resumable) and no adapter, eval or
+    plots are written. `progress=False` silences the progress bars; `print_logs=False` keeps the
+    training bar but not the log dict HF prints at each logging step (metrics.jsonl has them).
+    """
+    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
+    _check_run_dir(run_dir, resume)
+    if resume and is_finished(run_dir):
+        logger.info("%s is already finished; nothing to resume", run_dir)
+        return run_dir
+
+    # Everything that can fail on the config fails here, before the model loads.
+    args = cfg.training_args(run_dir)
+    if not progress:
+        args.disable_tqdm = True
+    peft_config = cfg.lora_config()
+    args.model_init_kwargs = cfg.model_init_kwargs()
+    task = build_task(cfg)
+    model_path = cfg.model_path(check=True)
+
+    ckpt = last_checkpoint(run_dir) if resume else None
+    config_path = run_dir / "config.yaml"
+    if resume and config_path.is_file():
+        import yaml
+
+        try:
+            previous = parse_config(yaml.safe_load(config_path.read_text()))
+            for change in _describe_config_change(previous, cfg):
+                logger.warning("resuming %s with a changed setting: %s", run_dir, change)
+        except ConfigError as exc:
+            logger.warning("resuming %s: its config.yaml no longer validates (%s)", run_dir, exc)
+    if resume and ckpt is None:
+        logger.warning("%s has no checkpoint to resume from; starting from step 0", run_dir)
+
+    is_main = args.process_index == 0
+    metrics_path = run_dir / "metrics.jsonl"
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(cfg.to_yaml())
+        if ckpt is not None:
+            done = int(json.loads((ckpt / "trainer_state.json").read_text()).get("global_step", 0))
+            _truncate_jsonl(metrics_path, done + 1)  # metrics.jsonl "step": steps done when logged
+            _truncate_jsonl(run_dir / "credit_tokens.jsonl", done)  # dumps: "step" = steps done before it
+        else:
+            for stale in (metrics_path, run_dir / "credit_tokens.jsonl"):
+                stale.unlink(missing_ok=True)
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left", truncation_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    train_dataset = task.train_dataset(n=cfg.task.n_train)
+    if cfg.task.max_prompt_tokens is not None:
+        train_dataset = task.truncate_prompts(train_dataset, tokenizer, cfg.task.max_prompt_tokens)
+
+    metrics_cb = MetricsJsonlCallback(metrics_path)
+    from .trainer import ARCAGRPOTrainer
+
+    trainer = ARCAGRPOTrainer(
+        model=model_path,
+        reward_funcs=[task.reward],
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[metrics_cb, *callbacks],
+    )
+    if not progress:
+        trainer.remove_callback(PrinterCallback)  # disable_tqdm swaps the bar for a printer of every log dict
+    elif not print_logs:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_BarOnlyProgressCallback)
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    train_seconds = time.perf_counter() - t0
+    state = trainer.state
+    if not is_main:
+        return run_dir
+    if state.max_steps > 0 and state.global_step < state.max_steps:
+        logger.warning(
+            "training stopped at step %d of %d; %s is resumable with --resume", state.global_step, state.max_steps, run_dir
+        )
+        return run_dir
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    final_dir = run_dir / ("adapter" if cfg.lora.enabled else "model")
+    model.save_pretrained(str(final_dir))
+    tokenizer.save_pretrained(str(final_dir))
+
+    eval_seconds = 0.0
+    if cfg.eval.enabled:
+        from .evaluation import evaluate, write_eval_json
+
+        gen = cfg.eval_generation()
+        t1 = time.perf_counter()
+        result = evaluate(
+            model,
+            tokenizer,
+            task,
+            n=cfg.eval.n,
+            k=cfg.eval.k,
+            samples_per_problem=cfg.eval.samples_per_problem,
+            batch_size=cfg.eval.batch_size,
+            max_new_tokens=gen["max_new_tokens"],
+            temperature=gen["temperature"],
+            top_p=gen["top_p"],
+            top_k=cfg.training.get("top_k", 0) or 0,
+            seed=gen["seed"],
+            max_prompt_tokens=cfg.task.max_prompt_tokens,
+            progress=progress,
+        )
+        eval_seconds = time.perf_counter() - t1
+        write_eval_json(result, run_dir / "eval.json")
+        logger.info("eval: %s", json.dumps(result.to_json()))
+
+    plot_metrics(run_dir)
+    finished = {
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "global_step": state.global_step,
+        "train_seconds": round(train_seconds, 3),
+        "eval_seconds": round(eval_seconds, 3),
+        "resumed_from": ckpt.name if ckpt is not None else None,
+        "final_weights": final_dir.name,
+        "train_summary": metrics_cb.summary,
+        "versions": _versions(),
+    }
+    (run_dir / FINISHED_FILE).write_text(json.dumps(finished, indent=2) + "\n")
+    return run_dir
+
+
+# ---------------------------------------------------------------------------------------------------
+# plots
+
+
+def plot_metrics(run_dir: str | Path) -> list[Path]:
+    """Write plots/<metric>.png for reward, credit Gini and credit EffN/T against step.
+
+    Shadow signals (`shadow/<signal>/gini`, ...) are drawn as extra lines when present. Metrics the
+    run did not log are skipped; returns the files written.
+    """
+    rows = read_metrics(run_dir)
+    if not rows:
+        return []
+    import matplotlib
+
+    if os.environ.get("MPLBACKEND") is None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(run_dir) / "plots"
+    written = []
+    for key, (stem, label) in PLOTS.items():
+        leaf = key.rsplit("/", 1)[-1]
+        series: dict[str, tuple[list[float], list[float]]] = {}
+        for row in rows:
+            for name, value in row.items():
+                main = name == key
+                shadow = leaf != "reward" and name.startswith("shadow/") and name.endswith("/" + leaf)
+                if (main or shadow) and isinstance(value, int | float) and not isinstance(value, bool):
+                    xs, ys = series.setdefault(name, ([], []))
+                    xs.append(row["step"])
+                    ys.append(float(value))
+        if key not in series:
+            continue
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, (xs, ys) in series.items():
+            if name == key:
+                ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, label=name)
+            else:
+                ax.plot(xs, ys, linestyle="--", linewidth=1.0, label=name)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.set_title(f"{Path(run_dir).name}: {label}")
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / f"{stem}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,134 @@
+"""`arca train` / `arca eval` end to end on a tiny random Qwen3 model: every artifact of a run folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from arca_rl.cli import build_parser, main
+from arca_rl.config import load_config
+from arca_rl.run import is_finished, read_metrics
+
+EVAL_KEYS = {"greedy_accuracy", "pass_at_k", "k", "samples_per_problem", "n"}
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("train", "eval", "demo"):
+        assert command in out
+    sub = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse internals, test only
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--dry-run" in capsys.readouterr().out
+    assert {"train", "eval", "demo"} <= set(sub)
+
+
+def check_eval_json(path, *, n, k, samples):
+    data = json.loads(path.read_text())
+    assert set(data) == EVAL_KEYS
+    assert (data["n"], data["k"], data["samples_per_problem"]) == (n, k, samples)
+    assert 0.0 <= data["greedy_accuracy"] <= 1.0 and 0.0 <= data["pass_at_k"] <= 1.0
+    return data
+
+
+@pytest.mark.slow
+def test_train_writes_every_artifact_then_refuses_to_overwrite(tmp_path, tiny_run_config, capsys):
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_run_config))
+    run_dir = tmp_path / "runs" / "tiny"
+    argv = ["train", "--config", str(config_path), "--output-dir", str(run_dir), "--quiet",
+            "--set", "training.credit_log_tokens_every=1"]
+    assert main(argv) == 0
+    assert "run finished" in capsys.readouterr().out
+
+    # config.yaml: the resolved config, which loads back to the same thing (with the override applied)
+    resolved = load_config(run_dir / "config.yaml")
+    assert resolved.training["credit_log_tokens_every"] == 1
+    assert resolved.to_yaml_dict() == load_config(config_path, ["training.credit_log_tokens_every=1"]).to_yaml_dict()
+    # metrics.jsonl: one flushed line per logging step, TRL's dict plus step, credit diagnostics included
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("reward", "loss", "learning_rate", "credit/gini", "credit/effective_token_ratio"):
+        assert all(key in r for r in rows), key
+    # checkpoints, final adapter, token dump, eval.json, plots, the finished marker
+    assert (run_dir / "checkpoint-2" / "trainer_state.json").is_file()
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert (run_dir / "credit_tokens.jsonl").is_file()
+    check_eval_json(run_dir / "eval.json", n=4, k=2, samples=3)
+    for stem in ("reward", "gini", "effective_token_ratio"):
+        png = run_dir / "plots" / f"{stem}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
+    assert is_finished(run_dir)
+
+    # A finished run is never overwritten; --resume on it is a no-op.
+    assert main(argv) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    mtime = (run_dir / "eval.json").stat().st_mtime
+    assert main([*argv, "--resume"]) == 0
+    assert "run finished" in capsys.readouterr().out
+    assert (run_dir / "eval.json").stat().st_mtime == mtime
+
+    # arca eval on the run folder (adapter + the run's config): reproduces the run's eval.json
+    out = tmp_path / "eval_again.json"
+    assert main(["eval", "--adapter", str(run_dir), "--out", str(out), "--quiet"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == check_eval_json(out, n=4, k=2, samples=3) == json.loads((run_dir / "eval.json").read_text())
+    # and with explicit settings, on the adapter folder itself
+    assert main(["eval", "--adapter", str(run_dir / "adapter"), "--task", "arithmetic", "--task-option", "n_test=8",
+                 "--n", "3", "--k", "2", "--samples-per-problem", "2", "--max-new-tokens", "4", "--quiet"]) == 0
+    check_eval_json_text(capsys.readouterr().out, n=3, k=2, samples=2)
+
+
+def check_eval_json_text(text, *, n, k, samples):
+    data = json.loads(text)
+    assert set(data) == EVAL_KEYS and (data["n"], data["k"], data["samples_per_problem"]) == (n, k, samples)
+
+
+def test_train_refuses_bad_config_before_loading_anything(tmp_path, capsys):
+    config_path = tmp_path / "bad.yaml"
+    config_path.write_text("model:\n  name_or_path: /nonexistent/model\ntraining:\n  lerning_rate: 1.0e-4\n")
+    assert main(["train", "--config", str(config_path), "--output-dir", str(tmp_path / "run")]) == 2
+    assert "training.lerning_rate: unknown key; did you mean learning_rate?" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_decisive_token_share_reads_the_active_signal(tmp_path):
+    from arca_rl.demo import decisive_token_share
+
+    path = tmp_path / "credit_tokens.jsonl"
+    rows = [
+        {"step": 0, "signal": "arca", "active": True, "weights": [0.5, 0.25, 0.25]},
+        {"step": 0, "signal": "uniform", "active": False, "weights": [0.9, 0.1]},  # shadow row: ignored
+        {"step": 1, "signal": "arca", "active": True, "weights": [0.1, 0.9]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert decisive_token_share(path) == pytest.approx(0.3)
+    assert decisive_token_share(tmp_path / "missing.jsonl") is None
+
+
+@pytest.mark.slow
+def test_demo_writes_summary_and_respects_the_budget(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--output-dir", str(out), "--methods", "uniform,arca,surprisal", "--seeds", "0",
+            "--budget", "0", "--quiet", "--set", f"model.name_or_path={tiny_model_dir}",
+            "--set", "training.max_steps=1", "--set", "training.per_device_train_batch_size=4",
+            "--set", "training.num_generations=4", "--set", "training.max_completion_length=4",
+            "--set", "eval.n=4", "--set", "eval.batch_size=4", "--set", "eval.max_new_tokens=4"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "skipping surprisal" in printed and "decisive share" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"uniform", "arca"}  # the first two always run; surprisal did not fit
+    assert summary["skipped"] == ["surprisal"] and summary["seconds"] > 0
+    for figures in summary["methods"].values():
+        assert {"greedy_before", "greedy_after", "pass_at_k", "gini", "effective_token_ratio",
+                "decisive_token_share"} <= set(figures)
+    assert summary["methods"]["uniform"]["gini"] == pytest.approx(0.0, abs=1e-6)
+    assert is_finished(out / "uniform") and is_finished(out / "arca")
+    check_eval_json(out / "base_eval.json", n=4, k=4, samples=4)

@@ -1,0 +1,205 @@
+"""Config validation: unknown keys and bad values are named before any model loads; overrides; shipped configs."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+
+from arca_rl import config as config_module
+from arca_rl.cli import main
+from arca_rl.config import ConfigError, RunConfig, apply_overrides, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+ALL_CONFIGS = sorted((ROOT / "configs").glob("*.yaml")) + sorted((ROOT / "configs" / "paper").glob("*.yaml"))
+PAPER = sorted((ROOT / "configs" / "paper").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"training": {"learnig_rate": 1e-5}}, r"^training\.learnig_rate: unknown key; did you mean learning_rate\?"),
+        ({"lora": {"rank": 8}}, r"^lora\.rank: unknown key; did you mean r"),
+        ({"eval": {"kk": 4}}, r"^eval\.kk: unknown key; did you mean k\?"),
+        ({"model": {"path": "x"}}, r"^model\.path: unknown key"),
+        ({"task": {"name": "arithmetic", "n_tarin": 5}}, r"^task\.n_tarin: unknown key; did you mean n_train\?"),
+        ({"task": {"name": "arithmetc"}}, r"^task\.name: unknown task 'arithmetc'; did you mean arithmetic\?"),
+        ({"learning_rate": 1e-5}, r"^learning_rate: unknown top-level key.*training\.learning_rate"),
+        ({"trainig": {}}, r"^trainig: unknown top-level key; did you mean training\?"),
+    ],
+)
+def test_unknown_keys_are_named_with_a_suggestion(raw, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_config(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"training": {"learning_rate": "fast"}}, r"^training\.learning_rate: expected a number, got 'fast'"),
+        ({"training": {"max_steps": 2.5}}, r"^training\.max_steps: expected an integer"),
+        ({"training": {"bf16": "yes"}}, r"^training\.bf16: expected true or false"),
+        ({"training": {"lr_scheduler_type": "cosin"}}, r"^training\.lr_scheduler_type: expected one of .*'cosine'"),
+        ({"training": {"credit": "arcaa"}}, r"^training\.credit: unknown signal 'arcaa'; did you mean arca\?"),
+        ({"training": {"credit_power": -1.0}}, r"credit_power must be a number > 0"),
+        ({"training": {"num_generations": 1}}, r"^training: .*at least 2 generations"),
+        ({"training": {"output_dir": "x"}}, r"^training\.output_dir: set by arca train"),
+        ({"training": {"model_init_kwargs": {"dtype": "bfloat16"}}}, r"^training\.model_init_kwargs\.dtype: set it as model\.dtype"),
+        ({"model": {"dtype": "fp8"}}, r"^model\.dtype: must be one of"),
+        ({"lora": {"r": 0}}, r"^lora\.r: must be >= 1"),
+        ({"lora": {"dropout": 1.5}}, r"^lora\.dropout: must be in \[0, 1\)"),
+        ({"lora": {"enabled": False}, "training": {"credit": "arca"}}, r"^training\.credit: 'arca' compares the adapted model"),
+        ({"eval": {"k": 8}}, r"^eval\.samples_per_problem: must be >= eval\.k"),
+        ({"eval": {"n": 0}}, r"^eval\.n: must be >= 1"),
+        ({"task": {"name": "arithmetic", "seed": "zero"}}, r"^task\.seed: .*must be an integer"),
+        ({"task": {"max_prompt_tokens": 0}}, r"^task\.max_prompt_tokens: must be >= 1"),
+        ({"name": "a/b"}, r"^name: must be a folder name"),
+        ({"training": [1, 2]}, r"^training: must be a mapping"),
+    ],
+)
+def test_bad_values_are_named(raw, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_config(raw)
+
+
+def test_full_finetuning_with_reference_model_is_allowed():
+    cfg = parse_config({"lora": {"enabled": False}, "training": {"credit": "arca", "beta": 0.04}})
+    assert cfg.lora_config() is None
+
+
+def test_yaml11_exponent_floats_and_defaults():
+    cfg = parse_config(yaml.safe_load("training: {learning_rate: 5e-6, warmup_steps: 10}"))
+    assert cfg.training["learning_rate"] == pytest.approx(5e-6) and isinstance(cfg.training["learning_rate"], float)
+    assert cfg.lora.lora_alpha == 2 * cfg.lora.r  # alpha defaults to 2r
+    assert cfg.name == "run" and cfg.task.name == "arithmetic"
+
+
+def test_overrides_are_yaml_parsed_and_validated(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("training:\n  learning_rate: 3.0e-4\n  credit: arca\n")
+    cfg = load_config(
+        path,
+        [
+            "training.learning_rate=1e-5",
+            "training.credit=uniform",
+            "lora.r=64",
+            "lora.target_modules=[q_proj, v_proj]",
+            "task.seed=3",
+            "eval.n=10",
+            "name=other",
+        ],
+    )
+    assert cfg.name == "other"
+    assert cfg.training == {"learning_rate": 1e-5, "credit": "uniform"}
+    assert cfg.lora.r == 64 and cfg.lora.target_modules == ["q_proj", "v_proj"]
+    assert cfg.task.options == {"seed": 3} and cfg.eval.n == 10
+    assert load_config(path).name == "exp"  # name defaults to the file's stem
+    with pytest.raises(ConfigError, match=r"^training\.learnig_rate: unknown key"):
+        load_config(path, ["training.learnig_rate=1e-5"])
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        load_config(path, ["training.learning_rate"])
+    with pytest.raises(ConfigError, match=r"training\.learning_rate is not a section"):
+        load_config(path, ["training.learning_rate.x=1"])
+    # with_overrides on an object leaves the original alone
+    again = cfg.with_overrides(["training.seed=7"])
+    assert again.training["seed"] == 7 and "seed" not in cfg.training
+
+
+def test_round_trip_through_yaml():
+    cfg = parse_config(
+        {
+            "name": "rt",
+            "lora": {"r": 8, "use_rslora": True},
+            "task": {"name": "arithmetic", "seed": 2, "n_train": 100},
+            "training": {"credit": "surprisal", "report_to": ["none"], "learning_rate": 2e-5},
+            "eval": {"n": 50},
+        }
+    )
+    again = parse_config(yaml.safe_load(cfg.to_yaml()))
+    assert again == cfg
+    assert apply_overrides(cfg.to_yaml_dict(), []) == cfg.to_yaml_dict()
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("3\n")
+    with pytest.raises(ConfigError, match="must be a mapping of sections"):
+        load_config(scalar)
+
+
+def test_every_section_field_has_a_docstring():
+    tree = ast.parse(inspect.getsource(config_module))
+    sections = {"ModelSection", "LoraSection", "TaskSection", "EvalSection", "RunConfig"}
+    seen = set()
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name in sections:
+            seen.add(node.name)
+            body = node.body
+            for i, stmt in enumerate(body):
+                if isinstance(stmt, ast.AnnAssign):
+                    nxt = body[i + 1] if i + 1 < len(body) else None
+                    documented = isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant)
+                    assert documented, f"{node.name}.{stmt.target.id} has no docstring"
+    assert seen == sections
+
+
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, RunConfig)
+
+
+def test_shipped_configs_dry_run(capsys):
+    """`arca train --dry-run` validates every shipped config offline (paper configs name hub weights)."""
+    assert ALL_CONFIGS, "no configs found"
+    for path in ALL_CONFIGS:
+        assert main(["train", "--config", str(path), "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert "valid" in out
+        cfg = load_config(path)
+        assert yaml.safe_load("\n".join(line for line in out.splitlines() if not line.startswith("#"))) == cfg.to_yaml_dict()
+
+
+def test_paper_configs_are_the_papers_seven_runs():
+    runs = {(load_config(p).training["credit"], load_config(p).lora.r) for p in PAPER}
+    assert runs == {("uniform", 64), ("surprisal", 64), ("entropy_reduction", 64), ("divergence", 64),
+                    ("arca", 4), ("arca", 16), ("arca", 64)}
+    for path in PAPER:
+        cfg = load_config(path)
+        t = cfg.training
+        assert cfg.model.name_or_path == "Qwen/Qwen3-1.7B-Base"
+        assert cfg.lora.lora_alpha == 2 * cfg.lora.r and cfg.lora.dropout == 0.05
+        assert set(cfg.lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+        assert cfg.task.name == "math" and cfg.task.max_prompt_tokens == 512
+        assert t["loss_type"] == "grpo" and t["credit_power"] == 2.0
+        assert t["per_device_train_batch_size"] == 8 and t["num_generations"] == 4
+        assert t["gradient_accumulation_steps"] == 4 and t["max_steps"] == 100
+        assert t["learning_rate"] == 5e-6 and t["warmup_steps"] == 10 and t["lr_scheduler_type"] == "cosine"
+        assert t["temperature"] == 1.0 and t["top_p"] == 0.95 and t["max_completion_length"] == 512
+        assert t["beta"] == 0.0 and t["seed"] == 1337 and t["weight_decay"] == 0.0 and t["max_grad_norm"] == 1.0
+        assert (cfg.eval.n, cfg.eval.k, cfg.eval.samples_per_problem) == (200, 4, 4)
+        args = cfg.training_args("runs/x", for_validation=True)
+        assert args.steps_per_generation == 4 and args.generation_batch_size == 32
+
+
+def test_demo_yaml_matches_the_builtin_demo_config():
+    from arca_rl.demo import demo_config
+
+    assert load_config(ROOT / "configs" / "demo.yaml") == demo_config()
+
+
+def test_dry_run_reports_errors_with_exit_code_2(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("training:\n  learnig_rate: 1.0e-5\n")
+    assert main(["train", "--config", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "training.learnig_rate: unknown key; did you mean learning_rate?" in err

@@ -1,0 +1,86 @@
+"""Evaluation: the unbiased pass@k estimator by hand, and `evaluate` on a tiny random model (left padding, seeding)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from datasets import Dataset
+
+from arca_rl.evaluation import EvalResult, evaluate, load_model_for_eval, pass_at_k
+
+
+def brute_force_pass_at_k(n: int, c: int, k: int) -> float:
+    """1 - C(n-c, k) / C(n, k) with exact binomials."""
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def test_pass_at_k_hand_computed_values():
+    # 4 samples, 1 correct, k = 2: 1 - C(3,2)/C(4,2) = 1 - 3/6
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)
+    # 5 samples, 2 correct, k = 3: 1 - C(3,3)/C(5,3) = 1 - 1/10
+    assert pass_at_k(5, 2, 3) == pytest.approx(0.9)
+    # 4 samples, k = 4 (the paper's setting): any correct sample passes
+    assert pass_at_k(4, 0, 4) == 0.0 and pass_at_k(4, 1, 4) == 1.0
+    # k = 1 is the plain success rate
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    for n in range(1, 9):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                assert pass_at_k(n, c, k) == pytest.approx(brute_force_pass_at_k(n, c, k), abs=1e-12)
+
+
+@pytest.mark.parametrize(("n", "c", "k"), [(4, 5, 2), (4, -1, 2), (4, 1, 0), (4, 1, 5)])
+def test_pass_at_k_rejects_impossible_counts(n, c, k):
+    with pytest.raises(ValueError):
+        pass_at_k(n, c, k)
+
+
+def test_eval_json_schema():
+    result = EvalResult(greedy_accuracy=0.5, pass_at_k=0.75, k=4, samples_per_problem=4, n=2)
+    assert result.to_json() == {"greedy_accuracy": 0.5, "pass_at_k": 0.75, "k": 4, "samples_per_problem": 4, "n": 2}
+
+
+class ParityTask:
+    """Problems of different prompt lengths; a completion 'solves' one when its text length has the solution's parity."""
+
+    def test_dataset(self, n=None):
+        prompts = ["1+1=", "12+30+4=", "7=", "99+1+55+12=", "3+3=", "45+6="]
+        data = Dataset.from_dict({"prompt": prompts, "solution": [str(i % 2) for i in range(len(prompts))]})
+        return data if n is None else data.select(range(min(n, len(data))))
+
+    def score(self, completion: str, solution: str) -> float:
+        return float(len(completion) % 2 == int(solution))
+
+    def truncate_prompts(self, dataset, tokenizer, max_tokens):  # pragma: no cover - not used here
+        return dataset
+
+
+@pytest.mark.slow
+def test_evaluate_batched_left_padding_and_seeded_sampling(tiny_model_dir):
+    model, tokenizer = load_model_for_eval(str(tiny_model_dir))
+    task = ParityTask()
+    kw = dict(n=6, k=2, samples_per_problem=3, max_new_tokens=6, progress=False, seed=5)
+    batched = evaluate(model, tokenizer, task, batch_size=6, **kw)
+    one_by_one = evaluate(model, tokenizer, task, batch_size=1, **kw)
+
+    # Left padding: greedy completions do not depend on what else is in the batch.
+    assert batched.greedy_completions == one_by_one.greedy_completions
+    assert batched.n == 6 and len(batched.correct_samples) == 6
+    # The reported figures are exactly the estimator over the per-problem counts.
+    solutions = list(task.test_dataset()["solution"])
+    expected_greedy = sum(task.score(c, s) for c, s in zip(batched.greedy_completions, solutions)) / 6
+    assert batched.greedy_accuracy == pytest.approx(expected_greedy)
+    assert batched.pass_at_k == pytest.approx(sum(pass_at_k(3, c, 2) for c in batched.correct_samples) / 6)
+    # Sampling is seeded: the same seed gives the same counts, and the global RNG is left alone.
+    import torch
+
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    again = evaluate(model, tokenizer, task, batch_size=6, **kw)
+    assert torch.rand(1) == before
+    assert again.correct_samples == batched.correct_samples
+    assert tokenizer.padding_side == "left" or tokenizer.padding_side == "right"
+    with pytest.raises(ValueError, match="k <= samples_per_problem"):
+        evaluate(model, tokenizer, task, k=4, samples_per_problem=3, progress=False)
