@@ -1,0 +1,539 @@
+"""One self-contained HTML page of token-credit heatmaps (no network assets; inline CSS, JS and SVG).
+
+Used by `arca diagnose` (one section: the sampled completions, every signal) and `arca report`
+(one section per run that logged `credit_tokens.jsonl`). The page holds, per section: a summary
+table, weight histograms (inline SVG, one per signal) and one card per completion whose tokens are
+shaded by each signal's weight, one row per signal; hovering a token shows its weight, relative
+weight and raw salience, and outlines the same token in the other rows.
+
+All token and prompt text is HTML-escaped; whitespace inside tokens is drawn visibly (`·` space,
+`↵` newline, `→` tab, `␣` other whitespace) so token boundaries stay readable.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import _scale
+
+__all__ = ["Completion", "Section", "SummaryRow", "render_page", "write_page"]
+
+
+@dataclass
+class Completion:
+    """One completion to draw: its tokens and, per signal, a weight and raw salience per token."""
+
+    tokens: list[str]
+    weights: dict[str, list[float]]
+    salience: dict[str, list[float]] = field(default_factory=dict)
+    title: str = ""
+    prompt: str | None = None
+    meta: dict[str, str | float | int | None] = field(default_factory=dict)
+
+
+@dataclass
+class SummaryRow:
+    """One line of a section's summary table (None shows as an em dash)."""
+
+    signal: str
+    gini: float | None = None
+    effective_token_ratio: float | None = None
+    top10_mass: float | None = None
+    regime: str | None = None
+    spearman_vs_arca: float | None = None
+    first_token_mass: float | None = None
+    n_rows: int | None = None
+
+
+@dataclass
+class Section:
+    """A block of the page: a heading, an optional summary table, histograms and completions."""
+
+    title: str
+    completions: list[Completion] = field(default_factory=list)
+    summary: list[SummaryRow] = field(default_factory=list)
+    absent: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    subtitle: str = ""
+    signals: list[str] | None = None  # row order; default: order of first appearance
+    histograms: bool = True
+    table_note: str | None = None  # first sentence under the table (default: what the means are over)
+
+
+def _e(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _fmt(x: float | int | None, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—"
+    if isinstance(x, int) and not isinstance(x, bool):
+        return str(x)
+    if abs(x) < 0.5 * 10**-digits:
+        x = 0.0  # no "-0.000"
+    return f"{x:.{digits}f}"
+
+
+def _visible_token(tok: str) -> str:
+    """Escaped HTML for a token with its whitespace drawn; a newline also ends the visual line."""
+    if tok == "":
+        return '<span class="ws">∅</span>'
+    out: list[str] = []
+    for ch in tok:
+        if ch == " ":
+            out.append('<span class="ws">·</span>')
+        elif ch == "\n":
+            out.append('<span class="ws">↵</span>')
+        elif ch == "\t":
+            out.append('<span class="ws">→</span>')
+        elif ch.isspace() or (ord(ch) < 32):
+            out.append('<span class="ws">␣</span>')
+        else:
+            out.append(_e(ch))
+    return "".join(out)
+
+
+def _signal_order(section: Section) -> list[str]:
+    if section.signals is not None:
+        return list(section.signals)
+    seen: dict[str, None] = {}
+    for row in section.summary:
+        seen.setdefault(row.signal, None)
+    for c in section.completions:
+        for s in c.weights:
+            seen.setdefault(s, None)
+    return list(seen)
+
+
+def _row_stats(w: Sequence[float]) -> tuple[float | None, float | None]:
+    """(Gini, EffN/T) of one row of weights (normalized here), None for T < 2 or an all-zero row."""
+    n = len(w)
+    total = sum(w)
+    if n < 2 or not total > 0:
+        return None, None
+    p = sorted(x / total for x in w)
+    g = sum((2 * (i + 1) - n - 1) * x for i, x in enumerate(p)) / n
+    eff = 1.0 / (n * sum(x * x for x in p))
+    return g, eff
+
+
+def _token_row(signal: str, tokens: Sequence[str], w: Sequence[float], sal: Sequence[float] | None) -> str:
+    n = len(tokens)
+    total = sum(w) if w else 0.0
+    peak = max(w) if w else 0.0
+    spans: list[str] = []
+    for i, tok in enumerate(tokens):
+        wi = float(w[i]) if i < len(w) else 0.0
+        r = wi / total * n if total > 0 else 0.0
+        rel_bg, rel_fg = _scale.relative_colour(r)
+        max_bg, max_fg = _scale.rowmax_colour(wi / peak if peak > 0 else 0.0)
+        s_txt = f"{float(sal[i]):.4g}" if sal is not None and i < len(sal) else "n/a"
+        tip = f"{signal} · token {i} {tok!r}\nweight {wi:.4g}  (x{r:.3g} of uniform 1/T)\nsalience {s_txt}"
+        spans.append(
+            f'<span class="t" data-i="{i}" style="--rb:{rel_bg};--rf:{rel_fg};--mb:{max_bg};--mf:{max_fg}" '
+            f'title="{_e(tip)}">{_visible_token(tok)}</span>'
+        )
+        if "\n" in tok:
+            spans.append('<span class="brk"></span>')
+    return "".join(spans)
+
+
+def _completion_card(c: Completion, signals: Sequence[str], idx: int) -> str:
+    n = len(c.tokens)
+    meta_bits = [f"<span><b>T</b> = {n}</span>"]
+    for k, v in c.meta.items():
+        if v is None:
+            continue
+        shown = _fmt(v) if isinstance(v, float) else _e(v)
+        meta_bits.append(f"<span><b>{_e(k)}</b> {shown}</span>")
+    parts = [f'<article class="card" id="c{idx}">']
+    parts.append(
+        f'<header><h3>{_e(c.title or f"completion {idx}")}</h3><div class="meta">{"".join(meta_bits)}</div></header>'
+    )
+    if c.prompt:
+        parts.append(f'<details class="prompt"><summary>prompt</summary><pre>{_e(c.prompt)}</pre></details>')
+    parts.append('<div class="grid">')
+    for s in signals:
+        w = c.weights.get(s)
+        if w is None:
+            continue
+        g, eff = _row_stats(w)
+        parts.append(
+            f'<div class="sig" data-signal="{_e(s)}"><div class="lab"><span class="name">{_e(s)}</span>'
+            f'<span class="st">G {_fmt(g, 2)} · EffN/T {_fmt(eff, 2)}</span></div>'
+            f'<div class="toks">{_token_row(s, c.tokens, w, c.salience.get(s))}</div></div>'
+        )
+    parts.append("</div></article>")
+    return "".join(parts)
+
+
+def _regime_badge(regime: str | None) -> str:
+    if not regime:
+        return "—"
+    cls = {"uniform": "b-uni", "sparse": "b-sparse", "middle": "b-mid"}.get(regime, "b-other")
+    return f'<span class="badge {cls}">{_e(regime)}</span>'
+
+
+def _summary_table(section: Section) -> str:
+    if not section.summary and not section.absent:
+        return ""
+    rows_in = section.summary
+    show_first = any(r.first_token_mass is not None for r in rows_in)
+    show_regime = any(r.regime is not None for r in rows_in)
+    show_rho = any(r.spearman_vs_arca is not None for r in rows_in)
+    show_n = any(r.n_rows is not None for r in rows_in)
+    head = ["signal", "mean Gini", "EffN/T", "top-10% mass"]
+    head += (
+        ["first-token mass"] * show_first
+        + ["regime"] * show_regime
+        + ["ρ vs arca"] * show_rho
+        + ["rows"] * show_n
+    )
+    rows = [
+        "<table class='summary'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
+    ]
+    for r in rows_in:
+        cells = [
+            f"<td class='sn'>{_e(r.signal)}</td>",
+            f"<td>{_fmt(r.gini)}</td>",
+            f"<td>{_fmt(r.effective_token_ratio)}</td>",
+            f"<td>{_fmt(r.top10_mass)}</td>",
+        ]
+        if show_first:
+            cells.append(f"<td>{_fmt(r.first_token_mass)}</td>")
+        if show_regime:
+            cells.append(f"<td>{_regime_badge(r.regime)}</td>")
+        if show_rho:
+            cells.append(f"<td>{_fmt(r.spearman_vs_arca)}</td>")
+        if show_n:
+            cells.append(f"<td>{_fmt(r.n_rows)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    for name, why in section.absent.items():
+        span = len(head) - 1
+        rows.append(
+            f"<tr class='absent'><td class='sn'>{_e(name)}</td><td colspan='{span}'>absent: {_e(why)}</td></tr>"
+        )
+    rows.append("</tbody></table>")
+    foot = [section.table_note or "Means over completions with T ≥ 2."]
+    foot.append("top-10% mass: share of a row's credit on its top 10% of tokens.")
+    if show_first:
+        foot.append("first-token mass: mean weight of the first completion token.")
+    if show_regime:
+        from ..diagnostics import SPARSE_MAX_EFFN, SPARSE_MIN_GINI, UNIFORM_MAX_GINI, UNIFORM_MIN_EFFN
+
+        foot.append(
+            f"regime: sparse (G > {SPARSE_MIN_GINI:g} or EffN/T < {SPARSE_MAX_EFFN:g}), uniform "
+            f"(G < {UNIFORM_MAX_GINI:g} and EffN/T > {UNIFORM_MIN_EFFN:g}), else middle."
+        )
+    if show_rho:
+        foot.append(
+            "ρ vs arca: mean per-completion Spearman rank correlation of the signal's salience with arca's "
+            "(average ranks for ties; — for constant rows such as uniform's)."
+        )
+    rows.append(f'<p class="foot">{_e(" ".join(foot))}</p>')
+    return "".join(rows)
+
+
+def _histogram_svg(signal: str, values: Sequence[float]) -> str:
+    """Inline SVG histogram of relative weights w*T (log2 x axis), bars coloured by the heatmap scale."""
+    fracs, under, over, total = _scale.relative_histogram(values)
+    edges = _scale.hist_edges()
+    W, H, L, R, TOP, B = 300, 150, 34, 8, 8, 30
+    nb = len(fracs) + 2  # underflow + regular + overflow
+    bw = (W - L - R) / nb
+    all_fracs = [under / total if total else 0.0, *fracs, over / total if total else 0.0]
+    ymax = max(all_fracs) if any(all_fracs) else 1.0
+    ymax = max(ymax, 1e-9)
+    bars: list[str] = []
+    for j, f in enumerate(all_fracs):
+        if f <= 0:
+            continue
+        if j == 0:
+            r, lab = 0.0, f"< x{2 ** edges[0]:.3g} (incl. 0)"
+        elif j == nb - 1:
+            r, lab = 2 ** edges[-1] * 2, f">= x{2 ** edges[-1]:.3g}"
+        else:
+            lo, hi = edges[j - 1], edges[j]
+            r, lab = 2 ** ((lo + hi) / 2), f"x{2**lo:.3g} – x{2**hi:.3g}"
+        colour, _ = _scale.relative_colour(r)
+        h = (H - TOP - B) * f / ymax
+        x = L + j * bw
+        y = H - B - h
+        bars.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bw - 1, 1):.1f}" height="{h:.1f}" fill="{colour}" '
+            f'stroke="#555" stroke-width="0.4"><title>{_e(lab)}: {f:.1%} of tokens</title></rect>'
+        )
+    ticks: list[str] = []
+    for e2, lab in ((-6, "1/64"), (-3, "1/8"), (0, "1"), (3, "8"), (6, "64")):
+        x = L + (1 + (e2 - edges[0]) / _scale.HIST_STEP) * bw
+        ticks.append(
+            f'<line x1="{x:.1f}" y1="{H - B}" x2="{x:.1f}" y2="{H - B + 4}" stroke="#444"/>'
+            f'<text x="{x:.1f}" y="{H - B + 15}" text-anchor="middle">{lab}</text>'
+        )
+    ux = L + (1 + (0 - edges[0]) / _scale.HIST_STEP) * bw
+    ticks.append(
+        f'<line x1="{ux:.1f}" y1="{TOP}" x2="{ux:.1f}" y2="{H - B}" stroke="#888" stroke-dasharray="3,3"/>'
+    )
+    yl = f'<text x="{L - 4}" y="{TOP + 8}" text-anchor="end">{ymax:.0%}</text><text x="{L - 4}" y="{H - B}" text-anchor="end">0</text>'
+    axis = f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="#444"/>'
+    xl = f'<text x="{(L + W - R) / 2:.0f}" y="{H - 3}" text-anchor="middle" class="ax">relative weight w·T (log scale, 1 = uniform)</text>'
+    return (
+        f'<figure class="hist"><figcaption>{_e(signal)} <span class="n">{total} tokens</span></figcaption>'
+        f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{_e(signal)} weight histogram">'
+        f"{''.join(bars)}{axis}{''.join(ticks)}{yl}{xl}</svg></figure>"
+    )
+
+
+def _histograms(section: Section, signals: Sequence[str]) -> str:
+    figs: list[str] = []
+    for s in signals:
+        vals: list[float] = []
+        for c in section.completions:
+            w = c.weights.get(s)
+            if w:
+                total = sum(w)
+                vals.extend((x / total) * len(w) if total > 0 else 0.0 for x in w)
+        if vals:
+            figs.append(_histogram_svg(s, vals))
+    if not figs:
+        return ""
+    return f'<h3 class="sub">Token weight histograms</h3><div class="hists">{"".join(figs)}</div>'
+
+
+def _legend() -> str:
+    rel = _scale.css_gradient("relative")
+    mx = _scale.css_gradient("rowmax")
+    rel_ticks = "".join(
+        f'<span style="left:{(e / _scale.LOG2_CLIP + 1) * 50:.1f}%">{lab}</span>'
+        for e, lab in ((-4, "≤1/16"), (-2, "1/4"), (0, "1 (uniform)"), (2, "4"), (4, "≥16"))
+    )
+    mx_ticks = "".join(
+        f'<span style="left:{p}%">{lab}</span>' for p, lab in ((0, "0"), (50, "0.5"), (100, "row max"))
+    )
+    return f"""
+<div class="legend">
+  <div class="modes" role="radiogroup" aria-label="colour scale">
+    <label><input type="radio" name="mode" value="rel" checked> relative to uniform (w·T, log scale)</label>
+    <label><input type="radio" name="mode" value="max"> share of row maximum (w / max w)</label>
+  </div>
+  <div class="scale scale-rel"><div class="bar" style="background:{rel}"></div><div class="ticks">{rel_ticks}</div></div>
+  <div class="scale scale-max"><div class="bar" style="background:{mx}"></div><div class="ticks">{mx_ticks}</div></div>
+  <p class="hint">Each row is one signal's credit over the same completion (weights sum to 1 per row; T counts
+  tokens up to and including the first EOS). Hover a token for its weight and raw salience; the same token is
+  outlined in every row. <span class="ws">·</span> space, <span class="ws">↵</span> newline,
+  <span class="ws">→</span> tab.</p>
+</div>"""
+
+
+_CSS = """
+:root{--fg:#1d2329;--muted:#65707b;--line:#dfe3e8;--bg:#f6f7f9;--card:#fff;--accent:#2f6fdf}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--fg);background:var(--bg)}
+main{max-width:1280px;margin:0 auto;padding:20px 28px 60px}
+h1{font-size:22px;margin:4px 0 2px}h2{font-size:18px;margin:28px 0 6px;padding-top:10px;border-top:2px solid var(--line)}
+h3.sub{font-size:14px;margin:18px 0 6px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
+.lead{color:var(--muted);margin:0 0 12px}
+.notes{background:#fff8e6;border:1px solid #f1d48a;border-radius:6px;padding:8px 12px;margin:10px 0}
+.notes li{margin:2px 0}
+table.summary{border-collapse:collapse;background:var(--card);border:1px solid var(--line);border-radius:6px;margin:6px 0 4px;font-variant-numeric:tabular-nums}
+table.summary th,table.summary td{padding:6px 12px;border-bottom:1px solid var(--line);text-align:right}
+table.summary th{background:#eef1f5;font-weight:600;font-size:12.5px}
+table.summary td.sn,table.summary th:first-child{text-align:left;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+table.summary tr.absent td{color:var(--muted);text-align:left;font-style:italic}
+table.summary tr.absent td.sn{font-style:normal}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
+.b-uni{background:#e3ecfa;color:#234c8f}.b-sparse{background:#fbe3e3;color:#9a1f1f}.b-mid{background:#e2f4e6;color:#1f6e33}.b-other{background:#eee;color:#444}
+.legend{position:sticky;top:0;z-index:5;background:rgba(246,247,249,.96);backdrop-filter:blur(2px);border-bottom:1px solid var(--line);padding:8px 0 6px;margin-bottom:8px}
+.modes{display:flex;gap:18px;flex-wrap:wrap;font-size:13px}
+.scale{margin:6px 0 2px;max-width:520px}.scale .bar{height:12px;border-radius:3px;border:1px solid #bbb}
+.scale .ticks{position:relative;height:16px;font-size:11px;color:var(--muted)}
+.scale .ticks span{position:absolute;transform:translateX(-50%);white-space:nowrap}
+.scale .ticks span:first-child{transform:none}.scale .ticks span:last-child{transform:translateX(-100%)}
+body.mode-max .scale-rel,body:not(.mode-max) .scale-max{display:none}
+.hint{font-size:12px;color:var(--muted);margin:4px 0 0}
+p.foot{font-size:12px;color:var(--muted);margin:2px 0 8px;max-width:900px}
+.hists{display:flex;flex-wrap:wrap;gap:10px}
+figure.hist{margin:0;background:var(--card);border:1px solid var(--line);border-radius:6px;padding:6px 8px}
+figure.hist figcaption{font:600 13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+figure.hist .n{font:400 11px system-ui,sans-serif;color:var(--muted);margin-left:6px}
+figure.hist svg text{font-size:10px;fill:#444}figure.hist svg text.ax{fill:var(--muted)}
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;margin:12px 0;padding:10px 14px 12px;box-shadow:0 1px 2px rgba(0,0,0,.04)}
+.card header{display:flex;align-items:baseline;gap:14px;flex-wrap:wrap}
+.card h3{font-size:14px;margin:0}
+.meta{display:flex;gap:12px;color:var(--muted);font-size:12.5px;flex-wrap:wrap}.meta b{color:var(--fg);font-weight:600}
+details.prompt{margin:6px 0}details.prompt summary{cursor:pointer;color:var(--accent);font-size:12.5px}
+details.prompt pre{white-space:pre-wrap;background:#f3f4f6;border-radius:4px;padding:6px 8px;margin:4px 0;font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;max-height:240px;overflow:auto}
+.grid{display:flex;flex-direction:column;gap:5px;margin-top:8px}
+.sig{display:grid;grid-template-columns:150px 1fr;gap:10px;align-items:start}
+.sig+.sig{border-top:1px dashed #e6e8ec;padding-top:5px}
+.lab{display:flex;flex-direction:column;padding-top:1px}
+.lab .name{font:600 12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.lab .st{font-size:11px;color:var(--muted);font-variant-numeric:tabular-nums}
+.toks{display:flex;flex-wrap:wrap;row-gap:3px;column-gap:1px;font:14px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace}
+.t{white-space:pre;padding:1px 2px;border-radius:3px;box-shadow:inset 0 0 0 1px rgba(0,0,0,.07);background:var(--rb);color:var(--rf);outline:1px solid transparent;cursor:default}
+body.mode-max .t{background:var(--mb);color:var(--mf)}
+.t .ws{opacity:.45}
+.t.hl{outline:2px solid #111;outline-offset:-1px}
+.brk{flex-basis:100%;height:0}
+.ws{color:inherit}
+footer{margin-top:30px;color:var(--muted);font-size:12px}
+#js-errors:empty{display:none}#js-errors{background:#fee;border:1px solid #d66;padding:6px 10px;color:#900;white-space:pre-wrap}
+"""
+
+# Installed first, so errors in anything after it land in the DOM (tests read them with --dump-dom).
+_ERROR_HOOK = """
+window.__arcaErrors = [];
+window.addEventListener('error', function (ev) {
+  var msg = (ev && ev.message) ? ev.message : String(ev);
+  window.__arcaErrors.push(msg);
+  var box = document.getElementById('js-errors');
+  if (box) { box.textContent += msg + '\\n'; }
+});
+"""
+
+_JS = """
+(function () {
+  'use strict';
+  var body = document.body;
+  var radios = document.querySelectorAll('input[name="mode"]');
+  function setMode(m) { body.classList.toggle('mode-max', m === 'max'); }
+  radios.forEach(function (r) {
+    r.addEventListener('change', function () { if (r.checked) { setMode(r.value); } });
+    if (r.checked) { setMode(r.value); }
+  });
+  // Hover a token: outline the same token position in every signal row of that completion.
+  var lit = [];
+  function clear() { lit.forEach(function (el) { el.classList.remove('hl'); }); lit = []; }
+  document.addEventListener('mouseover', function (ev) {
+    var t = ev.target.closest ? ev.target.closest('.t') : null;
+    if (!t) { return; }
+    clear();
+    var card = t.closest('.card');
+    if (!card) { return; }
+    lit = Array.prototype.slice.call(card.querySelectorAll('.t[data-i="' + t.getAttribute('data-i') + '"]'));
+    lit.forEach(function (el) { el.classList.add('hl'); });
+  });
+  document.addEventListener('mouseleave', clear);
+  var ok = document.getElementById('js-status');
+  if (ok) { ok.setAttribute('data-status', 'ok'); }
+})();
+"""
+
+
+def render_page(title: str, sections: Sequence[Section], *, subtitle: str = "", footer: str = "") -> str:
+    """The whole page as one HTML string (UTF-8, no external resources)."""
+    body: list[str] = []
+    for k, sec in enumerate(sections):
+        signals = _signal_order(sec)
+        body.append(f'<section id="s{k}" class="section">')
+        body.append(f"<h2>{_e(sec.title)}</h2>")
+        if sec.subtitle:
+            body.append(f'<p class="lead">{_e(sec.subtitle)}</p>')
+        if sec.notes:
+            body.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in sec.notes) + "</ul>")
+        body.append(_summary_table(sec))
+        if sec.histograms:
+            body.append(_histograms(sec, signals))
+        if sec.completions:
+            body.append(f'<h3 class="sub">Completions ({len(sec.completions)})</h3>')
+            for i, c in enumerate(sec.completions):
+                body.append(_completion_card(c, signals, k * 100000 + i))
+        body.append("</section>")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title>
+<script>{_ERROR_HOOK}</script>
+<style>{_CSS}</style>
+</head>
+<body>
+<main>
+<div id="js-errors"></div>
+<h1>{_e(title)}</h1>
+{f'<p class="lead">{_e(subtitle)}</p>' if subtitle else ""}
+{_legend()}
+{"".join(body)}
+<footer>{_e(footer) if footer else "arca-rl token credit report"} · <span id="js-status" data-status="pending"></span></footer>
+</main>
+<script>{_JS}</script>
+</body>
+</html>
+"""
+
+
+def write_page(path: str | Path, title: str, sections: Sequence[Section], **kwargs: str) -> Path:
+    """Render the page and write it to `path` (parents created). Returns the path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(render_page(title, sections, **kwargs), encoding="utf-8")
+    return p
+
+
+def completions_from_token_log(lines: Sequence[Mapping[str, object]]) -> list[Completion]:
+    """Build completions from `credit_tokens.jsonl` records (one signal per record).
+
+    Records of one completion (same step and `sample` index, or, for records without `sample`,
+    same step and identical tokens) merge into one Completion with one row per signal (the
+    trainer logs the active signal and, with `credit_shadow`, every other one). The active signal
+    (`"active": true`) comes first. Malformed records are skipped.
+    """
+    merged: dict[tuple[object, ...], Completion] = {}
+    order: list[tuple[object, ...]] = []
+    active: dict[tuple[object, ...], str] = {}
+    seen: dict[tuple[object, ...], int] = {}
+    for rec in lines:
+        tokens = rec.get("tokens")
+        weights = rec.get("weights")
+        signal = str(rec.get("signal", "?"))
+        if not isinstance(tokens, list) or not isinstance(weights, list) or len(tokens) != len(weights):
+            continue
+        try:
+            w = [float(x) for x in weights]
+            sal_raw = rec.get("salience")
+            sal = (
+                [float(x) for x in sal_raw]
+                if isinstance(sal_raw, list) and len(sal_raw) == len(tokens)
+                else None
+            )
+        except (TypeError, ValueError):
+            continue
+        toks = tuple(str(t) for t in tokens)
+        step = rec.get("step")
+        sample = rec.get("sample")
+        if isinstance(sample, int) and not isinstance(sample, bool):
+            key: tuple[object, ...] = (step, "sample", sample, toks)
+        else:  # the n-th record of a signal with these tokens belongs to the n-th such completion
+            nth = seen.get((step, toks, signal), 0)
+            seen[(step, toks, signal)] = nth + 1
+            key = (step, toks, nth)
+        if key not in merged:
+            meta: dict[str, str | float | int | None] = {"step": step if isinstance(step, int) else None}
+            adv = rec.get("advantage")
+            if isinstance(adv, int | float) and math.isfinite(float(adv)):
+                meta["advantage"] = float(adv)
+            title = f"step {step} · sample {sample}" if isinstance(sample, int) else ""
+            merged[key] = Completion(tokens=list(toks), weights={}, salience={}, title=title, meta=meta)
+            order.append(key)
+        c = merged[key]
+        c.weights[signal] = w
+        if sal is not None:
+            c.salience[signal] = sal
+        if rec.get("active") is True:
+            active[key] = signal
+    out: list[Completion] = []
+    for i, key in enumerate(order):
+        c = merged[key]
+        if key in active:  # active signal first
+            first = active[key]
+            c.weights = {first: c.weights[first], **{k: v for k, v in c.weights.items() if k != first}}
+            c.meta["credit"] = first
+        if not c.title:
+            c.title = f"step {c.meta.get('step', '?')} · completion {i}"
+        out.append(c)
+    return out

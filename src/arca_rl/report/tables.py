@@ -1,0 +1,404 @@
+"""Read run directories written by `arca train` and build the paper's Tables 2 and 3.
+
+A run directory holds `config.yaml` (resolved config), `metrics.jsonl` (one JSON object per logging
+step), `eval.json` (held-out accuracy) and optionally `credit_tokens.jsonl`. Runs are grouped by
+(method = training.credit, rank = lora.r); every other difference (the seed above all) is treated
+as a replicate. A group's figure is the mean over its runs with a 95% Student-t confidence interval
+(n - 1 degrees of freedom, half-width t_{0.975, n-1} * s / sqrt(n), s the sample standard
+deviation); a group of one run has no interval.
+
+Table 2: method, rank, greedy accuracy, pass@k, average training reward (mean of the logged
+`reward` over logging steps). Table 3: method, rank, mean Gini and mean EffN/T (means of the logged
+`credit/gini` and `credit/effective_token_ratio` over logging steps).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "METHOD_ORDER",
+    "TABLE2_COLUMNS",
+    "TABLE3_COLUMNS",
+    "RunData",
+    "RunLoadError",
+    "discover_runs",
+    "group_runs",
+    "load_run",
+    "markdown_table",
+    "mean_ci",
+    "read_jsonl",
+    "table2",
+    "table3",
+    "write_csv",
+]
+
+METHOD_ORDER = ("uniform", "surprisal", "entropy_reduction", "divergence", "arca")
+
+TABLE2_COLUMNS = (
+    "method",
+    "rank",
+    "n",
+    "greedy_acc",
+    "greedy_acc_ci95",
+    "pass_at_k",
+    "pass_at_k_ci95",
+    "k",
+    "avg_train_reward",
+    "avg_train_reward_ci95",
+)
+TABLE3_COLUMNS = (
+    "method",
+    "rank",
+    "n",
+    "mean_gini",
+    "mean_gini_ci95",
+    "mean_effective_token_ratio",
+    "mean_effective_token_ratio_ci95",
+)
+
+
+class RunLoadError(Exception):
+    """A directory that cannot be reported on (the message says why)."""
+
+
+@dataclass
+class RunData:
+    """What the report needs from one run directory."""
+
+    path: Path
+    name: str
+    method: str
+    rank: int | None
+    seed: int | None
+    config: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    eval: dict[str, Any] | None
+    token_log: Path | None
+    warnings: list[str] = field(default_factory=list)
+
+    def series(self, key: str) -> tuple[list[float], list[float]]:
+        """(steps, values) of a logged scalar, skipping lines without it (or non-finite)."""
+        xs: list[float] = []
+        ys: list[float] = []
+        for i, m in enumerate(self.metrics):
+            v = m.get(key)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                continue
+            step = m.get("step", i)
+            xs.append(float(step) if isinstance(step, int | float) else float(i))
+            ys.append(float(v))
+        return xs, ys
+
+    def mean_of(self, key: str) -> float | None:
+        """Mean of a logged scalar over the logging steps that have it; None if none do."""
+        _, ys = self.series(key)
+        return sum(ys) / len(ys) if ys else None
+
+    @property
+    def avg_train_reward(self) -> float | None:
+        return self.mean_of("reward")
+
+    @property
+    def mean_gini(self) -> float | None:
+        return self.mean_of("credit/gini")
+
+    @property
+    def mean_effective_token_ratio(self) -> float | None:
+        return self.mean_of("credit/effective_token_ratio")
+
+    def eval_value(self, key: str) -> float | None:
+        if not self.eval:
+            return None
+        v = self.eval.get(key)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return None
+        return float(v)
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Objects of a JSON-lines file and how many lines were unreadable (e.g. a half-written last line)."""
+    out: list[dict[str, Any]] = []
+    bad = 0
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+            else:
+                bad += 1
+    return out, bad
+
+
+def _as_int(x: Any) -> int | None:
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, int):
+        return x
+    if isinstance(x, float) and x.is_integer():
+        return int(x)
+    if isinstance(x, str):
+        try:
+            return int(x)
+        except ValueError:
+            return None
+    return None
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RunLoadError(f"{path}: cannot read config ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RunLoadError(f"{path}: config is not a mapping")
+    return data
+
+
+def load_run(path: str | Path) -> RunData:
+    """Load one run directory; raises RunLoadError (with a readable reason) if nothing usable is there."""
+    p = Path(path)
+    if not p.is_dir():
+        raise RunLoadError(f"{p}: not a directory")
+    cfg_path = p / "config.yaml"
+    if not cfg_path.is_file():
+        raise RunLoadError(f"{p}: no config.yaml (not a run directory written by `arca train`)")
+    cfg = _read_config(cfg_path)
+    training = cfg.get("training") if isinstance(cfg.get("training"), dict) else {}
+    lora = cfg.get("lora") if isinstance(cfg.get("lora"), dict) else {}
+    method = training.get("credit")
+    if not isinstance(method, str) or not method:
+        method = "arca"  # ARCAGRPOConfig's default credit
+    rank = _as_int(lora.get("r"))
+    seed = _as_int(training.get("seed"))
+    name = str(cfg.get("name") or p.name)
+    warnings: list[str] = []
+
+    metrics: list[dict[str, Any]] = []
+    mpath = p / "metrics.jsonl"
+    if mpath.is_file():
+        metrics, bad = read_jsonl(mpath)
+        if bad:
+            warnings.append(f"{p}: skipped {bad} unreadable line(s) in metrics.jsonl")
+    else:
+        warnings.append(f"{p}: no metrics.jsonl (training never logged)")
+
+    ev: dict[str, Any] | None = None
+    epath = p / "eval.json"
+    if epath.is_file():
+        try:
+            loaded = json.loads(epath.read_text(encoding="utf-8"))
+            ev = loaded if isinstance(loaded, dict) else None
+            if ev is None:
+                warnings.append(f"{p}: eval.json is not an object; ignored")
+        except (OSError, json.JSONDecodeError) as exc:
+            warnings.append(f"{p}: unreadable eval.json ({exc}); ignored")
+    else:
+        warnings.append(f"{p}: no eval.json (unfinished run?); left out of Table 2")
+
+    if not metrics and ev is None:
+        raise RunLoadError(f"{p}: neither metrics nor eval results yet (run not started or crashed early)")
+    tok = p / "credit_tokens.jsonl"
+    return RunData(
+        path=p,
+        name=name,
+        method=method,
+        rank=rank,
+        seed=seed,
+        config=cfg,
+        metrics=metrics,
+        eval=ev,
+        token_log=tok if tok.is_file() else None,
+        warnings=warnings,
+    )
+
+
+def discover_runs(paths: Iterable[str | Path], *, max_depth: int = 2) -> tuple[list[Path], list[str]]:
+    """Run directories under the given paths, and messages about paths that hold none.
+
+    A path with a `config.yaml` is a run; otherwise its subdirectories are searched (up to
+    `max_depth` levels), so `arca report runs/` and `arca report runs/demo` both work.
+    """
+    found: list[Path] = []
+    messages: list[str] = []
+
+    def walk(d: Path, depth: int) -> list[Path]:
+        if (d / "config.yaml").is_file():
+            return [d]
+        if any((d / f).exists() for f in ("metrics.jsonl", "eval.json", "adapter")):
+            messages.append(f"{d}: looks like a run but has no config.yaml; skipped")
+            return []
+        if depth <= 0:
+            return []
+        out: list[Path] = []
+        for child in sorted(d.iterdir()):
+            if child.is_dir() and not child.name.startswith(("checkpoint-", ".")):
+                out.extend(walk(child, depth - 1))
+        return out
+
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            messages.append(f"{p}: does not exist; skipped")
+            continue
+        if not p.is_dir():
+            messages.append(f"{p}: not a directory; skipped")
+            continue
+        runs = walk(p, max_depth)
+        if not runs:
+            messages.append(f"{p}: no run directories (config.yaml) found; skipped")
+        for r in runs:
+            if r.resolve() not in {f.resolve() for f in found}:
+                found.append(r)
+    return found, messages
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float | None, float | None, int]:
+    """(mean, CI half-width, n) of the finite values; half-width None for n < 2, everything None for n = 0.
+
+    The interval is Student t with n - 1 degrees of freedom: t_{(1+c)/2, n-1} * s / sqrt(n).
+    """
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(xs)
+    if n == 0:
+        return None, None, 0
+    mean = sum(xs) / n
+    if n < 2:
+        return mean, None, 1
+    from scipy.stats import t
+
+    s = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = float(t.ppf((1 + confidence) / 2, n - 1)) * s / math.sqrt(n)
+    return mean, half, n
+
+
+def _method_key(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def group_runs(runs: Iterable[RunData]) -> dict[tuple[str, int | None], list[RunData]]:
+    """Runs grouped by (method, rank), groups in the paper's method order then by rank."""
+    groups: dict[tuple[str, int | None], list[RunData]] = {}
+    for r in runs:
+        groups.setdefault((r.method, r.rank), []).append(r)
+    keys = sorted(groups, key=lambda k: (*_method_key(k[0]), -1 if k[1] is None else k[1]))
+    return {k: sorted(groups[k], key=lambda r: (r.seed is None, r.seed or 0, r.name)) for k in keys}
+
+
+def table2(runs: Iterable[RunData]) -> list[dict[str, Any]]:
+    """Table 2 rows (TABLE2_COLUMNS) over the runs that have eval results."""
+    rows: list[dict[str, Any]] = []
+    for (method, rank), group in group_runs(r for r in runs if r.eval is not None).items():
+        g_mean, g_ci, n = mean_ci([v for r in group if (v := r.eval_value("greedy_accuracy")) is not None])
+        p_mean, p_ci, _ = mean_ci([v for r in group if (v := r.eval_value("pass_at_k")) is not None])
+        r_mean, r_ci, _ = mean_ci([v for r in group if (v := r.avg_train_reward) is not None])
+        ks = sorted({int(k) for r in group if (k := r.eval_value("k")) is not None})
+        rows.append(
+            {
+                "method": method,
+                "rank": rank,
+                "n": len(group),
+                "greedy_acc": g_mean,
+                "greedy_acc_ci95": g_ci,
+                "pass_at_k": p_mean,
+                "pass_at_k_ci95": p_ci,
+                "k": ks[0] if len(ks) == 1 else ("/".join(map(str, ks)) if ks else None),
+                "avg_train_reward": r_mean,
+                "avg_train_reward_ci95": r_ci,
+            }
+        )
+    return rows
+
+
+def table3(runs: Iterable[RunData]) -> list[dict[str, Any]]:
+    """Table 3 rows (TABLE3_COLUMNS) over the runs that logged credit diagnostics."""
+    have = [r for r in runs if r.mean_gini is not None or r.mean_effective_token_ratio is not None]
+    rows: list[dict[str, Any]] = []
+    for (method, rank), group in group_runs(have).items():
+        g_mean, g_ci, _ = mean_ci([v for r in group if (v := r.mean_gini) is not None])
+        e_mean, e_ci, _ = mean_ci([v for r in group if (v := r.mean_effective_token_ratio) is not None])
+        rows.append(
+            {
+                "method": method,
+                "rank": rank,
+                "n": len(group),
+                "mean_gini": g_mean,
+                "mean_gini_ci95": g_ci,
+                "mean_effective_token_ratio": e_mean,
+                "mean_effective_token_ratio_ci95": e_ci,
+            }
+        )
+    return rows
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | Path, columns: Sequence[str]) -> Path:
+    """Write rows as CSV (None -> empty cell, floats to 10 significant digits)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "w", newline="", encoding="utf-8") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(columns)
+        for row in rows:
+            wr.writerow(
+                [
+                    "" if row.get(c) is None else (f"{row[c]:.10g}" if isinstance(row[c], float) else row[c])
+                    for c in columns
+                ]
+            )
+    return p
+
+
+def _cell(mean: float | None, ci: float | None, digits: int = 3) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:.{digits}f}" if ci is None else f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], which: int) -> str:
+    """Table 2 or 3 as a GitHub-flavoured markdown table, cells as `mean ± CI half-width`."""
+    if which == 2:
+        head = ["method", "rank", "seeds", "greedy acc", "pass@k", "avg train reward"]
+        body = [
+            [
+                str(r["method"]),
+                "—" if r["rank"] is None else str(r["rank"]),
+                str(r["n"]),
+                _cell(r["greedy_acc"], r["greedy_acc_ci95"]),
+                _cell(r["pass_at_k"], r["pass_at_k_ci95"])
+                + (f" (k={r['k']})" if r.get("k") is not None else ""),
+                _cell(r["avg_train_reward"], r["avg_train_reward_ci95"]),
+            ]
+            for r in rows
+        ]
+    elif which == 3:
+        head = ["method", "rank", "seeds", "mean G(w)", "mean EffN/T"]
+        body = [
+            [
+                str(r["method"]),
+                "—" if r["rank"] is None else str(r["rank"]),
+                str(r["n"]),
+                _cell(r["mean_gini"], r["mean_gini_ci95"]),
+                _cell(r["mean_effective_token_ratio"], r["mean_effective_token_ratio_ci95"]),
+            ]
+            for r in rows
+        ]
+    else:
+        raise ValueError(f"which must be 2 or 3, got {which}")
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+    return "\n".join(lines)

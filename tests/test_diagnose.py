@@ -1,0 +1,246 @@
+"""`arca_rl.diagnose`: every signal on the same rollouts, checked against manual forwards on a tiny
+random Qwen3 (2 layers, hidden 32, character tokenizer) with a non-trivial LoRA adapter."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from scipy.stats import spearmanr
+
+import arca_rl
+from arca_rl import credit
+from arca_rl.diagnose import DiagnoseResult, completion_tokens, diagnose, resolve_adapter, spearman
+from tiny import char_tokenizer, tiny_model
+
+PROMPTS = ["12+7=", "3+45+6=", "1=", "99+1+23+4="]  # different lengths: left padding is exercised
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return char_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def peft_model(tok):
+    base = tiny_model(tok, seed=0)
+    torch.manual_seed(1)
+    cfg = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"], init_lora_weights=False
+    )
+    model = get_peft_model(base, cfg)  # init_lora_weights=False: random A and B, so the adapter changes h
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="module")
+def result(peft_model, tok) -> DiagnoseResult:
+    return diagnose(
+        peft_model,
+        tok,
+        PROMPTS,
+        k=3,
+        max_new_tokens=10,
+        temperature=0.7,
+        seed=3,
+        batch_size=5,
+        progress=False,
+    )
+
+
+def _manual(model, tok, prompt: str, ids: list[int], temperature: float):
+    """Unpadded forwards, adapter on and off: (arca salience, log pi at temperature) per completion token."""
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    x = torch.tensor([p + ids])
+    P, T = len(p), len(ids)
+    with torch.no_grad():
+        on = model(input_ids=x, output_hidden_states=True)
+        with model.disable_adapter():
+            off = model(input_ids=x, output_hidden_states=True)
+    # the position that scores y_t is P - 1 + t
+    h_on = on.hidden_states[-1][0, P - 1 : P - 1 + T]
+    h_off = off.hidden_states[-1][0, P - 1 : P - 1 + T]
+    arca = (h_on - h_off).norm(dim=-1)
+    logp = torch.log_softmax(on.logits[0, P - 1 : P - 1 + T].float() / temperature, -1)
+    logp = logp.gather(-1, torch.tensor(ids).unsqueeze(-1)).squeeze(-1)
+    return arca, logp
+
+
+def test_arca_salience_matches_manual_forwards(result, peft_model, tok):
+    assert len(result.completions) == len(PROMPTS) * 3
+    assert result.has_adapter and not result.absent
+    for rec in result.completions:
+        arca, logp = _manual(peft_model, tok, rec.prompt, rec.token_ids, 0.7)
+        assert rec.length == len(rec.salience["arca"]) == len(rec.weights["arca"]) >= 1
+        torch.testing.assert_close(torch.tensor(rec.salience["arca"]), arca, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(torch.tensor(rec.salience["surprisal"]), -logp, rtol=1e-4, atol=1e-5)
+        assert max(rec.salience["arca"]) > 0  # the adapter is not a no-op
+        for w in rec.weights.values():
+            assert math.isclose(sum(w), 1.0, rel_tol=1e-5)
+
+
+def test_divergence_and_entropy_reduction_use_the_same_alignment(result, peft_model, tok):
+    rec = max(result.completions, key=lambda r: r.length)
+    p = tok(rec.prompt, add_special_tokens=False)["input_ids"]
+    x = torch.tensor([p + rec.token_ids])
+    P, T = len(p), rec.length
+    with torch.no_grad():
+        z_on = peft_model(input_ids=x).logits[0, P - 1 : P - 1 + T] / 0.7
+        with peft_model.disable_adapter():
+            z_off = peft_model(input_ids=x).logits[0, P - 1 : P - 1 + T] / 0.7
+    y = torch.tensor(rec.token_ids).unsqueeze(-1)
+    lp_on = torch.log_softmax(z_on, -1).gather(-1, y).squeeze(-1)
+    lp_off = torch.log_softmax(z_off, -1).gather(-1, y).squeeze(-1)
+    torch.testing.assert_close(
+        torch.tensor(rec.salience["divergence"]), (lp_on - lp_off).abs(), rtol=1e-4, atol=1e-5
+    )
+    H = credit.token_entropy(z_on.unsqueeze(0))[0]
+    expect = torch.cat([(H[:-1] - H[1:]).clamp_min(0), torch.zeros(1)])
+    torch.testing.assert_close(torch.tensor(rec.salience["entropy_reduction"]), expect, rtol=1e-4, atol=1e-5)
+
+
+def test_mask_stops_at_first_eos(result, tok):
+    eos = tok.eos_token_id
+    for rec in result.completions:
+        assert eos not in rec.token_ids[:-1]
+        assert rec.finished == (rec.token_ids[-1] == eos)
+        assert rec.finished or rec.length == 10
+    assert completion_tokens([5, 6, 1, 7, 1, 0], [1]) == ([5, 6, 1], True)
+    assert completion_tokens([5, 6, 7], [1, 2]) == ([5, 6, 7], False)
+    assert completion_tokens([2], [1, 2]) == ([2], True)
+
+
+def test_summaries_table_and_spearman(result):
+    assert list(result.signals) == credit.registered_signals()
+    for s in result.signals.values():
+        assert s.n_rows == sum(1 for r in result.completions if r.length >= 2)
+        for v in (s.gini, s.effective_token_ratio, s.top10_mass, s.first_token_mass):
+            assert v is not None and math.isfinite(v)
+        assert s.regime in {"uniform", "middle", "sparse"}
+    uni = result.signals["uniform"]
+    assert uni.gini == pytest.approx(0.0, abs=1e-6) and uni.effective_token_ratio == pytest.approx(1.0)
+    assert uni.spearman_vs_arca is None and uni.spearman_n == 0  # constant rows have no rank correlation
+    assert result.signals["arca"].spearman_vs_arca == pytest.approx(1.0)
+    # the mean per-completion correlation, recomputed with scipy
+    vals = []
+    for rec in result.completions:
+        a, b = rec.salience["surprisal"], rec.salience["arca"]
+        if len(a) >= 2 and len(set(a)) > 1 and len(set(b)) > 1:
+            vals.append(spearmanr(a, b).statistic)
+    assert result.signals["surprisal"].spearman_vs_arca == pytest.approx(sum(vals) / len(vals), abs=1e-9)
+    table = result.table()
+    for name in result.signals:
+        assert name in table
+
+
+def test_spearman_ties_and_constant_rows():
+    a = [1.0, 2.0, 2.0, 3.0, 0.5]
+    b = [0.1, 0.4, 0.3, 0.3, 0.0]
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
+    assert spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) is None
+    assert spearman([1.0], [2.0]) is None
+    assert spearman([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+
+
+def test_json_has_every_signal_and_no_nan(result, tmp_path):
+    d = json.loads(result.to_json())
+    for name in credit.registered_signals():
+        for obj in (d["signals"][name], d[name]):
+            assert {"gini", "effective_token_ratio", "top10_mass", "regime", "spearman_vs_arca"} <= set(obj)
+    assert d["signals"]["uniform"]["spearman_vs_arca"] is None
+    assert len(d["completions"]) == len(result.completions)
+    assert "NaN" not in result.to_json()
+    files = result.write(tmp_path / "out")
+    for name in ("report.html", "diagnose.json", "histograms.png", "hist_arca.png"):
+        assert files[name].is_file() and files[name].stat().st_size > 0, name
+    page = files["report.html"].read_text()
+    assert "http://" not in page and "https://" not in page  # self-contained
+    for name in credit.registered_signals():
+        assert f'data-signal="{name}"' in page
+
+
+def test_model_without_adapter_omits_arca_and_divergence(tok):
+    model = tiny_model(tok, seed=0)
+    res = diagnose(model, tok, PROMPTS[:2], k=2, max_new_tokens=6, progress=False)
+    assert not res.has_adapter
+    assert set(res.absent) == {"arca", "divergence"}
+    for why in res.absent.values():
+        assert "adapter" in why
+    assert set(res.signals) == {"uniform", "surprisal", "entropy_reduction"}
+    assert all(s.spearman_vs_arca is None for s in res.signals.values())
+    d = json.loads(res.to_json())
+    assert "arca" not in d["signals"] and d["absent"]["arca"]
+    assert all("arca" not in rec.weights for rec in res.completions)
+
+
+def test_fresh_adapter_gives_zero_arca_and_a_note(tok):
+    model = get_peft_model(tiny_model(tok, seed=0), LoraConfig(r=2, target_modules=["q_proj"]))  # B = 0
+    res = diagnose(
+        model, tok, PROMPTS[:1], k=2, max_new_tokens=5, signals=["uniform", "arca"], progress=False
+    )
+    assert res.signals["arca"].salience_max == 0.0
+    assert res.signals["arca"].gini == pytest.approx(0.0, abs=1e-6)  # zero salience -> uniform weights
+    assert any("B = 0" in n for n in res.notes)
+
+
+def test_package_attribute_is_callable(peft_model, tok):
+    import arca_rl.diagnose as mod  # after this import `arca_rl.diagnose` is the module ...
+
+    assert arca_rl.diagnose is mod
+    # ... and still callable
+    res = arca_rl.diagnose(peft_model, tok, ["1+1="], k=1, max_new_tokens=3, progress=False)
+    assert isinstance(res, DiagnoseResult)
+
+
+def test_bad_arguments(peft_model, tok):
+    with pytest.raises(ValueError, match="unknown signals"):
+        diagnose(peft_model, tok, ["1="], signals=["nope"], progress=False)
+    with pytest.raises(ValueError, match="k must be"):
+        diagnose(peft_model, tok, ["1="], k=0, progress=False)
+
+
+def test_cli_on_run_folder_and_plain_model(tmp_path, tok, capsys):
+    from arca_rl.cli import main
+
+    model_dir = tmp_path / "tiny"
+    base = tiny_model(tok, seed=0)
+    base.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    torch.manual_seed(2)
+    peft = get_peft_model(
+        base, LoraConfig(r=2, lora_alpha=4, target_modules=["v_proj"], init_lora_weights=False)
+    )
+    run = tmp_path / "runs" / "demo-arca"
+    peft.save_pretrained(run / "adapter")
+    (run / "config.yaml").write_text(
+        f"name: demo-arca\nmodel: {{name_or_path: {model_dir}}}\ntask: {{name: arithmetic}}\n"
+        "training: {credit: arca, credit_power: 2.0, max_completion_length: 6}\n"
+    )
+    assert resolve_adapter(run)[0] == run / "adapter"
+    assert isinstance(PeftModel.from_pretrained(tiny_model(tok), str(run / "adapter")), PeftModel)
+
+    out = tmp_path / "diag"
+    rc = main(["diagnose", "--adapter", str(run), "--n", "2", "--k", "2", "--out", str(out), "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "arca" in printed and "entropy_reduction" in printed
+    d = json.loads((out / "diagnose.json").read_text())
+    assert d["settings"]["power"] == 2.0 and d["settings"]["max_new_tokens"] == 6  # from the run's config
+    assert d["arca"]["gini"] is not None and not d["absent"]
+    assert (out / "report.html").is_file()
+
+    out2 = tmp_path / "diag2"
+    rc = main(["diagnose", "--model", str(model_dir), "--task", "arithmetic", "--n", "1", "--k", "2",
+               "--max-new-tokens", "4", "--out", str(out2), "--quiet"])  # fmt: skip
+    assert rc == 0
+    d2 = json.loads((out2 / "diagnose.json").read_text())
+    assert set(d2["absent"]) == {"arca", "divergence"} and "surprisal" in d2["signals"]
+
+    rc = main(["diagnose", "--adapter", str(tmp_path / "nothing"), "--task", "arithmetic"])
+    assert rc == 2  # FileNotFoundError -> a clean CLI error
+    assert main(["diagnose", "--model", str(model_dir)]) == 2  # no task
+    assert main(["diagnose", "--model", str(model_dir), "--task", "nope"]) == 2
+    assert "unknown task" in capsys.readouterr().err

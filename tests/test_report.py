@@ -1,0 +1,346 @@
+"""`arca report`: Tables 2 and 3 from synthetic run folders, checked against hand-computed means and
+Student-t intervals; partial and broken runs are reported and skipped."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from arca_rl.report import write_report
+from arca_rl.report.html import completions_from_token_log
+from arca_rl.report.tables import discover_runs, load_run, mean_ci
+
+# t_{0.975, dof}, from tables (not from scipy, which the code under test uses)
+T975 = {1: 12.706204736174707, 2: 4.302652729911275, 3: 3.182446305284263}
+
+
+def make_run(
+    root: Path,
+    name: str,
+    *,
+    credit: str,
+    rank: int,
+    seed: int,
+    rewards: list[float],
+    ginis: list[float] | None = None,
+    effs: list[float] | None = None,
+    greedy: float | None = None,
+    pass_k: float | None = None,
+    tokens: bool = False,
+) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    cfg = {
+        "name": name,
+        "lora": {"r": rank, "alpha": 2 * rank},
+        "task": {"name": "arithmetic"},
+        "training": {"credit": credit, "seed": seed},
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with open(run / "metrics.jsonl", "w") as fh:
+        for i, r in enumerate(rewards):
+            row = {"step": i + 1, "reward": r, "loss": 0.1, "completions/mean_length": 12.0}
+            if ginis is not None:
+                row["credit/gini"] = ginis[i]
+            if effs is not None:
+                row["credit/effective_token_ratio"] = effs[i]
+            fh.write(json.dumps(row) + "\n")
+        fh.write(json.dumps({"step": len(rewards), "train_runtime": 12.5}) + "\n")  # TRL's final summary line
+    if greedy is not None:
+        ev = {"greedy_accuracy": greedy, "pass_at_k": pass_k, "k": 4, "samples_per_problem": 4, "n": 200}
+        (run / "eval.json").write_text(json.dumps(ev))
+    if tokens:
+        with open(run / "credit_tokens.jsonl", "w") as fh:
+            for step in (1, len(rewards)):
+                for j in range(2):
+                    toks = ["\\boxed{", "1", "2", "}", " <&\"x'>", "\n"]
+                    w = [0.5, 0.1, 0.1, 0.1, 0.1, 0.1] if j == 0 else [1 / 6] * 6
+                    rec = {
+                        "step": step,
+                        "signal": credit,
+                        "tokens": toks,
+                        "weights": w,
+                        "salience": [2.0, 0.4, 0.4, 0.4, 0.4, 0.4],
+                        "advantage": 0.5 - j,
+                    }
+                    fh.write(json.dumps(rec) + "\n")
+    return run
+
+
+@pytest.fixture()
+def runs(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    # arca r16: three seeds
+    make_run(
+        root,
+        "arca-r16-s1",
+        credit="arca",
+        rank=16,
+        seed=1,
+        rewards=[0.2, 0.4],
+        ginis=[0.3, 0.5],
+        effs=[0.5, 0.4],
+        greedy=0.50,
+        pass_k=0.60,
+        tokens=True,
+    )
+    make_run(
+        root,
+        "arca-r16-s2",
+        credit="arca",
+        rank=16,
+        seed=2,
+        rewards=[0.3, 0.5],
+        ginis=[0.4, 0.4],
+        effs=[0.45, 0.45],
+        greedy=0.60,
+        pass_k=0.70,
+    )
+    make_run(
+        root,
+        "arca-r16-s3",
+        credit="arca",
+        rank=16,
+        seed=3,
+        rewards=[0.1, 0.3],
+        ginis=[0.5, 0.6],
+        effs=[0.3, 0.3],
+        greedy=0.70,
+        pass_k=0.65,
+    )
+    # uniform r64: two seeds
+    make_run(
+        root,
+        "uniform-r64-s1",
+        credit="uniform",
+        rank=64,
+        seed=1,
+        rewards=[0.4, 0.4],
+        ginis=[0.0, 0.0],
+        effs=[1.0, 1.0],
+        greedy=0.62,
+        pass_k=0.70,
+    )
+    make_run(
+        root,
+        "uniform-r64-s2",
+        credit="uniform",
+        rank=64,
+        seed=2,
+        rewards=[0.2, 0.6],
+        ginis=[0.0, 0.0],
+        effs=[1.0, 1.0],
+        greedy=0.58,
+        pass_k=0.66,
+    )
+    # surprisal r64: one seed -> no interval
+    make_run(
+        root,
+        "surprisal-r64-s1",
+        credit="surprisal",
+        rank=64,
+        seed=1,
+        rewards=[0.3, 0.35],
+        ginis=[0.9, 0.95],
+        effs=[0.06, 0.05],
+        greedy=0.52,
+        pass_k=0.65,
+    )
+    # partial: no eval.json -> Table 3 only
+    make_run(
+        root,
+        "arca-r4-s1",
+        credit="arca",
+        rank=4,
+        seed=1,
+        rewards=[0.1, 0.2],
+        ginis=[0.3, 0.4],
+        effs=[0.5, 0.5],
+    )
+    # broken: no config.yaml; and one with a config but nothing logged
+    (root / "crashed").mkdir()
+    (root / "crashed" / "metrics.jsonl").write_text('{"step": 1, "reward": 0.1}\n')
+    (root / "empty").mkdir()
+    (root / "empty" / "config.yaml").write_text("name: empty\ntraining: {credit: arca}\nlora: {r: 8}\n")
+    return root
+
+
+def ci(xs: list[float], dof_table: dict[int, float] = T975) -> float:
+    n = len(xs)
+    m = sum(xs) / n
+    s = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
+    return dof_table[n - 1] * s / math.sqrt(n)
+
+
+def read_csv(path: Path) -> dict[tuple[str, str], dict[str, str]]:
+    with open(path, newline="") as fh:
+        return {(r["method"], r["rank"]): r for r in csv.DictReader(fh)}
+
+
+def test_mean_ci_by_hand():
+    m, h, n = mean_ci([0.5, 0.6, 0.7])
+    assert (m, n) == (pytest.approx(0.6), 3)
+    assert h == pytest.approx(T975[2] * 0.1 / math.sqrt(3))
+    assert mean_ci([0.3]) == (0.3, None, 1)
+    assert mean_ci([]) == (None, None, 0)
+    m, h, n = mean_ci([1.0, 2.0])
+    assert h == pytest.approx(T975[1] * math.sqrt(0.5) / math.sqrt(2))
+
+
+def test_tables_match_hand_computation(runs: Path, tmp_path: Path):
+    out = tmp_path / "report"
+    messages: list[str] = []
+    res = write_report([runs], out, log=messages.append)
+
+    t2 = read_csv(out / "table2.csv")
+    # paper order; arca-r4 has no eval.json
+    assert list(t2) == [("uniform", "64"), ("surprisal", "64"), ("arca", "16")]
+    a = t2[("arca", "16")]
+    assert a["n"] == "3" and a["k"] == "4"
+    assert float(a["greedy_acc"]) == pytest.approx(0.6)
+    assert float(a["greedy_acc_ci95"]) == pytest.approx(ci([0.5, 0.6, 0.7]))
+    assert float(a["pass_at_k"]) == pytest.approx(0.65)
+    assert float(a["pass_at_k_ci95"]) == pytest.approx(ci([0.6, 0.7, 0.65]))
+    avg_rewards = [0.3, 0.4, 0.2]  # per-seed means over logging steps
+    assert float(a["avg_train_reward"]) == pytest.approx(0.3)
+    assert float(a["avg_train_reward_ci95"]) == pytest.approx(ci(avg_rewards))
+    u = t2[("uniform", "64")]
+    assert float(u["greedy_acc"]) == pytest.approx(0.60)
+    assert float(u["greedy_acc_ci95"]) == pytest.approx(
+        T975[1] * math.sqrt(((0.02) ** 2 * 2) / 1) / math.sqrt(2)
+    )
+    assert float(u["avg_train_reward"]) == pytest.approx(0.4)
+    assert float(u["avg_train_reward_ci95"]) == pytest.approx(0.0, abs=1e-12)
+    s = t2[("surprisal", "64")]
+    assert s["n"] == "1" and float(s["greedy_acc"]) == pytest.approx(0.52)
+    # one seed: no interval
+    assert s["greedy_acc_ci95"] == "" and s["pass_at_k_ci95"] == "" and s["avg_train_reward_ci95"] == ""
+
+    t3 = read_csv(out / "table3.csv")
+    assert list(t3) == [("uniform", "64"), ("surprisal", "64"), ("arca", "4"), ("arca", "16")]
+    a3 = t3[("arca", "16")]
+    ginis = [0.4, 0.4, 0.55]  # per-seed means over logging steps
+    effs = [0.45, 0.45, 0.3]
+    assert float(a3["mean_gini"]) == pytest.approx(0.45)
+    assert float(a3["mean_gini_ci95"]) == pytest.approx(ci(ginis))
+    assert float(a3["mean_effective_token_ratio"]) == pytest.approx(0.4)
+    assert float(a3["mean_effective_token_ratio_ci95"]) == pytest.approx(ci(effs))
+    assert t3[("arca", "4")]["n"] == "1" and t3[("arca", "4")]["mean_gini_ci95"] == ""
+    assert float(t3[("surprisal", "64")]["mean_gini"]) == pytest.approx(0.925)
+    assert float(t3[("uniform", "64")]["mean_effective_token_ratio"]) == pytest.approx(1.0)
+
+    # the returned rows are the CSV rows
+    assert [r["method"] for r in res.table2] == ["uniform", "surprisal", "arca"]
+    md = (out / "report.md").read_text()
+    assert f"0.600 ± {ci([0.5, 0.6, 0.7]):.3f}" in md
+    assert "| surprisal | 64 | 1 | 0.520 |" in md
+    # partial and broken runs: messages, no crash
+    text = "\n".join(messages)
+    assert "arca-r4-s1: no eval.json" in text
+    assert "empty: neither metrics nor eval results" in text
+    assert "crashed: looks like a run but has no config.yaml" in text
+    assert len(res.runs) == 7
+    assert (out / "curves.png").stat().st_size > 10_000
+    page = (out / "heatmaps.html").read_text()
+    assert "arca-r16-s1" in page and "&lt;&amp;&quot;x&#x27;&gt;" in page and " <&\"x'>" not in page
+
+
+def test_tables_with_scipy_t(runs: Path, tmp_path: Path):
+    """Same interval as scipy's own t.interval (independent formulation)."""
+    from scipy import stats
+
+    res = write_report(sorted(runs.iterdir()), tmp_path / "r", log=None)
+    row = next(r for r in res.table2 if r["method"] == "arca")
+    lo, hi = stats.t.interval(0.95, 2, loc=0.6, scale=stats.sem([0.5, 0.6, 0.7]))
+    assert row["greedy_acc_ci95"] == pytest.approx((hi - lo) / 2)
+
+
+def test_missing_paths_and_no_runs(tmp_path: Path):
+    messages: list[str] = []
+    res = write_report([tmp_path / "nope", tmp_path], tmp_path / "out", log=messages.append)
+    assert res.runs == [] and res.table2 == [] and res.table3 == []
+    assert any("does not exist" in m for m in messages)
+    assert (tmp_path / "out" / "report.md").is_file()
+    assert (tmp_path / "out" / "table2.csv").read_text().startswith("method,rank,n,greedy_acc")
+
+
+def test_torn_metrics_line_and_bad_eval(tmp_path: Path):
+    run = make_run(
+        tmp_path,
+        "r",
+        credit="arca",
+        rank=8,
+        seed=1,
+        rewards=[0.5, 0.7],
+        ginis=[0.2, 0.4],
+        effs=[0.5, 0.5],
+        greedy=0.5,
+        pass_k=0.5,
+    )
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 3, "rew')  # half-written line of a killed run
+    (run / "eval.json").write_text("{not json")
+    data = load_run(run)
+    assert data.avg_train_reward == pytest.approx(0.6) and data.eval is None
+    assert any("unreadable line" in w for w in data.warnings) and any("eval.json" in w for w in data.warnings)
+
+
+def test_discover_nested_and_token_log_merge(runs: Path):
+    found, msgs = discover_runs([runs.parent])
+    assert {p.name for p in found} >= {"arca-r16-s1", "uniform-r64-s2", "empty"}
+    recs = [json.loads(x) for x in (runs / "arca-r16-s1" / "credit_tokens.jsonl").read_text().splitlines()]
+    # a shadow signal on the same completion merges into the same card as a second row
+    recs.append({**recs[0], "signal": "surprisal", "weights": [0.2] * 5 + [0.0]})
+    comps = completions_from_token_log(recs)
+    assert len(comps) == 4
+    assert set(comps[0].weights) == {"arca", "surprisal"}
+    assert comps[0].meta["advantage"] == pytest.approx(0.5)
+
+
+def test_cli_report(runs: Path, tmp_path: Path, capsys):
+    from arca_rl.cli import main
+
+    out = tmp_path / "cli-report"
+    assert main(["report", str(runs / "arca-r16-s1"), str(runs / "arca-r16-s2"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| arca | 16 | 2 |" in printed
+    assert (out / "table2.csv").is_file() and (out / "table3.csv").is_file()
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 1
+
+
+@pytest.mark.slow
+def test_report_and_diagnose_on_a_real_tiny_run(tiny_run_config: dict, tmp_path: Path, capsys):
+    """End to end on what `arca train` really writes (2 steps of the tiny random model, ~10 s)."""
+    from arca_rl.cli import main
+    from arca_rl.config import parse_config
+    from arca_rl.run import train
+
+    tiny_run_config["training"].update(credit_log_tokens_every=1, credit_shadow=True)
+    run = train(parse_config(tiny_run_config), run_dir=tmp_path / "runs" / "tiny", progress=False)
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    t2 = read_csv(out / "table2.csv")[("arca", "4")]
+    ev = json.loads((run / "eval.json").read_text())
+    assert float(t2["greedy_acc"]) == pytest.approx(ev["greedy_accuracy"]) and t2["greedy_acc_ci95"] == ""
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    ginis = [m["credit/gini"] for m in metrics if "credit/gini" in m]
+    assert float(read_csv(out / "table3.csv")[("arca", "4")]["mean_gini"]) == pytest.approx(
+        sum(ginis) / len(ginis)
+    )
+    page = (out / "heatmaps.html").read_text()
+    for sig in ("uniform", "surprisal", "entropy_reduction", "divergence", "arca"):
+        assert f'data-signal="{sig}"' in page  # active + shadow signals, one row each
+    assert (out / "curves.png").is_file()
+
+    diag = tmp_path / "diag"
+    assert (
+        main(["diagnose", "--adapter", str(run), "--n", "2", "--k", "2", "--out", str(diag), "--quiet"]) == 0
+    )
+    d = json.loads((diag / "diagnose.json").read_text())
+    assert d["settings"]["task"] == "arithmetic" and "arca" in d["signals"] and not d["absent"]
+    capsys.readouterr()
