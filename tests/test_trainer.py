@@ -350,3 +350,35 @@ def test_token_dump(tmp_path):
 def test_config_errors_name_the_field(tmp_path, field, value, match):
     with pytest.raises(ValueError, match=match):
         ARCAGRPOConfig(output_dir=str(tmp_path), **{field: value})
+
+
+@pytest.mark.parametrize("credit_base", ["reference", "disabled"])
+def test_credit_base_reference_uses_trls_ref_adapter(tmp_path, credit_base):
+    """Re-training an existing adapter with beta > 0: TRL keeps a frozen copy named "ref". Against it the
+    residual starts at exactly 0 (same weights); against the adapter-off model it does not."""
+    from peft import get_peft_model
+
+    tok = char_tokenizer()
+    model = get_peft_model(tiny_model(tok), lora())  # a "pretrained" adapter: B != 0
+    trainer = ARCAGRPOTrainer(
+        model=model,
+        reward_funcs=reward_len,
+        args=make_args(
+            tmp_path, credit="arca", credit_base=credit_base, beta=0.04, max_steps=1, learning_rate=0.0
+        ),
+        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+        processing_class=tok,
+    )
+    assert "ref" in trainer.model.peft_config
+    calls = count_scoring_forwards(trainer)
+    trainer.train()
+    residual = next(
+        h["credit/residual_norm_mean"] for h in trainer.state.log_history if "credit/residual_norm_mean" in h
+    )
+    micro_batches = 2
+    if credit_base == "reference":
+        assert residual == 0.0
+        assert len(calls) == 2 * micro_batches  # training forward + TRL's reference pass: nothing extra
+    else:
+        assert residual > 1e-2
+        assert len(calls) == 3 * micro_batches  # TRL's reference pass is the "ref" adapter, so one own pass

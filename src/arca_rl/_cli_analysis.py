@@ -35,7 +35,7 @@ def _add_diagnose(sub: argparse._SubParsersAction) -> None:
         help="score every credit signal on one model (+ adapter) and write a heatmap page",
         description=(
             "Sample n prompts x k completions, score all registered credit signals on the same tokens "
-            "(one adapter-on and one adapter-off pass), print per signal: mean Gini, EffN/T, top-10%% "
+            "(one adapter-on and one adapter-off pass), print per signal: mean Gini, EffN/T, top-10% "
             "mass, regime and Spearman correlation with arca; write report.html (token heatmaps), "
             "diagnose.json and PNG histograms. Without an adapter, arca and divergence are reported "
             "absent with the reason."
@@ -139,7 +139,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
             "Read run folders written by `arca train` (or folders holding them) and write report.md, "
             "table2.csv (method, rank, greedy acc, pass@k, avg train reward), table3.csv (method, rank, "
             "mean Gini, mean EffN/T), curves.png and, for runs that logged credit_tokens.jsonl, "
-            "heatmaps.html. Runs are grouped by (method, rank); several seeds give mean ± 95%% Student-t "
+            "heatmaps.html. Runs are grouped by (method, rank); several seeds give mean ± 95% Student-t "
             "CI. Missing or partial runs are reported and skipped."
         ),
         epilog="example:\n  arca report runs/demo-* --out reports/demo",
