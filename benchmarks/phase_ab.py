@@ -6,72 +6,29 @@ Prints, per step, the total and the time inside TRL's generation, its scoring fo
 credit computation, rewards and the loss (nested: `_compute_loss` includes the training forward).
 """
 
+import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from step_cost import SHAPES, build_tokenizer  # noqa: E402
+from step_cost import build_trainer  # noqa: E402
 
 
-def make(signal: str, shape: dict, device: str, length: int, beta: float, sync):
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    from arca_rl import ARCAGRPOConfig, ARCAGRPOTrainer
-
-    torch.manual_seed(0)
-    cfg = Qwen3Config(
-        vocab_size=shape["vocab"],
-        hidden_size=shape["hidden"],
-        intermediate_size=shape["intermediate"],
-        num_hidden_layers=shape["layers"],
-        num_attention_heads=shape["heads"],
-        num_key_value_heads=shape["kv_heads"],
-        head_dim=shape["head_dim"],
-        tie_word_embeddings=True,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=None,
+def make(signal: str, shape_name: str, device: str, length: int, beta: float, sync):
+    opts = argparse.Namespace(
+        shape=shape_name,
+        device=device,
+        dtype="bfloat16" if device == "cuda" else "float32",
+        lora_r=64,
+        completions=8,
+        completion_len=length,
+        prompt_len=32,
     )
-    with torch.device(device):
-        model = Qwen3ForCausalLM(cfg).to(torch.bfloat16 if device == "cuda" else torch.float32)
-    args = ARCAGRPOConfig(
-        output_dir=tempfile.mkdtemp(),
-        per_device_train_batch_size=8,
-        num_generations=8,
-        max_completion_length=length,
-        generation_kwargs={"min_new_tokens": length},
-        report_to=[],
-        use_cpu=device == "cpu",
-        bf16=device == "cuda",
-        credit=signal,
-        beta=beta,
-        save_strategy="no",
-        loss_type="grpo",
-    )
-    prompt = " ".join(f"w{3 + i * 7}" for i in range(32))
-    lora = LoraConfig(
-        r=64,
-        lora_alpha=128,
-        init_lora_weights=False,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    )
-    trainer = ARCAGRPOTrainer(
-        model=model,
-        reward_funcs=lambda completions, **k: [float(i % 2) for i in range(len(completions))],
-        args=args,
-        train_dataset=Dataset.from_dict({"prompt": [prompt] * 64}),
-        processing_class=build_tokenizer(shape["vocab"]),
-        peft_config=lora,
-    )
-    trainer.model.train()
-    trainer.current_gradient_accumulation_steps = 1
+    trainer = build_trainer(opts, signal, beta)
     trainer.phase = {}
     for name in [
         "_generate",
@@ -98,7 +55,7 @@ def make(signal: str, shape: dict, device: str, length: int, beta: float, sync):
 def main() -> None:
     shape_name, device, length, beta = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    trainers = {s: make(s, SHAPES[shape_name], device, length, beta, sync) for s in ["uniform", "arca"]}
+    trainers = {s: make(s, shape_name, device, length, beta, sync) for s in ["uniform", "arca"]}
     batch = next(iter(trainers["uniform"].get_train_dataloader()))
     rows: dict[str, list[dict]] = {s: [] for s in trainers}
     for rep in range(4):
