@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 
 import arca_rl
 from arca_rl import credit
-from arca_rl.diagnose import DiagnoseResult, completion_tokens, diagnose, resolve_adapter, spearman
+from arca_rl._diagnose import DiagnoseResult, completion_tokens, diagnose, resolve_adapter, spearman
 from tiny import char_tokenizer, tiny_model
 
 PROMPTS = ["12+7=", "3+45+6=", "1=", "99+1+23+4="]  # different lengths: left padding is exercised
@@ -186,11 +186,8 @@ def test_fresh_adapter_gives_zero_arca_and_a_note(tok):
     assert any("B = 0" in n for n in res.notes)
 
 
-def test_package_attribute_is_callable(peft_model, tok):
-    import arca_rl.diagnose as mod  # after this import `arca_rl.diagnose` is the module ...
-
-    assert arca_rl.diagnose is mod
-    # ... and still callable
+def test_package_attribute_is_the_function(peft_model, tok):
+    assert arca_rl.diagnose is diagnose
     res = arca_rl.diagnose(peft_model, tok, ["1+1="], k=1, max_new_tokens=3, progress=False)
     assert isinstance(res, DiagnoseResult)
 

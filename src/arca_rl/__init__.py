@@ -17,11 +17,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "ARCAGRPOConfig": "arca_rl.trainer",
     "ARCAGRPOTrainer": "arca_rl.trainer",
-    "diagnose": "arca_rl.diagnose",
+    "diagnose": "arca_rl._diagnose",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .diagnose import diagnose
+    from ._diagnose import diagnose
     from .trainer import ARCAGRPOConfig, ARCAGRPOTrainer
 
 

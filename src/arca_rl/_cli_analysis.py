@@ -4,7 +4,7 @@
 parsed namespace and returns an exit status. Heavy imports happen inside the handlers.
 
     arca diagnose [--model M] [--adapter A] --task T [--n 32 --k 4] [--out diagnose/<name>]
-        -> arca_rl.diagnose.run_diagnose -> arca_rl.diagnose.diagnose
+        -> arca_rl._diagnose.run_diagnose -> arca_rl._diagnose.diagnose
     arca report RUN_DIR... [--out DIR]                  -> arca_rl.report.write_report
     arca sweep --config BASE --credit a,b --rank 4,16 --seed 1,2 [--set k=v] [--dry-run]
         -> arca_rl.sweep.plan_sweep / run_sweep
@@ -104,7 +104,7 @@ def _add_diagnose(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from .diagnose import run_diagnose
+    from ._diagnose import run_diagnose
 
     if args.n < 1 or args.k < 1:
         print("arca diagnose: error: --n and --k must be >= 1", file=sys.stderr)

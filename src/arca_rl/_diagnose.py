@@ -19,8 +19,7 @@ Without a PEFT adapter the adapter-off pass does not exist, so the signals that 
 `divergence`, or any registered signal reading `ref_logps` / `base_hidden`) are reported under
 `absent` with the reason; the others are still scored.
 
-The module itself is callable (`arca_rl.diagnose(model, tokenizer, prompts)` works whether
-`arca_rl.diagnose` resolves to this module or to the function).
+Public entry point: `arca_rl.diagnose(model, tokenizer, prompts)`; this module is private.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ import json
 import math
 import sys
 import time
-import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -955,13 +953,3 @@ def run_diagnose(
         say(f"mean reward of the {len(seen)} sampled completions: {sum(seen) / len(seen):.3f}")
     say(f"wrote {', '.join(sorted(files))} to {out}/")
     return result, files
-
-
-# `arca_rl.diagnose(...)` must work even after `import arca_rl.diagnose` replaced the package's lazy
-# attribute with this module: make the module callable.
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> DiagnoseResult:
-        return diagnose(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
