@@ -344,3 +344,18 @@ def test_report_and_diagnose_on_a_real_tiny_run(tiny_run_config: dict, tmp_path:
     d = json.loads((diag / "diagnose.json").read_text())
     assert d["settings"]["task"] == "arithmetic" and "arca" in d["signals"] and not d["absent"]
     capsys.readouterr()
+
+
+def test_runs_that_differ_beyond_the_seed_are_flagged(tmp_path):
+    a = make_run(tmp_path, "a-s1", credit="arca", rank=16, seed=1, rewards=[0.2, 0.4], greedy=0.5, pass_k=0.7)
+    b = make_run(tmp_path, "a-s2", credit="arca", rank=16, seed=2, rewards=[0.3, 0.5], greedy=0.6, pass_k=0.8)
+    u1 = make_run(tmp_path, "u-s1", credit="uniform", rank=16, seed=1, rewards=[0.2], greedy=0.5, pass_k=0.7)
+    u2 = make_run(tmp_path, "u-s2", credit="uniform", rank=16, seed=2, rewards=[0.2], greedy=0.5, pass_k=0.7)
+    cfg = yaml.safe_load((b / "config.yaml").read_text())
+    cfg["training"]["credit_power"] = 2.0  # a different configuration hiding among the seeds
+    (b / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = write_report([a, b, u1, u2], out=tmp_path / "report")
+    flagged = [m for m in res.messages if "averaged together" in m]
+    assert len(flagged) == 1  # seeds and names alone (the uniform pair) are not flagged
+    assert flagged[0].startswith("arca r16") and "training.credit_power" in flagged[0]
+    assert "training.credit_power" in (tmp_path / "report" / "report.md").read_text()

@@ -28,6 +28,7 @@ from .tables import (
     discover_runs,
     load_run,
     markdown_table,
+    mixed_settings,
     read_jsonl,
     table2,
     table3,
@@ -167,6 +168,7 @@ def write_report(
         messages.extend(run.warnings)
         runs.append(run)
 
+    messages.extend(mixed_settings(runs))
     t2 = table2(runs)
     t3 = table3(runs)
     result = ReportResult(out_dir=out_dir, runs=runs, table2=t2, table3=t3, messages=messages)

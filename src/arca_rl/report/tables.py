@@ -30,6 +30,7 @@ __all__ = [
     "RunLoadError",
     "discover_runs",
     "group_runs",
+    "mixed_settings",
     "load_run",
     "markdown_table",
     "mean_ci",
@@ -298,6 +299,53 @@ def group_runs(runs: Iterable[RunData]) -> dict[tuple[str, int | None], list[Run
         groups.setdefault((r.method, r.rank), []).append(r)
     keys = sorted(groups, key=lambda k: (*_method_key(k[0]), -1 if k[1] is None else k[1]))
     return {k: sorted(groups[k], key=lambda r: (r.seed is None, r.seed or 0, r.name)) for k in keys}
+
+
+# Settings that legitimately differ between the replicates of one (method, rank) group.
+_REPLICATE_KEYS = {
+    "name",
+    "training.seed",
+    "training.output_dir",
+    "training.run_name",
+    "training.logging_dir",
+}
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def mixed_settings(runs: Iterable[RunData]) -> list[str]:
+    """One message per (method, rank) group whose runs differ in anything but the seed and names.
+
+    Such runs are still averaged together (that is what the grouping says), so the report must say so.
+    """
+    messages = []
+    for (method, rank), group in group_runs(runs).items():
+        if len(group) < 2:
+            continue
+        flat = [_flatten(r.config) for r in group]
+        keys = sorted(set().union(*flat) - _REPLICATE_KEYS)
+        differing = [
+            k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1
+        ]
+        if differing:
+            shown = ", ".join(
+                f"{k} ({', '.join(sorted({repr(f.get(k)) for f in flat}))})" for k in differing[:5]
+            )
+            more = f" and {len(differing) - 5} more" if len(differing) > 5 else ""
+            messages.append(
+                f"{method} r{rank}: its {len(group)} runs differ in {shown}{more}, but are averaged together "
+                "as seeds of one configuration"
+            )
+    return messages
 
 
 def table2(runs: Iterable[RunData]) -> list[dict[str, Any]]:
