@@ -382,3 +382,30 @@ def test_credit_base_reference_uses_trls_ref_adapter(tmp_path, credit_base):
     else:
         assert residual > 1e-2
         assert len(calls) == 3 * micro_batches  # TRL's reference pass is the "ref" adapter, so one own pass
+
+
+def test_evaluation_logs_credit_metrics(tmp_path):
+    """TRL's evaluation loop goes through the same rollout and loss; credit metrics get the eval_ prefix."""
+    tok = char_tokenizer()
+    trainer = ARCAGRPOTrainer(
+        model=tiny_model(tok),
+        reward_funcs=reward_len,
+        args=make_args(
+            tmp_path,
+            credit="arca",
+            max_steps=1,
+            eval_strategy="steps",
+            eval_steps=1,
+            per_device_eval_batch_size=4,
+            num_generations_eval=4,
+        ),
+        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+        eval_dataset=Dataset.from_dict({"prompt": PROMPTS[:2]}),
+        processing_class=tok,
+        peft_config=lora(),
+    )
+    trainer.train()
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    assert evals and all(
+        math.isfinite(h["eval_credit/gini"]) and h["eval_credit/residual_norm_mean"] > 0 for h in evals
+    )
