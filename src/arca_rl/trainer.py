@@ -39,7 +39,7 @@ CREDIT_BASES = ("disabled", "reference")
 class ARCAGRPOConfig(GRPOConfig):
     r"""
     [`trl.GRPOConfig`] plus token credit assignment. Every inherited field keeps TRL's default (TRL's default
-    `loss_type` is `"dapo"`; SPEC's length-normalized estimator, used by the paper configs, is `"grpo"`).
+    `loss_type` is `"dapo"`; the paper's length-normalized estimator, used by the paper configs, is `"grpo"`).
 
     Parameters:
         credit (`str`, defaults to `"arca"`):
@@ -54,7 +54,7 @@ class ARCAGRPOConfig(GRPOConfig):
             A completion whose largest salience is at most this falls back to uniform credit. Guards against
             normalizing noise-level salience (e.g. a fresh DoRA adapter in bf16) into sharp credit.
         credit_base (`str`, defaults to `"disabled"`):
-            What the adapted model is compared against for `arca` and `divergence`. `"disabled"` (SPEC): the same
+            What the adapted model is compared against for `arca` and `divergence`. `"disabled"` (the paper's definition): the same
             model with every adapter switched off; costs one no-grad forward per generation batch when `beta = 0`,
             and nothing extra when `beta > 0` (it is captured inside TRL's reference pass). `"reference"`: TRL's
             frozen `"ref"` adapter, which TRL loads when an existing adapter is re-trained with `beta > 0`; costs
