@@ -11,15 +11,12 @@ removing thousands separators, ``$``/``\\$``, ``%`` and units, so ``1,000``, ``$
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._common import Task, check_options, check_template, last_boxed, load_rows
-from .math import INSTRUCTION, _common_options
-
-if TYPE_CHECKING:  # pragma: no cover
-    from datasets import Dataset
+from ._common import check_options, check_template, last_boxed
+from .math import INSTRUCTION, MathTask, _common_options
 
 __all__ = ["DEFAULT_CONFIG", "DEFAULT_SOURCE", "OPTIONS", "PROMPT_TEMPLATE", "Gsm8kTask", "make_task",
            "parse_number", "reference_number", "score"]
@@ -106,49 +103,24 @@ OPTIONS = (
 
 
 @dataclass
-class Gsm8kTask(Task):
+class Gsm8kTask(MathTask):
     """GSM8K with a ``\\boxed{}`` prompt and exact numeric scoring.
 
     Options are those of `MathTask` (`source` defaults to the hub's ``openai/gsm8k`` with
     `config` ``main``; local files need ``question`` and ``answer`` columns; `template` uses
     ``{question}``), plus `require_boxed` (default False: a completion without a box is scored
-    on its last number).
+    on its last number). Loading and prompting are `MathTask`'s, on these columns.
     """
 
     name: str = "gsm8k"
     source: str = DEFAULT_SOURCE
     config: str | None = DEFAULT_CONFIG
-    split: str = "train"
-    test_split: str = "test"
-    test_source: str | None = None
     template: str = PROMPT_TEMPLATE
     require_boxed: bool = False
-    max_prompt_tokens: int | None = None
-    tokenizer: Any = field(default=None, repr=False)
-    _cache: dict[str, Dataset] = field(default_factory=dict, repr=False, compare=False)
 
-    def _load(self, which: str) -> Dataset:
-        if which in self._cache:
-            return self._cache[which]
-        if which == "train":
-            source, split, option = self.source, self.split, "source"
-        else:
-            source, split = self.test_source or self.source, self.test_split
-            option = "test_source" if self.test_source else "source"
-        rows = load_rows(source, split, config=self.config, required=("question", "answer"), option=option)
-        template = self.template
-
-        def to_prompt(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-            return {
-                "prompt": [template.replace("{question}", str(q)) for q in batch["question"]],
-                "solution": [str(a) for a in batch["answer"]],
-            }
-
-        dataset = rows.map(to_prompt, batched=True, desc="gsm8k prompts")
-        if self.tokenizer is not None and self.max_prompt_tokens is not None:
-            dataset = self.truncate_prompts(dataset, self.tokenizer, self.max_prompt_tokens)
-        self._cache[which] = dataset
-        return dataset
+    problem_column = "question"
+    solution_column = "answer"
+    template_field = "question"
 
     def score(self, completion: str, solution: str) -> float:
         """`arca_rl.tasks.gsm8k.score` with this task's `require_boxed`."""
