@@ -138,8 +138,10 @@ class ARCAGRPOConfig(GRPOConfig):
 BASE_INPUTS = frozenset({"base_hidden", "ref_logps"})  # what only an adapter-off (or reference) pass provides
 
 
-def _needs(signal: str) -> frozenset[str]:
-    return frozenset(credit.signal_needs(signal))
+def _completion_positions(hidden: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
+    """The hidden states that score the last `logits_to_keep` tokens: TRL scores y_t with the logits of position
+    t - 1 (its fused head shifts by one), so `h[:, -(C + 1):-1]`; for y_0 that is the last prompt position."""
+    return hidden[:, -(logits_to_keep + 1) : -1]
 
 
 @contextmanager
@@ -148,16 +150,13 @@ def _capture_last_hidden(
 ) -> Iterator[list[torch.Tensor]]:
     """Record the backbone's last hidden state (what the LM head reads) at the positions that score the completion.
 
-    TRL scores completion token y_t with the logits of position t - 1 (the fused head shifts by one), so for the
-    last `logits_to_keep` tokens the hidden states are `h[:, -(C + 1):-1]`; for y_0 that is the last prompt position.
+    `clone=True` copies the slice, so a stored state does not keep the prompt part of the pass alive.
     """
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
         hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
-        hidden = hidden[:, -(logits_to_keep + 1) : -1].detach()
-        store.append(
-            hidden.clone() if clone else hidden
-        )  # clone: don't keep the prompt part alive across steps
+        hidden = _completion_positions(hidden, logits_to_keep).detach()
+        store.append(hidden.clone() if clone else hidden)
 
     handle = backbone.register_forward_hook(hook)
     try:
@@ -188,7 +187,7 @@ class ARCAGRPOTrainer(GRPOTrainer):
             )
         peft_config = kwargs.get("peft_config")
         will_be_peft = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
-        if (_needs(args.credit) & BASE_INPUTS) and not will_be_peft and args.beta == 0.0:
+        if (credit.signal_needs(args.credit) & BASE_INPUTS) and not will_be_peft and args.beta == 0.0:
             raise ValueError(
                 f"credit={args.credit!r} compares the model against its base, but the model has no PEFT adapter and "
                 "beta = 0 (so TRL holds no reference model). Pass `peft_config=LoraConfig(...)` (or a PeftModel), or "
@@ -220,16 +219,16 @@ class ARCAGRPOTrainer(GRPOTrainer):
             for name in credit.registered_signals():
                 if name == args.credit:
                     continue
-                if (_needs(name) & BASE_INPUTS) and not self._base_available:
+                if (credit.signal_needs(name) & BASE_INPUTS) and not self._base_available:
                     logger.warning(
                         f"credit_shadow: skipping {name!r}, it needs an adapter or a reference model."
                     )
                     continue
                 self._shadow_signals.append(name)
         scored = [args.credit, *self._shadow_signals]
-        self._wants_base = any(_needs(s) & BASE_INPUTS for s in scored)
-        self._wants_hidden = any({"hidden", "base_hidden"} & _needs(s) for s in scored)
-        self._wants_ref_logps = any("ref_logps" in _needs(s) for s in scored)
+        self._wants_base = any(credit.signal_needs(s) & BASE_INPUTS for s in scored)
+        self._wants_hidden = any({"hidden", "base_hidden"} & credit.signal_needs(s) for s in scored)
+        self._wants_ref_logps = any("ref_logps" in credit.signal_needs(s) for s in scored)
 
     # ---- which model is "the base" -------------------------------------------------------------------------
 
@@ -314,7 +313,7 @@ class ARCAGRPOTrainer(GRPOTrainer):
                         out = backbone(
                             input_ids=input_ids[chunk], attention_mask=attention_mask[chunk], use_cache=False
                         )
-                    store.append(out.last_hidden_state[:, -(logits_to_keep + 1) : -1].clone())
+                    store.append(_completion_positions(out.last_hidden_state, logits_to_keep).clone())
                 return torch.cat(store, dim=0), None
             ctx = _capture_last_hidden(self._backbone(model), logits_to_keep, store, clone=True)
             with ctx if self._wants_hidden else nullcontext():
@@ -345,10 +344,8 @@ class ARCAGRPOTrainer(GRPOTrainer):
             else nullcontext()
         ):
             logps, entropies, aux = parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
-        inputs, self._credit_inputs = (
-            self._credit_inputs,
-            None,
-        )  # exactly one training forward per micro-batch
+        # exactly one training forward per micro-batch: clear the request before using it
+        inputs, self._credit_inputs = self._credit_inputs, None
         hidden = torch.cat(store, dim=0) if store else None
         self._assign_token_advantages(inputs, logps=logps, entropies=entropies, hidden=hidden)
         return logps, entropies, aux
@@ -408,9 +405,8 @@ class ARCAGRPOTrainer(GRPOTrainer):
         self._log_credit("credit", weights, mask, mode)
         for name in self._shadow_signals:
             self._log_credit(f"shadow/{name}", weights_of[name], mask, mode)
-        residual_signal = "arca" if "arca" in salience_of else None
-        if residual_signal is not None:
-            self._log_residual(salience_of[residual_signal], mask, mode)
+        if "arca" in salience_of:  # arca's salience is the residual norm itself
+            self._log_residual(salience_of["arca"], mask, mode)
         if mode == "train":
             self._maybe_dump_tokens(inputs, mask, weights_of, salience_of, advantages)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from . import math as _math
 from ._common import check_options, check_template, last_boxed
 from .math import INSTRUCTION, MathTask, _common_options
 
@@ -89,17 +90,7 @@ def score(completion: str, solution: str, *, require_boxed: bool = False) -> flo
         return 0.0
 
 
-OPTIONS = (
-    "source",
-    "config",
-    "split",
-    "test_split",
-    "test_source",
-    "template",
-    "require_boxed",
-    "max_prompt_tokens",
-    "tokenizer",
-)
+OPTIONS = (*_math.OPTIONS, "require_boxed")
 
 
 @dataclass
