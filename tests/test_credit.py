@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from arca_rl import credit
 from arca_rl.credit import (
     INPUTS,
+    mix_schedule,
+    mix_weights,
     register_signal,
     registered_signals,
     residual_norm,
@@ -330,6 +332,59 @@ def test_weights_edge_rows():
         assert torch.allclose(w[2], torch.full((3,), 1 / 3))  # all-zero salience: uniform
         assert w[3].tolist() == [0.5, 0.5, 0.0]  # all-zero on real tokens, 3.0 is padding
         assert torch.isfinite(w).all()
+
+
+# -----------------------------------------------------------------------------
+# credit_mix / credit_warmup_steps: hand-computed
+
+
+def test_mix_weights_hand():
+    # signal weights 0.1, 0.2, 0.3, 0.4 on T = 4; lam = 0.5: 0.5 / 4 + 0.5 * w = 0.125 + (0.05, 0.1, 0.15, 0.2)
+    w = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+    m = torch.ones(1, 4)
+    got = mix_weights(w, m, 0.5)
+    assert torch.allclose(got, torch.tensor([[0.175, 0.225, 0.275, 0.325]]), rtol=0, atol=1e-7)
+    # lam = 0.2 on a one-hot row with left padding (T = 2): 0.8 / 2 + 0.2 * (1, 0) = (0.6, 0.4)
+    got = mix_weights(torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([[0, 1, 1]]), 0.2)
+    assert torch.allclose(got, torch.tensor([[0.0, 0.6, 0.4]]), rtol=0, atol=1e-7)
+    # every real token keeps at least (1 - lam) / T, and the row still sums to 1
+    sal = torch.tensor([[0.0, 0.0, 9.0, 1.0, 5.0]])
+    m5 = torch.tensor([[1, 1, 1, 1, 0]])
+    for lam in (0.0, 0.3, 0.75, 1.0):
+        mixed = mix_weights(token_weights(sal, m5, power=2.0), m5, lam)
+        assert mixed[0, 4] == 0.0
+        assert float(mixed[0, :4].min()) >= (1 - lam) / 4 - 1e-7
+        assert float(mixed.sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_mix_weights_ends_are_exact():
+    sal = torch.tensor([[0.3, 2.0, 0.0, 7.0], [1.0, 1.0, 4.0, 0.0], [5.0, 5.0, 5.0, 5.0]])
+    mask = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1], [0, 0, 0, 0]])
+    w = token_weights(sal, mask, power=2.0)
+    assert torch.equal(mix_weights(w, mask, 1.0), w)  # the signal alone, bit for bit
+    assert torch.equal(mix_weights(w, mask, 1), w)
+    # lam = 0: exactly the uniform credit token_weights gives an all-zero row (stock GRPO)
+    assert torch.equal(mix_weights(w, mask, 0.0), token_weights(torch.zeros_like(sal), mask))
+    assert mix_weights(w, mask, 0.4)[2].tolist() == [0.0] * 4  # no real token: all zeros
+    assert mix_weights(w, mask, 0.4).dtype == torch.float32
+
+
+@pytest.mark.parametrize("lam", [-0.1, 1.5, NAN, float("inf"), True, "0.5"])
+def test_mix_weights_rejects_bad_lambda(lam):
+    with pytest.raises(ValueError, match="lam must be a number in \\[0, 1\\]"):
+        mix_weights(torch.ones(1, 2) / 2, torch.ones(1, 2), lam)
+
+
+def test_mix_schedule_hand():
+    # credit_mix 0.6, warm-up 4 steps: 0, 0.15, 0.3, 0.45, then 0.6 for good
+    assert [mix_schedule(s, 0.6, 4) for s in range(7)] == pytest.approx([0.0, 0.15, 0.3, 0.45, 0.6, 0.6, 0.6])
+    assert mix_schedule(0, 0.6, 0) == 0.6  # no warm-up: the mix from the first step
+    assert mix_schedule(3, 1.0, 10) == pytest.approx(0.3)
+    assert mix_schedule(10, 1.0, 10) == 1.0 and mix_schedule(0, 0.0, 5) == 0.0
+    for bad in (dict(step=-1), dict(step=1.5), dict(warmup_steps=-2), dict(mix=1.1), dict(mix=NAN)):
+        kw = dict(step=1, mix=0.5, warmup_steps=2) | bad
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            mix_schedule(**kw)
 
 
 def test_weights_huge_values_power_2():

@@ -10,6 +10,8 @@ y_t, i.e. they come from the position whose logits score y_t (as TRL aligns its 
 
 The pipeline is `salience(name, ...) -> alpha [B, T]`, then `token_weights(alpha, mask) -> w [B, T]`
 with w >= 0 and sum_t w[b, t] = 1 on every row that has a real token. Both are detached float32.
+`mix_weights(w, mask, lam)` optionally blends w with uniform credit (`credit_mix`), with lam from
+`mix_schedule` (`credit_warmup_steps`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from torch import Tensor
 
 __all__ = [
     "INPUTS",
+    "mix_schedule",
+    "mix_weights",
     "register_signal",
     "registered_signals",
     "residual_norm",
@@ -309,6 +313,51 @@ def token_weights(
     peak = torch.where(real, alpha, -torch.inf).amax(-1, keepdim=True)  # largest raw salience
     fallback = ~ok | (peak <= min_salience)
     return torch.where(fallback, uniform, w)
+
+
+def mix_weights(weights: Tensor, mask: Tensor, lam: float) -> Tensor:
+    """Blend credit weights [B, T] with uniform credit: `(1 - lam) / T_b + lam * w_t` on real tokens.
+
+    `weights` are `token_weights` output (rows sum to 1 over the real tokens). Since both terms sum
+    to 1 over a row, so does the blend, and every real token keeps at least (1 - lam) / T_b:
+
+        w_mix_t = (1 - lam) * u_t + lam * w_t,    u_t = 1 / T_b  (the uniform credit of stock GRPO)
+
+    lam = 1 returns `weights` itself (the signal alone, bit for bit); lam = 0 returns exactly the
+    uniform 1/T_b that `token_weights` gives an all-zero row. Padding stays 0; a row with no real
+    token stays all zeros. float32, detached.
+    """
+    if weights.shape != mask.shape or weights.dim() != 2:
+        raise ValueError(
+            f"mix_weights: weights and mask must both be [B, T], got {tuple(weights.shape)} and {tuple(mask.shape)}"
+        )
+    if isinstance(lam, bool) or not isinstance(lam, int | float) or not (0.0 <= lam <= 1.0):
+        raise ValueError(f"mix_weights: lam must be a number in [0, 1], got {lam!r}")
+    w = weights.detach().to(torch.float32)
+    if lam == 1.0:
+        return w  # the signal alone, untouched
+    real = mask != 0
+    uniform = real / real.sum(-1, keepdim=True).clamp_min(1)  # 1/T_b on real tokens, as token_weights
+    if lam == 0.0:
+        return uniform.to(torch.float32)
+    return torch.where(real, (1.0 - lam) * uniform + lam * w, 0.0)
+
+
+def mix_schedule(step: int, mix: float, warmup_steps: int) -> float:
+    """The mix lambda in force after `step` optimizer steps: `mix * min(1, step / warmup_steps)`.
+
+    Credit is uniform (lambda = 0) at step 0, while a fresh adapter has no residual, grows linearly
+    and reaches `mix` after `warmup_steps` steps; `warmup_steps = 0` means `mix` from the start.
+    """
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"mix_schedule: step must be an integer >= 0, got {step!r}")
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"mix_schedule: warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+    if isinstance(mix, bool) or not isinstance(mix, int | float) or not (0.0 <= mix <= 1.0):
+        raise ValueError(f"mix_schedule: mix must be a number in [0, 1], got {mix!r}")
+    if warmup_steps == 0:
+        return float(mix)
+    return float(mix) * min(1.0, step / warmup_steps)
 
 
 # -----------------------------------------------------------------------------
