@@ -9,7 +9,7 @@ import yaml
 
 from arca_rl.cli import build_parser, main
 from arca_rl.config import load_config
-from arca_rl.run import is_finished, read_metrics
+from arca_rl.rundir import is_finished, read_metrics
 
 EVAL_KEYS = {"greedy_accuracy", "pass_at_k", "k", "samples_per_problem", "n"}
 

@@ -191,12 +191,6 @@ def test_paper_configs_are_the_papers_seven_runs():
         assert args.steps_per_generation == 4 and args.generation_batch_size == 32
 
 
-def test_demo_yaml_matches_the_builtin_demo_config():
-    from arca_rl.demo import demo_config
-
-    assert load_config(ROOT / "configs" / "demo.yaml") == demo_config()
-
-
 def test_dry_run_reports_errors_with_exit_code_2(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("training:\n  learnig_rate: 1.0e-5\n")

@@ -13,7 +13,8 @@ from scipy.stats import spearmanr
 
 import arca_rl
 from arca_rl import credit
-from arca_rl._diagnose import DiagnoseResult, completion_tokens, diagnose, resolve_adapter, spearman
+from arca_rl._diagnose import DiagnoseResult, completion_tokens, diagnose, spearman
+from arca_rl.rundir import resolve_adapter
 from tiny import char_tokenizer, tiny_model
 
 PROMPTS = ["12+7=", "3+45+6=", "1=", "99+1+23+4="]  # different lengths: left padding is exercised

@@ -8,7 +8,8 @@ from transformers import TrainerCallback
 
 from arca_rl import run as run_module
 from arca_rl.config import parse_config
-from arca_rl.run import RunExistsError, is_finished, last_checkpoint, read_metrics, train
+from arca_rl.run import train
+from arca_rl.rundir import RunExistsError, is_finished, last_checkpoint, read_metrics
 
 pytestmark = pytest.mark.slow
 

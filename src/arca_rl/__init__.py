@@ -15,14 +15,15 @@ from .diagnostics import effective_token_ratio, gini, summarize, top_mass
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ARCAGRPOConfig": "arca_rl.trainer",
+    "ARCAGRPOConfig": "arca_rl.trainer_config",
     "ARCAGRPOTrainer": "arca_rl.trainer",
     "diagnose": "arca_rl._diagnose",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._diagnose import diagnose
-    from .trainer import ARCAGRPOConfig, ARCAGRPOTrainer
+    from .trainer import ARCAGRPOTrainer
+    from .trainer_config import ARCAGRPOConfig
 
 
 def __getattr__(name: str) -> Any:

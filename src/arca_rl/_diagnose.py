@@ -37,7 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import credit, diagnostics
+from . import credit, diagnostics, rundir
+from .rundir import resolve_adapter
 
 __all__ = [
     "CompletionRecord",
@@ -45,12 +46,9 @@ __all__ = [
     "SignalSummary",
     "completion_tokens",
     "diagnose",
-    "resolve_adapter",
     "run_diagnose",
     "spearman",
 ]
-
-REF_INPUTS = frozenset({"ref_logps", "base_hidden"})  # what only the adapter-off pass provides
 
 
 # -----------------------------------------------------------------------------
@@ -525,8 +523,8 @@ def diagnose(
     absent: dict[str, str] = {}
     scored: list[str] = []
     for s in names:
-        missing = sorted(credit.signal_needs(s) & REF_INPUTS)
-        if missing and not adapter:
+        if credit.needs_base(s) and not adapter:
+            missing = sorted(credit.signal_needs(s) & credit.BASE_INPUTS)
             absent[s] = (
                 f"needs the adapter-off pass ({', '.join(missing)}), but the model has no PEFT adapter "
                 "(pass an adapter, e.g. --adapter runs/<name>)"
@@ -537,7 +535,7 @@ def diagnose(
     for s in scored:
         needs |= credit.signal_needs(s)
     want_hidden = "hidden" in needs or "base_hidden" in needs
-    need_ref = adapter and bool(needs & REF_INPUTS)
+    need_ref = adapter and any(credit.needs_base(s) for s in scored)
     scale_t = temperature if temperature > 0 else 1.0
 
     texts = [_render_prompt(tokenizer, p) for p in prompts]
@@ -774,41 +772,6 @@ def _model_name(model: Any) -> str:
 # loading for the CLI
 
 
-def resolve_adapter(path: str | Path) -> tuple[Path, dict[str, Any] | None]:
-    """(adapter folder, run config or None) for an adapter folder or a run folder of `arca train`.
-
-    A run folder is one with `adapter/adapter_config.json` (its config.yaml is returned too).
-    """
-    p = Path(path)
-    if (p / "adapter_config.json").is_file():
-        cfg = _read_yaml(p.parent / "config.yaml") if p.name == "adapter" else None
-        return p, cfg
-    if (p / "adapter" / "adapter_config.json").is_file():
-        return p / "adapter", _read_yaml(p / "config.yaml")
-    hint = ""
-    ckpts = sorted(
-        p.glob("checkpoint-*"),
-        key=lambda c: int(c.name.split("-")[-1]) if c.name.split("-")[-1].isdigit() else -1,
-    )
-    if ckpts:
-        hint = f" (the run has no final adapter yet; its last checkpoint is {ckpts[-1]}, pass that)"
-    raise FileNotFoundError(
-        f"{p}: neither an adapter folder (adapter_config.json) nor a run folder with adapter/{hint}"
-    )
-
-
-def _read_yaml(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _default_model_path() -> str:
     from .config import default_model_path
 
@@ -879,7 +842,8 @@ def run_diagnose(
     run_cfg: dict[str, Any] | None = None
     adapter_dir: Path | None = None
     if adapter is not None:
-        adapter_dir, run_cfg = resolve_adapter(adapter)
+        adapter_dir, run_dir = resolve_adapter(adapter)
+        run_cfg = rundir.read_raw_config(run_dir) if run_dir is not None else None
     training = (run_cfg or {}).get("training")
     training = training if isinstance(training, Mapping) else {}
     model_path = model or _config_model(run_cfg)

@@ -195,7 +195,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     run_dir = args.output_dir or Path("runs") / cfg.name
     if args.dry_run:
-        from .run import is_finished, last_checkpoint
+        from .rundir import state
 
         training = cfg.training_args(run_dir, for_validation=True)
         print(f"# {args.config}: valid. Resolved config (arca train would write {run_dir}/config.yaml):")
@@ -207,16 +207,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"x {training.num_generations}; steps_per_generation={training.steps_per_generation}; "
             f"max_steps={training.max_steps}; credit={training.credit}\n"
             f"# run folder: {run_dir} ("
-            + ("finished" if is_finished(run_dir) else "resumable" if last_checkpoint(run_dir) else "new")
+            + {"finished": "finished", "interrupted": "resumable", "fresh": "new"}[state(run_dir)]
             + ")"
         )
         return 0
     from .run import train
 
     out = train(cfg, run_dir=run_dir, resume=args.resume, progress=not args.quiet)
-    eval_path = out / "eval.json"
-    from .run import is_finished
+    from .rundir import EVAL_FILE, is_finished
 
+    eval_path = out / EVAL_FILE
     if is_finished(out):
         print(f"run finished: {out}")
         if eval_path.is_file():
@@ -232,11 +232,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     config_path = args.config
     if config_path is None and args.adapter is not None:
         # An adapter inside a run folder: evaluate with that run's settings (task options, seed, lengths).
-        for folder in (Path(args.adapter), Path(args.adapter).parent):
-            if (folder / "config.yaml").is_file() and (folder / "finished.json").is_file():
-                config_path = folder / "config.yaml"
-                print(f"using the run's settings from {config_path}", file=sys.stderr)
-                break
+        from .rundir import CONFIG_FILE, resolve_adapter
+
+        run_dir = resolve_adapter(args.adapter)[1]
+        if run_dir is not None:
+            config_path = run_dir / CONFIG_FILE
+            print(f"using the run's settings from {config_path}", file=sys.stderr)
     cfg = load_config(config_path) if config_path is not None else RunConfig()
     raw = cfg.to_yaml_dict()
     if args.task is not None and args.task != raw["task"]["name"]:
@@ -252,25 +253,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         model_path = adapter_base_model(args.adapter)
     if model_path is None:
         model_path = cfg.model_path(check=True)
-    gen = cfg.eval_generation()
     model, tokenizer = load_model_for_eval(model_path, args.adapter, dtype=args.dtype or cfg.model.dtype)
     task = build_task(cfg)
-    result = evaluate(
-        model,
-        tokenizer,
-        task,
-        n=args.n if args.n is not None else cfg.eval.n,
-        k=args.k if args.k is not None else cfg.eval.k,
-        samples_per_problem=args.samples_per_problem if args.samples_per_problem is not None else max(cfg.eval.samples_per_problem, args.k or 0),
-        batch_size=args.batch_size or cfg.eval.batch_size,
-        max_new_tokens=args.max_new_tokens or gen["max_new_tokens"],
-        temperature=args.temperature if args.temperature is not None else gen["temperature"],
-        top_p=args.top_p if args.top_p is not None else gen["top_p"],
-        top_k=cfg.training.get("top_k", 0) or 0,
-        seed=args.seed if args.seed is not None else gen["seed"],
-        max_prompt_tokens=args.max_prompt_tokens or cfg.task.max_prompt_tokens,
-        progress=not args.quiet,
+    eval_args = cfg.eval_arguments(
+        n=args.n,
+        k=args.k,
+        samples_per_problem=args.samples_per_problem,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        max_prompt_tokens=args.max_prompt_tokens,
     )
+    result = evaluate(model, tokenizer, task, progress=not args.quiet, **eval_args)
     print(json.dumps(result.to_json(), indent=2))
     if args.out is not None:
         write_eval_json(result, args.out)
@@ -314,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Library deprecation notices (transformers' v6 renames that TRL still calls) are not for `arca` users.
         warnings.filterwarnings("ignore", category=FutureWarning)
     from .config import ConfigError
+    from .rundir import RunExistsError
 
     try:
         _set_threads(args)
@@ -321,13 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"arca {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        run_module = sys.modules.get("arca_rl.run")
-        run_exists = getattr(run_module, "RunExistsError", ()) if run_module is not None else ()
-        if isinstance(exc, ConfigError | FileNotFoundError) or (run_exists and isinstance(exc, run_exists)):
-            print(f"arca {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except (ConfigError, FileNotFoundError, RunExistsError) as exc:
+        print(f"arca {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

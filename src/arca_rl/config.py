@@ -37,7 +37,7 @@ import yaml
 if TYPE_CHECKING:  # pragma: no cover
     from peft import LoraConfig
 
-    from .trainer import ARCAGRPOConfig
+    from .trainer_config import ARCAGRPOConfig
 
 __all__ = [
     "ConfigError",
@@ -203,7 +203,7 @@ class RunConfig:
         machine without it (so CPU runs work without a precision flag). With `for_validation`, device
         checks are skipped (`use_cpu`), so a GPU config validates on a CPU-only machine.
         """
-        from .trainer import ARCAGRPOConfig
+        from .trainer_config import ARCAGRPOConfig, CreditConfigError
 
         kwargs = dict(self.training)
         kwargs.setdefault("run_name", self.name)
@@ -213,6 +213,8 @@ class RunConfig:
             kwargs["use_cpu"] = True
         try:
             return ARCAGRPOConfig(output_dir=str(output_dir), **kwargs)
+        except CreditConfigError as exc:
+            raise ConfigError(f"training.{exc.field}: {exc.reason}") from exc
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"training: {exc}") from exc
 
@@ -260,15 +262,37 @@ class RunConfig:
         kwargs.update(self.training.get("model_init_kwargs") or {})
         return kwargs
 
-    def eval_generation(self) -> dict[str, Any]:
-        """Resolved generation settings of the evaluation (nulls filled from `training`)."""
-        ta = self.training
-        return {
-            "max_new_tokens": self.eval.max_new_tokens or ta.get("max_completion_length") or _trl_default("max_completion_length"),
-            "temperature": self.eval.temperature if self.eval.temperature is not None else ta.get("temperature", _trl_default("temperature")),
-            "top_p": self.eval.top_p if self.eval.top_p is not None else ta.get("top_p", _trl_default("top_p")),
-            "seed": self.eval.seed if self.eval.seed is not None else ta.get("seed", _trl_default("seed")),
+    def eval_arguments(self, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments of `arca_rl.evaluate` for this run (all but `progress`).
+
+        The eval section, its nulls filled from `training` (completion length, temperature, top-p,
+        seed; TRL's defaults where `training` leaves them out). `overrides` that are not None win;
+        an overridden `k` raises `samples_per_problem` to at least `k` unless that is given too.
+        """
+        ta, ev = self.training, self.eval
+
+        def pick(own: Any, key: str) -> Any:
+            return own if own is not None else ta.get(key, _trl_default(key))
+
+        args: dict[str, Any] = {
+            "n": ev.n,
+            "k": ev.k,
+            "samples_per_problem": ev.samples_per_problem,
+            "batch_size": ev.batch_size,
+            "max_new_tokens": ev.max_new_tokens or ta.get("max_completion_length") or _trl_default("max_completion_length"),
+            "temperature": pick(ev.temperature, "temperature"),
+            "top_p": pick(ev.top_p, "top_p"),
+            "top_k": ta.get("top_k", 0) or 0,
+            "seed": pick(ev.seed, "seed"),
+            "max_prompt_tokens": self.task.max_prompt_tokens,
         }
+        given = {key: value for key, value in overrides.items() if value is not None}
+        unknown = sorted(set(given) - set(args))
+        if unknown:
+            raise TypeError(f"eval_arguments: unknown argument(s) {unknown}; valid: {sorted(args)}")
+        if "k" in given and "samples_per_problem" not in given:
+            given["samples_per_problem"] = max(ev.samples_per_problem, given["k"])
+        return {**args, **given}
 
 
 def default_model_path() -> str:
@@ -294,16 +318,9 @@ def _accelerator_available() -> bool:
 
 
 def _trl_default(name: str) -> Any:
-    for f in dataclasses.fields(_arca_config_cls()):
-        if f.name == name:
-            return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-    raise KeyError(name)
+    from .trainer_config import field_default
 
-
-def _arca_config_cls() -> type:
-    from .trainer import ARCAGRPOConfig
-
-    return ARCAGRPOConfig
+    return field_default(name)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -417,24 +434,14 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
         for key in ("dtype", "attn_implementation", "revision"):
             if key in training["model_init_kwargs"]:
                 raise ConfigError(f"training.model_init_kwargs.{key}: set it as model.{key} instead")
-    credit = training.get("credit", _trl_default("credit"))
-    from .credit import registered_signals
+    args = cfg.training_args(Path("runs") / name, for_validation=True)  # validates every credit field
+    from .credit import needs_base
 
-    if credit not in registered_signals():
+    if not lora.enabled and not args.beta and needs_base(args.credit):
         raise ConfigError(
-            f"training.credit: unknown signal {credit!r}{_suggest(credit, registered_signals())}; "
-            f"registered: {', '.join(registered_signals())}"
+            f"training.credit: {args.credit!r} compares the adapted model with its base, which needs a LoRA "
+            "adapter (lora.enabled: true) or, for full fine-tuning, a reference model (training.beta > 0)"
         )
-    if not lora.enabled and not training.get("beta"):
-        from .credit import signal_needs
-
-        needs = signal_needs(credit) & {"hidden", "base_hidden", "ref_logps"} if isinstance(credit, str) else set()
-        if needs & {"base_hidden", "ref_logps"}:
-            raise ConfigError(
-                f"training.credit: {credit!r} compares the adapted model with its base, which needs a LoRA "
-                "adapter (lora.enabled: true) or, for full fine-tuning, a reference model (training.beta > 0)"
-            )
-    cfg.training_args(Path("runs") / name, for_validation=True)
     cfg.lora_config()
     return cfg
 
@@ -548,9 +555,10 @@ def _validate_task_options(section: TaskSection) -> None:
 
 
 def _training_fields() -> dict[str, Any]:
-    cls = _arca_config_cls()
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls) if f.init}
+    from .trainer_config import ARCAGRPOConfig
+
+    hints = typing.get_type_hints(ARCAGRPOConfig)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(ARCAGRPOConfig) if f.init}
 
 
 def _parse_training(raw: Any, fields: Mapping[str, Any]) -> dict[str, Any]:

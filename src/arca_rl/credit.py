@@ -1,4 +1,4 @@
-"""Token salience signals and the credit weights built from them (SPEC.md, "Definitions").
+"""Token salience signals and the credit weights built from them (the paper's definitions; see README).
 
 Everything here is a pure tensor function over the completion tokens of a batch: shapes are
 `[B, T]` (B completions, T columns) or `[B, T, D]` for hidden states. `mask[b, t]` is 1 on the
@@ -24,12 +24,14 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "BASE_INPUTS",
     "INPUTS",
     "mix_schedule",
     "mix_weights",
     "register_signal",
     "registered_signals",
     "residual_norm",
+    "needs_base",
     "salience",
     "signal_needs",
     "token_entropy",
@@ -39,6 +41,8 @@ __all__ = [
 # The per-token tensors a signal may read (besides `mask`, which every signal gets).
 INPUTS = ("logps", "entropies", "ref_logps", "hidden", "base_hidden")
 _HIDDEN_INPUTS = ("hidden", "base_hidden")  # [B, T, D]; the other inputs are [B, T]
+# The inputs only a second pass provides: the adapter switched off (or TRL's reference model).
+BASE_INPUTS = frozenset({"ref_logps", "base_hidden"})
 
 SignalFn = Callable[..., Tensor]
 _CPU_BLOCK_ELEMENTS = 2**18  # float32 work block of residual_norm / token_entropy on CPU: 1 MiB, fits in L2
@@ -102,6 +106,11 @@ def signal_needs(name: str) -> frozenset[str]:
     return _lookup(name).needs
 
 
+def needs_base(name: str) -> bool:
+    """Does signal `name` read an input (`BASE_INPUTS`) that only a base pass, adapter off, provides?"""
+    return bool(_lookup(name).needs & BASE_INPUTS)
+
+
 # -----------------------------------------------------------------------------
 # salience
 
@@ -163,7 +172,7 @@ def salience(
     return torch.where(real, alpha.detach().to(torch.float32), 0.0)
 
 
-# --- the built-in signals (SPEC.md, "Salience signals") ---
+# --- the built-in signals (as defined in the paper) ---
 
 
 def _uniform(*, mask: Tensor, **_: Tensor | None) -> Tensor:

@@ -37,9 +37,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, apply_overrides, load_config, parse_config
+from . import rundir
+from .config import RunConfig, load_config
 
-__all__ = ["DEFAULT_BUDGET_S", "DEFAULT_SEEDS", "DEMO_CONFIG", "DEMO_METHODS", "decisive_token_share", "demo_config", "run_demo"]
+__all__ = ["DEFAULT_BUDGET_S", "DEFAULT_SEEDS", "DEMO_CONFIG_PATH", "DEMO_METHODS", "decisive_token_share", "demo_config", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,55 +49,20 @@ DEFAULT_SEEDS = (0, 1, 2)
 DEMO_METHODS = ("uniform", "arca", "entropy_reduction", "surprisal", "divergence")
 REQUIRED_METHODS = 2  # the first two methods always run
 
-#: The demo's base config; configs/demo.yaml holds the same settings (a test keeps them equal).
-DEMO_CONFIG: dict[str, Any] = {
-    "name": "demo-arca",
-    "model": {"name_or_path": None, "dtype": "float32"},
-    "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
-    "task": {"name": "arithmetic", "seed": 0},
-    "training": {
-        "credit": "arca",
-        "loss_type": "grpo",
-        "learning_rate": 3.0e-4,
-        "lr_scheduler_type": "constant",
-        "max_steps": 40,
-        "per_device_train_batch_size": 32,
-        "num_generations": 8,
-        "gradient_accumulation_steps": 1,
-        "max_completion_length": 32,
-        "temperature": 1.0,
-        "beta": 0.0,
-        "seed": 0,
-        "bf16": False,
-        "gradient_checkpointing": False,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "dataloader_pin_memory": False,
-        "credit_log_tokens_every": 1,
-        "credit_log_tokens_count": 32,
-    },
-    "eval": {"n": 200, "k": 4, "samples_per_problem": 4, "batch_size": 200, "max_new_tokens": 32},
-}
+#: The demo's base config, shipped in the package; the repository's configs/demo.yaml links to it.
+DEMO_CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 
 
 def demo_config(overrides: Sequence[str] = ()) -> RunConfig:
-    """The validated demo config, with optional `section.key=value` overrides."""
-    return parse_config(apply_overrides(DEMO_CONFIG, overrides))
+    """The validated demo config (`DEMO_CONFIG_PATH`), with optional `section.key=value` overrides."""
+    return load_config(DEMO_CONFIG_PATH, overrides)
 
 
 def decisive_token_share(credit_tokens_path: str | Path, index: int = 0) -> float | None:
     """Mean weight on completion token `index` over the completions logged in credit_tokens.jsonl
     (the active signal's rows; shadow signals' rows are skipped)."""
-    path = Path(credit_tokens_path)
-    if not path.is_file():
-        return None
     shares = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for row in rundir.read_jsonl(credit_tokens_path)[0]:
         if row.get("active") is False:
             continue
         weights = row.get("weights") or []
@@ -112,19 +78,17 @@ def _mean_metric(rows: list[dict[str, Any]], key: str) -> float | None:
 
 def _method_figures(run_dir: Path, before: Any) -> dict[str, Any]:
     """One finished run's row of the demo table."""
-    from .run import read_metrics
-
-    after = json.loads((run_dir / "eval.json").read_text())
-    finished = json.loads((run_dir / "finished.json").read_text())
-    rows = read_metrics(run_dir)
+    after = rundir.read_eval(run_dir) or {}
+    finished = rundir.read_finished(run_dir) or {}
+    rows = rundir.read_metrics(run_dir)
     return {
         "greedy_before": before.greedy_accuracy,
-        "greedy_after": after["greedy_accuracy"],
+        "greedy_after": after.get("greedy_accuracy"),
         "pass_at_k_before": before.pass_at_k,
-        "pass_at_k": after["pass_at_k"],
+        "pass_at_k": after.get("pass_at_k"),
         "gini": _mean_metric(rows, "credit/gini"),
         "effective_token_ratio": _mean_metric(rows, "credit/effective_token_ratio"),
-        "decisive_token_share": decisive_token_share(run_dir / "credit_tokens.jsonl"),
+        "decisive_token_share": decisive_token_share(run_dir / rundir.TOKENS_FILE),
         "mean_train_reward": _mean_metric(rows, "reward"),
         "train_seconds": finished.get("train_seconds"),
     }
@@ -190,7 +154,7 @@ def run_demo(
     t_start = time.perf_counter()
     base = load_config(config, overrides) if config is not None else demo_config(overrides)
     methods = list(methods) if methods else list(DEMO_METHODS)
-    from .credit import registered_signals, signal_needs
+    from .credit import needs_base, registered_signals
 
     unknown = [m for m in methods if m not in registered_signals()]
     if unknown:
@@ -203,20 +167,7 @@ def run_demo(
     from .evaluation import evaluate, load_model_for_eval, write_eval_json
     from .run import build_task, train
 
-    gen = base.eval_generation()
-    eval_kwargs = {
-        "n": base.eval.n,
-        "k": base.eval.k,
-        "samples_per_problem": base.eval.samples_per_problem,
-        "batch_size": base.eval.batch_size,
-        "max_new_tokens": gen["max_new_tokens"],
-        "temperature": gen["temperature"],
-        "top_p": gen["top_p"],
-        "top_k": base.training.get("top_k", 0) or 0,
-        "seed": gen["seed"],
-        "max_prompt_tokens": base.task.max_prompt_tokens,
-        "progress": progress,
-    }
+    eval_kwargs = {**base.eval_arguments(), "progress": progress}
     base.model_path(check=True)
     print(f"arca demo: model {base.model_path()}, task {base.task.name}, methods {', '.join(methods)}, budget {budget_s:.0f} s")
     model, tokenizer = load_model_for_eval(base.model_path(), dtype=base.model.dtype)
@@ -233,8 +184,7 @@ def run_demo(
     for i, method in enumerate(methods):
         elapsed = time.perf_counter() - t_start
         if i >= REQUIRED_METHODS and seconds_of:
-            needs_base = bool(signal_needs(method) & {"base_hidden", "ref_logps"})
-            like = "arca" if needs_base and "arca" in seconds_of else "uniform" if "uniform" in seconds_of else None
+            like = "arca" if needs_base(method) and "arca" in seconds_of else "uniform" if "uniform" in seconds_of else None
             projected = (seconds_of[like] if like else max(seconds_of.values())) * len(seeds)
             if elapsed + projected > budget_s:
                 print(f"skipping {method}: {elapsed:.0f} s used, about {projected:.0f} s more would pass the {budget_s:.0f} s budget")

@@ -1,8 +1,8 @@
-"""Concentration diagnostics of token credit weights (SPEC.md, "Concentration diagnostics").
+"""Concentration diagnostics of token credit weights (the paper's concentration diagnostics).
 
 All functions take weights w [B, T] and a mask [B, T] (1 on real tokens, padding on either side),
 work per row in float32 whatever the input dtype, and are vectorized over rows. Every statistic
-is scale-invariant: it sees w / sum(w) over the row's real tokens, so it equals SPEC's formula
+is scale-invariant: it sees w / sum(w) over the row's real tokens, so it equals the paper's formula
 for weights that sum to 1 (as `token_weights` returns) and stays meaningful for raw salience.
 Degenerate rows give 0, never NaN: T_b = 0, or real weights that sum to 0. Negative, NaN or inf
 weights on a real token are a ValueError.
@@ -24,7 +24,7 @@ __all__ = [
     "top_mass",
 ]
 
-# Regime thresholds, on the batch means of G(w) and EffN/T. SPEC.md Table 3 (averaged over training):
+# Regime thresholds, on the batch means of G(w) and EffN/T. The paper's Table 3 (averaged over training):
 #   uniform                                 G = 0.000         EffN/T = 1.000
 #   ARCA r = 4 / 16 / 64 (the middle)       G = 0.353-0.490   EffN/T = 0.334-0.467
 #   surprisal / entropy red. / divergence   G = 0.920-0.941   EffN/T = 0.052-0.073
@@ -66,7 +66,7 @@ def _sorted_desc(p: Tensor) -> Tensor:
 
 
 def _gini_sorted(s: Tensor, n: Tensor) -> Tensor:
-    # SPEC: G = sum_i (2i - T - 1) w_i / (T sum w), i = 1..T ascending. Descending column j = 0..T-1
+    # The paper's G = sum_i (2i - T - 1) w_i / (T sum w), i = 1..T ascending. Descending column j = 0..T-1
     # holds ascending rank i = T - j, so the coefficient is 2(T - j) - T - 1 = T - 2j - 1 (sum w = 1).
     j = torch.arange(s.shape[1], device=s.device, dtype=torch.float32)
     nf = n.to(torch.float32).unsqueeze(-1)
@@ -121,7 +121,7 @@ def summarize(weights: Tensor, mask: Tensor) -> dict[str, float | int | str | No
     """Batch concentration summary of weights [B, T] (mask [B, T]).
 
     Returns {"gini", "effective_token_ratio", "top10_mass"}: Python float means over the rows with
-    T >= 2 (SPEC's batch figures; top10_mass is `top_mass(frac=0.1)`), "n_rows": how many such rows,
+    T >= 2 (the paper's batch figures; top10_mass is `top_mass(frac=0.1)`), "n_rows": how many such rows,
     and "regime": "uniform" | "middle" | "sparse" from the mean G and EffN/T (module thresholds).
     With no row of T >= 2 the three figures and the regime are None.
     """

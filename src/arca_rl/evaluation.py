@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .rundir import resolve_adapter
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -249,7 +251,7 @@ def load_model_for_eval(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    adapter_dir = resolve_adapter_dir(adapter) if adapter is not None else None
+    adapter_dir = resolve_adapter(adapter)[0] if adapter is not None else None
     torch_dtype: Any = dtype if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, **from_pretrained)
     tok_source = adapter_dir if adapter_dir is not None and (adapter_dir / "tokenizer_config.json").exists() else model_path
@@ -265,18 +267,8 @@ def load_model_for_eval(
     return model, tokenizer
 
 
-def resolve_adapter_dir(path: str | Path) -> Path:
-    """An adapter folder, or the `adapter/` inside a run folder written by `arca train`."""
-    path = Path(path)
-    if (path / "adapter_config.json").exists():
-        return path
-    if (path / "adapter" / "adapter_config.json").exists():
-        return path / "adapter"
-    raise FileNotFoundError(f"{path}: no adapter_config.json here or in {path / 'adapter'}")
-
-
 def adapter_base_model(adapter: str | Path) -> str | None:
     """The base model an adapter was trained on (its adapter_config.json), if recorded."""
-    cfg = json.loads((resolve_adapter_dir(adapter) / "adapter_config.json").read_text())
+    cfg = json.loads((resolve_adapter(adapter)[0] / "adapter_config.json").read_text())
     value = cfg.get("base_model_name_or_path")
     return str(value) if value else None

@@ -4,16 +4,7 @@
     from arca_rl.run import train
     run_dir = train(load_config("configs/demo.yaml"))          # runs/demo/
 
-A run folder holds:
-
-    config.yaml          the resolved config (load_config reads it back)
-    metrics.jsonl        one JSON line per logging step: TRL's log dict plus "step"
-    checkpoint-N/        TRL / HF Trainer checkpoints (model, optimizer, scheduler, RNG state)
-    adapter/             the final adapter (save_pretrained) and tokenizer; model/ for full fine-tuning
-    credit_tokens.jsonl  when training.credit_log_tokens_every > 0
-    eval.json            {"greedy_accuracy", "pass_at_k", "k", "samples_per_problem", "n"}
-    plots/               reward.png, gini.png, effective_token_ratio.png (against step)
-    finished.json        written last: the run is complete (`is_finished`)
+The run folder's layout and states belong to `arca_rl.rundir`.
 
 `resume=True` continues from the newest checkpoint (HF Trainer restores weights, optimizer,
 scheduler, RNG state and the data order), and metrics.jsonl drops the lines logged after it. A
@@ -26,7 +17,6 @@ import json
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,72 +25,22 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from .config import ConfigError, RunConfig, parse_config
+from . import rundir
+from .config import ConfigError, RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
-__all__ = [
-    "FINISHED_FILE",
-    "MetricsJsonlCallback",
-    "RunExistsError",
-    "is_finished",
-    "last_checkpoint",
-    "plot_metrics",
-    "read_metrics",
-    "train",
-]
+__all__ = ["MetricsJsonlCallback", "build_task", "plot_metrics", "train"]
 
 logger = logging.getLogger(__name__)
 
-FINISHED_FILE = "finished.json"
-_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # metric name in metrics.jsonl -> plot file stem, y label
 PLOTS = {
     "reward": ("reward", "mean reward"),
     "credit/gini": ("gini", "weight Gini G(w)"),
     "credit/effective_token_ratio": ("effective_token_ratio", "effective-token ratio EffN/T"),
 }
-
-
-class RunExistsError(RuntimeError):
-    """The run folder already holds a run and `resume` was not asked for."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# run-folder queries
-
-
-def is_finished(run_dir: str | Path) -> bool:
-    """True when `run_dir` holds a completed run (training, final weights, eval and plots written)."""
-    return (Path(run_dir) / FINISHED_FILE).is_file()
-
-
-def last_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest `checkpoint-N` folder in `run_dir` that holds a trainer state, or None."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return None
-    found = []
-    for child in run_dir.iterdir():
-        match = _CHECKPOINT_RE.match(child.name)
-        if match and child.is_dir() and (child / "trainer_state.json").is_file():
-            found.append((int(match.group(1)), child))
-    return max(found)[1] if found else None
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of `run_dir`/metrics.jsonl (skipping a torn last line)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -180,24 +120,6 @@ def _truncate_jsonl(path: Path, keep_below: int) -> None:
 # training
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    if resume:
-        return
-    if is_finished(run_dir):
-        raise RunExistsError(
-            f"{run_dir} already holds a finished run; refusing to overwrite it. Pick another name "
-            "(--set name=...) or --output-dir, remove the folder, or pass --resume to keep it."
-        )
-    ckpt = last_checkpoint(run_dir)
-    leftovers = [p for p in ("metrics.jsonl", "adapter", "model", "eval.json") if (run_dir / p).exists()]
-    if ckpt is not None or leftovers:
-        what = ckpt.name if ckpt is not None else ", ".join(leftovers)
-        raise RunExistsError(
-            f"{run_dir} holds an unfinished run ({what}); pass --resume to continue it, or remove "
-            "the folder / pick another --output-dir to start over."
-        )
-
-
 def _describe_config_change(old: RunConfig, new: RunConfig) -> list[str]:
     changes = []
     old_d, new_d = old.to_yaml_dict(), new.to_yaml_dict()
@@ -253,8 +175,8 @@ def train(
     training bar but not the log dict HF prints at each logging step (metrics.jsonl has them).
     """
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
-    _check_run_dir(run_dir, resume)
-    if resume and is_finished(run_dir):
+    rundir.check_can_start(run_dir, resume)
+    if resume and rundir.is_finished(run_dir):
         logger.info("%s is already finished; nothing to resume", run_dir)
         return run_dir
 
@@ -267,13 +189,11 @@ def train(
     task = build_task(cfg)
     model_path = cfg.model_path(check=True)
 
-    ckpt = last_checkpoint(run_dir) if resume else None
-    config_path = run_dir / "config.yaml"
+    ckpt = rundir.last_checkpoint(run_dir) if resume else None
+    config_path = run_dir / rundir.CONFIG_FILE
     if resume and config_path.is_file():
-        import yaml
-
         try:
-            previous = parse_config(yaml.safe_load(config_path.read_text()))
+            previous = rundir.read_config(run_dir)
             for change in _describe_config_change(previous, cfg):
                 logger.warning("resuming %s with a changed setting: %s", run_dir, change)
         except ConfigError as exc:
@@ -282,16 +202,16 @@ def train(
         logger.warning("%s has no checkpoint to resume from; starting from step 0", run_dir)
 
     is_main = args.process_index == 0
-    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path = run_dir / rundir.METRICS_FILE
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config_path.write_text(cfg.to_yaml())
         if ckpt is not None:
             done = int(json.loads((ckpt / "trainer_state.json").read_text()).get("global_step", 0))
             _truncate_jsonl(metrics_path, done + 1)  # metrics.jsonl "step": steps done when logged
-            _truncate_jsonl(run_dir / "credit_tokens.jsonl", done)  # dumps: "step" = steps done before it
+            _truncate_jsonl(run_dir / rundir.TOKENS_FILE, done)  # dumps: "step" = steps done before it
         else:
-            for stale in (metrics_path, run_dir / "credit_tokens.jsonl"):
+            for stale in (metrics_path, run_dir / rundir.TOKENS_FILE):
                 stale.unlink(missing_ok=True)
 
     from transformers import AutoTokenizer
@@ -333,7 +253,7 @@ def train(
         return run_dir
 
     model = trainer.accelerator.unwrap_model(trainer.model)
-    final_dir = run_dir / ("adapter" if cfg.lora.enabled else "model")
+    final_dir = rundir.final_weights_dir(run_dir, lora=cfg.lora.enabled)
     model.save_pretrained(str(final_dir))
     tokenizer.save_pretrained(str(final_dir))
 
@@ -341,26 +261,10 @@ def train(
     if cfg.eval.enabled:
         from .evaluation import evaluate, write_eval_json
 
-        gen = cfg.eval_generation()
         t1 = time.perf_counter()
-        result = evaluate(
-            model,
-            tokenizer,
-            task,
-            n=cfg.eval.n,
-            k=cfg.eval.k,
-            samples_per_problem=cfg.eval.samples_per_problem,
-            batch_size=cfg.eval.batch_size,
-            max_new_tokens=gen["max_new_tokens"],
-            temperature=gen["temperature"],
-            top_p=gen["top_p"],
-            top_k=cfg.training.get("top_k", 0) or 0,
-            seed=gen["seed"],
-            max_prompt_tokens=cfg.task.max_prompt_tokens,
-            progress=progress,
-        )
+        result = evaluate(model, tokenizer, task, progress=progress, **cfg.eval_arguments())
         eval_seconds = time.perf_counter() - t1
-        write_eval_json(result, run_dir / "eval.json")
+        write_eval_json(result, run_dir / rundir.EVAL_FILE)
         logger.info("eval: %s", json.dumps(result.to_json()))
 
     plot_metrics(run_dir)
@@ -374,7 +278,7 @@ def train(
         "train_summary": metrics_cb.summary,
         "versions": _versions(),
     }
-    (run_dir / FINISHED_FILE).write_text(json.dumps(finished, indent=2) + "\n")
+    (run_dir / rundir.FINISHED_FILE).write_text(json.dumps(finished, indent=2) + "\n")
     return run_dir
 
 
@@ -388,7 +292,7 @@ def plot_metrics(run_dir: str | Path) -> list[Path]:
     Shadow signals (`shadow/<signal>/gini`, ...) are drawn as extra lines when present. Metrics the
     run did not log are skipped; returns the files written.
     """
-    rows = read_metrics(run_dir)
+    rows = rundir.read_metrics(run_dir)
     if not rows:
         return []
     import matplotlib
@@ -397,7 +301,7 @@ def plot_metrics(run_dir: str | Path) -> list[Path]:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir = Path(run_dir) / "plots"
+    out_dir = Path(run_dir) / rundir.PLOTS_DIR
     written = []
     for key, (stem, label) in PLOTS.items():
         leaf = key.rsplit("/", 1)[-1]

@@ -107,17 +107,17 @@ def _user_sets(overrides: Sequence[str], key: str) -> bool:
 
 
 def _decide(run_dir: Path) -> tuple[str, str]:
-    from .run import is_finished, last_checkpoint
+    from . import rundir
 
-    if is_finished(run_dir):
+    status = rundir.state(run_dir)
+    if status == "finished":
         return "skip", "finished"
-    ckpt = last_checkpoint(run_dir)
+    if status == "fresh":
+        return "train", "new"
+    ckpt = rundir.last_checkpoint(run_dir)
     if ckpt is not None:
         return "resume", f"interrupted; resumes from {ckpt.name}"
-    leftovers = [p for p in ("metrics.jsonl", "adapter", "model", "eval.json") if (run_dir / p).exists()]
-    if leftovers:
-        return "resume", f"unfinished without a checkpoint ({', '.join(leftovers)}); starts over"
-    return "train", "new"
+    return "resume", f"unfinished without a checkpoint ({', '.join(rundir.outputs(run_dir))}); starts over"
 
 
 def plan_sweep(

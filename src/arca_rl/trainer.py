@@ -17,7 +17,6 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,118 +24,17 @@ import torch
 from accelerate.utils import is_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOTrainer
 from trl.trainer.utils import use_adapter
 
 from . import credit, diagnostics
+from .trainer_config import ARCAGRPOConfig
 
 logger = logging.getLogger(__name__)
-
-CREDIT_BASES = ("disabled", "reference")
-
-
-@dataclass
-class ARCAGRPOConfig(GRPOConfig):
-    r"""
-    [`trl.GRPOConfig`] plus token credit assignment. Every inherited field keeps TRL's default (TRL's default
-    `loss_type` is `"dapo"`; the paper's length-normalized estimator, used by the paper configs, is `"grpo"`).
-
-    Parameters:
-        credit (`str`, defaults to `"arca"`):
-            Salience signal that spreads each completion's advantage over its tokens: one of the registered
-            signals (`uniform`, `surprisal`, `entropy_reduction`, `divergence`, `arca`, or one added with
-            `arca_rl.register_signal`). `uniform` reproduces stock GRPO.
-        credit_eps (`float`, defaults to `1e-8`):
-            Floor added to the salience before the power: `w_t = (alpha_t + eps)^p / sum_k (alpha_k + eps)^p`.
-        credit_power (`float`, defaults to `1.0`):
-            Sharpening power `p` (1 = none; the paper's MATH sweep used 2.0).
-        credit_min_salience (`float`, defaults to `0.0`):
-            A completion whose largest salience is at most this falls back to uniform credit. Guards against
-            normalizing noise-level salience (e.g. a fresh DoRA adapter in bf16) into sharp credit.
-        credit_base (`str`, defaults to `"disabled"`):
-            What the adapted model is compared against for `arca` and `divergence`. `"disabled"` (the paper's definition): the same
-            model with every adapter switched off; costs one no-grad forward per generation batch when `beta = 0`,
-            and nothing extra when `beta > 0` (it is captured inside TRL's reference pass). `"reference"`: TRL's
-            frozen `"ref"` adapter, which TRL loads when an existing adapter is re-trained with `beta > 0`; costs
-            nothing extra (the reference pass runs anyway). Falls back to `"disabled"` when there is no `"ref"`
-            adapter.
-        credit_shadow (`bool`, defaults to `False`):
-            Also score every other registered signal on the same batch and log its diagnostics as
-            `shadow/<signal>/...`, without using it for the gradient. Costs at most one adapter-off pass per
-            generation batch when the active signal does not already need one.
-        credit_log_tokens_every (`int`, defaults to `0`):
-            Every N optimizer steps, append the tokens, weights, raw salience and advantage of a few completions to
-            `<output_dir>/credit_tokens.jsonl` (for heatmaps). 0 turns it off.
-        credit_log_tokens_count (`int`, defaults to `4`):
-            How many completions each `credit_log_tokens_every` dump writes.
-    """
-
-    credit: str = field(
-        default="arca",
-        metadata={
-            "help": "Salience signal for token credit: uniform, surprisal, entropy_reduction, divergence, arca, or a registered one."
-        },
-    )
-    credit_eps: float = field(
-        default=1e-8, metadata={"help": "Floor added to the salience before the power."}
-    )
-    credit_power: float = field(
-        default=1.0, metadata={"help": "Sharpening power p (1 = none; the paper used 2)."}
-    )
-    credit_min_salience: float = field(
-        default=0.0, metadata={"help": "Rows whose largest salience is at most this get uniform credit."}
-    )
-    credit_base: str = field(
-        default="disabled",
-        metadata={
-            "help": "Base for arca/divergence: 'disabled' (adapter off) or 'reference' (TRL's 'ref' adapter)."
-        },
-    )
-    credit_shadow: bool = field(
-        default=False,
-        metadata={"help": "Also log diagnostics of every other registered signal on the same batch."},
-    )
-    credit_log_tokens_every: int = field(
-        default=0,
-        metadata={"help": "Every N steps, dump tokens/weights/salience to credit_tokens.jsonl (0 = off)."},
-    )
-    credit_log_tokens_count: int = field(
-        default=4, metadata={"help": "How many completions each credit_tokens.jsonl dump writes."}
-    )
-
-    def __post_init__(self) -> None:
-        # Validate our fields before TRL's (cheap, and errors name the field and the fix).
-        signals = credit.registered_signals()
-        if self.credit not in signals:
-            raise ValueError(
-                f"credit={self.credit!r} is not a registered signal; use one of {signals} "
-                "(or register yours with arca_rl.register_signal before building the config)."
-            )
-        if not (isinstance(self.credit_eps, int | float) and self.credit_eps >= 0):
-            raise ValueError(f"credit_eps must be a number >= 0, got {self.credit_eps!r}.")
-        if not (isinstance(self.credit_power, int | float) and self.credit_power > 0):
-            raise ValueError(
-                f"credit_power must be a number > 0 (1 = no sharpening), got {self.credit_power!r}."
-            )
-        if not (isinstance(self.credit_min_salience, int | float) and self.credit_min_salience >= 0):
-            raise ValueError(f"credit_min_salience must be a number >= 0, got {self.credit_min_salience!r}.")
-        if self.credit_base not in CREDIT_BASES:
-            raise ValueError(f"credit_base must be one of {CREDIT_BASES}, got {self.credit_base!r}.")
-        if not isinstance(self.credit_shadow, bool):
-            raise ValueError(f"credit_shadow must be true or false, got {self.credit_shadow!r}.")
-        for name in ("credit_log_tokens_every", "credit_log_tokens_count"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
-        super().__post_init__()
-
 
 # --------------------------------------------------------------------------------------------------------------
 # Trainer
 # --------------------------------------------------------------------------------------------------------------
-
-BASE_INPUTS = frozenset({"base_hidden", "ref_logps"})  # what only an adapter-off (or reference) pass provides
-
 
 def _completion_positions(hidden: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
     """The hidden states that score the last `logits_to_keep` tokens: TRL scores y_t with the logits of position
@@ -187,7 +85,7 @@ class ARCAGRPOTrainer(GRPOTrainer):
             )
         peft_config = kwargs.get("peft_config")
         will_be_peft = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
-        if (credit.signal_needs(args.credit) & BASE_INPUTS) and not will_be_peft and args.beta == 0.0:
+        if credit.needs_base(args.credit) and not will_be_peft and args.beta == 0.0:
             raise ValueError(
                 f"credit={args.credit!r} compares the model against its base, but the model has no PEFT adapter and "
                 "beta = 0 (so TRL holds no reference model). Pass `peft_config=LoraConfig(...)` (or a PeftModel), or "
@@ -219,14 +117,14 @@ class ARCAGRPOTrainer(GRPOTrainer):
             for name in credit.registered_signals():
                 if name == args.credit:
                     continue
-                if (credit.signal_needs(name) & BASE_INPUTS) and not self._base_available:
+                if credit.needs_base(name) and not self._base_available:
                     logger.warning(
                         f"credit_shadow: skipping {name!r}, it needs an adapter or a reference model."
                     )
                     continue
                 self._shadow_signals.append(name)
         scored = [args.credit, *self._shadow_signals]
-        self._wants_base = any(credit.signal_needs(s) & BASE_INPUTS for s in scored)
+        self._wants_base = any(credit.needs_base(s) for s in scored)
         self._wants_hidden = any({"hidden", "base_hidden"} & credit.signal_needs(s) for s in scored)
         self._wants_ref_logps = any("ref_logps" in credit.signal_needs(s) for s in scored)
 
@@ -253,7 +151,7 @@ class ARCAGRPOTrainer(GRPOTrainer):
 
     @contextmanager
     def _base_model(self) -> Iterator[nn.Module]:
-        """Yield the model to run for the base pass, with the adapter state SPEC (or `credit_base`) asks for."""
+        """Yield the model to run for the base pass, with the adapter state the method (or `credit_base`) asks for."""
         if self._is_peft:
             with use_adapter(
                 self.accelerator.unwrap_model(self.model), "ref" if self._use_ref_adapter else None

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import rundir
 from .tables import (
     TABLE2_COLUMNS,
     TABLE3_COLUMNS,
@@ -29,7 +30,6 @@ from .tables import (
     load_run,
     markdown_table,
     mixed_settings,
-    read_jsonl,
     table2,
     table3,
     write_csv,
@@ -88,7 +88,7 @@ def _heatmap_sections(runs: Sequence[RunData], messages: list[str]):
     for r in runs:
         if r.token_log is None:
             continue
-        records, bad = read_jsonl(r.token_log)
+        records, bad = rundir.read_jsonl(r.token_log)
         if bad:
             messages.append(f"{r.path}: skipped {bad} unreadable line(s) in credit_tokens.jsonl")
         comps = completions_from_token_log(records)

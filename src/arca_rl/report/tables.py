@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import rundir
+
 __all__ = [
     "METHOD_ORDER",
     "TABLE2_COLUMNS",
@@ -34,7 +36,6 @@ __all__ = [
     "load_run",
     "markdown_table",
     "mean_ci",
-    "read_jsonl",
     "table2",
     "table3",
     "write_csv",
@@ -123,27 +124,6 @@ class RunData:
         return float(v)
 
 
-def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """Objects of a JSON-lines file and how many lines were unreadable (e.g. a half-written last line)."""
-    out: list[dict[str, Any]] = []
-    bad = 0
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-            else:
-                bad += 1
-    return out, bad
-
-
 def _as_int(x: Any) -> int | None:
     if isinstance(x, bool):
         return None
@@ -159,62 +139,43 @@ def _as_int(x: Any) -> int | None:
     return None
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RunLoadError(f"{path}: cannot read config ({exc})") from exc
-    if not isinstance(data, dict):
-        raise RunLoadError(f"{path}: config is not a mapping")
-    return data
-
-
 def load_run(path: str | Path) -> RunData:
     """Load one run directory; raises RunLoadError (with a readable reason) if nothing usable is there."""
     p = Path(path)
     if not p.is_dir():
         raise RunLoadError(f"{p}: not a directory")
-    cfg_path = p / "config.yaml"
-    if not cfg_path.is_file():
-        raise RunLoadError(f"{p}: no config.yaml (not a run directory written by `arca train`)")
-    cfg = _read_config(cfg_path)
+    try:
+        cfg = rundir.read_raw_config(p)
+    except ValueError as exc:
+        raise RunLoadError(str(exc)) from None
     training = cfg.get("training") if isinstance(cfg.get("training"), dict) else {}
     lora = cfg.get("lora") if isinstance(cfg.get("lora"), dict) else {}
     method = training.get("credit")
     if not isinstance(method, str) or not method:
-        method = "arca"  # ARCAGRPOConfig's default credit
+        from ..trainer_config import field_default
+
+        method = field_default("credit")
     rank = _as_int(lora.get("r"))
     seed = _as_int(training.get("seed"))
     name = str(cfg.get("name") or p.name)
     warnings: list[str] = []
 
-    metrics: list[dict[str, Any]] = []
-    mpath = p / "metrics.jsonl"
-    if mpath.is_file():
-        metrics, bad = read_jsonl(mpath)
-        if bad:
-            warnings.append(f"{p}: skipped {bad} unreadable line(s) in metrics.jsonl")
-    else:
-        warnings.append(f"{p}: no metrics.jsonl (training never logged)")
+    metrics, bad = rundir.read_jsonl(p / rundir.METRICS_FILE)
+    if bad:
+        warnings.append(f"{p}: skipped {bad} unreadable line(s) in {rundir.METRICS_FILE}")
+    if not (p / rundir.METRICS_FILE).is_file():
+        warnings.append(f"{p}: no {rundir.METRICS_FILE} (training never logged)")
 
-    ev: dict[str, Any] | None = None
-    epath = p / "eval.json"
-    if epath.is_file():
-        try:
-            loaded = json.loads(epath.read_text(encoding="utf-8"))
-            ev = loaded if isinstance(loaded, dict) else None
-            if ev is None:
-                warnings.append(f"{p}: eval.json is not an object; ignored")
-        except (OSError, json.JSONDecodeError) as exc:
-            warnings.append(f"{p}: unreadable eval.json ({exc}); ignored")
-    else:
-        warnings.append(f"{p}: no eval.json (unfinished run?); left out of Table 2")
+    ev = rundir.read_eval(p)
+    if ev is None:
+        if (p / rundir.EVAL_FILE).is_file():
+            warnings.append(f"{p}: unreadable {rundir.EVAL_FILE} (not a JSON object); ignored")
+        else:
+            warnings.append(f"{p}: no {rundir.EVAL_FILE} (unfinished run?); left out of Table 2")
 
     if not metrics and ev is None:
         raise RunLoadError(f"{p}: neither metrics nor eval results yet (run not started or crashed early)")
-    tok = p / "credit_tokens.jsonl"
+    tok = p / rundir.TOKENS_FILE
     return RunData(
         path=p,
         name=name,
@@ -239,9 +200,9 @@ def discover_runs(paths: Iterable[str | Path], *, max_depth: int = 2) -> tuple[l
     messages: list[str] = []
 
     def walk(d: Path, depth: int) -> list[Path]:
-        if (d / "config.yaml").is_file():
+        if (d / rundir.CONFIG_FILE).is_file():
             return [d]
-        if any((d / f).exists() for f in ("metrics.jsonl", "eval.json", "adapter")):
+        if rundir.outputs(d):
             messages.append(f"{d}: looks like a run but has no config.yaml; skipped")
             return []
         if depth <= 0:

@@ -1,0 +1,232 @@
+"""The run folder of `arca train`: its layout, its state, and everything other modules read from it.
+
+Every module that looks into a run folder (training, resume, sweep, demo, report, eval, diagnose)
+asks this one. A run folder holds:
+
+    config.yaml          the resolved config (`read_config` gives it back as a `RunConfig`)
+    metrics.jsonl        one JSON line per logging step: TRL's log dict plus "step"
+    checkpoint-N/        TRL / HF Trainer checkpoints (model, optimizer, scheduler, RNG state)
+    adapter/             the final adapter (save_pretrained) and tokenizer; model/ for full fine-tuning
+    credit_tokens.jsonl  when training.credit_log_tokens_every > 0
+    eval.json            {"greedy_accuracy", "pass_at_k", "k", "samples_per_problem", "n"}
+    plots/               reward.png, gini.png, effective_token_ratio.png (against step)
+    finished.json        written last: the run is complete
+
+Its state (`state`) is one of:
+
+    fresh        no output of a run yet (absent or empty folder): `arca train` starts one
+    interrupted  output of a run but no finished.json: `--resume` continues from `last_checkpoint`,
+                 or starts over when there is none
+    finished     finished.json is there: weights, evaluation and plots were all written
+
+A run still in progress in another process also reads as `interrupted`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import RunConfig
+
+__all__ = [
+    "CONFIG_FILE",
+    "EVAL_FILE",
+    "FINISHED_FILE",
+    "METRICS_FILE",
+    "PLOTS_DIR",
+    "TOKENS_FILE",
+    "RunExistsError",
+    "RunState",
+    "check_can_start",
+    "final_weights_dir",
+    "is_finished",
+    "last_checkpoint",
+    "outputs",
+    "read_config",
+    "read_eval",
+    "read_finished",
+    "read_jsonl",
+    "read_metrics",
+    "read_raw_config",
+    "resolve_adapter",
+    "state",
+]
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+TOKENS_FILE = "credit_tokens.jsonl"
+EVAL_FILE = "eval.json"
+FINISHED_FILE = "finished.json"
+PLOTS_DIR = "plots"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# What a run writes before it finishes (checkpoints aside): any of them makes a folder a run's.
+_OUTPUTS = (METRICS_FILE, "adapter", "model", EVAL_FILE)
+
+RunState = Literal["fresh", "interrupted", "finished"]
+
+
+class RunExistsError(RuntimeError):
+    """The run folder already holds a run and `resume` was not asked for."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# state
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """True when `run_dir` holds a completed run (training, final weights, eval and plots written)."""
+    return (Path(run_dir) / FINISHED_FILE).is_file()
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest `checkpoint-N` folder in `run_dir` that holds a trainer state, or None."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    found = []
+    for child in run_dir.iterdir():
+        match = _CHECKPOINT_RE.match(child.name)
+        if match and child.is_dir() and (child / "trainer_state.json").is_file():
+            found.append((int(match.group(1)), child))
+    return max(found)[1] if found else None
+
+
+def outputs(run_dir: str | Path) -> list[str]:
+    """The run outputs (other than checkpoints) present in `run_dir`."""
+    return [name for name in _OUTPUTS if (Path(run_dir) / name).exists()]
+
+
+def state(run_dir: str | Path) -> RunState:
+    """fresh, interrupted or finished (see the module docstring)."""
+    if is_finished(run_dir):
+        return "finished"
+    if last_checkpoint(run_dir) is not None or outputs(run_dir):
+        return "interrupted"
+    return "fresh"
+
+
+def check_can_start(run_dir: str | Path, resume: bool) -> None:
+    """Raise RunExistsError when training into `run_dir` would overwrite a run (unless `resume`)."""
+    if resume:
+        return
+    run_dir = Path(run_dir)
+    if is_finished(run_dir):
+        raise RunExistsError(
+            f"{run_dir} already holds a finished run; refusing to overwrite it. Pick another name "
+            "(--set name=...) or --output-dir, remove the folder, or pass --resume to keep it."
+        )
+    ckpt = last_checkpoint(run_dir)
+    leftovers = outputs(run_dir)
+    if ckpt is not None or leftovers:
+        what = ckpt.name if ckpt is not None else ", ".join(leftovers)
+        raise RunExistsError(
+            f"{run_dir} holds an unfinished run ({what}); pass --resume to continue it, or remove "
+            "the folder / pick another --output-dir to start over."
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# contents
+
+
+def read_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], int]:
+    """The objects of a JSON-lines file and how many lines were unreadable (e.g. a torn last line)."""
+    rows: list[dict[str, Any]] = []
+    bad = 0
+    path = Path(path)
+    if not path.is_file():
+        return rows, bad
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                continue
+            if isinstance(obj, dict):
+                rows.append(obj)
+            else:
+                bad += 1
+    return rows, bad
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of `run_dir`/metrics.jsonl (skipping a torn last line)."""
+    return read_jsonl(Path(run_dir) / METRICS_FILE)[0]
+
+
+def _read_json_object(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's eval.json object, or None when it is missing or unreadable."""
+    return _read_json_object(Path(run_dir) / EVAL_FILE)
+
+
+def read_finished(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's finished.json object (timings, final step, versions), or None."""
+    return _read_json_object(Path(run_dir) / FINISHED_FILE)
+
+
+def read_raw_config(run_dir: str | Path) -> dict[str, Any]:
+    """The run's config.yaml as plain YAML, unvalidated (for runs whose config no longer validates).
+
+    Raises ValueError naming the file when it is missing, unreadable or not a mapping.
+    """
+    import yaml
+
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path.parent}: no {CONFIG_FILE} (not a run folder written by `arca train`)") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read config ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: config is not a mapping")
+    return data
+
+
+def read_config(run_dir: str | Path) -> RunConfig:
+    """The run's config.yaml, validated (`arca_rl.config.ConfigError` when it no longer validates)."""
+    from .config import load_config
+
+    return load_config(Path(run_dir) / CONFIG_FILE)
+
+
+def final_weights_dir(run_dir: str | Path, *, lora: bool) -> Path:
+    """Where the finished run's weights go: adapter/ (LoRA) or model/ (full fine-tuning)."""
+    return Path(run_dir) / ("adapter" if lora else "model")
+
+
+def resolve_adapter(path: str | Path) -> tuple[Path, Path | None]:
+    """(adapter folder, run folder or None) for an adapter folder or a run folder of `arca train`.
+
+    A run folder is the one holding `config.yaml` next to its `adapter/`; an adapter folder elsewhere
+    has no run. Raises FileNotFoundError, pointing at the last checkpoint when the run has no adapter yet.
+    """
+    p = Path(path)
+    if (p / "adapter_config.json").is_file():
+        run = p.parent if p.name == "adapter" and (p.parent / CONFIG_FILE).is_file() else None
+        return p, run
+    if (p / "adapter" / "adapter_config.json").is_file():
+        return p / "adapter", p if (p / CONFIG_FILE).is_file() else None
+    ckpt = last_checkpoint(p)
+    hint = f" (the run has no final adapter yet; its last checkpoint is {ckpt}, pass that)" if ckpt else ""
+    raise FileNotFoundError(
+        f"{p}: neither an adapter folder (adapter_config.json) nor a run folder with adapter/{hint}"
+    )

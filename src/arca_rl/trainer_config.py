@@ -1,0 +1,145 @@
+"""`ARCAGRPOConfig`: TRL's `GRPOConfig` plus the credit fields, apart from the trainer.
+
+Kept in its own module (as TRL keeps `GRPOConfig` apart from `GRPOTrainer`) so that reading or
+validating a config does not import the trainer. The credit fields are validated here and nowhere
+else: `arca_rl.config` and the trainer rely on `ARCAGRPOConfig.__post_init__`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import GRPOConfig
+
+from . import credit
+
+__all__ = ["CREDIT_BASES", "ARCAGRPOConfig", "CreditConfigError", "field_default"]
+
+
+class CreditConfigError(ValueError):
+    """An invalid credit field of `ARCAGRPOConfig`: `field` names it, the message says what is wrong.
+
+    `reason` is the message as a line that already names the field would finish it (the YAML layer
+    writes `training.<field>: <reason>`); it is the whole message unless a shorter one reads better.
+    """
+
+    def __init__(self, field: str, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason or message
+
+
+CREDIT_BASES = ("disabled", "reference")
+
+
+@dataclass
+class ARCAGRPOConfig(GRPOConfig):
+    r"""
+    [`trl.GRPOConfig`] plus token credit assignment. Every inherited field keeps TRL's default (TRL's default
+    `loss_type` is `"dapo"`; the paper's length-normalized estimator, used by the paper configs, is `"grpo"`).
+
+    Parameters:
+        credit (`str`, defaults to `"arca"`):
+            Salience signal that spreads each completion's advantage over its tokens: one of the registered
+            signals (`uniform`, `surprisal`, `entropy_reduction`, `divergence`, `arca`, or one added with
+            `arca_rl.register_signal`). `uniform` reproduces stock GRPO.
+        credit_eps (`float`, defaults to `1e-8`):
+            Floor added to the salience before the power: `w_t = (alpha_t + eps)^p / sum_k (alpha_k + eps)^p`.
+        credit_power (`float`, defaults to `1.0`):
+            Sharpening power `p` (1 = none; the paper's MATH sweep used 2.0).
+        credit_min_salience (`float`, defaults to `0.0`):
+            A completion whose largest salience is at most this falls back to uniform credit. Guards against
+            normalizing noise-level salience (e.g. a fresh DoRA adapter in bf16) into sharp credit.
+        credit_base (`str`, defaults to `"disabled"`):
+            What the adapted model is compared against for `arca` and `divergence`. `"disabled"` (the paper's definition): the same
+            model with every adapter switched off; costs one no-grad forward per generation batch when `beta = 0`,
+            and nothing extra when `beta > 0` (it is captured inside TRL's reference pass). `"reference"`: TRL's
+            frozen `"ref"` adapter, which TRL loads when an existing adapter is re-trained with `beta > 0`; costs
+            nothing extra (the reference pass runs anyway). Falls back to `"disabled"` when there is no `"ref"`
+            adapter.
+        credit_shadow (`bool`, defaults to `False`):
+            Also score every other registered signal on the same batch and log its diagnostics as
+            `shadow/<signal>/...`, without using it for the gradient. Costs at most one adapter-off pass per
+            generation batch when the active signal does not already need one.
+        credit_log_tokens_every (`int`, defaults to `0`):
+            Every N optimizer steps, append the tokens, weights, raw salience and advantage of a few completions to
+            `<output_dir>/credit_tokens.jsonl` (for heatmaps). 0 turns it off.
+        credit_log_tokens_count (`int`, defaults to `4`):
+            How many completions each `credit_log_tokens_every` dump writes.
+    """
+
+    credit: str = field(
+        default="arca",
+        metadata={
+            "help": "Salience signal for token credit: uniform, surprisal, entropy_reduction, divergence, arca, or a registered one."
+        },
+    )
+    credit_eps: float = field(
+        default=1e-8, metadata={"help": "Floor added to the salience before the power."}
+    )
+    credit_power: float = field(
+        default=1.0, metadata={"help": "Sharpening power p (1 = none; the paper used 2)."}
+    )
+    credit_min_salience: float = field(
+        default=0.0, metadata={"help": "Rows whose largest salience is at most this get uniform credit."}
+    )
+    credit_base: str = field(
+        default="disabled",
+        metadata={
+            "help": "Base for arca/divergence: 'disabled' (adapter off) or 'reference' (TRL's 'ref' adapter)."
+        },
+    )
+    credit_shadow: bool = field(
+        default=False,
+        metadata={"help": "Also log diagnostics of every other registered signal on the same batch."},
+    )
+    credit_log_tokens_every: int = field(
+        default=0,
+        metadata={"help": "Every N steps, dump tokens/weights/salience to credit_tokens.jsonl (0 = off)."},
+    )
+    credit_log_tokens_count: int = field(
+        default=4, metadata={"help": "How many completions each credit_tokens.jsonl dump writes."}
+    )
+
+    def __post_init__(self) -> None:
+        # Validate our fields before TRL's (cheap, and errors name the field and the fix).
+        signals = credit.registered_signals()
+        if self.credit not in signals:
+            close = difflib.get_close_matches(str(self.credit), signals, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            registered = f"registered: {', '.join(signals)}"
+            raise CreditConfigError(
+                "credit",
+                f"credit={self.credit!r} is not a registered signal{hint}; {registered} (register yours with "
+                "arca_rl.register_signal before building the config).",
+                reason=f"unknown signal {self.credit!r}{hint}; {registered}",
+            )
+        if not (isinstance(self.credit_eps, int | float) and self.credit_eps >= 0):
+            raise CreditConfigError("credit_eps", f"credit_eps must be a number >= 0, got {self.credit_eps!r}.")
+        if not (isinstance(self.credit_power, int | float) and self.credit_power > 0):
+            raise CreditConfigError(
+                "credit_power",
+                f"credit_power must be a number > 0 (1 = no sharpening), got {self.credit_power!r}."
+            )
+        if not (isinstance(self.credit_min_salience, int | float) and self.credit_min_salience >= 0):
+            raise CreditConfigError("credit_min_salience", f"credit_min_salience must be a number >= 0, got {self.credit_min_salience!r}.")
+        if self.credit_base not in CREDIT_BASES:
+            raise CreditConfigError("credit_base", f"credit_base must be one of {CREDIT_BASES}, got {self.credit_base!r}.")
+        if not isinstance(self.credit_shadow, bool):
+            raise CreditConfigError("credit_shadow", f"credit_shadow must be true or false, got {self.credit_shadow!r}.")
+        for name in ("credit_log_tokens_every", "credit_log_tokens_count"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise CreditConfigError(name, f"{name} must be an integer >= 0, got {value!r}.")
+        super().__post_init__()
+
+
+def field_default(name: str) -> Any:
+    """The default of `ARCAGRPOConfig` field `name` (TRL's own default for an inherited field)."""
+    for f in dataclasses.fields(ARCAGRPOConfig):
+        if f.name == name:
+            return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    raise KeyError(name)
