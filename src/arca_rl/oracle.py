@@ -1,0 +1,494 @@
+"""Monte Carlo token values: a ground truth for where token credit should go.
+
+For a sampled completion y = (y_1 .. y_T) of a prompt x with reward R(y), the value of a prefix is
+the expected reward of finishing it with the same policy:
+
+    V_0 = mean reward of K fresh completions of x          (the prompt's value)
+    V_t = mean reward of K continuations of (x, y_1..y_t)   for t = 1 .. T-1
+    V_T = R(y)                                              (the completion itself)
+
+`delta_t = V_t - V_{t-1}` is how much choosing y_t changed the expected reward, and the oracle
+credit `o_t = |delta_t| / sum_k |delta_k|` is the share of that change that token t carries. A
+credit signal with weights w (summing to 1) is then scored by its **oracle lift** `T * sum_t w_t o_t`:
+exactly 1 for uniform credit, above 1 when the signal puts its credit where the expected reward
+moved. The idea of per-prefix Monte Carlo values comes from VinePPO (Kazemnejad et al., 2024).
+
+Indexing follows the weights': T counts the real completion tokens (the first EOS included);
+`values` has T + 1 entries, `delta` T (`delta[0]` belongs to the first completion token), `stderr`
+T + 1 (0 for `values[T]`, which is not an estimate).
+
+Continuations are sampled with the rollout's own policy and sampling settings, and a continuation
+never makes the completion longer than the rollout's `max_new_tokens`: from a prefix of t tokens it
+gets at most `max_new_tokens - t` new ones. Every prefix of every completion of one prompt (and the K
+fresh completions for V_0, shared by that prompt's completions) goes into one batched `generate`
+(split only when it exceeds `batch_rows` rows). The cost is `rollouts(...)` =
+K * (prompts + sum over completions of (T - 1)) sampled continuations.
+
+Everything here except `model_sampler` is plain Python on lists of numbers; scoring uses exact
+rational arithmetic for the lift, so uniform credit scores exactly 1.0.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any
+
+__all__ = [
+    "OracleRow",
+    "OracleScore",
+    "Sampler",
+    "check_samples",
+    "estimate_rollouts",
+    "mc_estimate",
+    "model_sampler",
+    "oracle_credit",
+    "oracle_lift",
+    "oracle_values",
+    "row_spearman",
+    "score_signal",
+    "top_match",
+]
+
+#: A policy for the oracle: `sampler(sequence, cuts, budgets)` continues, for each row i, the prefix
+#: `sequence[:cuts[i]]` (prompt ids + completion prefix ids) with at most `budgets[i]` new tokens,
+#: and returns each row's new token ids (cut after the first EOS).
+Sampler = Callable[[list[int], list[int], list[int]], list[list[int]]]
+
+#: "No signal": every |delta_t| within this many standard errors of 0.
+NO_SIGNAL_SE = 2.0
+
+
+# -----------------------------------------------------------------------------
+# one completion's oracle row
+
+
+def check_samples(samples: Any, name: str = "oracle_samples") -> int:
+    """`samples` (K) as an int >= 1, else a ValueError naming `name`."""
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise ValueError(f"{name} must be an integer >= 1 (continuations per prefix), got {samples!r}")
+    return samples
+
+
+def mc_estimate(rewards: Sequence[float]) -> tuple[float, float]:
+    """(mean, Monte Carlo standard error) of K sampled rewards.
+
+    0/1 rewards: sqrt(V (1 - V) / K); other rewards: the sample standard deviation (K - 1 in the
+    denominator) / sqrt(K), which is NaN for K = 1 (one sample says nothing about its spread).
+    """
+    k = len(rewards)
+    if k == 0:
+        raise ValueError("mc_estimate needs at least one reward")
+    mean = math.fsum(rewards) / k
+    if all(r in (0.0, 1.0) for r in rewards):
+        return mean, math.sqrt(max(mean * (1.0 - mean), 0.0) / k)
+    if k == 1:
+        return mean, math.nan
+    var = math.fsum((r - mean) ** 2 for r in rewards) / (k - 1)
+    return mean, math.sqrt(var / k)
+
+
+@dataclass
+class OracleRow:
+    """One completion's Monte Carlo values (see the module docstring for the indexing)."""
+
+    values: list[float]
+    stderr: list[float]
+    samples: int
+    delta: list[float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.values) < 2 or len(self.stderr) != len(self.values):
+            raise ValueError(
+                f"an oracle row needs T + 1 >= 2 values and as many standard errors, "
+                f"got {len(self.values)} and {len(self.stderr)}"
+            )
+        self.delta = [b - a for a, b in zip(self.values[:-1], self.values[1:])]
+
+    @property
+    def length(self) -> int:
+        """T, the completion's token count."""
+        return len(self.delta)
+
+    @property
+    def credit(self) -> list[float] | None:
+        """o_t = |delta_t| / sum |delta|, or None when every delta is 0 (the row is left out)."""
+        return oracle_credit(self.delta)
+
+    @property
+    def no_signal(self) -> bool:
+        """Every |delta_t| is within 2 standard errors of 0 (the standard error of a difference of
+        two independent estimates, sqrt(se_{t-1}^2 + se_t^2)); unknown errors never flag."""
+        for t, d in enumerate(self.delta):
+            se = math.hypot(self.stderr[t], self.stderr[t + 1])
+            if not math.isfinite(se) or abs(d) > NO_SIGNAL_SE * se:
+                return False
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "values": list(self.values),
+            "delta": list(self.delta),
+            "stderr": [s if math.isfinite(s) else None for s in self.stderr],
+            "samples": self.samples,
+            "credit": self.credit,
+            "no_signal": self.no_signal,
+        }
+
+
+def oracle_credit(delta: Sequence[float]) -> list[float] | None:
+    """|delta_t| / sum_k |delta_k|; None when every delta is 0."""
+    total = math.fsum(abs(d) for d in delta)
+    if not total > 0:
+        return None
+    return [abs(d) / total for d in delta]
+
+
+# -----------------------------------------------------------------------------
+# scoring a signal against the oracle
+
+
+def oracle_lift(weights: Sequence[float], delta: Sequence[float]) -> float | None:
+    """T * sum_t w_t o_t, with w normalised to sum 1 and o the oracle credit of `delta`.
+
+    Computed in exact rational arithmetic (floats are exact rationals) and rounded once, so uniform
+    weights give exactly 1.0 and w = o gives T * sum o^2 to the last bit. None when every delta or
+    every weight is 0.
+    """
+    if len(weights) != len(delta):
+        raise ValueError(f"weights have {len(weights)} tokens but the oracle row has {len(delta)}")
+    abs_d = [abs(Fraction(d)) for d in delta]
+    w = [Fraction(x) for x in weights]
+    sd, sw = sum(abs_d), sum(w)
+    if sd == 0 or sw == 0:
+        return None
+    return float(len(delta) * sum(a * b for a, b in zip(w, abs_d)) / (sw * sd))
+
+
+def row_spearman(salience: Sequence[float], delta: Sequence[float]) -> float | None:
+    """Spearman correlation (average ranks for ties) between a signal's salience and |delta| on one
+    completion; None when either side is constant or T < 2."""
+    if len(salience) != len(delta):
+        raise ValueError(f"salience has {len(salience)} tokens but the oracle row has {len(delta)}")
+    a = [float(x) for x in salience]
+    b = [abs(float(d)) for d in delta]
+    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    from scipy.stats import spearmanr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rho = float(spearmanr(a, b).statistic)
+    return rho if math.isfinite(rho) else None
+
+
+def top_match(weights: Sequence[float], delta: Sequence[float]) -> float | None:
+    """Whether the signal's largest-weight token is the oracle's largest-|delta| token.
+
+    Ties are broken at random, in expectation: with A the tokens tied for the largest weight and B
+    those tied for the largest |delta|, the match is |A & B| / (|A| |B|). So uniform weights score
+    1/T, like a random guess, rather than 1. None when every delta is 0.
+    """
+    if len(weights) != len(delta):
+        raise ValueError(f"weights have {len(weights)} tokens but the oracle row has {len(delta)}")
+    d = [abs(x) for x in delta]
+    if not d or max(d) <= 0:
+        return None
+    wmax, dmax = max(weights), max(d)
+    a = {t for t, x in enumerate(weights) if x == wmax}
+    b = {t for t, x in enumerate(d) if x == dmax}
+    return len(a & b) / (len(a) * len(b))
+
+
+@dataclass
+class OracleScore:
+    """One signal scored against the oracle, over the completions with an oracle row.
+
+    oracle_lift: mean T * sum w o over rows whose deltas are not all 0, with its 95% Student t
+    interval (ci_low / ci_high; equal to the mean when every row has the same lift, None for one
+    row); oracle_spearman: mean per-row Spearman(salience, |delta|) over the rows where neither side
+    is constant (spearman_n of them); oracle_top_match: share of rows whose largest-weight token is
+    the largest-|delta| token (ties split, see `top_match`); rows: rows scored; zero_rows: rows left
+    out because every delta is 0.
+    """
+
+    oracle_lift: float | None
+    ci_low: float | None
+    ci_high: float | None
+    oracle_spearman: float | None
+    oracle_top_match: float | None
+    rows: int
+    zero_rows: int
+    spearman_n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lift_dict(self) -> dict[str, Any]:
+        """{"mean", "ci_low", "ci_high", "n"}: the form `diagnose.json` stores per signal."""
+        return {"mean": self.oracle_lift, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.rows}
+
+
+def _mean_ci95(xs: Sequence[float]) -> tuple[float | None, float | None, float | None]:
+    n = len(xs)
+    if n == 0:
+        return None, None, None
+    mean = math.fsum(xs) / n
+    if n == 1:
+        return mean, None, None
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    if sd == 0:
+        return mean, mean, mean
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def score_signal(
+    weights: Sequence[Sequence[float]],
+    salience: Sequence[Sequence[float]] | None,
+    deltas: Sequence[Sequence[float] | None],
+) -> OracleScore:
+    """Score one signal's per-completion weights (and raw salience, for the rank correlation)
+    against the oracle deltas of the same completions (None: that completion has no oracle row)."""
+    if len(weights) != len(deltas) or (salience is not None and len(salience) != len(deltas)):
+        raise ValueError("score_signal: weights, salience and deltas must cover the same completions")
+    lifts: list[float] = []
+    rhos: list[float] = []
+    tops: list[float] = []
+    zero = 0
+    for r, d in enumerate(deltas):
+        if d is None:
+            continue
+        if oracle_credit(d) is None:
+            zero += 1
+            continue
+        lift = oracle_lift(weights[r], d)
+        if lift is not None:
+            lifts.append(lift)
+        tm = top_match(weights[r], d)
+        if tm is not None:
+            tops.append(tm)
+        if salience is not None:
+            rho = row_spearman(salience[r], d)
+            if rho is not None:
+                rhos.append(rho)
+    mean, lo, hi = _mean_ci95(lifts)
+    return OracleScore(
+        oracle_lift=mean,
+        ci_low=lo,
+        ci_high=hi,
+        oracle_spearman=math.fsum(rhos) / len(rhos) if rhos else None,
+        oracle_top_match=math.fsum(tops) / len(tops) if tops else None,
+        rows=len(lifts),
+        zero_rows=zero,
+        spearman_n=len(rhos),
+    )
+
+
+# -----------------------------------------------------------------------------
+# sampling the values
+
+
+def estimate_rollouts(lengths_per_prompt: Sequence[Sequence[int]], samples: int) -> int:
+    """Continuations the oracle samples: K per prompt (V_0, shared by its completions) plus K per
+    prefix of 1 .. T-1 tokens of every completion."""
+    return samples * sum(1 + sum(max(t - 1, 0) for t in lengths) for lengths in lengths_per_prompt if lengths)
+
+
+def _check_reward(value: Any, what: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"reward function returned {value!r} for {what}; it must return a finite number"
+        ) from None
+    if not math.isfinite(v):
+        raise ValueError(f"reward function returned {v} for {what}; it must return a finite number")
+    return v
+
+
+def oracle_values(
+    groups: Sequence[tuple[list[int], Sequence[tuple[list[int], float]]]],
+    sampler: Sampler,
+    reward: Callable[[int, list[list[int]]], Sequence[float]],
+    *,
+    samples: int,
+    max_new_tokens: int,
+    batch_rows: int = 1024,
+    on_rollouts: Callable[[int], None] | None = None,
+) -> list[list[OracleRow]]:
+    """Monte Carlo values of every prefix of every completion.
+
+    Args:
+        groups: per prompt, (prompt ids, [(completion ids, the completion's reward R(y)), ...]).
+            Completion ids are the real tokens (up to and including the first EOS).
+        sampler: the policy (`model_sampler` for a transformers model).
+        reward: `fn(group index, [completion ids, ...]) -> rewards`, each completion a whole one
+            (prefix + continuation); every reward must be a finite number.
+        samples: K, continuations per prefix.
+        max_new_tokens: the rollouts' completion length limit; a continuation of a t-token prefix
+            gets at most max_new_tokens - t new tokens.
+        batch_rows: most rows (continuations) per `sampler` call; larger calls are split.
+        on_rollouts: called with the number of continuations just sampled (progress).
+
+    Returns:
+        per group, one `OracleRow` per completion, in order.
+
+    One `sampler` call per completion: its prefixes of 1 .. T-1 tokens (K rows each), and for the
+    first completion of a prompt also the prompt alone (K rows, V_0).
+    """
+    check_samples(samples)
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
+    # every completion's own reward is checked before anything is sampled
+    for g, (_p, completions) in enumerate(groups):
+        for c, (_ids, r) in enumerate(completions):
+            _check_reward(r, f"completion {c} of prompt {g}")
+    out: list[list[OracleRow]] = []
+    for g, (prompt_ids, completions) in enumerate(groups):
+        P = len(prompt_ids)
+        if P < 1:
+            raise ValueError(f"prompt {g} has no tokens; the oracle needs a prompt to continue from")
+        draws: dict[tuple[int, int], list[list[int]]] = {}  # (completion, t) -> continuations; t = 0: V_0
+        for c, (ids, _r) in enumerate(completions):
+            if len(ids) > max_new_tokens:
+                raise ValueError(
+                    f"a completion has {len(ids)} tokens, more than max_new_tokens={max_new_tokens}"
+                )
+            cuts = ([0] if c == 0 else []) + list(range(1, len(ids)))
+            keys = [(c, t) for t in cuts for _ in range(samples)]
+            seq = list(prompt_ids) + list(ids[: max(len(ids) - 1, 0)])
+            for s in range(0, len(keys), batch_rows):
+                chunk = keys[s : s + batch_rows]
+                got = sampler(seq, [P + t for _c, t in chunk], [max_new_tokens - t for _c, t in chunk])
+                if len(got) != len(chunk):
+                    raise RuntimeError(f"sampler returned {len(got)} continuations for {len(chunk)} rows")
+                for key, x in zip(chunk, got):
+                    draws.setdefault(key, []).append(list(ids[: key[1]]) + list(x))
+                if on_rollouts is not None:
+                    on_rollouts(len(got))
+        keys_all = list(draws)
+        full = [x for key in keys_all for x in draws[key]]
+        scores = list(reward(g, full)) if full else []
+        if len(scores) != len(full):
+            raise RuntimeError(f"reward function returned {len(scores)} rewards for {len(full)} completions")
+        by_key: dict[tuple[int, int], list[float]] = {}
+        it = iter(scores)
+        for key in keys_all:
+            by_key[key] = [_check_reward(next(it), f"a continuation of prompt {g}") for _ in draws[key]]
+        rows_g: list[OracleRow] = []
+        if completions:
+            v0, se0 = mc_estimate(by_key[(0, 0)])
+        for c, (ids, r) in enumerate(completions):
+            values, errs = [v0], [se0]
+            for t in range(1, len(ids)):
+                v, se = mc_estimate(by_key[(c, t)])
+                values.append(v)
+                errs.append(se)
+            values.append(_check_reward(r, f"completion {c} of prompt {g}"))
+            errs.append(0.0)
+            rows_g.append(OracleRow(values=values, stderr=errs, samples=samples))
+        out.append(rows_g)
+    return out
+
+
+def model_sampler(
+    model: Any,
+    *,
+    temperature: float,
+    top_p: float,
+    eos_ids: Sequence[int],
+) -> Sampler:
+    """A `Sampler` for a transformers causal LM (PEFT adapters included), sharing the prefix.
+
+    All rows of one call continue prefixes of the same sequence, so the sequence is run through the
+    model once (one row) and its KV cache is copied to every row; row i then sees only the first
+    `cuts[i]` cached positions (the others are masked out, and its new tokens are numbered from
+    cuts[i] on), which is exactly the cache of its own prefix. Its first token comes from the logits
+    at position cuts[i] - 1 of that one forward. Rows leave the batch when they emit an EOS or use
+    up their budget.
+
+    Sampling is `generate`'s: logits / temperature, then transformers' own top-p warper, then a
+    multinomial draw (temperature 0 = greedy); no top-k, as in `arca diagnose`'s rollouts.
+    """
+    import torch
+
+    eos = torch.tensor(sorted(set(eos_ids)) or [-1], dtype=torch.long)
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:  # pragma: no cover
+        device = torch.device("cpu")
+    warpers: list[Any] = []
+    if temperature > 0:
+        from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+        warpers.append(TemperatureLogitsWarper(temperature))
+        if top_p < 1.0:
+            warpers.append(TopPLogitsWarper(top_p))
+
+    def pick(logits: Any) -> Any:
+        z = logits.float()
+        if not warpers:
+            return z.argmax(-1)
+        for w in warpers:
+            z = w(None, z)
+        return torch.multinomial(torch.softmax(z, dim=-1), 1).squeeze(-1)
+
+    def sample(seq: list[int], cuts: list[int], budgets: list[int]) -> list[list[int]]:
+        n = len(cuts)
+        if n == 0:
+            return []
+        L = len(seq)
+        if min(cuts) < 1 or max(cuts) > L or len(budgets) != n:
+            raise ValueError("model_sampler: each cut must be in 1 .. len(sequence), one budget per cut")
+        outs: list[list[int]] = [[] for _ in range(n)]
+        if max(budgets) < 1:
+            return outs
+        # positions past the longest prefix are never attended to: leave them out of the one forward
+        x = torch.tensor([seq[: max(cuts)]], dtype=torch.long, device=device)
+        W = x.shape[1]
+        cut_t = torch.tensor(cuts, dtype=torch.long, device=device)
+        with torch.no_grad():
+            first = model(input_ids=x, use_cache=True)
+            # transformers 5.x names the cache `cache` in newer releases, `past_key_values` before
+            cache_kw = "cache" if getattr(first, "cache", None) is not None else "past_key_values"
+            cache = getattr(first, cache_kw)
+            tok = pick(first.logits[0].index_select(0, cut_t - 1))  # [n]: each row's first new token
+            del first
+            rows = torch.arange(n, device=device)
+            cache.batch_repeat_interleave(n)
+            # cached positions: row i keeps 0 .. cuts[i] - 1
+            mask = (torch.arange(W, device=device)[None, :] < cut_t[:, None]).long()
+            budget_t = torch.tensor(budgets, dtype=torch.long, device=device)
+            eos_d = eos.to(device)
+            step = 0
+            while True:
+                for r, t in zip(rows.tolist(), tok.tolist()):
+                    outs[r].append(t)
+                step += 1
+                alive = ~torch.isin(tok, eos_d) & (budget_t[rows] > step)
+                if not bool(alive.any()):
+                    break
+                if not bool(alive.all()):
+                    keep = alive.nonzero().squeeze(-1)
+                    rows, tok, mask = rows[keep], tok[keep], mask[keep]
+                    cache.batch_select_indices(keep)
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                pos = (cut_t[rows] + step - 1)[:, None]  # the token being fed is new token number `step`
+                out = model(
+                    input_ids=tok[:, None],
+                    attention_mask=mask,
+                    position_ids=pos,
+                    use_cache=True,
+                    **{cache_kw: cache},
+                )
+                cache = getattr(out, cache_kw)
+                tok = pick(out.logits[:, -1])
+        return [o[:b] for o, b in zip(outs, budgets)]
+
+    return sample
