@@ -15,7 +15,7 @@ import arca_rl
 from arca_rl import credit
 from arca_rl._diagnose import DiagnoseResult, completion_tokens, diagnose, spearman
 from arca_rl.rundir import resolve_adapter
-from tiny import char_tokenizer, tiny_model
+from tiny import VariedReward, char_tokenizer, tiny_model
 
 PROMPTS = ["12+7=", "3+45+6=", "1=", "99+1+23+4="]  # different lengths: left padding is exercised
 
@@ -242,3 +242,30 @@ def test_cli_on_run_folder_and_plain_model(tmp_path, tok, capsys):
     assert main(["diagnose", "--model", str(model_dir)]) == 2  # no task
     assert main(["diagnose", "--model", str(model_dir), "--task", "nope"]) == 2
     assert "unknown task" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_diagnose_on_a_run_weights_as_the_run_did(tmp_path, tiny_run_config, monkeypatch):
+    """Every credit field of the run's ARCAGRPOConfig shapes diagnose's weights, not only credit_power: with
+    credit_min_salience far above any residual, the trainer gave uniform credit, so diagnose must too."""
+    import yaml
+
+    from arca_rl import run as run_module
+    from arca_rl.cli import main
+
+    real_build_task = run_module.build_task  # rewards that vary, so the adapter moves off B = 0
+    monkeypatch.setattr(run_module, "build_task", lambda cfg: VariedReward(real_build_task(cfg)))
+    tiny_run_config["eval"]["enabled"] = False
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_run_config))
+    run = tmp_path / "runs" / "tiny"
+    argv = ["train", "--config", str(config_path), "--output-dir", str(run), "--quiet",
+            "--set", "training.credit_min_salience=1.0e9"]  # fmt: skip
+    assert main(argv) == 0
+    out = tmp_path / "diag"
+    assert main(["diagnose", "--adapter", str(run), "--n", "4", "--k", "4", "--out", str(out), "--quiet"]) == 0
+    d = json.loads((out / "diagnose.json").read_text())
+    assert d["settings"]["task"] == "arithmetic" and d["settings"]["min_salience"] == 1.0e9
+    assert 0 < d["arca"]["salience_max"] < 1.0e9  # a real, varying residual, all of it below the floor
+    assert d["arca"]["gini"] == 0.0
+    assert d["arca"]["effective_token_ratio"] == pytest.approx(1.0)

@@ -10,6 +10,7 @@ from arca_rl import run as run_module
 from arca_rl.config import parse_config
 from arca_rl.run import train
 from arca_rl.rundir import RunExistsError, is_finished, last_checkpoint, read_metrics
+from tiny import VariedReward
 
 pytestmark = pytest.mark.slow
 
@@ -24,20 +25,6 @@ class StopAfter(TrainerCallback):
         if state.global_step >= self.step:
             control.should_training_stop = True
         return control
-
-
-class VariedReward:
-    """The arithmetic task with a reward a random model's completions vary in (their characters' codes mod 5),
-    so the advantages and gradients are not zero and the comparison means something."""
-
-    def __init__(self, task) -> None:
-        self._task = task
-
-    def __getattr__(self, name):
-        return getattr(self._task, name)
-
-    def reward(self, completions, **kwargs):
-        return [float(sum(map(ord, c)) % 5) for c in completions]
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, tiny_run_config, monkeypatch):

@@ -54,3 +54,17 @@ def save_tiny(path: Path, **kwargs) -> Path:
     tiny_model(tok, **kwargs).save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+class VariedReward:
+    """The arithmetic task with a reward a random model's completions vary in (their characters' codes mod 5),
+    so the advantages and gradients are not zero and the comparison means something."""
+
+    def __init__(self, task) -> None:
+        self._task = task
+
+    def __getattr__(self, name):
+        return getattr(self._task, name)
+
+    def reward(self, completions, **kwargs):
+        return [float(sum(map(ord, c)) % 5) for c in completions]

@@ -80,18 +80,6 @@ def write_eval_json(result: EvalResult, path: str | Path) -> Path:
     return path
 
 
-def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    ids: list[int] = []
-    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in (gen_eos, tokenizer.eos_token_id):
-        if value is None:
-            continue
-        for i in [value] if isinstance(value, int) else value:
-            if i not in ids:
-                ids.append(int(i))
-    return ids
-
-
 def generate_completions(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -114,13 +102,14 @@ def generate_completions(
     import torch
     from transformers import GenerationConfig
 
-    eos = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
+    from ._passes import eos_ids, pad_id
+
+    eos = eos_ids(model, tokenizer)
     gen_kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "do_sample": do_sample,
         "num_return_sequences": num_return_sequences,
-        "pad_token_id": pad_id,
+        "pad_token_id": pad_id(tokenizer, eos),
         "eos_token_id": eos or None,
         "bos_token_id": tokenizer.bos_token_id,
     }

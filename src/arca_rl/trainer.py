@@ -285,13 +285,7 @@ class ARCAGRPOTrainer(GRPOTrainer):
         for name in [args.credit, *self._shadow_signals]:
             alpha = credit.salience(name, mask=mask, **signal_inputs)  # [B, T] float32, 0 on padding
             salience_of[name] = alpha
-            weights_of[name] = credit.token_weights(
-                alpha,
-                mask,
-                eps=args.credit_eps,
-                power=args.credit_power,
-                min_salience=args.credit_min_salience,
-            )
+            weights_of[name] = credit.token_weights(alpha, mask, **args.token_weight_kwargs())
 
         # A_it = A_i * w_it * T_i : uniform w = 1/T_i gives back A_i on every token, i.e. stock GRPO.
         advantages = inputs["advantages"]

@@ -136,6 +136,13 @@ class ARCAGRPOConfig(GRPOConfig):
                 raise CreditConfigError(name, f"{name} must be an integer >= 0, got {value!r}.")
         super().__post_init__()
 
+    def token_weight_kwargs(self) -> dict[str, Any]:
+        """How this config turns salience into weights: the keyword arguments of `credit.token_weights`.
+
+        The trainer and `arca diagnose` both weight through this, so a diagnosis shows the credit a run used.
+        """
+        return {"eps": self.credit_eps, "power": self.credit_power, "min_salience": self.credit_min_salience}
+
 
 def field_default(name: str) -> Any:
     """The default of `ARCAGRPOConfig` field `name` (TRL's own default for an inherited field)."""

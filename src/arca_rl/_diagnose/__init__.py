@@ -1,0 +1,173 @@
+"""`arca diagnose`: the shape of every credit signal on one model + adapter, from one set of rollouts.
+
+`diagnose(model, tokenizer, prompts, k=4)` works along the data, one step per module:
+
+    sample     k completions per prompt, as token ids                       (sample.py)
+    score      adapter-on forward (no grad)  -> log pi(y_t), entropy H_t, last hidden state h_t
+               adapter-off forward (no grad) -> log pi_ref(y_t), base hidden state h_base_t
+               -> every signal's salience and weights on the same tokens    (score.py)
+    summarize  per completion and per signal: Gini, EffN/T, top-10% mass,
+               regime, Spearman vs arca                                      (summarize.py)
+
+Per-token quantities are aligned as the trainer aligns them (`arca_rl._passes`). Log-probabilities
+and entropies are taken at the sampling temperature (logits / temperature), as TRL does; top-p only
+shapes which tokens get sampled. The completion mask covers the generated tokens up to and including
+the first EOS. Everything is float32, and every figure that would be NaN is None.
+
+Without a PEFT adapter the adapter-off pass does not exist, so the signals that need it (`arca`,
+`divergence`, or any registered signal reading `ref_logps` / `base_hidden`) are reported under
+`absent` with the reason; the others are still scored.
+
+`run_diagnose` (driver.py) is what `arca diagnose` runs: it loads a model, adapter or run folder
+and a task first. Results and their JSON form are in results.py; the HTML page is written by
+`arca_rl.report.diagnose_page`. Public entry point: `arca_rl.diagnose`; this package is private.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import credit
+from .._passes import completion_tokens, has_adapter, model_name, render_prompt
+from .driver import run_diagnose
+from .results import CompletionRecord, DiagnoseResult, SignalSummary, num
+from .sample import Sample, sample
+from .score import Scores, scorable, score
+from .summarize import spearman, summarize
+
+__all__ = [
+    "CompletionRecord",
+    "DiagnoseResult",
+    "Sample",
+    "Scores",
+    "SignalSummary",
+    "completion_tokens",
+    "diagnose",
+    "run_diagnose",
+    "spearman",
+]
+
+
+def diagnose(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Any],
+    *,
+    k: int = 4,
+    max_new_tokens: int = 128,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    signals: Sequence[str] | None = None,
+    power: float = 1.0,
+    eps: float = 1e-8,
+    min_salience: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: bool = True,
+    rewards: Callable[[int, str], float | None] | None = None,
+) -> DiagnoseResult:
+    """Sample k completions per prompt and score every credit signal on them.
+
+    Args:
+        model: a causal LM, optionally a `peft.PeftModel` (or a transformers model with a loaded
+            adapter); without an adapter, signals needing the adapter-off pass are reported absent.
+        tokenizer: its tokenizer (left padding is set for generation and restored after).
+        prompts: strings, or chat-message lists rendered with the tokenizer's chat template.
+        k: completions per prompt. max_new_tokens, temperature, top_p: sampling (temperature 0 =
+            greedy; log-probs and entropies then use temperature 1).
+        signals: which registered signals to score (default: all, in registration order).
+        power, eps, min_salience: how salience becomes weights (`credit.token_weights`; a run's
+            are `ARCAGRPOConfig.token_weight_kwargs()`).
+        seed: sampling seed (the global RNG state is restored afterwards).
+        batch_size: sequences per generate / forward call.
+        progress: print a progress line per batch to stderr.
+        rewards: optional `fn(prompt_index, completion_text) -> reward` stored on each completion.
+
+    Returns:
+        DiagnoseResult with per-signal summaries, `absent` reasons, and per-completion records.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if not prompts:
+        raise ValueError("diagnose needs at least one prompt")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    registered = credit.registered_signals()
+    names = list(registered if signals is None else signals)
+    unknown = [s for s in names if s not in registered]
+    if unknown:
+        raise ValueError(f"unknown signals {unknown}; registered: {registered}")
+
+    adapter = has_adapter(model)
+    scored, absent = scorable(names, adapter)
+    texts = [render_prompt(tokenizer, p) for p in prompts]
+    t0 = time.time()
+
+    def say(msg: str) -> None:
+        if progress:
+            print(f"[diagnose {time.time() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    was_training = model.training
+    model.eval()
+    try:
+        samples = sample(
+            model, tokenizer, texts, k=k, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_p=top_p, seed=seed, batch_size=batch_size, say=say,
+        )  # fmt: skip
+        weight_kwargs = {"eps": eps, "power": power, "min_salience": min_salience}
+        scores = score(
+            model, tokenizer, samples, scored, temperature=temperature, weight_kwargs=weight_kwargs,
+            batch_size=batch_size, say=say,
+        )  # fmt: skip
+    finally:
+        if was_training:
+            model.train()
+    absent.update(scores.failed)
+    scored = [s for s in scored if s not in scores.failed]
+
+    records = []
+    for s, weights, salience in zip(samples, scores.weights, scores.salience):
+        rec = CompletionRecord(
+            prompt_index=s.prompt_index,
+            sample_index=s.sample_index,
+            prompt=texts[s.prompt_index],
+            completion=tokenizer.decode(s.completion_ids, skip_special_tokens=True),
+            tokens=[
+                tokenizer.decode([t], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+                for t in s.completion_ids
+            ],
+            token_ids=list(s.completion_ids),
+            finished=s.finished,
+            weights=weights,
+            salience=salience,
+        )
+        if rewards is not None:
+            try:
+                rec.reward = num(rewards(rec.prompt_index, rec.completion))
+            except Exception:  # never let a scoring bug lose the diagnosis
+                rec.reward = None
+        records.append(rec)
+
+    summaries, notes = summarize(records, scored, max_new_tokens=max_new_tokens)
+    settings = {
+        "model": model_name(model),
+        "adapter": None,
+        "n_prompts": len(texts),
+        "k": k,
+        "n_completions": len(records),
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "power": power,
+        "eps": eps,
+        "min_salience": min_salience,
+        "seed": seed,
+        "signals": names,
+        "seconds": round(time.time() - t0, 2),
+    }
+    return DiagnoseResult(
+        signals=summaries, absent=absent, completions=records, settings=settings, has_adapter=adapter, notes=notes
+    )

@@ -1,0 +1,143 @@
+"""What `arca diagnose` runs: load a model (+ adapter, or a run folder of `arca train`) and a task,
+`diagnose` it, write the page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import rundir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .results import DiagnoseResult
+
+__all__ = ["run_diagnose"]
+
+# Without a run to take them from: sampling and weighting as a plain GRPO run with arca's defaults.
+_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 128, "power": 1.0, "eps": 1e-8, "min_salience": 0.0}
+
+
+def run_diagnose(
+    *,
+    task: str | None = None,
+    task_options: Mapping[str, Any] | None = None,
+    model: str | None = None,
+    adapter: str | Path | None = None,
+    n: int = 32,
+    k: int = 4,
+    out: str | Path | None = None,
+    max_new_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    power: float | None = None,
+    eps: float | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    signals: Sequence[str] | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> tuple[DiagnoseResult, dict[str, Path]]:
+    """What `arca diagnose` does: load model (+ adapter) and task, `diagnose`, write the outputs.
+
+    With `adapter` a run folder of `arca train`, the run's validated config (`rundir.read_config`)
+    gives the defaults: model, task (its options and prompt truncation), temperature, top-p,
+    completion length, and every credit field that shapes the weights
+    (`ARCAGRPOConfig.token_weight_kwargs`: power, eps, min_salience), so the weights shown are
+    the ones the trainer used. Otherwise: the adapter's recorded base model or the embedded tiny
+    model, temperature 1, top-p 1, power 1, 128 new tokens. Arguments given here win. The model
+    runs in float32. `out` defaults to `diagnose/<name>`, <name> being the run's name, the adapter
+    folder's name or the model's. Returns the result and the written files.
+    """
+    from ..config import ConfigError, default_model_path
+    from ..evaluation import adapter_base_model, load_model_for_eval
+    from ..tasks import get_task
+    from . import diagnose
+
+    say = log or (lambda _m: None)
+    settings: dict[str, Any] = dict(_DEFAULTS)
+    run_name = run_task = None
+    run_options: dict[str, Any] = {}
+    max_prompt_tokens = None
+    model_path = model
+    adapter_dir = run_dir = None
+    if adapter is not None:
+        adapter_dir, run_dir = rundir.resolve_adapter(adapter)
+    if run_dir is not None:
+        cfg = rundir.read_config(run_dir)
+        args = cfg.training_args(run_dir, for_validation=True)
+        settings.update(
+            temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_completion_length,
+            **args.token_weight_kwargs(),
+        )  # fmt: skip
+        run_name, run_task, run_options = cfg.name, cfg.task.name, dict(cfg.task.options)
+        max_prompt_tokens = cfg.task.max_prompt_tokens
+        model_path = model_path or cfg.model.name_or_path
+    if model_path is None and adapter_dir is not None:
+        model_path = adapter_base_model(adapter_dir)
+    if model_path is None:
+        model_path = default_model_path()
+        if not Path(model_path).is_dir():
+            raise FileNotFoundError(
+                f"the embedded tiny model is not built ({model_path}); run `make tiny-model` or pass --model"
+            )
+    given = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "power": power, "eps": eps}
+    settings.update({key: value for key, value in given.items() if value is not None})
+
+    task_name = task or run_task
+    if not task_name:
+        raise ConfigError("task: name a task (--task arithmetic|math|gsm8k); there is no run config to take it from")
+    opts = dict(run_options) if task_name == run_task else {}
+    opts.update(task_options or {})
+    try:
+        task_obj = get_task(task_name, **opts)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"task: {exc}") from exc
+    say(f"loading {model_path}" + (f" + adapter {adapter_dir}" if adapter_dir else " (no adapter)"))
+    lm, tok = load_model_for_eval(str(model_path), adapter_dir, dtype="float32", device=device)
+    data = task_obj.test_dataset(n)
+    if max_prompt_tokens is not None:
+        data = task_obj.truncate_prompts(data, tok, max_prompt_tokens)
+    prompts = list(data["prompt"])[:n]
+    solutions = list(data["solution"])[: len(prompts)] if "solution" in data.column_names else None
+
+    def reward(i: int, text: str) -> float | None:
+        return None if solutions is None else task_obj.score(text, solutions[i])
+
+    result = diagnose(
+        lm,
+        tok,
+        prompts,
+        k=k,
+        max_new_tokens=int(settings["max_new_tokens"]),
+        temperature=float(settings["temperature"]),
+        top_p=float(settings["top_p"]),
+        signals=signals,
+        power=float(settings["power"]),
+        eps=float(settings["eps"]),
+        min_salience=float(settings["min_salience"]),
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
+        rewards=reward,
+    )
+    result.settings.update(
+        model=str(model_path), adapter=str(adapter_dir) if adapter_dir else None, task=task_name
+    )
+    if out is None:
+        if run_name:
+            name = run_name
+        elif adapter_dir is not None:
+            name = (adapter_dir.parent if adapter_dir.name == "adapter" else adapter_dir).name
+        else:
+            name = Path(str(model_path)).name or "model"
+        out = Path("diagnose") / name
+    title = f"arca diagnose: {Path(str(model_path)).name}" + (f" + {adapter}" if adapter else " (no adapter)")
+    files = result.write(out, title=title)
+    say(result.table())
+    seen = [r.reward for r in result.completions if r.reward is not None]
+    if seen:
+        say(f"mean reward of the {len(seen)} sampled completions: {sum(seen) / len(seen):.3f}")
+    say(f"wrote {', '.join(sorted(files))} to {out}/")
+    return result, files

@@ -1,0 +1,184 @@
+"""What `diagnose` measured: per-signal summaries, per-completion records, and their JSON / text forms."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CompletionRecord", "DiagnoseResult", "SignalSummary", "num"]
+
+
+@dataclass
+class SignalSummary:
+    """Batch figures of one signal's weights over all sampled completions with T >= 2.
+
+    gini, effective_token_ratio, top10_mass: means over completions (the paper's batch figures);
+    regime: "uniform" | "middle" | "sparse" (`arca_rl.diagnostics` thresholds);
+    first_token_mass: mean weight of the first completion token (the decisive token of the embedded
+    arithmetic task); spearman_vs_arca: mean per-completion Spearman rank correlation between this
+    signal's salience and arca's (average ranks for ties), over the completions where both rows
+    vary (`spearman_n` of them); None when arca is absent or no completion qualifies;
+    salience_mean / salience_max: raw salience over all real tokens (for arca: the mean and max
+    adapter residual norm).
+    """
+
+    name: str
+    gini: float | None
+    effective_token_ratio: float | None
+    top10_mass: float | None
+    regime: str | None
+    n_rows: int
+    first_token_mass: float | None = None
+    spearman_vs_arca: float | None = None
+    spearman_n: int = 0
+    salience_mean: float | None = None
+    salience_max: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CompletionRecord:
+    """One sampled completion with every signal's per-token weights and raw salience."""
+
+    prompt_index: int
+    sample_index: int
+    prompt: str
+    completion: str
+    tokens: list[str]
+    token_ids: list[int]
+    finished: bool  # ended with EOS (False: cut at max_new_tokens)
+    weights: dict[str, list[float]] = field(default_factory=dict)
+    salience: dict[str, list[float]] = field(default_factory=dict)
+    gini: dict[str, float | None] = field(default_factory=dict)
+    effective_token_ratio: dict[str, float | None] = field(default_factory=dict)
+    spearman_vs_arca: dict[str, float | None] = field(default_factory=dict)
+    reward: float | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.token_ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["length"] = self.length
+        return d
+
+
+@dataclass
+class DiagnoseResult:
+    """Everything `diagnose` measured. `signals` keeps the registration order."""
+
+    signals: dict[str, SignalSummary]
+    absent: dict[str, str]
+    completions: list[CompletionRecord]
+    settings: dict[str, Any]
+    has_adapter: bool
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self, *, completions: bool = True) -> dict[str, Any]:
+        """JSON-ready dict: {"signals": {name: {...}}, "absent", "notes", "settings", "completions"}.
+
+        For convenience every signal object is also a top-level key (unless its name collides with
+        one of the fixed keys), so `d["arca"]["gini"]` and `d["signals"]["arca"]["gini"]` both work.
+        """
+        sig = {name: s.to_dict() for name, s in self.signals.items()}
+        d: dict[str, Any] = {
+            "signals": sig,
+            "absent": dict(self.absent),
+            "notes": list(self.notes),
+            "has_adapter": self.has_adapter,
+            "settings": dict(self.settings),
+        }
+        if completions:
+            d["completions"] = [c.to_dict() for c in self.completions]
+        for name, obj in sig.items():
+            if name not in d:
+                d[name] = obj
+        return _clean(d)
+
+    def to_json(
+        self, path: str | Path | None = None, *, indent: int | None = 2, completions: bool = True
+    ) -> str:
+        """The `to_dict()` as JSON text (strict: no NaN); written to `path` too when given."""
+        text = json.dumps(self.to_dict(completions=completions), indent=indent, allow_nan=False)
+        if path is not None:
+            p = Path(path)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text + "\n", encoding="utf-8")
+        return text
+
+    def table(self) -> str:
+        """The per-signal summary as an aligned plain-text table (what `arca diagnose` prints)."""
+        head = ["signal", "gini", "EffN/T", "top10%", "first tok", "regime", "rho vs arca", "rows"]
+        rows = [head]
+        for s in self.signals.values():
+            rows.append(
+                [
+                    s.name,
+                    _f3(s.gini),
+                    _f3(s.effective_token_ratio),
+                    _f3(s.top10_mass),
+                    _f3(s.first_token_mass),
+                    s.regime or "-",
+                    _f3(s.spearman_vs_arca),
+                    str(s.n_rows),
+                ]
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines = [
+            "  ".join(
+                c.ljust(w) if i == 0 or i == 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+            )
+            for r in rows
+        ]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        for name, why in self.absent.items():
+            lines.append(f"{name}: absent ({why})")
+        for n in self.notes:
+            lines.append(f"note: {n}")
+        return "\n".join(lines)
+
+    def write(
+        self, out_dir: str | Path, *, title: str | None = None, max_html_completions: int = 64
+    ) -> dict[str, Path]:
+        """Write `diagnose.json`, `report.html` and the PNG histograms into `out_dir`."""
+        from ..report.diagnose_page import write_diagnose_page
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {"diagnose.json": out / "diagnose.json"}
+        self.to_json(files["diagnose.json"])
+        files.update(write_diagnose_page(self, out, title=title, max_html_completions=max_html_completions))
+        return files
+
+
+def _f3(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{0.0 if abs(x) < 5e-4 else x:.3f}"  # no "-0.000"
+
+
+def _clean(x: Any) -> Any:
+    """Replace non-finite floats by None, recursively."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    return x
+
+
+def num(x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None

@@ -1,0 +1,95 @@
+"""Step 3 of diagnose: per-completion and per-signal figures of the scored completions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from .. import diagnostics
+from .results import CompletionRecord, SignalSummary, num
+
+__all__ = ["spearman", "summarize"]
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman rank correlation (average ranks for ties, scipy's); None if either side is constant,
+    the lengths differ, or there are fewer than 2 values."""
+    if len(a) != len(b) or len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(a, b).statistic)
+    return max(-1.0, min(1.0, rho)) if math.isfinite(rho) else None
+
+
+def _row_figures(w: list[float]) -> tuple[float | None, float | None]:
+    """(Gini, EffN/T) of one completion's weights; None for fewer than 2 tokens."""
+    if len(w) < 2:
+        return None, None
+    wt = torch.tensor([w], dtype=torch.float32)
+    m = torch.ones_like(wt, dtype=torch.bool)
+    return num(diagnostics.gini(wt, m)[0]), num(diagnostics.effective_token_ratio(wt, m)[0])
+
+
+def _summarize_signal(name: str, weights: list[list[float]], saliences: list[list[float]]) -> SignalSummary:
+    N = len(weights)
+    L = max((len(w) for w in weights), default=0)
+    W = torch.zeros(N, max(L, 1), dtype=torch.float32)
+    M = torch.zeros(N, max(L, 1), dtype=torch.bool)
+    for r, w in enumerate(weights):
+        if w:
+            W[r, : len(w)] = torch.tensor(w, dtype=torch.float32)
+            M[r, : len(w)] = True
+    summ = (
+        diagnostics.summarize(W, M)
+        if N
+        else {"gini": None, "effective_token_ratio": None, "top10_mass": None, "n_rows": 0, "regime": None}
+    )
+    rows = [w for w in weights if len(w) >= 2]
+    first = sum(w[0] / (sum(w) or 1.0) for w in rows) / len(rows) if rows else None
+    flat = [x for a in saliences for x in a]
+    return SignalSummary(
+        name=name,
+        gini=num(summ.get("gini")),
+        effective_token_ratio=num(summ.get("effective_token_ratio")),
+        top10_mass=num(summ.get("top10_mass")),
+        regime=summ.get("regime") if isinstance(summ.get("regime"), str) else None,
+        n_rows=int(summ.get("n_rows") or 0),
+        first_token_mass=num(first),
+        salience_mean=num(sum(flat) / len(flat)) if flat else None,
+        salience_max=num(max(flat)) if flat else None,
+    )
+
+
+def summarize(
+    records: Sequence[CompletionRecord], signals: Sequence[str], *, max_new_tokens: int
+) -> tuple[dict[str, SignalSummary], list[str]]:
+    """Fill each record's per-signal Gini, EffN/T and Spearman vs arca; return the per-signal
+    summaries (in `signals` order) and notes on what the figures cannot show."""
+    summaries: dict[str, SignalSummary] = {}
+    for s in signals:
+        summaries[s] = _summarize_signal(s, [r.weights[s] for r in records], [r.salience[s] for r in records])
+        for rec in records:
+            rec.gini[s], rec.effective_token_ratio[s] = _row_figures(rec.weights[s])
+    notes: list[str] = []
+    if "arca" in summaries:
+        for s, summ in summaries.items():
+            vals = []
+            for rec in records:
+                rho = spearman(rec.salience[s], rec.salience["arca"])
+                rec.spearman_vs_arca[s] = rho
+                if rho is not None:
+                    vals.append(rho)
+            summ.spearman_vs_arca = sum(vals) / len(vals) if vals else None
+            summ.spearman_n = len(vals)
+        if summaries["arca"].salience_max is not None and summaries["arca"].salience_max == 0.0:
+            notes.append(
+                "arca salience is 0 on every token: the adapter does not change the last hidden state "
+                "(a freshly initialised LoRA has B = 0), so arca's weights are uniform"
+            )
+    n_cut = sum(not r.finished for r in records)
+    if n_cut:
+        notes.append(f"{n_cut} of {len(records)} completions hit max_new_tokens={max_new_tokens} without EOS")
+    return summaries, notes

@@ -1,0 +1,94 @@
+"""The `arca diagnose` page: diagnose's result as report.html and PNG histograms (beside the report's page).
+
+One `report.html.Section` holds every sampled completion's tokens shaded by each signal's weights,
+the per-signal summary table, and what could not be scored; `report.plots` draws the histograms.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .html import Completion, Section, SummaryRow, write_page
+from .plots import plot_weight_histograms
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._diagnose.results import DiagnoseResult
+
+__all__ = ["write_diagnose_page"]
+
+
+def write_diagnose_page(
+    result: DiagnoseResult, out: Path, *, title: str | None = None, max_html_completions: int = 64
+) -> dict[str, Path]:
+    """Write `report.html` and the weight histograms (PNG) of `result` into the folder `out`."""
+    files: dict[str, Path] = {}
+    rel: dict[str, list[float]] = {name: [] for name in result.signals}
+    for c in result.completions:
+        for name, w in c.weights.items():
+            total = sum(w)
+            rel[name].extend((x / total) * len(w) if total > 0 else 0.0 for x in w)
+    for p in plot_weight_histograms(rel, out):
+        files[p.name] = p
+
+    summary = [
+        SummaryRow(
+            signal=s.name,
+            gini=s.gini,
+            effective_token_ratio=s.effective_token_ratio,
+            top10_mass=s.top10_mass,
+            regime=s.regime,
+            spearman_vs_arca=s.spearman_vs_arca,
+            first_token_mass=s.first_token_mass,
+            n_rows=s.n_rows,
+        )
+        for s in result.signals.values()
+    ]
+    cards = []
+    for c in result.completions[:max_html_completions]:
+        meta: dict[str, Any] = {"reward": c.reward}
+        if not c.finished:
+            meta["cut"] = "no EOS (max_new_tokens)"
+        cards.append(
+            Completion(
+                tokens=c.tokens,
+                weights=c.weights,
+                salience=c.salience,
+                title=f"prompt {c.prompt_index} · sample {c.sample_index}",
+                prompt=c.prompt,
+                meta=meta,
+            )
+        )
+    st = result.settings
+    sub = (
+        f"model {st.get('model', '?')}"
+        + (
+            f", adapter {st.get('adapter')}"
+            if st.get("adapter")
+            else (", with a PEFT adapter" if result.has_adapter else ", no adapter")
+        )
+        + f"; {st.get('n_prompts')} prompts x k={st.get('k')}, temperature {st.get('temperature')}, "
+        f"top-p {st.get('top_p')}, power p={st.get('power')}, seed {st.get('seed')}"
+    )
+    notes = list(result.notes)
+    if len(result.completions) > max_html_completions:
+        notes.append(f"showing the first {max_html_completions} of {len(result.completions)} completions")
+    section = Section(
+        title="Credit signals on the same rollouts",
+        subtitle=sub,
+        completions=cards,
+        summary=summary,
+        absent=result.absent,
+        notes=notes,
+        signals=list(result.signals),
+    )
+    files["report.html"] = write_page(
+        out / "report.html",
+        title or "arca diagnose",
+        [section],
+        subtitle="Every registered credit signal scored on the same sampled completions "
+        "(one adapter-on and one adapter-off forward pass).",
+    )
+    return files
+
+
