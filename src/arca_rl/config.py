@@ -72,7 +72,8 @@ class ModelSection:
     """Which causal LM to train."""
 
     name_or_path: str | None = None
-    """Hub id or local folder (anything `AutoModelForCausalLM.from_pretrained` takes). null: the tiny
+    """Hub id or local folder (anything `AutoModelForCausalLM.from_pretrained` takes), or a short name
+    of `arca_rl.models.MODELS` (smollm2-135m-instruct, built by `make real-model`). null: the tiny
     model shipped inside the package (see `arca_rl.assets`)."""
     dtype: str = "float32"
     """Weight dtype when loading: float32, bfloat16, float16 or auto (the checkpoint's own)."""
@@ -117,7 +118,7 @@ class TaskSection:
     (`arca_rl.tasks.get_task(name, **options)`), e.g. `source` for math and gsm8k."""
 
     name: str = "arithmetic"
-    """Task name: arithmetic (embedded, offline), math or gsm8k."""
+    """Task name: arithmetic (embedded, offline), addition (offline, chat format), math or gsm8k."""
     max_prompt_tokens: int | None = None
     """Keep at most this many prompt tokens (TRL 1.16 has no prompt-length limit); null: no limit."""
     n_train: int | None = None
@@ -243,7 +244,13 @@ class RunConfig:
         """`model.name_or_path`, with null resolved to the embedded tiny model's folder. With `check`, a
         missing embedded model raises FileNotFoundError saying how to build it."""
         if self.model.name_or_path:
-            return self.model.name_or_path
+            from .models import MODELS, model_dir, resolve_model
+
+            # A short name (`arca_rl.models.MODELS`) means its converted folder; unchecked, the
+            # folder's path even before `make real-model` has built it.
+            if check or self.model.name_or_path.strip().lower() not in MODELS:
+                return resolve_model(self.model.name_or_path)
+            return str(model_dir(self.model.name_or_path.strip().lower()))
         path = default_model_path()
         if check and not (Path(path) / "config.json").is_file():
             raise FileNotFoundError(

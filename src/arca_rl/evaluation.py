@@ -240,6 +240,9 @@ def load_model_for_eval(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .models import resolve_model
+
+    model_path = resolve_model(model_path)  # a short name (smollm2-135m-instruct) -> its folder
     adapter_dir = resolve_adapter(adapter)[0] if adapter is not None else None
     torch_dtype: Any = dtype if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, **from_pretrained)

@@ -7,6 +7,8 @@
 - ``"math"``: MATH from the hub (``DigitalLearningGmbH/MATH-lighteval``) or local files, with the
   paper's prompt; answers checked mathematically by `arca_rl.tasks.math.score`.
 - ``"gsm8k"``: GSM8K from the hub (``openai/gsm8k``) or local files; numeric answers.
+- ``"addition"``: small sums asked in chat format, for real instruction-tuned models
+  (``smollm2-135m-instruct``); generated locally with disjoint splits.
 
 Every task's ``train_dataset(n)`` / ``test_dataset(n)`` have a plain-text ``prompt`` column and a
 ``solution`` column, and ``task.reward`` is a TRL reward function::
@@ -25,7 +27,7 @@ from .arithmetic import TINY_MODEL_PATH
 __all__ = ["TASKS", "TINY_MODEL_PATH", "Task", "get_task", "last_boxed", "tiny_model_path"]
 
 #: The task names `get_task` knows.
-TASKS: tuple[str, ...] = ("arithmetic", "math", "gsm8k")
+TASKS: tuple[str, ...] = ("arithmetic", "math", "gsm8k", "addition")
 
 
 def get_task(name: str, **options: Any) -> Task:
@@ -41,6 +43,8 @@ def get_task(name: str, **options: Any) -> Task:
         from .math import make_task
     elif name == "gsm8k":
         from .gsm8k import make_task
+    elif name == "addition":
+        from .addition import make_task
     else:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     return make_task(**options)
