@@ -27,13 +27,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny(tmp_path_factory.mktemp("tiny-qwen3") / "model")
 
 
-@pytest.fixture
-def tiny_run_config(tiny_model_dir: Path) -> dict:
-    """An `arca train` config mapping for `tiny_model_dir`: 2 optimizer steps of 1 prompt x 4 completions of at
-    most 6 tokens on the arithmetic task, checkpoint every step, a 4-problem eval. A fresh dict per test."""
+def tiny_config(model_dir: Path) -> dict:
+    """An `arca train` config mapping for `model_dir`: 2 optimizer steps of 1 prompt x 4 completions of at
+    most 6 tokens on the arithmetic task, checkpoint every step, a 4-problem eval. A fresh dict per call."""
     return {
         "name": "tiny",
-        "model": {"name_or_path": str(tiny_model_dir)},
+        "model": {"name_or_path": str(model_dir)},
         "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"], "dropout": 0.05},
         "task": {"name": "arithmetic", "n_train": 16, "n_test": 8},
         "training": {
@@ -53,3 +52,28 @@ def tiny_run_config(tiny_model_dir: Path) -> dict:
         },
         "eval": {"n": 4, "k": 2, "samples_per_problem": 3, "batch_size": 4, "max_new_tokens": 6},
     }
+
+
+@pytest.fixture
+def tiny_run_config(tiny_model_dir: Path) -> dict:
+    """`tiny_config(tiny_model_dir)`: a fresh dict per test."""
+    return tiny_config(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> tuple[Path, Path]:
+    """(config path, run folder) of one uninterrupted `arca train` of `tiny_config` (2 steps, a checkpoint per
+    step, eval, token dump), trained once per session. Read-only: tests damage or cut short a copy of it."""
+    import yaml
+
+    from arca_rl.cli import main
+
+    root = tmp_path_factory.mktemp("finished")
+    raw = tiny_config(tiny_model_dir)
+    raw["training"]["credit_log_tokens_every"] = 1
+    config_path = root / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    run_dir = root / "run"
+    assert main(["train", "--config", str(config_path), "--output-dir", str(run_dir), "--quiet"]) == 0
+    assert (run_dir / "finished.json").is_file() and (run_dir / "checkpoint-2").is_dir()
+    return config_path, run_dir

@@ -190,22 +190,35 @@ def _version() -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import load_config, require_max_steps
 
     cfg = load_config(args.config, args.overrides)
     run_dir = args.output_dir or Path("runs") / cfg.name
     if args.dry_run:
-        from .rundir import state
+        from .rundir import read_metrics, state
 
+        steps = require_max_steps(cfg)
+        model = cfg.model_path(check=True)
         training = cfg.training_args(run_dir, for_validation=True)
         print(f"# {args.config}: valid. Resolved config (arca train would write {run_dir}/config.yaml):")
         print(cfg.to_yaml(), end="")
         per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps * training.world_size
+        # The only time estimate possible without loading the model: from the step times of this run
+        # folder, when it has trained before.
+        times = sorted(r["step_time"] for r in read_metrics(run_dir) if isinstance(r.get("step_time"), int | float))
+        if times:
+            median = times[len(times) // 2]
+            when = f"~{median * steps:.0f} s of training at the {median:.2f} s median step time logged in {run_dir}"
+        else:
+            when = "no time estimate before a step has run (metrics.jsonl records step_time)"
         print(
-            f"# model: {cfg.model_path()}\n"
+            f"# model: {model}\n"
             f"# per optimizer step: {per_step} completions = {per_step // training.num_generations} prompts "
             f"x {training.num_generations}; steps_per_generation={training.steps_per_generation}; "
-            f"max_steps={training.max_steps}; credit={training.credit}\n"
+            f"credit={training.credit}\n"
+            f"# optimizer steps: {steps} (training.max_steps); at most {steps} x {per_step} completions x "
+            f"{training.max_completion_length} tokens = {steps * per_step * training.max_completion_length} "
+            f"generated tokens; {when}\n"
             f"# run folder: {run_dir} ("
             + {"finished": "finished", "interrupted": "resumable", "fresh": "new"}[state(run_dir)]
             + ")"

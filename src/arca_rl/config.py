@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import math
 import re
 import types
 import typing
@@ -48,7 +49,9 @@ __all__ = [
     "TaskSection",
     "apply_overrides",
     "load_config",
+    "check_model_folder",
     "parse_config",
+    "require_max_steps",
 ]
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
@@ -57,6 +60,42 @@ _MANAGED_TRAINING_KEYS = {
     "output_dir": "the run folder is runs/<name>/ (set `name`, or pass --output-dir / run_dir=)",
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Sections with an `enabled` switch: `null` there could mean "off" or "defaults", so it is refused.
+_SECTIONS_NOT_NULL = ("lora", "eval")
+
+# Ranges of the training fields that TRL passes on unchecked (a 0, a negative count, NaN or inf there
+# crashes or silently misbehaves only after the model has loaded). Each: (lowest, lowest allowed?,
+# highest or None, what it is). Every float must also be finite, which is checked for all fields.
+_POSITIVE = (0, False, None)
+_NON_NEGATIVE = (0, True, None)
+_TRAINING_RANGES: dict[str, tuple[float, bool, float | None]] = {
+    "max_steps": _POSITIVE,
+    "per_device_train_batch_size": _POSITIVE,
+    "per_device_eval_batch_size": _POSITIVE,
+    "num_generations": _POSITIVE,
+    "num_generations_eval": _POSITIVE,
+    "gradient_accumulation_steps": _POSITIVE,
+    "steps_per_generation": _POSITIVE,
+    "generation_batch_size": _POSITIVE,
+    "num_iterations": _POSITIVE,
+    "max_completion_length": _POSITIVE,
+    "num_train_epochs": _POSITIVE,
+    "learning_rate": _NON_NEGATIVE,
+    "temperature": _POSITIVE,
+    "top_p": (0, False, 1),
+    "top_k": _NON_NEGATIVE,
+    "min_p": (0, True, 1),
+    "repetition_penalty": _POSITIVE,
+    "beta": _NON_NEGATIVE,
+    "epsilon": _NON_NEGATIVE,
+    "epsilon_high": _NON_NEGATIVE,
+    "max_grad_norm": _NON_NEGATIVE,
+    "weight_decay": _NON_NEGATIVE,
+    "warmup_steps": _NON_NEGATIVE,
+    "logging_steps": _POSITIVE,
+    "save_steps": _POSITIVE,
+    "eval_steps": _POSITIVE,
+}  # the credit_* fields: ARCAGRPOConfig checks their ranges (finiteness is checked here for all fields)
 
 
 class ConfigError(ValueError):
@@ -249,7 +288,10 @@ class RunConfig:
             # A short name (`arca_rl.models.MODELS`) means its converted folder; unchecked, the
             # folder's path even before `make real-model` has built it.
             if check or self.model.name_or_path.strip().lower() not in MODELS:
-                return resolve_model(self.model.name_or_path)
+                path = resolve_model(self.model.name_or_path)
+                if check:
+                    check_model_folder(path, "model.name_or_path")
+                return path
             return str(model_dir(self.model.name_or_path.strip().lower()))
         path = default_model_path()
         if check and not (Path(path) / "config.json").is_file():
@@ -302,6 +344,23 @@ class RunConfig:
         return {**args, **given}
 
 
+def check_model_folder(name_or_path: str | Path, what: str = "model") -> None:
+    """A local model folder must hold config.json; a path that looks local must exist. Hub ids pass
+    (they are checked when they download). Raises ConfigError naming `what` and the folder."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                f"{what}: {text} has no config.json, so it is not a model folder; point it at a folder "
+                "written by save_pretrained (or a hub id)"
+            )
+    elif path.exists():
+        raise ConfigError(f"{what}: {text} is a file; point it at a model folder (or a hub id)")
+    elif text.startswith(("/", "./", "../", "~")):
+        raise ConfigError(f"{what}: {text} does not exist; point it at a model folder (or a hub id)")
+
+
 def default_model_path() -> str:
     """Folder of the tiny model shipped with the package (`arca_rl.tasks.TINY_MODEL_PATH`)."""
     from .tasks import tiny_model_path
@@ -341,9 +400,14 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}); "
+            "save the config as UTF-8"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -403,11 +467,17 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
     if model.dtype not in DTYPES:
         raise ConfigError(f"model.dtype: must be one of {list(DTYPES)}, got {model.dtype!r}")
 
+    for key in _SECTIONS_NOT_NULL:
+        if key in raw and raw[key] is None:
+            raise ConfigError(
+                f"{key}: null is ambiguous; write `{key}: {{enabled: false}}` to turn it off, or leave "
+                "the section out for its defaults (arca train --dry-run prints them)"
+            )
     lora = _parse_section(LoraSection, raw.get("lora"), "lora")
     if lora.r < 1:
         raise ConfigError(f"lora.r: must be >= 1, got {lora.r}")
-    if lora.alpha is not None and lora.alpha <= 0:
-        raise ConfigError(f"lora.alpha: must be > 0, got {lora.alpha}")
+    if lora.alpha is not None and not (math.isfinite(lora.alpha) and lora.alpha > 0):
+        raise ConfigError(f"lora.alpha: must be a finite number > 0 (or null for 2 * r), got {lora.alpha}")
     if not 0.0 <= lora.dropout < 1.0:
         raise ConfigError(f"lora.dropout: must be in [0, 1), got {lora.dropout}")
     if isinstance(lora.target_modules, list) and not lora.target_modules:
@@ -417,6 +487,7 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
 
     task = _parse_task(raw.get("task"))
     training = _parse_training(raw.get("training"), training_fields)
+    _check_training_ranges(training)
     evaluation = _parse_section(EvalSection, raw.get("eval"), "eval")
     for key in ("k", "samples_per_problem", "batch_size"):
         if getattr(evaluation, key) < 1:
@@ -429,7 +500,7 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
         raise ConfigError(
             f"eval.samples_per_problem: must be >= eval.k ({evaluation.k}) for pass@k, got {evaluation.samples_per_problem}"
         )
-    if evaluation.temperature is not None and evaluation.temperature <= 0:
+    if evaluation.temperature is not None and not (math.isfinite(evaluation.temperature) and evaluation.temperature > 0):
         raise ConfigError(f"eval.temperature: must be > 0 (greedy accuracy is always measured), got {evaluation.temperature}")
     if evaluation.top_p is not None and not 0 < evaluation.top_p <= 1:
         raise ConfigError(f"eval.top_p: must be in (0, 1], got {evaluation.top_p}")
@@ -581,6 +652,36 @@ def _parse_training(raw: Any, fields: Mapping[str, Any]) -> dict[str, Any]:
             raise _unknown("training", key, fields)
         out[key] = _check(value, fields[key], f"training.{key}")
     return out
+
+
+def _check_training_ranges(training: Mapping[str, Any]) -> None:
+    """Finite numbers everywhere, and the ranges of `_TRAINING_RANGES` (null stays allowed where TRL
+    allows it: its own check or default applies)."""
+    for key, value in training.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"training.{key}: must be a finite number, got {value}")
+        if key not in _TRAINING_RANGES:
+            continue
+        low, inclusive, high = _TRAINING_RANGES[key]
+        ok = (value >= low if inclusive else value > low) and (high is None or value <= high)
+        if not ok:
+            span = f"{'>=' if inclusive else '>'} {low}" if high is None else f"in {'[' if inclusive else '('}{low}, {high}]"
+            hint = "; arca runs are counted in optimizer steps" if key == "max_steps" else ""
+            raise ConfigError(f"training.{key}: must be {span}, got {value}{hint}")
+
+
+def require_max_steps(cfg: RunConfig) -> int:
+    """`training.max_steps` of a config that is about to train: it must be set (an unset or negative
+    value would make TRL train by epochs, for hours on a large data set)."""
+    steps = cfg.training.get("max_steps")
+    if steps is None:
+        raise ConfigError(
+            "training.max_steps: required before training (the number of optimizer steps), "
+            "e.g. --set training.max_steps=100"
+        )
+    return int(steps)
 
 
 def _describe(value: Any) -> str:

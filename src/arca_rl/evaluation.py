@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .rundir import resolve_adapter
+from .rundir import read_adapter_config, resolve_adapter
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -240,10 +240,12 @@ def load_model_for_eval(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .config import check_model_folder
     from .models import resolve_model
 
     model_path = resolve_model(model_path)  # a short name (smollm2-135m-instruct) -> its folder
     adapter_dir = resolve_adapter(adapter)[0] if adapter is not None else None
+    check_model_folder(model_path)
     torch_dtype: Any = dtype if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, **from_pretrained)
     tok_source = adapter_dir if adapter_dir is not None and (adapter_dir / "tokenizer_config.json").exists() else model_path
@@ -261,6 +263,5 @@ def load_model_for_eval(
 
 def adapter_base_model(adapter: str | Path) -> str | None:
     """The base model an adapter was trained on (its adapter_config.json), if recorded."""
-    cfg = json.loads((resolve_adapter(adapter)[0] / "adapter_config.json").read_text())
-    value = cfg.get("base_model_name_or_path")
+    value = read_adapter_config(resolve_adapter(adapter)[0]).get("base_model_name_or_path")
     return str(value) if value else None

@@ -26,7 +26,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from . import rundir
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, require_max_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import TrainerControl, TrainerState, TrainingArguments
@@ -107,13 +107,14 @@ def _truncate_jsonl(path: Path, keep_below: int) -> None:
     if not path.is_file():
         return
     kept = []
-    for line in path.read_text().splitlines():
+    for raw in path.read_bytes().splitlines():
         try:
-            if json.loads(line).get("step", 0) < keep_below:
-                kept.append(line)
-        except json.JSONDecodeError:
-            continue
-    path.write_text("".join(f"{line}\n" for line in kept))
+            row = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue  # a torn or damaged line: dropped, the steps after the checkpoint are logged again
+        if isinstance(row, dict) and row.get("step", 0) < keep_below:
+            kept.append(raw + b"\n")
+    path.write_bytes(b"".join(kept))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -175,6 +176,9 @@ def train(
     training bar but not the log dict HF prints at each logging step (metrics.jsonl has them).
     """
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
+    require_max_steps(cfg)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: exists and is not a folder; pick another --output-dir (or name)")
     rundir.check_can_start(run_dir, resume)
     if resume and rundir.is_finished(run_dir):
         logger.info("%s is already finished; nothing to resume", run_dir)
@@ -190,6 +194,8 @@ def train(
     model_path = cfg.model_path(check=True)
 
     ckpt = rundir.last_checkpoint(run_dir) if resume else None
+    if ckpt is not None and cfg.lora.enabled:
+        rundir.check_adapter_files(ckpt)  # a damaged checkpoint fails here, before the folder is touched
     config_path = run_dir / rundir.CONFIG_FILE
     if resume and config_path.is_file():
         try:
@@ -219,22 +225,33 @@ def train(
     tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left", truncation_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    train_dataset = task.train_dataset(n=cfg.task.n_train)
+    try:
+        train_dataset = task.train_dataset(n=cfg.task.n_train)
+    except ValueError as exc:  # the task's own data checks (missing columns, empty prompts): name the option
+        raise ConfigError(f"task: {exc}") from exc
     if cfg.task.max_prompt_tokens is not None:
         train_dataset = task.truncate_prompts(train_dataset, tokenizer, cfg.task.max_prompt_tokens)
 
     metrics_cb = MetricsJsonlCallback(metrics_path)
+    from peft.utils.error import NoMatchingPeftModuleError
+
     from .trainer import ARCAGRPOTrainer
 
-    trainer = ARCAGRPOTrainer(
-        model=model_path,
-        reward_funcs=[task.reward],
-        args=args,
-        train_dataset=train_dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[metrics_cb, *callbacks],
-    )
+    try:
+        trainer = ARCAGRPOTrainer(
+            model=model_path,
+            reward_funcs=[task.reward],
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[metrics_cb, *callbacks],
+        )
+    except NoMatchingPeftModuleError as exc:  # only known once the model has loaded
+        raise ConfigError(
+            f"lora.target_modules: {cfg.lora.target_modules} match no module of {model_path} ({exc}); "
+            "use all-linear or names of its linear layers (e.g. q_proj, v_proj)"
+        ) from None
     if not progress:
         trainer.remove_callback(PrinterCallback)  # disable_tqdm swaps the bar for a printer of every log dict
     elif not print_logs:

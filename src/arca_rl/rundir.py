@@ -41,11 +41,13 @@ __all__ = [
     "TOKENS_FILE",
     "RunExistsError",
     "RunState",
+    "check_adapter_files",
     "check_can_start",
     "final_weights_dir",
     "is_finished",
     "last_checkpoint",
     "outputs",
+    "read_adapter_config",
     "read_config",
     "read_eval",
     "read_finished",
@@ -134,20 +136,21 @@ def check_can_start(run_dir: str | Path, resume: bool) -> None:
 
 
 def read_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], int]:
-    """The objects of a JSON-lines file and how many lines were unreadable (e.g. a torn last line)."""
+    """The objects of a JSON-lines file and how many lines were unreadable (a torn last line, bytes that
+    are not UTF-8, text that is not a JSON object): those are skipped and counted, never fatal."""
     rows: list[dict[str, Any]] = []
     bad = 0
     path = Path(path)
     if not path.is_file():
         return rows, bad
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
+    with path.open("rb") as fh:
+        for raw in fh:
+            raw = raw.strip()
+            if not raw:
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
+                obj = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 bad += 1
                 continue
             if isinstance(obj, dict):
@@ -222,11 +225,57 @@ def resolve_adapter(path: str | Path) -> tuple[Path, Path | None]:
     p = Path(path)
     if (p / "adapter_config.json").is_file():
         run = p.parent if p.name == "adapter" and (p.parent / CONFIG_FILE).is_file() else None
+        check_adapter_files(p)
         return p, run
     if (p / "adapter" / "adapter_config.json").is_file():
+        check_adapter_files(p / "adapter")
         return p / "adapter", p if (p / CONFIG_FILE).is_file() else None
     ckpt = last_checkpoint(p)
     hint = f" (the run has no final adapter yet; its last checkpoint is {ckpt}, pass that)" if ckpt else ""
     raise FileNotFoundError(
         f"{p}: neither an adapter folder (adapter_config.json) nor a run folder with adapter/{hint}"
     )
+
+
+_ADAPTER_FIX = "restore it (a run's checkpoint-N/ holds a copy of each saved adapter) or train again"
+
+
+def read_adapter_config(folder: str | Path) -> dict[str, Any]:
+    """The parsed adapter_config.json of an adapter (or checkpoint) folder; ConfigError naming the file
+    when it is not a PEFT config."""
+    from .config import ConfigError
+
+    path = Path(folder) / "adapter_config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing; {_ADAPTER_FIX}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); {_ADAPTER_FIX}") from None
+    if not isinstance(data, dict) or not data.get("peft_type"):
+        raise ConfigError(f"{path}: not a PEFT adapter config (no peft_type); {_ADAPTER_FIX}")
+    return data
+
+
+def check_adapter_files(folder: str | Path) -> None:
+    """Check an adapter (or checkpoint) folder without loading a model: adapter_config.json must parse,
+    adapter_model.safetensors must have a complete header that covers its tensors. An empty or truncated
+    file (e.g. a kill during the save) raises ConfigError naming it, before anything is loaded or written."""
+    from safetensors import SafetensorError, safe_open
+
+    from .config import ConfigError
+
+    folder = Path(folder)
+    read_adapter_config(folder)
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        if (folder / "adapter_model.bin").is_file():
+            return  # the old pickle format: PEFT's loader checks it
+        raise ConfigError(f"{weights}: missing; {_ADAPTER_FIX}")
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            n_tensors = len(list(fh.keys()))
+    except SafetensorError as exc:
+        raise ConfigError(f"{weights}: empty or truncated ({exc}); {_ADAPTER_FIX}") from None
+    if n_tensors == 0:
+        raise ConfigError(f"{weights}: holds no tensors; {_ADAPTER_FIX}")

@@ -13,8 +13,10 @@ The trainer only routes tensors between TRL and `credit.py` / `diagnostics.py`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -25,7 +27,7 @@ from accelerate.utils import is_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 from trl import GRPOTrainer
-from trl.trainer.utils import use_adapter
+from trl.trainer.utils import is_async_callable, use_adapter
 
 from . import credit, diagnostics
 from .trainer_config import ARCAGRPOConfig
@@ -35,6 +37,29 @@ logger = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------------------------
 # Trainer
 # --------------------------------------------------------------------------------------------------------------
+
+
+def _numeric_rewards(func: Any, name: str) -> Any:
+    """`func` with its output checked: one number (or None) per completion, else a TypeError naming it."""
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        out = func(*args, **kwargs)
+        for value in out if isinstance(out, list | tuple) else [out]:
+            if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+                continue
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                continue
+            raise TypeError(
+                f"reward function {name!r} returned {type(value).__name__} {value!r:.40}; a reward function must "
+                "return a list with one float (or None) per completion"
+            )
+        return out
+
+    return checked
+
+BASE_INPUTS = frozenset({"base_hidden", "ref_logps"})  # what only an adapter-off (or reference) pass provides
+
 
 def _completion_positions(hidden: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
     """The hidden states that score the last `logits_to_keep` tokens: TRL scores y_t with the logits of position
@@ -98,6 +123,12 @@ class ARCAGRPOTrainer(GRPOTrainer):
         self._credit_inputs: dict[str, Any] | None = None
         self._last_token_dump_step = -1
         super().__init__(model, reward_funcs, args, *pargs, **kwargs)
+        # TRL turns a reward function's output into a float tensor with no check of its own, so a function
+        # returning strings fails with "too many dimensions 'str'"; name the function instead.
+        self.reward_funcs = [
+            f if isinstance(f, nn.Module) or is_async_callable(f) else _numeric_rewards(f, name)
+            for f, name in zip(self.reward_funcs, self.reward_func_names, strict=True)
+        ]
 
         unwrapped = self.accelerator.unwrap_model(self.model)
         self._is_peft = is_peft_model(unwrapped)

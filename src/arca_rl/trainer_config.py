@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,15 +118,19 @@ class ARCAGRPOConfig(GRPOConfig):
                 "arca_rl.register_signal before building the config).",
                 reason=f"unknown signal {self.credit!r}{hint}; {registered}",
             )
-        if not (isinstance(self.credit_eps, int | float) and self.credit_eps >= 0):
-            raise CreditConfigError("credit_eps", f"credit_eps must be a number >= 0, got {self.credit_eps!r}.")
-        if not (isinstance(self.credit_power, int | float) and self.credit_power > 0):
+        # NaN fails every comparison, and inf would turn the weights into NaN (inf / inf): finite only.
+        if not (_finite(self.credit_eps) and self.credit_eps >= 0):
+            raise CreditConfigError("credit_eps", f"credit_eps must be a number >= 0 and finite, got {self.credit_eps!r}.")
+        if not (_finite(self.credit_power) and self.credit_power > 0):
             raise CreditConfigError(
                 "credit_power",
-                f"credit_power must be a number > 0 (1 = no sharpening), got {self.credit_power!r}."
+                f"credit_power must be a number > 0 and finite (1 = no sharpening), got {self.credit_power!r}."
             )
-        if not (isinstance(self.credit_min_salience, int | float) and self.credit_min_salience >= 0):
-            raise CreditConfigError("credit_min_salience", f"credit_min_salience must be a number >= 0, got {self.credit_min_salience!r}.")
+        if not (_finite(self.credit_min_salience) and self.credit_min_salience >= 0):
+            raise CreditConfigError(
+                "credit_min_salience",
+                f"credit_min_salience must be a number >= 0 and finite, got {self.credit_min_salience!r}.",
+            )
         if self.credit_base not in CREDIT_BASES:
             raise CreditConfigError("credit_base", f"credit_base must be one of {CREDIT_BASES}, got {self.credit_base!r}.")
         if not isinstance(self.credit_shadow, bool):
@@ -142,6 +147,10 @@ class ARCAGRPOConfig(GRPOConfig):
         The trainer and `arca diagnose` both weight through this, so a diagnosis shows the credit a run used.
         """
         return {"eps": self.credit_eps, "power": self.credit_power, "min_salience": self.credit_min_salience}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def field_default(name: str) -> Any:

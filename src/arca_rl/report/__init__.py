@@ -90,7 +90,7 @@ def _heatmap_sections(runs: Sequence[RunData], messages: list[str]):
             continue
         records, bad = rundir.read_jsonl(r.token_log)
         if bad:
-            messages.append(f"{r.path}: skipped {bad} unreadable line(s) in credit_tokens.jsonl")
+            messages.append(f"{r.path}: skipped {bad} unreadable line(s) in credit_tokens.jsonl (not UTF-8 or not JSON)")
         comps = completions_from_token_log(records)
         if not comps:
             messages.append(f"{r.path}: credit_tokens.jsonl has no usable records")

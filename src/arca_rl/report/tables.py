@@ -162,7 +162,7 @@ def load_run(path: str | Path) -> RunData:
 
     metrics, bad = rundir.read_jsonl(p / rundir.METRICS_FILE)
     if bad:
-        warnings.append(f"{p}: skipped {bad} unreadable line(s) in {rundir.METRICS_FILE}")
+        warnings.append(f"{p}: skipped {bad} unreadable line(s) in {rundir.METRICS_FILE} (not UTF-8 or not JSON)")
     if not (p / rundir.METRICS_FILE).is_file():
         warnings.append(f"{p}: no {rundir.METRICS_FILE} (training never logged)")
 

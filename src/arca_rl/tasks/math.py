@@ -369,6 +369,12 @@ class MathTask(Task):
             }
 
         dataset = rows.map(to_prompt, batched=True, desc=f"{self.name} prompts")
+        empty = [i for i, prompt in enumerate(dataset["prompt"]) if not prompt.strip()]
+        if empty:  # TRL would fail deep inside generation, after the model has loaded
+            raise ValueError(
+                f"option {option!r}: {source} ({split} split) gives an empty prompt in {len(empty)} row(s), "
+                f"the first row {empty[0]} (its {problem_column!r} is empty); remove or fill those rows"
+            )
         if self.tokenizer is not None and self.max_prompt_tokens is not None:
             dataset = self.truncate_prompts(dataset, self.tokenizer, self.max_prompt_tokens)
         self._cache[which] = dataset
