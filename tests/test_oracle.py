@@ -17,7 +17,6 @@ import torch
 from peft import LoraConfig, get_peft_model
 from scipy.stats import t as student_t
 
-from arca_rl._diagnose import spearman as hand_spearman
 from arca_rl.oracle import (
     OracleRow,
     check_samples,
@@ -98,6 +97,21 @@ def test_uniform_lift_is_exactly_one_and_w_equal_o_gives_T_sum_o_squared():
     assert oracle_credit([0.0, -0.0]) is None
     with pytest.raises(ValueError, match="weights have 2 tokens but the oracle row has 3"):
         oracle_lift([0.5, 0.5], [0.1, 0.2, 0.3])
+
+
+def hand_spearman(a: list[float], b: list[float]) -> float | None:
+    """Pearson correlation of average ranks, written out (independent of scipy)."""
+
+    def ranks(x: list[float]) -> list[float]:
+        return [sum(y < v for y in x) + (sum(y == v for y in x) + 1) / 2 for v in x]
+
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    va = sum((r - ma) ** 2 for r in ra)
+    vb = sum((r - mb) ** 2 for r in rb)
+    if va == 0 or vb == 0:
+        return None
+    return sum((x - ma) * (y - mb) for x, y in zip(ra, rb)) / math.sqrt(va * vb)
 
 
 def test_row_spearman_matches_an_independent_rank_correlation():

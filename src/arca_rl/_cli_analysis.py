@@ -98,8 +98,19 @@ def _add_diagnose(sub: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=16, help="sequences per generate / forward call (default 16)"
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "--oracle",
+        type=int,
+        default=None,
+        metavar="K",
+        help="Monte Carlo token values as ground truth: K continuations of every prefix of every completion "
+        "(about n*k*(T+1)*K sampled rollouts; default off)",
+    )
     p.add_argument("--out", "-o", type=Path, default=None, help="output folder (default: diagnose/<name>)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    from .cli import _add_threads
+
+    _add_threads(p, default=1)
     p.set_defaults(func=_cmd_diagnose)
 
 
@@ -108,6 +119,9 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
     if args.n < 1 or args.k < 1:
         print("arca diagnose: error: --n and --k must be >= 1", file=sys.stderr)
+        return 2
+    if args.oracle is not None and args.oracle < 1:
+        print("arca diagnose: error: --oracle K must be >= 1 (continuations per prefix)", file=sys.stderr)
         return 2
     signals = [s.strip() for s in args.signals.split(",") if s.strip()] if args.signals else None
     run_diagnose(
@@ -127,6 +141,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         signals=signals,
         device=args.device,
         progress=not args.quiet,
+        oracle_samples=args.oracle,
     )
     return 0
 

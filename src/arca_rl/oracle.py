@@ -49,7 +49,9 @@ __all__ = [
     "oracle_lift",
     "oracle_values",
     "row_spearman",
+    "sample_oracle",
     "score_signal",
+    "strict_reward",
     "top_match",
 ]
 
@@ -492,3 +494,92 @@ def model_sampler(
         return [o[:b] for o, b in zip(outs, budgets)]
 
     return sample
+
+
+# -----------------------------------------------------------------------------
+# glue for `arca diagnose`
+
+
+def strict_reward(fn: Callable[[int, str], Any], prompt_index: int, text: str) -> float:
+    """`fn(prompt_index, text)` as a finite float; anything else (an exception, None, NaN) is a
+    ValueError saying which rollout it was, so a broken reward stops the oracle before it samples."""
+    try:
+        value = fn(prompt_index, text)
+    except Exception as exc:
+        raise ValueError(
+            f"reward function raised {type(exc).__name__}: {exc} on a rollout of prompt {prompt_index} "
+            f"({text[:60]!r}); the oracle needs a reward for every completion"
+        ) from exc
+    return _check_reward(value, f"a rollout of prompt {prompt_index} ({text[:60]!r})")
+
+
+def sample_oracle(
+    model: Any,
+    tokenizer: Any,
+    rollouts: Sequence[tuple[int, list[int], list[int], float]],
+    reward: Callable[[int, str], Any],
+    *,
+    samples: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    eos_ids: Sequence[int],
+    seed: int = 0,
+    batch_rows: int = 1024,
+    progress: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> list[OracleRow]:
+    """The oracle rows of sampled rollouts, in their order.
+
+    `rollouts`: (prompt index, prompt ids, completion ids, the completion's reward) per completion;
+    `reward(prompt_index, completion_text)` scores the continuations (text decoded without special
+    tokens, as the rollouts'). Prints the number of continuations it will sample first, then shows a
+    progress bar (stderr). Sampling is seeded with `seed` (the global RNG state is restored after).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    check_samples(samples)
+    order: list[int] = []  # rollout indices grouped by prompt, first appearance order
+    groups: dict[int, list[int]] = {}
+    for r, (i, *_rest) in enumerate(rollouts):
+        groups.setdefault(i, []).append(r)
+    prompt_keys = list(groups)
+    group_args = []
+    for i in prompt_keys:
+        rs = groups[i]
+        order.extend(rs)
+        group_args.append((list(rollouts[rs[0]][1]), [(list(rollouts[r][2]), rollouts[r][3]) for r in rs]))
+    total = estimate_rollouts([[len(c) for c, _ in comps] for _p, comps in group_args], samples)
+    if say is not None:
+        say(
+            f"oracle: {samples} continuations per prefix of {len(rollouts)} completions = {total} rollouts "
+            f"(K x (prompts + sum of (T - 1)))"
+        )
+
+    def score(g: int, comps: list[list[int]]) -> list[float]:
+        i = prompt_keys[g]
+        return [strict_reward(reward, i, tokenizer.decode(c, skip_special_tokens=True)) for c in comps]
+
+    sampler = model_sampler(model, temperature=temperature, top_p=top_p, eos_ids=eos_ids)
+    device = next(model.parameters()).device
+    bar = tqdm(total=total, desc="oracle", unit="rollout", disable=not progress, smoothing=0.1)
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            per_group = oracle_values(
+                group_args,
+                sampler,
+                score,
+                samples=samples,
+                max_new_tokens=max_new_tokens,
+                batch_rows=batch_rows,
+                on_rollouts=bar.update,
+            )
+    finally:
+        bar.close()
+    rows: list[OracleRow | None] = [None] * len(rollouts)
+    flat = [row for g in per_group for row in g]
+    for r, row in zip(order, flat):
+        rows[r] = row
+    return [row for row in rows if row is not None]

@@ -6,8 +6,11 @@
     score      adapter-on forward (no grad)  -> log pi(y_t), entropy H_t, last hidden state h_t
                adapter-off forward (no grad) -> log pi_ref(y_t), base hidden state h_base_t
                -> every signal's salience and weights on the same tokens    (score.py)
+    oracle     (with oracle_samples=K) K continuations of every prefix of every completion:
+               Monte Carlo token values, the ground truth for credit          (arca_rl.oracle)
     summarize  per completion and per signal: Gini, EffN/T, top-10% mass,
-               regime, Spearman vs arca                                      (summarize.py)
+               regime, Spearman vs arca; with the oracle, oracle lift,
+               Spearman vs |delta| and top match                             (summarize.py)
 
 Per-token quantities are aligned as the trainer aligns them (`arca_rl._passes`). Log-probabilities
 and entropies are taken at the sampling temperature (logits / temperature), as TRL does; top-p only
@@ -31,12 +34,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import credit
-from .._passes import completion_tokens, has_adapter, model_name, render_prompt
+from .._passes import completion_tokens, eos_ids, has_adapter, model_name, render_prompt
 from .driver import run_diagnose
 from .results import CompletionRecord, DiagnoseResult, SignalSummary, num
 from .sample import Sample, sample
 from .score import Scores, scorable, score
-from .summarize import spearman, summarize
+from .summarize import spearman, summarize, summarize_oracle
 
 __all__ = [
     "CompletionRecord",
@@ -68,6 +71,8 @@ def diagnose(
     batch_size: int = 16,
     progress: bool = True,
     rewards: Callable[[int, str], float | None] | None = None,
+    oracle_samples: int | None = None,
+    oracle_batch_rows: int = 1024,
 ) -> DiagnoseResult:
     """Sample k completions per prompt and score every credit signal on them.
 
@@ -85,6 +90,13 @@ def diagnose(
         batch_size: sequences per generate / forward call.
         progress: print a progress line per batch to stderr.
         rewards: optional `fn(prompt_index, completion_text) -> reward` stored on each completion.
+        oracle_samples: K >= 1 turns on the Monte Carlo oracle (`arca_rl.oracle`): K continuations
+            of every prefix of every completion, with the same policy and sampling settings, give
+            each completion its token values (`CompletionRecord.oracle`) and every scored signal its
+            oracle lift, Spearman vs |delta| and top match. Needs `rewards`; the rollouts are
+            rewarded first, and a reward that raises or is not a finite number stops it there,
+            before any continuation. Costs K x (prompts + sum of (T - 1)) sampled continuations.
+        oracle_batch_rows: most continuations per batched sampling call (bounds memory).
 
     Returns:
         DiagnoseResult with per-signal summaries, `absent` reasons, and per-completion records.
@@ -95,6 +107,14 @@ def diagnose(
         raise ValueError("diagnose needs at least one prompt")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if oracle_samples is not None:
+        from ..oracle import check_samples
+
+        check_samples(oracle_samples)
+        if rewards is None:
+            raise ValueError("oracle_samples needs rewards=fn(prompt_index, completion_text) -> reward")
+        if oracle_batch_rows < 1:
+            raise ValueError(f"oracle_batch_rows must be >= 1, got {oracle_batch_rows}")
     registered = credit.registered_signals()
     names = list(registered if signals is None else signals)
     unknown = [s for s in names if s not in registered]
@@ -117,11 +137,44 @@ def diagnose(
             model, tokenizer, texts, k=k, max_new_tokens=max_new_tokens, temperature=temperature,
             top_p=top_p, seed=seed, batch_size=batch_size, say=say,
         )  # fmt: skip
+        # With the oracle the rollouts are rewarded now: a broken reward must stop it before the
+        # (expensive) continuations are sampled.
+        first_rewards: list[float] | None = None
+        if oracle_samples is not None and rewards is not None:
+            from ..oracle import strict_reward
+
+            first_rewards = [
+                strict_reward(rewards, s.prompt_index, tokenizer.decode(s.completion_ids, skip_special_tokens=True))
+                for s in samples
+            ]
         weight_kwargs = {"eps": eps, "power": power, "min_salience": min_salience}
         scores = score(
             model, tokenizer, samples, scored, temperature=temperature, weight_kwargs=weight_kwargs,
             batch_size=batch_size, say=say,
         )  # fmt: skip
+        oracle_rows = None
+        oracle_settings: dict[str, Any] = {}
+        if oracle_samples is not None and first_rewards is not None:
+            from ..oracle import estimate_rollouts, sample_oracle
+
+            t_oracle = time.time()
+            oracle_rows = sample_oracle(
+                model, tokenizer,
+                [(s.prompt_index, s.prompt_ids, s.completion_ids, r) for s, r in zip(samples, first_rewards)],
+                rewards, samples=oracle_samples, max_new_tokens=max_new_tokens, temperature=temperature,
+                top_p=top_p, eos_ids=eos_ids(model, tokenizer), seed=seed + 1, batch_rows=oracle_batch_rows,
+                progress=progress, say=say,
+            )  # fmt: skip
+            lengths: dict[int, list[int]] = {}
+            for s in samples:
+                lengths.setdefault(s.prompt_index, []).append(len(s.completion_ids))
+            oracle_settings = {
+                "oracle_samples": oracle_samples,
+                "oracle_rollouts": estimate_rollouts(list(lengths.values()), oracle_samples),
+                "oracle_seconds": round(time.time() - t_oracle, 2),
+                "oracle_zero_rows": sum(row.credit is None for row in oracle_rows),
+                "oracle_no_signal_rows": sum(row.no_signal for row in oracle_rows),
+            }
     finally:
         if was_training:
             model.train()
@@ -144,14 +197,20 @@ def diagnose(
             weights=weights,
             salience=salience,
         )
-        if rewards is not None:
+        if first_rewards is not None:
+            rec.reward = first_rewards[len(records)]
+        elif rewards is not None:
             try:
                 rec.reward = num(rewards(rec.prompt_index, rec.completion))
             except Exception:  # never let a scoring bug lose the diagnosis
                 rec.reward = None
+        if oracle_rows is not None:
+            rec.oracle = oracle_rows[len(records)].to_dict()
         records.append(rec)
 
     summaries, notes = summarize(records, scored, max_new_tokens=max_new_tokens)
+    if oracle_samples is not None:
+        notes += summarize_oracle(records, summaries, oracle_samples)
     settings = {
         "model": model_name(model),
         "adapter": None,
@@ -166,6 +225,7 @@ def diagnose(
         "min_salience": min_salience,
         "seed": seed,
         "signals": names,
+        **oracle_settings,
         "seconds": round(time.time() - t0, 2),
     }
     return DiagnoseResult(

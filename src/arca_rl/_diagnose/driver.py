@@ -38,6 +38,7 @@ def run_diagnose(
     device: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
+    oracle_samples: int | None = None,
 ) -> tuple[DiagnoseResult, dict[str, Path]]:
     """What `arca diagnose` does: load model (+ adapter) and task, `diagnose`, write the outputs.
 
@@ -48,9 +49,21 @@ def run_diagnose(
     the ones the trainer used. Otherwise: the adapter's recorded base model or the embedded tiny
     model, temperature 1, top-p 1, power 1, 128 new tokens. Arguments given here win. The model
     runs in float32. `out` defaults to `diagnose/<name>`, <name> being the run's name, the adapter
-    folder's name or the model's. Returns the result and the written files.
+    folder's name or the model's. `oracle_samples=K` adds the Monte Carlo oracle (see `diagnose`).
+    Returns the result and the written files.
     """
     from ..config import ConfigError, default_model_path
+
+    # bad counts fail here, before any model or data loads
+    for name, value in (("n", n), ("k", k)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    if oracle_samples is not None and (
+        not isinstance(oracle_samples, int) or isinstance(oracle_samples, bool) or oracle_samples < 1
+    ):
+        raise ConfigError(
+            f"oracle samples (--oracle K) must be an integer >= 1 (continuations per prefix), got {oracle_samples!r}"
+        )
     from ..evaluation import adapter_base_model, load_model_for_eval
     from ..tasks import get_task
     from . import diagnose
@@ -102,6 +115,9 @@ def run_diagnose(
     prompts = list(data["prompt"])[:n]
     solutions = list(data["solution"])[: len(prompts)] if "solution" in data.column_names else None
 
+    if oracle_samples is not None and solutions is None:
+        raise ConfigError(f"task {task_name}: its test split has no solution column, so the oracle has no reward")
+
     def reward(i: int, text: str) -> float | None:
         return None if solutions is None else task_obj.score(text, solutions[i])
 
@@ -121,6 +137,7 @@ def run_diagnose(
         batch_size=batch_size,
         progress=progress,
         rewards=reward,
+        oracle_samples=oracle_samples,
     )
     result.settings.update(
         model=str(model_path), adapter=str(adapter_dir) if adapter_dir else None, task=task_name

@@ -23,6 +23,12 @@ class SignalSummary:
     vary (`spearman_n` of them); None when arca is absent or no completion qualifies;
     salience_mean / salience_max: raw salience over all real tokens (for arca: the mean and max
     adapter residual norm).
+
+    With the oracle (`oracle_samples=K`; see `arca_rl.oracle`): oracle_lift {"mean", "ci_low",
+    "ci_high", "n"} (T * sum_t w_t o_t, mean and 95% t interval over the completions whose oracle
+    deltas are not all 0), oracle_spearman (mean per-completion Spearman of salience vs |delta|, over
+    oracle_spearman_n completions where neither is constant), oracle_top_match (share of completions
+    whose largest-weight token is the largest-|delta| token, ties split). None without the oracle.
     """
 
     name: str
@@ -36,6 +42,10 @@ class SignalSummary:
     spearman_n: int = 0
     salience_mean: float | None = None
     salience_max: float | None = None
+    oracle_lift: dict[str, Any] | None = None
+    oracle_spearman: float | None = None
+    oracle_spearman_n: int = 0
+    oracle_top_match: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,7 +53,9 @@ class SignalSummary:
 
 @dataclass
 class CompletionRecord:
-    """One sampled completion with every signal's per-token weights and raw salience."""
+    """One sampled completion with every signal's per-token weights and raw salience; with the
+    oracle, `oracle` = {"values", "delta", "stderr", "samples", "credit", "no_signal"}
+    (`arca_rl.oracle.OracleRow.to_dict`)."""
 
     prompt_index: int
     sample_index: int
@@ -58,6 +70,7 @@ class CompletionRecord:
     effective_token_ratio: dict[str, float | None] = field(default_factory=dict)
     spearman_vs_arca: dict[str, float | None] = field(default_factory=dict)
     reward: float | None = None
+    oracle: dict[str, Any] | None = None
 
     @property
     def length(self) -> int:
@@ -115,20 +128,26 @@ class DiagnoseResult:
     def table(self) -> str:
         """The per-signal summary as an aligned plain-text table (what `arca diagnose` prints)."""
         head = ["signal", "gini", "EffN/T", "top10%", "first tok", "regime", "rho vs arca", "rows"]
+        with_oracle = any(s.oracle_lift is not None for s in self.signals.values())
+        if with_oracle:
+            head += ["oracle lift", "95% CI", "rho vs |delta|", "top match"]
         rows = [head]
         for s in self.signals.values():
-            rows.append(
-                [
-                    s.name,
-                    _f3(s.gini),
-                    _f3(s.effective_token_ratio),
-                    _f3(s.top10_mass),
-                    _f3(s.first_token_mass),
-                    s.regime or "-",
-                    _f3(s.spearman_vs_arca),
-                    str(s.n_rows),
-                ]
-            )
+            row = [
+                s.name,
+                _f3(s.gini),
+                _f3(s.effective_token_ratio),
+                _f3(s.top10_mass),
+                _f3(s.first_token_mass),
+                s.regime or "-",
+                _f3(s.spearman_vs_arca),
+                str(s.n_rows),
+            ]
+            if with_oracle:
+                lift = s.oracle_lift or {}
+                ci = "-" if lift.get("ci_low") is None else f"[{_f3(lift['ci_low'])}, {_f3(lift.get('ci_high'))}]"
+                row += [_f3(lift.get("mean")), ci, _f3(s.oracle_spearman), _f3(s.oracle_top_match)]
+            rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = [
             "  ".join(

@@ -10,7 +10,7 @@ import torch
 from .. import diagnostics
 from .results import CompletionRecord, SignalSummary, num
 
-__all__ = ["spearman", "summarize"]
+__all__ = ["spearman", "summarize", "summarize_oracle"]
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -93,3 +93,33 @@ def summarize(
     if n_cut:
         notes.append(f"{n_cut} of {len(records)} completions hit max_new_tokens={max_new_tokens} without EOS")
     return summaries, notes
+
+
+def summarize_oracle(
+    records: Sequence[CompletionRecord], summaries: dict[str, SignalSummary], samples: int
+) -> list[str]:
+    """Score every summarized signal against the records' oracle rows (`arca_rl.oracle.score_signal`:
+    oracle lift with its 95% interval, Spearman vs |delta|, top match); return notes on the rows."""
+    from ..oracle import score_signal
+
+    deltas = [rec.oracle["delta"] if rec.oracle else None for rec in records]
+    for s, summ in summaries.items():
+        got = score_signal([r.weights[s] for r in records], [r.salience[s] for r in records], deltas)
+        summ.oracle_lift = got.lift_dict()
+        summ.oracle_spearman = got.oracle_spearman
+        summ.oracle_spearman_n = got.spearman_n
+        summ.oracle_top_match = got.oracle_top_match
+    notes = []
+    zero = sum(1 for r in records if r.oracle and r.oracle.get("credit") is None)
+    quiet = sum(1 for r in records if r.oracle and r.oracle.get("no_signal"))
+    if zero:
+        notes.append(
+            f"oracle: {zero} of {len(records)} completions have every token value change 0 (all "
+            "continuations scored the same); they are left out of the oracle scores"
+        )
+    if quiet:
+        notes.append(
+            f"oracle: {quiet} of {len(records)} completions have no signal (every |delta| within 2 standard "
+            f"errors of 0 at K={samples}; a larger K resolves more)"
+        )
+    return notes

@@ -41,6 +41,14 @@ def write_diagnose_page(
             spearman_vs_arca=s.spearman_vs_arca,
             first_token_mass=s.first_token_mass,
             n_rows=s.n_rows,
+            oracle_lift=(s.oracle_lift or {}).get("mean"),
+            oracle_lift_ci=(
+                (s.oracle_lift["ci_low"], s.oracle_lift["ci_high"])
+                if s.oracle_lift is not None and s.oracle_lift.get("ci_low") is not None
+                else None
+            ),
+            oracle_spearman=s.oracle_spearman,
+            oracle_top_match=s.oracle_top_match,
         )
         for s in result.signals.values()
     ]
@@ -57,6 +65,7 @@ def write_diagnose_page(
                 title=f"prompt {c.prompt_index} · sample {c.sample_index}",
                 prompt=c.prompt,
                 meta=meta,
+                oracle=c.oracle,
             )
         )
     st = result.settings
@@ -69,6 +78,11 @@ def write_diagnose_page(
         )
         + f"; {st.get('n_prompts')} prompts x k={st.get('k')}, temperature {st.get('temperature')}, "
         f"top-p {st.get('top_p')}, power p={st.get('power')}, seed {st.get('seed')}"
+        + (
+            f"; oracle: K={st['oracle_samples']} continuations per prefix, {st.get('oracle_rollouts')} rollouts"
+            if st.get("oracle_samples")
+            else ""
+        )
     )
     notes = list(result.notes)
     if len(result.completions) > max_html_completions:

@@ -4,7 +4,9 @@ Used by `arca diagnose` (one section: the sampled completions, every signal) and
 (one section per run that logged `credit_tokens.jsonl`). The page holds, per section: a summary
 table, weight histograms (inline SVG, one per signal) and one card per completion whose tokens are
 shaded by each signal's weight, one row per signal; hovering a token shows its weight, relative
-weight and raw salience, and outlines the same token in the other rows.
+weight and raw salience, and outlines the same token in the other rows. A completion with Monte Carlo
+token values (`arca diagnose --oracle K`) gets an "oracle" row above its signal rows, shaded by the
+oracle credit o_t = |delta_t| / sum |delta| (hover: V before and after the token, delta, standard error).
 
 All token and prompt text is HTML-escaped; whitespace inside tokens is drawn visibly (`·` space,
 `↵` newline, `→` tab, `␣` other whitespace) so token boundaries stay readable.
@@ -33,6 +35,7 @@ class Completion:
     title: str = ""
     prompt: str | None = None
     meta: dict[str, str | float | int | None] = field(default_factory=dict)
+    oracle: Mapping[str, object] | None = None  # `arca_rl.oracle.OracleRow.to_dict()`
 
 
 @dataclass
@@ -47,6 +50,10 @@ class SummaryRow:
     spearman_vs_arca: float | None = None
     first_token_mass: float | None = None
     n_rows: int | None = None
+    oracle_lift: float | None = None
+    oracle_lift_ci: tuple[float | None, float | None] | None = None
+    oracle_spearman: float | None = None
+    oracle_top_match: float | None = None
 
 
 @dataclass
@@ -121,7 +128,13 @@ def _row_stats(w: Sequence[float]) -> tuple[float | None, float | None]:
     return g, eff
 
 
-def _token_row(signal: str, tokens: Sequence[str], w: Sequence[float], sal: Sequence[float] | None) -> str:
+def _token_row(
+    signal: str,
+    tokens: Sequence[str],
+    w: Sequence[float],
+    sal: Sequence[float] | None,
+    tips: Sequence[str] | None = None,
+) -> str:
     n = len(tokens)
     total = sum(w) if w else 0.0
     peak = max(w) if w else 0.0
@@ -133,6 +146,8 @@ def _token_row(signal: str, tokens: Sequence[str], w: Sequence[float], sal: Sequ
         max_bg, max_fg = _scale.rowmax_colour(wi / peak if peak > 0 else 0.0)
         s_txt = f"{float(sal[i]):.4g}" if sal is not None and i < len(sal) else "n/a"
         tip = f"{signal} · token {i} {tok!r}\nweight {wi:.4g}  (x{r:.3g} of uniform 1/T)\nsalience {s_txt}"
+        if tips is not None and i < len(tips):
+            tip = tips[i]
         spans.append(
             f'<span class="t" data-i="{i}" style="--rb:{rel_bg};--rf:{rel_fg};--mb:{max_bg};--mf:{max_fg}" '
             f'title="{_e(tip)}">{_visible_token(tok)}</span>'
@@ -157,6 +172,8 @@ def _completion_card(c: Completion, signals: Sequence[str], idx: int) -> str:
     if c.prompt:
         parts.append(f'<details class="prompt"><summary>prompt</summary><pre>{_e(c.prompt)}</pre></details>')
     parts.append('<div class="grid">')
+    if c.oracle is not None:
+        parts.append(_oracle_row(c))
     for s in signals:
         w = c.weights.get(s)
         if w is None:
@@ -169,6 +186,35 @@ def _completion_card(c: Completion, signals: Sequence[str], idx: int) -> str:
         )
     parts.append("</div></article>")
     return "".join(parts)
+
+
+def _oracle_row(c: Completion) -> str:
+    """The oracle row of a card: tokens shaded by o_t; the tip gives V_{t-1} -> V_t, delta and errors."""
+    o = c.oracle or {}
+    values = [float(v) for v in o.get("values") or []]  # type: ignore[union-attr]
+    delta = [float(d) for d in o.get("delta") or []]  # type: ignore[union-attr]
+    errs = list(o.get("stderr") or [])  # type: ignore[call-overload]
+    credit = o.get("credit")
+    shares = [float(x) for x in credit] if isinstance(credit, list) else [0.0] * len(delta)
+
+    def se(t: int) -> str:
+        x = errs[t] if t < len(errs) else None
+        return "n/a" if x is None else f"{float(x):.3g}"
+
+    tips = []
+    for t, tok in enumerate(c.tokens[: len(delta)]):
+        tips.append(
+            f"oracle · token {t} {tok!r}\nV before {values[t]:.3f} (± {se(t)})  ->  after {values[t + 1]:.3f} "
+            f"(± {se(t + 1)})\ndelta {delta[t]:+.3f}  ·  o_t {shares[t]:.3g}"
+        )
+    flag = " · no signal" if o.get("no_signal") else ""
+    k = o.get("samples")
+    v0 = f"V0 {values[0]:.2f} · " if values else ""
+    return (
+        f'<div class="sig oracle" data-signal="oracle"><div class="lab"><span class="name">oracle (K={_e(k)})</span>'
+        f'<span class="st">{v0}{"all Δ = 0" if credit is None else "o_t = |Δ_t| / Σ|Δ|"}{_e(flag)}</span></div>'
+        f'<div class="toks">{_token_row("oracle", c.tokens[: len(delta)], shares, delta, tips)}</div></div>'
+    )
 
 
 def _regime_badge(regime: str | None) -> str:
@@ -186,12 +232,14 @@ def _summary_table(section: Section) -> str:
     show_regime = any(r.regime is not None for r in rows_in)
     show_rho = any(r.spearman_vs_arca is not None for r in rows_in)
     show_n = any(r.n_rows is not None for r in rows_in)
+    show_oracle = any(r.oracle_lift is not None for r in rows_in)
     head = ["signal", "mean Gini", "EffN/T", "top-10% mass"]
     head += (
         ["first-token mass"] * show_first
         + ["regime"] * show_regime
         + ["ρ vs arca"] * show_rho
         + ["rows"] * show_n
+        + ["oracle lift [95% CI]", "ρ vs |Δ|", "top match"] * show_oracle
     )
     rows = [
         "<table class='summary'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
@@ -211,6 +259,12 @@ def _summary_table(section: Section) -> str:
             cells.append(f"<td>{_fmt(r.spearman_vs_arca)}</td>")
         if show_n:
             cells.append(f"<td>{_fmt(r.n_rows)}</td>")
+        if show_oracle:
+            ci = r.oracle_lift_ci
+            ci_txt = f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci is not None else ""
+            cells.append(f"<td>{_fmt(r.oracle_lift)}{ci_txt}</td>")
+            cells.append(f"<td>{_fmt(r.oracle_spearman)}</td>")
+            cells.append(f"<td>{_fmt(r.oracle_top_match)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     for name, why in section.absent.items():
         span = len(head) - 1
@@ -233,6 +287,14 @@ def _summary_table(section: Section) -> str:
         foot.append(
             "ρ vs arca: mean per-completion Spearman rank correlation of the signal's salience with arca's "
             "(average ranks for ties; — for constant rows such as uniform's)."
+        )
+    if show_oracle:
+        foot.append(
+            "oracle lift: T · Σ_t w_t o_t against Monte Carlo token values (o_t = |Δ_t| / Σ|Δ|, Δ_t = V_t − V_{t−1}); "
+            "1 for uniform credit, above 1 when credit lands on the tokens that changed the expected reward; "
+            "mean and 95% t interval over completions. ρ vs |Δ|: mean per-completion Spearman of the salience "
+            "with |Δ|. top match: share of completions whose largest-weight token is the largest-|Δ| token "
+            "(ties split)."
         )
     rows.append(f'<p class="foot">{_e(" ".join(foot))}</p>')
     return "".join(rows)
@@ -370,6 +432,8 @@ details.prompt pre{white-space:pre-wrap;background:#f3f4f6;border-radius:4px;pad
 .grid{display:flex;flex-direction:column;gap:5px;margin-top:8px}
 .sig{display:grid;grid-template-columns:150px 1fr;gap:10px;align-items:start}
 .sig+.sig{border-top:1px dashed #e6e8ec;padding-top:5px}
+.sig.oracle{background:#fbf7ef;border-radius:4px}
+.sig.oracle .name{color:#8a4b00}
 .lab{display:flex;flex-direction:column;padding-top:1px}
 .lab .name{font:600 12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .lab .st{font-size:11px;color:var(--muted);font-variant-numeric:tabular-nums}

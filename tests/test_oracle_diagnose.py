@@ -1,0 +1,195 @@
+"""`arca_rl.diagnose(..., oracle_samples=K)` and `arca diagnose --oracle K`: Monte Carlo token values
+stored next to every completion's weights, every scored signal scored against them, bad input refused
+before the expensive parts."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+import arca_rl.oracle as oracle_mod
+from arca_rl import credit
+from arca_rl._diagnose import diagnose, run_diagnose
+from arca_rl.config import ConfigError
+from tiny import char_tokenizer, tiny_model
+
+PROMPTS = ["12+7=", "3+45+6="]
+ODD = set("13579")
+
+
+def odd_share(_i: int, text: str) -> float:
+    """A real-valued reward that moves with almost every token: the share of odd digits."""
+    return sum(ch in ODD for ch in text) / max(len(text), 1)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return char_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def peft_model(tok):
+    torch.manual_seed(1)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    return get_peft_model(tiny_model(tok, seed=0), cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def result(peft_model, tok):
+    return diagnose(
+        peft_model, tok, PROMPTS, k=2, max_new_tokens=6, temperature=1.0, seed=4, rewards=odd_share,
+        oracle_samples=3, progress=False,
+    )  # fmt: skip
+
+
+def test_every_completion_carries_its_oracle_row(result, tok):
+    K = 3
+    for rec in result.completions:
+        o = rec.oracle
+        T = rec.length
+        assert o is not None and o["samples"] == K
+        assert len(o["values"]) == T + 1 and len(o["delta"]) == T and len(o["stderr"]) == T + 1
+        assert o["values"][T] == rec.reward == odd_share(0, rec.completion)  # V_T = R(y)
+        assert o["stderr"][T] == 0.0
+        assert o["delta"] == [b - a for a, b in zip(o["values"][:-1], o["values"][1:])]
+        assert all(0.0 <= v <= 1.0 for v in o["values"])
+    # V_0 is the prompt's value: shared by the completions of one prompt
+    by_prompt: dict[int, set[float]] = {}
+    for rec in result.completions:
+        by_prompt.setdefault(rec.prompt_index, set()).add(rec.oracle["values"][0])
+    assert all(len(v) == 1 for v in by_prompt.values())
+    n_roll = K * sum(1 + sum(r.length - 1 for r in result.completions if r.prompt_index == i) for i in by_prompt)
+    assert result.settings["oracle_samples"] == K and result.settings["oracle_rollouts"] == n_roll
+
+
+def test_signal_scores_match_an_independent_computation(result):
+    for name, summ in result.signals.items():
+        lifts, tops = [], []
+        for rec in result.completions:
+            d = np.abs(np.array(rec.oracle["delta"], dtype=np.float64))
+            if d.sum() == 0:
+                continue
+            o = d / d.sum()
+            w = np.array(rec.weights[name], dtype=np.float64)
+            w = w / w.sum()
+            lifts.append(len(o) * float((w * o).sum()))
+            a, b = set(np.flatnonzero(w == w.max())), set(np.flatnonzero(d == d.max()))
+            tops.append(len(a & b) / (len(a) * len(b)))
+        assert summ.oracle_lift["n"] == len(lifts) >= 2
+        assert summ.oracle_lift["mean"] == pytest.approx(np.mean(lifts), rel=1e-9), name
+        assert summ.oracle_lift["ci_low"] <= summ.oracle_lift["mean"] <= summ.oracle_lift["ci_high"]
+        assert summ.oracle_top_match == pytest.approx(np.mean(tops), rel=1e-9)
+    uni = result.signals["uniform"]
+    assert uni.oracle_lift["mean"] == uni.oracle_lift["ci_low"] == uni.oracle_lift["ci_high"] == 1.0
+    assert uni.oracle_spearman is None  # constant salience
+    assert result.signals["arca"].oracle_spearman is not None
+
+
+def test_json_table_and_page_show_the_oracle(result, tmp_path):
+    d = json.loads(result.to_json())
+    for name in credit.registered_signals():
+        sig = d["signals"][name]
+        assert set(sig["oracle_lift"]) == {"mean", "ci_low", "ci_high", "n"}
+        assert "oracle_spearman" in sig and "oracle_top_match" in sig
+    c0 = d["completions"][0]
+    assert set(c0["oracle"]) >= {"values", "delta", "stderr", "samples"} and "token_ids" in c0
+    assert "oracle lift" in result.table()
+    page = result.write(tmp_path / "out")["report.html"].read_text()
+    assert page.count('data-signal="oracle"') == len(result.completions)
+    assert "oracle lift" in page and "ρ vs |Δ|" in page
+
+
+def test_greedy_policy_values_are_exact(peft_model, tok):
+    """Greedy decoding is deterministic and the rollout is the greedy continuation of each of its own
+    prefixes, so every V_t equals R(y) exactly: all deltas 0, rows left out and counted."""
+    res = diagnose(
+        peft_model, tok, PROMPTS, k=1, max_new_tokens=5, temperature=0.0, rewards=odd_share,
+        oracle_samples=2, signals=["uniform", "surprisal"], progress=False,
+    )  # fmt: skip
+    for rec in res.completions:
+        assert rec.oracle["values"] == [rec.reward] * (rec.length + 1)
+        assert rec.oracle["credit"] is None
+    assert res.settings["oracle_zero_rows"] == len(res.completions)
+    assert res.signals["uniform"].oracle_lift["mean"] is None and res.signals["uniform"].oracle_lift["n"] == 0
+    assert any("left out of the oracle scores" in n for n in res.notes)
+
+
+def test_no_adapter_still_scores_uniform(tok):
+    res = diagnose(
+        tiny_model(tok, seed=0), tok, PROMPTS[:1], k=2, max_new_tokens=4, rewards=odd_share,
+        oracle_samples=2, progress=False,
+    )  # fmt: skip
+    assert set(res.signals) == {"uniform", "surprisal", "entropy_reduction"}
+    assert all(s.oracle_lift is not None for s in res.signals.values())
+
+
+@pytest.fixture
+def no_continuations(monkeypatch):
+    """Fail the test if the oracle ever builds its sampler (i.e. is about to sample continuations)."""
+
+    def refuse(*_a, **_k):
+        raise AssertionError("continuations were about to be sampled")
+
+    monkeypatch.setattr(oracle_mod, "model_sampler", refuse)
+
+
+@pytest.mark.parametrize("bad", ["raises", "nan", "none"])
+def test_a_broken_reward_stops_before_any_continuation(peft_model, tok, no_continuations, bad):
+    def reward(_i: int, text: str) -> float | None:
+        if bad == "raises":
+            raise KeyError("no such answer")
+        return math.nan if bad == "nan" else None
+
+    match = "reward function raised KeyError" if bad == "raises" else "reward function returned (nan|None)"
+    with pytest.raises(ValueError, match=match):
+        diagnose(peft_model, tok, PROMPTS, k=1, max_new_tokens=4, rewards=reward, oracle_samples=2, progress=False)
+
+
+def test_bad_oracle_arguments(peft_model, tok, no_continuations):
+    for K in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="oracle_samples must be an integer >= 1"):
+            diagnose(peft_model, tok, PROMPTS, rewards=odd_share, oracle_samples=K, progress=False)
+    with pytest.raises(ValueError, match="oracle_samples needs rewards"):
+        diagnose(peft_model, tok, PROMPTS, oracle_samples=2, progress=False)
+
+
+def test_run_diagnose_refuses_bad_counts_before_loading(monkeypatch, capsys):
+    import arca_rl.evaluation as ev
+
+    def no_load(*_a, **_k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(ev, "load_model_for_eval", no_load)
+    for kwargs, match in (
+        ({"oracle_samples": 0}, r"--oracle K\) must be an integer >= 1"),
+        ({"n": 0, "oracle_samples": 4}, "n must be an integer >= 1"),
+        ({"k": 0}, "k must be an integer >= 1"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            run_diagnose(task="arithmetic", model="/nonexistent/model", **{"n": 2, **kwargs})
+    from arca_rl.cli import main
+
+    assert main(["diagnose", "--task", "arithmetic", "--oracle", "0", "--model", "/nonexistent"]) == 2
+    assert "--oracle K must be >= 1" in capsys.readouterr().err
+
+
+def test_cli_oracle_on_a_plain_model(tmp_path, tok, capsys):
+    from arca_rl.cli import main
+
+    model_dir = tmp_path / "tiny"
+    tiny_model(tok, seed=0).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    out = tmp_path / "diag"
+    rc = main(["diagnose", "--model", str(model_dir), "--task", "arithmetic", "--n", "2", "--k", "1",
+               "--max-new-tokens", "4", "--oracle", "2", "--out", str(out), "--quiet"])  # fmt: skip
+    assert rc == 0
+    assert "oracle lift" in capsys.readouterr().out
+    d = json.loads((out / "diagnose.json").read_text())
+    assert d["settings"]["oracle_samples"] == 2
+    assert d["uniform"]["oracle_lift"]["mean"] in (1.0, None)  # None only if every row's deltas are 0
+    assert all(len(c["oracle"]["values"]) == c["length"] + 1 for c in d["completions"])
