@@ -19,6 +19,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,20 +122,6 @@ def _truncate_jsonl(path: Path, keep_below: int) -> None:
 # training
 
 
-def _describe_config_change(old: RunConfig, new: RunConfig) -> list[str]:
-    changes = []
-    old_d, new_d = old.to_yaml_dict(), new.to_yaml_dict()
-    for section in new_d:
-        a, b = old_d.get(section), new_d.get(section)
-        if isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b)):
-                if a.get(key) != b.get(key):
-                    changes.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
-        elif a != b:
-            changes.append(f"{section}: {a!r} -> {b!r}")
-    return changes
-
-
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -168,23 +155,20 @@ def train(
 ) -> Path:
     """Train `cfg` into `run_dir` (default runs/<cfg.name>/), evaluate, plot; return the run folder.
 
+    Holds `rundir.lock(run_dir)` while it runs (RunLockedError when another process holds it).
     Refuses (RunExistsError) when the folder already holds a run, unless `resume`. With `resume`,
-    a finished run is returned as is and an unfinished one continues from its last checkpoint
-    (or starts over when it has none). Extra `callbacks` go to the HF Trainer; if one stops
+    the config is first compared with the run's config.yaml (`rundir.check_resume_config`: changed
+    fixed settings raise ConfigError, nothing written); a finished run is returned as is, one whose
+    last checkpoint is at max_steps only gets its missing outputs (weights, eval, plots,
+    finished.json), and an unfinished one continues from its last checkpoint (or starts over when it
+    has none). Extra `callbacks` go to the HF Trainer; if one stops
     training before `max_steps`, the run is left unfinished (resumable) and no adapter, eval or
     plots are written. `progress=False` silences the progress bars; `print_logs=False` keeps the
     training bar but not the log dict HF prints at each logging step (metrics.jsonl has them).
     """
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
     require_max_steps(cfg)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: exists and is not a folder; pick another --output-dir (or name)")
-    rundir.check_can_start(run_dir, resume)
-    if resume and rundir.is_finished(run_dir):
-        logger.info("%s is already finished; nothing to resume", run_dir)
-        return run_dir
-
-    # Everything that can fail on the config fails here, before the model loads.
+    # Everything that can fail on the config fails here, before the folder is touched or the model loads.
     args = cfg.training_args(run_dir)
     if not progress:
         args.disable_tqdm = True
@@ -192,28 +176,57 @@ def train(
     args.model_init_kwargs = cfg.model_init_kwargs()
     task = build_task(cfg)
     model_path = cfg.model_path(check=True)
+    is_main = args.process_index == 0
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: exists and is not a folder; pick another --output-dir (or name)")
+    # The main process holds the folder until it returns (other ranks of a distributed run only read
+    # it); taken before anything in it is read, so a second run is refused before it sees any state.
+    with rundir.lock(run_dir) if is_main else nullcontext():
+        return _train_locked(
+            cfg, run_dir, args=args, peft_config=peft_config, task=task, model_path=model_path, resume=resume,
+            callbacks=callbacks, progress=progress, print_logs=print_logs,
+        )
+
+
+def _train_locked(
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    args: Any,
+    peft_config: Any,
+    task: Any,
+    model_path: str,
+    resume: bool,
+    callbacks: Sequence[TrainerCallback],
+    progress: bool,
+    print_logs: bool,
+) -> Path:
+    rundir.check_can_start(run_dir, resume)
+    if resume:
+        # Before anything is written: a changed fixed setting refuses, the others are recorded.
+        for change in rundir.check_resume_config(run_dir, cfg):
+            logger.warning("resuming %s with a changed setting: %s", run_dir, change)
+    if resume and rundir.is_finished(run_dir):
+        logger.info("%s is already finished; nothing to resume", run_dir)
+        return run_dir
 
     ckpt = rundir.last_checkpoint(run_dir) if resume else None
+    done = rundir.checkpoint_step(ckpt) if ckpt is not None else 0
     if ckpt is not None and cfg.lora.enabled:
         rundir.check_adapter_files(ckpt)  # a damaged checkpoint fails here, before the folder is touched
-    config_path = run_dir / rundir.CONFIG_FILE
-    if resume and config_path.is_file():
-        try:
-            previous = rundir.read_config(run_dir)
-            for change in _describe_config_change(previous, cfg):
-                logger.warning("resuming %s with a changed setting: %s", run_dir, change)
-        except ConfigError as exc:
-            logger.warning("resuming %s: its config.yaml no longer validates (%s)", run_dir, exc)
     if resume and ckpt is None:
         logger.warning("%s has no checkpoint to resume from; starting from step 0", run_dir)
+    # A checkpoint at max_steps: training is complete (the run stopped during its final save or
+    # evaluation). Only the missing outputs are written, from that checkpoint's weights.
+    complete = ckpt is not None and done >= args.max_steps
 
     is_main = args.process_index == 0
     metrics_path = run_dir / rundir.METRICS_FILE
+    config_path = run_dir / rundir.CONFIG_FILE
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config_path.write_text(cfg.to_yaml())
         if ckpt is not None:
-            done = int(json.loads((ckpt / "trainer_state.json").read_text()).get("global_step", 0))
             _truncate_jsonl(metrics_path, done + 1)  # metrics.jsonl "step": steps done when logged
             _truncate_jsonl(run_dir / rundir.TOKENS_FILE, done)  # dumps: "step" = steps done before it
         else:
@@ -231,6 +244,13 @@ def train(
         raise ConfigError(f"task: {exc}") from exc
     if cfg.task.max_prompt_tokens is not None:
         train_dataset = task.truncate_prompts(train_dataset, tokenizer, cfg.task.max_prompt_tokens)
+
+    if complete:
+        if not is_main:
+            return run_dir
+        model = _load_checkpoint_model(cfg, model_path, ckpt, args.model_init_kwargs)
+        return _finish(cfg, run_dir, model, tokenizer, task, global_step=done, train_seconds=0.0,
+                       resumed_from=ckpt.name, train_summary={}, progress=progress)
 
     metrics_cb = MetricsJsonlCallback(metrics_path)
     from peft.utils.error import NoMatchingPeftModuleError
@@ -270,6 +290,44 @@ def train(
         return run_dir
 
     model = trainer.accelerator.unwrap_model(trainer.model)
+    return _finish(cfg, run_dir, model, tokenizer, task, global_step=state.global_step, train_seconds=train_seconds,
+                   resumed_from=ckpt.name if ckpt is not None else None, train_summary=metrics_cb.summary,
+                   progress=progress)
+
+
+def _load_checkpoint_model(cfg: RunConfig, model_path: str, ckpt: Path, init_kwargs: dict[str, Any]) -> Any:
+    """The trained model as saved in `ckpt`: the base model plus the checkpoint's adapter (LoRA), or
+    the checkpoint's full weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = dict(init_kwargs)
+    dtype = kwargs.get("dtype")
+    if isinstance(dtype, str) and dtype != "auto":
+        kwargs["dtype"] = getattr(torch, dtype)  # as TRL reads model_init_kwargs
+    if not cfg.lora.enabled:
+        return AutoModelForCausalLM.from_pretrained(str(ckpt), **kwargs)
+    from peft import PeftModel
+
+    base = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    # is_trainable: the adapter config saved with it says what training saved (inference_mode false)
+    return PeftModel.from_pretrained(base, str(ckpt), is_trainable=True)
+
+
+def _finish(
+    cfg: RunConfig,
+    run_dir: Path,
+    model: Any,
+    tokenizer: Any,
+    task: Any,
+    *,
+    global_step: int,
+    train_seconds: float,
+    resumed_from: str | None,
+    train_summary: dict[str, Any],
+    progress: bool,
+) -> Path:
+    """After the last optimizer step: final weights, evaluation, plots, then finished.json (last)."""
     final_dir = rundir.final_weights_dir(run_dir, lora=cfg.lora.enabled)
     model.save_pretrained(str(final_dir))
     tokenizer.save_pretrained(str(final_dir))
@@ -287,12 +345,12 @@ def train(
     plot_metrics(run_dir)
     finished = {
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "global_step": state.global_step,
+        "global_step": global_step,
         "train_seconds": round(train_seconds, 3),
         "eval_seconds": round(eval_seconds, 3),
-        "resumed_from": ckpt.name if ckpt is not None else None,
+        "resumed_from": resumed_from,
         "final_weights": final_dir.name,
-        "train_summary": metrics_cb.summary,
+        "train_summary": train_summary,
         "versions": _versions(),
     }
     (run_dir / rundir.FINISHED_FILE).write_text(json.dumps(finished, indent=2) + "\n")

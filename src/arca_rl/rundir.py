@@ -19,13 +19,23 @@ Its state (`state`) is one of:
                  or starts over when there is none
     finished     finished.json is there: weights, evaluation and plots were all written
 
-A run still in progress in another process also reads as `interrupted`.
+A run still in progress in another process also reads as `interrupted`; `lock` tells them apart.
+
+Guarantees (README, "Guarantees"): a training process holds `lock(run_dir)` (an OS lock on
+`run_dir/.lock`, released by the kernel when the process ends, SIGKILL included) from before it reads
+or writes anything in the folder until it returns, so two runs never share a folder; `--resume`
+compares the new config with config.yaml first (`check_resume_config`) and refuses changes a run
+cannot take midway; a checkpoint at max_steps means training is complete (`checkpoint_step`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,13 +49,18 @@ __all__ = [
     "METRICS_FILE",
     "PLOTS_DIR",
     "TOKENS_FILE",
+    "LOCK_FILE",
     "RunExistsError",
+    "RunLockedError",
     "RunState",
     "check_adapter_files",
     "check_can_start",
+    "check_resume_config",
+    "checkpoint_step",
     "final_weights_dir",
     "is_finished",
     "last_checkpoint",
+    "lock",
     "outputs",
     "read_adapter_config",
     "read_config",
@@ -64,6 +79,7 @@ TOKENS_FILE = "credit_tokens.jsonl"
 EVAL_FILE = "eval.json"
 FINISHED_FILE = "finished.json"
 PLOTS_DIR = "plots"
+LOCK_FILE = ".lock"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # What a run writes before it finishes (checkpoints aside): any of them makes a folder a run's.
 _OUTPUTS = (METRICS_FILE, "adapter", "model", EVAL_FILE)
@@ -73,6 +89,46 @@ RunState = Literal["fresh", "interrupted", "finished"]
 
 class RunExistsError(RuntimeError):
     """The run folder already holds a run and `resume` was not asked for."""
+
+
+class RunLockedError(RunExistsError):
+    """Another live process is training in the run folder."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# the lock
+
+
+@contextmanager
+def lock(run_dir: str | Path) -> Iterator[Path]:
+    """Hold the run folder exclusively for the block (creating the folder if needed).
+
+    `fcntl.flock` on `run_dir/.lock`: the kernel drops it when the file is closed or the process
+    ends however it ends (SIGKILL, OOM kill, power loss of the holder), so there is never a stale
+    lock to clean up. The holder writes its PID into the file for the refusal message. Raises
+    RunLockedError naming the folder and the holding PID when another process holds it.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        from .config import ConfigError
+
+        raise ConfigError(f"{run_dir}: exists and is not a folder; pick another --output-dir (or name)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise RunLockedError(
+                f"{run_dir} is in use by another run (process {holder}); wait for it to end or stop it, "
+                "or pick another --output-dir (or name)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield run_dir / LOCK_FILE
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -95,6 +151,19 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
         if match and child.is_dir() and (child / "trainer_state.json").is_file():
             found.append((int(match.group(1)), child))
     return max(found)[1] if found else None
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The optimizer steps done when `checkpoint` was saved (its trainer_state.json's global_step)."""
+    path = Path(checkpoint) / "trainer_state.json"
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["global_step"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        from .config import ConfigError
+
+        raise ConfigError(
+            f"{path}: unreadable ({exc}); remove {Path(checkpoint).name}/ to resume from the one before"
+        ) from None
 
 
 def outputs(run_dir: str | Path) -> list[str]:
@@ -129,6 +198,81 @@ def check_can_start(run_dir: str | Path, resume: bool) -> None:
             f"{run_dir} holds an unfinished run ({what}); pass --resume to continue it, or remove "
             "the folder / pick another --output-dir to start over."
         )
+
+
+# Settings a run cannot change midway (`check_resume_config`): the weights, the data, the method and
+# the batch shape the checkpoint's optimizer and data order were built with. Everything else (logging,
+# checkpointing, evaluation, max_steps, ...) may change on --resume and is recorded in config.yaml.
+_FIXED_SECTIONS = ("lora", "task")
+_FIXED_MODEL = ("name_or_path", "dtype", "revision")
+_FIXED_TRAINING = (
+    "seed",
+    "data_seed",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_generations",
+    "steps_per_generation",
+    "generation_batch_size",
+    "num_iterations",
+)
+# credit_* fields that only log: they may change.
+_CREDIT_LOGGING = ("credit_shadow", "credit_log_tokens_every", "credit_log_tokens_count")
+
+
+def _fixed_values(cfg: RunConfig) -> dict[str, Any]:
+    from .trainer_config import field_default
+
+    d = cfg.to_yaml_dict()
+    out: dict[str, Any] = {f"model.{k}": d["model"].get(k) for k in _FIXED_MODEL}
+    for section in _FIXED_SECTIONS:
+        out.update({f"{section}.{k}": v for k, v in d[section].items()})
+    credit_keys = [k for k in _training_field_names() if k.startswith("credit") and k not in _CREDIT_LOGGING]
+    for key in (*_FIXED_TRAINING, *credit_keys):
+        out[f"training.{key}"] = cfg.training.get(key, field_default(key))
+    return out
+
+
+def _training_field_names() -> list[str]:
+    import dataclasses
+
+    from .trainer_config import ARCAGRPOConfig
+
+    return [f.name for f in dataclasses.fields(ARCAGRPOConfig)]
+
+
+def check_resume_config(run_dir: str | Path, cfg: RunConfig) -> list[str]:
+    """Compare the config a --resume brings with the run's config.yaml, before anything is touched.
+
+    Raises ConfigError listing every changed setting that a run cannot change midway (model, LoRA,
+    task, credit and its parameters, seed, batch shape); returns the other changes ("key: old -> new"),
+    which are allowed and get recorded. A config.yaml that no longer validates (an older version's)
+    is not compared.
+    """
+    from .config import ConfigError
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        return []
+    try:
+        previous = read_config(run_dir)
+    except ConfigError:
+        return []
+    old, new = _fixed_values(previous), _fixed_values(cfg)
+    fixed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if fixed:
+        raise ConfigError(
+            f"{run_dir}: --resume with changed settings a run cannot change midway: {'; '.join(fixed)}. "
+            f"Resume with the settings in {run_dir / CONFIG_FILE}, or start a new run (another name or --output-dir)"
+        )
+    before, after = previous.to_yaml_dict(), cfg.to_yaml_dict()
+    changes = []
+    for section in after:
+        a, b = before.get(section), after.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += [f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            changes.append(f"{section}: {a!r} -> {b!r}")
+    return changes
 
 
 # ---------------------------------------------------------------------------------------------------
