@@ -17,13 +17,15 @@ __version__ = "0.1.0"
 _LAZY = {
     "ARCAGRPOConfig": "arca_rl.trainer_config",
     "ARCAGRPOTrainer": "arca_rl.trainer",
+    "ARCARLOOConfig": "arca_rl.trainer_config",
+    "ARCARLOOTrainer": "arca_rl.trainer",
     "diagnose": "arca_rl._diagnose",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._diagnose import diagnose
-    from .trainer import ARCAGRPOTrainer
-    from .trainer_config import ARCAGRPOConfig
+    from .trainer import ARCAGRPOTrainer, ARCARLOOTrainer
+    from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 
 
 def __getattr__(name: str) -> Any:
@@ -37,6 +39,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ARCAGRPOConfig",
     "ARCAGRPOTrainer",
+    "ARCARLOOConfig",
+    "ARCARLOOTrainer",
     "diagnose",
     "effective_token_ratio",
     "gini",

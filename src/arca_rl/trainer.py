@@ -1,14 +1,17 @@
-"""ARCAGRPOTrainer: TRL's GRPO with each completion's advantage spread over its tokens by a credit signal.
+"""ARCAGRPOTrainer / ARCARLOOTrainer: TRL's GRPO / RLOO with each completion's advantage spread over its tokens by a
+credit signal.
 
 Data flow (one generation batch, then one micro-batch at a time):
 
     rollout (TRL)  ->  adapter-off pass (no grad)        base hidden state, log pi_ref   [only if the signal needs it]
                    ->  training forward (adapter on)     log pi, entropy, last hidden state (captured by a hook)
                    ->  salience -> token_weights         credit.py, float32, detached
-                   ->  A_it = A_i * w_it * T_i           uniform w = 1/T_i gives stock GRPO for every loss_type
+                   ->  GRPO: A_it = A_i * w_it * T_i     uniform w = 1/T_i gives stock GRPO for every loss_type
+                       RLOO: log pi_i = sum_t T_i w_it log pi_t (and the same for the old log-prob)
                    ->  TRL's own loss, optimizer step, logging
 
-The trainer only routes tensors between TRL and `credit.py` / `diagnostics.py`.
+The trainers only route tensors between TRL and `credit.py` / `diagnostics.py`; the routing is one mixin
+(`_CreditRouting`), and each trainer says in `_apply_credit` how the weights enter its TRL loss.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +30,18 @@ import torch
 from accelerate.utils import is_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
-from trl import GRPOTrainer
+from trl import GRPOTrainer, RLOOTrainer
+from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import is_async_callable, use_adapter
 
 from . import credit, diagnostics
-from .trainer_config import ARCAGRPOConfig
+from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 
 logger = logging.getLogger(__name__)
 
+
 # --------------------------------------------------------------------------------------------------------------
-# Trainer
+# Trainers
 # --------------------------------------------------------------------------------------------------------------
 
 
@@ -58,8 +64,6 @@ def _numeric_rewards(func: Any, name: str) -> Any:
 
     return checked
 
-BASE_INPUTS = frozenset({"base_hidden", "ref_logps"})  # what only an adapter-off (or reference) pass provides
-
 
 def _completion_positions(hidden: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
     """The hidden states that score the last `logits_to_keep` tokens: TRL scores y_t with the logits of position
@@ -73,7 +77,9 @@ def _capture_last_hidden(
 ) -> Iterator[list[torch.Tensor]]:
     """Record the backbone's last hidden state (what the LM head reads) at the positions that score the completion.
 
-    `clone=True` copies the slice, so a stored state does not keep the prompt part of the pass alive.
+    `clone=True` copies the slice, so a stored state does not keep the prompt part of the pass alive. Gradient
+    checkpointing recomputes decoder layers inside the backward pass, never the backbone's own forward, so the hook
+    fires once per forward with or without it.
     """
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
@@ -88,25 +94,36 @@ def _capture_last_hidden(
         handle.remove()
 
 
-class ARCAGRPOTrainer(GRPOTrainer):
-    """[`trl.GRPOTrainer`] whose advantages are spread over tokens by a credit signal (see `ARCAGRPOConfig`).
+@dataclass
+class _Rollout:
+    """What TRL's own no-grad passes during one rollout leave for the credit (see `_rollout_forward`)."""
 
-    Same constructor as `GRPOTrainer`. Three TRL methods are extended, each only to route tensors:
-    `_generate_and_score_completions` (attach the base hidden state / reference log-probs to the generation
-    batch), `_get_per_token_logps_and_entropies` (capture the last hidden state of passes TRL already runs) and
-    `_compute_loss` (turn the sequence advantage into token advantages before TRL's loss reads it).
+    base_hidden: list[torch.Tensor] | None  # None: no scored signal reads the base hidden state
+    base_logps: torch.Tensor | None = None  # set when TRL ran the base pass itself (its reference pass)
+    base_seen: bool = False
+    policy_logps: torch.Tensor | None = None  # TRL's adapter-on no-grad pass (RLOO's old log-probs)
+
+
+class _CreditRouting:
+    """The credit routing shared by `ARCAGRPOTrainer` and `ARCARLOOTrainer` (listed before the TRL trainer).
+
+    Three TRL methods are extended, each only to route tensors: `_generate_and_score_completions` (attach the base
+    hidden state / reference log-probs to the generation batch), `_get_per_token_logps_and_entropies` (capture the
+    last hidden state of passes TRL already runs, and turn the training forward's outputs into token weights) and
+    `_compute_loss` (mark which forward is the training forward of this micro-batch). How the weights then enter
+    TRL's loss is the one thing that differs between estimators: `_apply_credit`.
     """
 
-    def __init__(
-        self, model: Any, reward_funcs: Any, args: ARCAGRPOConfig | None = None, *pargs: Any, **kwargs: Any
-    ):
+    _config_class: type
+    _needs_policy_logps = False  # does `_apply_credit` read the rollout's per-token log-probs (credit_old_logps)?
+
+    def __init__(self, model: Any, reward_funcs: Any, args: Any = None, *pargs: Any, **kwargs: Any):
+        name, config_name = type(self).__name__, self._config_class.__name__
         if args is None:
-            raise ValueError(
-                "ARCAGRPOTrainer needs `args=ARCAGRPOConfig(...)` (the credit settings live there)."
-            )
-        if not isinstance(args, ARCAGRPOConfig):
+            raise ValueError(f"{name} needs `args={config_name}(...)` (the credit settings live there).")
+        if not isinstance(args, self._config_class):
             raise TypeError(
-                f"`args` must be an ARCAGRPOConfig, got {type(args).__name__}; build one with the credit fields."
+                f"`args` must be an {config_name}, got {type(args).__name__}; build one with the credit fields."
             )
         peft_config = kwargs.get("peft_config")
         will_be_peft = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
@@ -118,8 +135,7 @@ class ARCAGRPOTrainer(GRPOTrainer):
                 "a signal that needs no base: uniform, surprisal, entropy_reduction."
             )
         # Per-batch routing state; set before super().__init__ since TRL may run passes while building.
-        self._rollout_store: list[torch.Tensor] | None = None
-        self._rollout_captured = False
+        self._rollout: _Rollout | None = None
         self._credit_inputs: dict[str, Any] | None = None
         self._last_token_dump_step = -1
         super().__init__(model, reward_funcs, args, *pargs, **kwargs)
@@ -145,15 +161,15 @@ class ARCAGRPOTrainer(GRPOTrainer):
         # Shadow signals: every other registered signal whose inputs this setup can provide.
         self._shadow_signals: list[str] = []
         if args.credit_shadow:
-            for name in credit.registered_signals():
-                if name == args.credit:
+            for signal in credit.registered_signals():
+                if signal == args.credit:
                     continue
-                if credit.needs_base(name) and not self._base_available:
+                if credit.needs_base(signal) and not self._base_available:
                     logger.warning(
-                        f"credit_shadow: skipping {name!r}, it needs an adapter or a reference model."
+                        f"credit_shadow: skipping {signal!r}, it needs an adapter or a reference model."
                     )
                     continue
-                self._shadow_signals.append(name)
+                self._shadow_signals.append(signal)
         scored = [args.credit, *self._shadow_signals]
         self._wants_base = any(credit.needs_base(s) for s in scored)
         self._wants_hidden = any({"hidden", "base_hidden"} & credit.signal_needs(s) for s in scored)
@@ -180,9 +196,16 @@ class ARCAGRPOTrainer(GRPOTrainer):
             ]
         return bool(self._tuner_layer.disable_adapters)
 
+    def _is_policy_pass(self, model: nn.Module) -> bool:
+        """Is this forward the trained policy itself (adapter on, not TRL's 'ref' copy, not a reference model)?"""
+        if self.accelerator.unwrap_model(model) is not self.accelerator.unwrap_model(self.model):
+            return False
+        layer = self._tuner_layer
+        return layer is None or (not layer.disable_adapters and "ref" not in layer.active_adapters)
+
     @contextmanager
     def _base_model(self) -> Iterator[nn.Module]:
-        """Yield the model to run for the base pass, with the adapter state the method (or `credit_base`) asks for."""
+        """Yield the model to run for the base pass, with the adapter state `credit_base` asks for."""
         if self._is_peft:
             with use_adapter(
                 self.accelerator.unwrap_model(self.model), "ref" if self._use_ref_adapter else None
@@ -197,18 +220,23 @@ class ARCAGRPOTrainer(GRPOTrainer):
         # Extends TRL's rollout: when beta > 0, TRL's own reference pass is the base pass and we only record its
         # hidden state; otherwise we run one no-grad adapter-off pass over the generation batch (the base model is
         # frozen, so it is reused for every micro-batch and every `num_iterations` pass).
-        self._rollout_store = [] if self._wants_base else None
-        self._rollout_captured = False
+        self._rollout = _Rollout(base_hidden=[] if self._wants_hidden else None)
         try:
             output = super()._generate_and_score_completions(inputs)
         finally:
-            store, captured = self._rollout_store, self._rollout_captured
-            self._rollout_store = None
+            rollout, self._rollout = self._rollout, None
+        if self._needs_policy_logps:
+            if rollout.policy_logps is None:
+                raise RuntimeError(
+                    f"{type(self).__name__}: TRL's rollout ran no adapter-on log-prob pass to weight the old "
+                    "log-probs with; this TRL version is not supported (arca-rl needs trl 1.16)."
+                )
+            output["credit_old_logps"] = rollout.policy_logps
         if not self._wants_base:
             return output
-        if captured:
-            base_hidden = torch.cat(store, dim=0) if store else None
-            ref_logps = output["ref_per_token_logps"]
+        if rollout.base_seen:
+            base_hidden = torch.cat(rollout.base_hidden, dim=0) if rollout.base_hidden else None
+            ref_logps = rollout.base_logps
         else:
             base_hidden, ref_logps = self._base_pass(output)
         if self._wants_hidden:
@@ -222,7 +250,8 @@ class ARCAGRPOTrainer(GRPOTrainer):
         """One no-grad forward of the base over the generation batch, in micro-batch chunks.
 
         When no scored signal reads `log pi_ref`, only the backbone runs (the LM head is skipped: about a fifth of
-        a Qwen3-1.7B forward). Sharded setups (FSDP, DeepSpeed) always go through the full model call.
+        a Qwen3-1.7B forward). Sharded setups (FSDP, DeepSpeed) always go through the full model call, whose
+        wrapper gathers the root module's parameters (calling the inner backbone directly would skip that).
         """
         input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
         attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
@@ -233,7 +262,9 @@ class ARCAGRPOTrainer(GRPOTrainer):
         )
         store: list[torch.Tensor] = []
         sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
-        with self._base_model() as model:
+        # As in TRL's own no-grad passes: checkpointing buys nothing without a backward pass.
+        no_checkpointing = disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs)
+        with self._base_model() as model, no_checkpointing:
             if not self._wants_ref_logps and not sharded:
                 backbone = self._backbone(model)
                 for start in range(0, input_ids.size(0), batch_size):
@@ -254,16 +285,12 @@ class ARCAGRPOTrainer(GRPOTrainer):
     def _get_per_token_logps_and_entropies(
         self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
     ):
-        # Extends TRL's forward helper: records the last hidden state of (a) TRL's reference pass during rollout,
-        # when it is our base, and (b) the training forward, whose detached hidden state, log-probs and entropies
-        # then set this micro-batch's token advantages. No forward is added here.
+        # Extends TRL's forward helper. During a rollout it records what TRL's own no-grad passes give the credit
+        # (no pass is added); otherwise, on the training forward of a micro-batch, it turns the detached hidden
+        # state, log-probs and entropies into token weights and hands TRL's loss the credit (`_apply_credit`).
         parent = super()._get_per_token_logps_and_entropies
-        if self._rollout_store is not None and self._is_base_pass(model):
-            self._rollout_captured = True
-            if not self._wants_hidden:
-                return parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
-            with _capture_last_hidden(self._backbone(model), logits_to_keep, self._rollout_store, clone=True):
-                return parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        if self._rollout is not None:
+            return self._rollout_forward(parent, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
         if self._credit_inputs is None:
             return parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
         store: list[torch.Tensor] = []
@@ -276,30 +303,57 @@ class ARCAGRPOTrainer(GRPOTrainer):
         # exactly one training forward per micro-batch: clear the request before using it
         inputs, self._credit_inputs = self._credit_inputs, None
         hidden = torch.cat(store, dim=0) if store else None
-        self._assign_token_advantages(inputs, logps=logps, entropies=entropies, hidden=hidden)
-        return logps, entropies, aux
+        weights, mask = self._token_weights(inputs, logps=logps, entropies=entropies, hidden=hidden)
+        return self._apply_credit(inputs, logps, weights, mask), entropies, aux
 
-    # ---- loss: sequence advantage -> token advantages -------------------------------------------------------
+    def _rollout_forward(self, parent, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        """One of TRL's no-grad rollout passes: record the base pass's hidden state and log-probs (when beta > 0 it
+        is our base) and the policy pass's log-probs (when `_apply_credit` needs them)."""
+        rollout = self._rollout
+        if self._wants_base and self._is_base_pass(model):
+            rollout.base_seen = True
+            ctx = nullcontext()
+            if rollout.base_hidden is not None:
+                ctx = _capture_last_hidden(self._backbone(model), logits_to_keep, rollout.base_hidden, clone=True)
+            with ctx:
+                out = parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+            rollout.base_logps = out[0]
+            return out
+        out = parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        if self._needs_policy_logps and self._is_policy_pass(model):
+            rollout.policy_logps = out[0].detach()
+        return out
+
+    # ---- loss: sequence advantage -> token credit -----------------------------------------------------------
 
     def _compute_loss(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
-        # Extends TRL's loss: TRL reads inputs["advantages"] right after the training forward; we hand it a copy of
-        # the micro-batch whose advantages become (B, T) token advantages once that forward has run. The buffered
-        # batch keeps its (B,) advantages, so `num_iterations > 1` recomputes weights from the current adapter.
+        # Extends TRL's loss: TRL reads the advantages (and old log-probs) right after the training forward; we hand
+        # it a copy of the micro-batch that `_apply_credit` edits once that forward has run. The buffered batch keeps
+        # its (B,) advantages, so `num_iterations > 1` recomputes the weights from the current adapter.
         self._credit_inputs = dict(inputs)
         try:
             return super()._compute_loss(model, self._credit_inputs)
         finally:
             self._credit_inputs = None
 
+    def _apply_credit(
+        self, inputs: dict[str, Any], logps: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Make TRL's loss use the token weights `weights` ([B, T], rows sum to 1, 0 off `mask`): edit the
+        micro-batch copy `inputs` and return the per-token log-probs TRL's loss should read."""
+        raise NotImplementedError
+
     @torch.no_grad()
-    def _assign_token_advantages(
+    def _token_weights(
         self,
         inputs: dict[str, Any],
         *,
         logps: torch.Tensor,
         entropies: torch.Tensor | None,
         hidden: torch.Tensor | None,
-    ) -> None:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The active signal's token weights (float32, detached) and the mask they live on; logs every scored
+        signal's diagnostics."""
         mask = inputs["completion_mask"]
         if "tool_mask" in inputs:
             mask = mask * inputs["tool_mask"]
@@ -317,13 +371,7 @@ class ARCAGRPOTrainer(GRPOTrainer):
             alpha = credit.salience(name, mask=mask, **signal_inputs)  # [B, T] float32, 0 on padding
             salience_of[name] = alpha
             weights_of[name] = credit.token_weights(alpha, mask, **args.token_weight_kwargs())
-
-        # A_it = A_i * w_it * T_i : uniform w = 1/T_i gives back A_i on every token, i.e. stock GRPO.
-        advantages = inputs["advantages"]
         weights = weights_of[args.credit]
-        num_tokens = mask.sum(dim=1, keepdim=True).float()
-        inputs["advantages"] = (advantages.float().unsqueeze(1) * weights * num_tokens).to(advantages.dtype)
-
         mode = "train" if self.model.training else "eval"
         self._log_credit("credit", weights, mask, mode)
         for name in self._shadow_signals:
@@ -331,7 +379,8 @@ class ARCAGRPOTrainer(GRPOTrainer):
         if "arca" in salience_of:  # arca's salience is the residual norm itself
             self._log_residual(salience_of["arca"], mask, mode)
         if mode == "train":
-            self._maybe_dump_tokens(inputs, mask, weights_of, salience_of, advantages)
+            self._maybe_dump_tokens(inputs, mask, weights_of, salience_of, inputs["advantages"])
+        return weights, mask
 
     # ---- metrics ---------------------------------------------------------------------------------------------
 
@@ -403,3 +452,72 @@ class ARCAGRPOTrainer(GRPOTrainer):
                         "advantage": float(advantages[row]),
                     }
                     f.write(json.dumps(record) + "\n")
+
+
+def _sequence_advantage(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A_i as a (B, 1) column, back from token advantages A_it = A_i * w_it * T_i (their masked mean over the T_i
+    tokens), for TRL's decisions that are made once per sequence from the advantage's sign."""
+    if advantages.dim() == 1:
+        return advantages.unsqueeze(1)
+    if advantages.size(1) == 1:
+        return advantages
+    mask = mask.to(advantages.dtype)
+    return (advantages * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1.0)
+
+
+class ARCAGRPOTrainer(_CreditRouting, GRPOTrainer):
+    """[`trl.GRPOTrainer`] whose advantages are spread over tokens by a credit signal (see `ARCAGRPOConfig`).
+
+    Same constructor as `GRPOTrainer`. Token credit enters TRL's loss as token advantages `A_it = A_i * w_it * T_i`,
+    which every `loss_type` accepts; uniform weights (1/T_i) give back stock GRPO. TRL's per-sequence decisions
+    (the `off_policy_mask_threshold` sequence mask, VESPO's gamma weight) read the sign of A_i, exactly as stock;
+    credit changes how each kept sequence's gradient is spread over its tokens, not which sequences are kept.
+    """
+
+    _config_class = ARCAGRPOConfig
+
+    def _apply_credit(self, inputs, logps, weights, mask):
+        # A_it = A_i * w_it * T_i : uniform w = 1/T_i gives back A_i on every token, i.e. stock GRPO.
+        advantages = inputs["advantages"]
+        num_tokens = mask.sum(dim=1, keepdim=True).float()
+        inputs["advantages"] = (advantages.float().unsqueeze(1) * weights * num_tokens).to(advantages.dtype)
+        return logps
+
+    @staticmethod
+    def get_off_policy_mask(advantages, per_token_logps, sampling_per_token_logps, mask, off_policy_threshold):
+        # TRL keeps a sequence when A_i >= 0 or its mean KL is small: decide on A_i, as stock GRPO does.
+        return GRPOTrainer.get_off_policy_mask(
+            _sequence_advantage(advantages, mask), per_token_logps, sampling_per_token_logps, mask, off_policy_threshold
+        )
+
+    @staticmethod
+    def get_gamma_weights(advantages, log_ratio_per_token, mask, importance_sampling_ratio, **kwargs):
+        # VESPO's sequence weight picks its (k, lambda) by the sign of A_i: one weight per sequence, as stock.
+        return GRPOTrainer.get_gamma_weights(
+            _sequence_advantage(advantages, mask), log_ratio_per_token, mask, importance_sampling_ratio, **kwargs
+        )
+
+
+class ARCARLOOTrainer(_CreditRouting, RLOOTrainer):
+    """[`trl.RLOOTrainer`] with token credit (see `ARCARLOOConfig`). Same constructor as `RLOOTrainer`.
+
+    TRL's RLOO loss is per sequence: `ratio_i = exp(sum_t log pi_t - sum_t log pi_old_t)`, clipped, times the (B,)
+    leave-one-out advantage. Token credit weights both sums by `T_i * w_it`:
+
+        ratio_i = exp(sum_t T_i w_it (log pi_t - log pi_old_t))
+
+    so on-policy the ratio is 1 and the gradient is `A_i * sum_t T_i w_it grad log pi_t` (stock RLOO's
+    `A_i * sum_t grad log pi_t` when w = 1/T_i). Off-policy (`num_iterations > 1`) the ratio becomes a credit-weighted
+    product of token ratios: drift on high-credit tokens moves it, and reaches the clip range, sooner than drift on
+    low-credit tokens, whose gradient is small anyway. The old per-token log-probs come from TRL's own no-grad
+    rollout pass (no pass is added).
+    """
+
+    _config_class = ARCARLOOConfig
+    _needs_policy_logps = True
+
+    def _apply_credit(self, inputs, logps, weights, mask):
+        scale = weights * mask.sum(dim=1, keepdim=True).float()  # T_i * w_it: 1 on every real token when uniform
+        old_logps = inputs["old_logps"]
+        inputs["old_logps"] = (inputs["credit_old_logps"].float() * scale).sum(dim=1).to(old_logps.dtype)
+        return logps * scale.to(logps.dtype)  # TRL sums these into the sequence log-prob

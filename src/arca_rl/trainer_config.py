@@ -1,8 +1,9 @@
-"""`ARCAGRPOConfig`: TRL's `GRPOConfig` plus the credit fields, apart from the trainer.
+"""`ARCAGRPOConfig` and `ARCARLOOConfig`: TRL's `GRPOConfig` / `RLOOConfig` plus the credit fields, apart from
+the trainers.
 
 Kept in its own module (as TRL keeps `GRPOConfig` apart from `GRPOTrainer`) so that reading or
-validating a config does not import the trainer. The credit fields are validated here and nowhere
-else: `arca_rl.config` and the trainer rely on `ARCAGRPOConfig.__post_init__`.
+validating a config does not import the trainer. The credit fields are defined once (`CreditFields`) and
+validated here and nowhere else: `arca_rl.config` and the trainers rely on `CreditFields.__post_init__`.
 """
 
 from __future__ import annotations
@@ -13,15 +14,23 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from trl import GRPOConfig
+from trl import GRPOConfig, RLOOConfig
 
 from . import credit
 
-__all__ = ["CREDIT_BASES", "ARCAGRPOConfig", "CreditConfigError", "field_default"]
+__all__ = [
+    "CREDIT_BASES",
+    "SEQUENCE_RATIO_LOSSES",
+    "ARCAGRPOConfig",
+    "ARCARLOOConfig",
+    "CreditConfigError",
+    "CreditFields",
+    "field_default",
+]
 
 
 class CreditConfigError(ValueError):
-    """An invalid credit field of `ARCAGRPOConfig`: `field` names it, the message says what is wrong.
+    """An invalid credit field of `ARCAGRPOConfig` / `ARCARLOOConfig`: `field` names it, the message says what is wrong.
 
     `reason` is the message as a line that already names the field would finish it (the YAML layer
     writes `training.<field>: <reason>`); it is the whole message unless a shorter one reads better.
@@ -36,17 +45,21 @@ class CreditConfigError(ValueError):
 CREDIT_BASES = ("disabled", "reference")
 
 
+# GRPO loss types whose policy term reads the model only through the importance ratio (see ARCAGRPOConfig)
+SEQUENCE_RATIO_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "sapo")
+
+
 @dataclass
-class ARCAGRPOConfig(GRPOConfig):
+class CreditFields:
     r"""
-    [`trl.GRPOConfig`] plus token credit assignment. Every inherited field keeps TRL's default (TRL's default
-    `loss_type` is `"dapo"`; the paper's length-normalized estimator, used by the paper configs, is `"grpo"`).
+    The token-credit fields, shared by `ARCAGRPOConfig` and `ARCARLOOConfig` (listed first in their bases, so that
+    they are validated before TRL's own fields).
 
     Parameters:
         credit (`str`, defaults to `"arca"`):
             Salience signal that spreads each completion's advantage over its tokens: one of the registered
             signals (`uniform`, `surprisal`, `entropy_reduction`, `divergence`, `arca`, or one added with
-            `arca_rl.register_signal`). `uniform` reproduces stock GRPO.
+            `arca_rl.register_signal`). `uniform` reproduces stock GRPO / RLOO.
         credit_eps (`float`, defaults to `1e-8`):
             Floor added to the salience before the power: `w_t = (alpha_t + eps)^p / sum_k (alpha_k + eps)^p`.
         credit_power (`float`, defaults to `1.0`):
@@ -147,6 +160,47 @@ class ARCAGRPOConfig(GRPOConfig):
         The trainer and `arca diagnose` both weight through this, so a diagnosis shows the credit a run used.
         """
         return {"eps": self.credit_eps, "power": self.credit_power, "min_salience": self.credit_min_salience}
+
+
+@dataclass
+class ARCAGRPOConfig(CreditFields, GRPOConfig):
+    r"""
+    [`trl.GRPOConfig`] plus token credit assignment (the fields of `CreditFields`). Every inherited field keeps
+    TRL's default (TRL's default `loss_type` is `"dapo"`; the paper's length-normalized estimator, used by the paper
+    configs, is `"grpo"`).
+
+    Every `loss_type` works with token credit at `importance_sampling_level="token"` (TRL's default). At
+    `importance_sampling_level="sequence"` (GSPO; LUSPO's recommended setting) TRL takes one ratio per completion
+    from the mean token log-ratio: for the loss types whose policy term depends on the model only through that ratio
+    (`SEQUENCE_RATIO_LOSSES`: grpo, bnpo, dr_grpo, dapo, luspo, sapo) the token advantages then sum back to
+    `A_i * T_i`, so credit could not change the gradient, and a non-uniform `credit` is refused. `cispo` and `vespo`
+    multiply the advantage by each token's log-prob and keep token credit at either level.
+    """
+
+    def __post_init__(self) -> None:
+        if (
+            self.credit != "uniform"
+            and self.importance_sampling_level == "sequence"
+            and self.loss_type in SEQUENCE_RATIO_LOSSES
+        ):
+            raise CreditConfigError(
+                "credit",
+                f"importance_sampling_level='sequence' with loss_type={self.loss_type!r} gives each completion one "
+                f"ratio (from the mean token log-ratio), so credit={self.credit!r} would have no effect on the "
+                "gradient; set importance_sampling_level='token', or loss_type='cispo'/'vespo', or credit='uniform'.",
+                reason=f"{self.credit!r} has no effect with importance_sampling_level='sequence' and loss_type="
+                f"{self.loss_type!r} (one ratio per completion); set training.importance_sampling_level: token, "
+                "or loss_type cispo/vespo, or credit: uniform",
+            )
+        super().__post_init__()
+
+
+@dataclass
+class ARCARLOOConfig(CreditFields, RLOOConfig):
+    r"""
+    [`trl.RLOOConfig`] plus token credit assignment (the fields of `CreditFields`). Every inherited field keeps
+    TRL's default (TRL's default `beta` for RLOO is 0.05, so `arca`'s base is captured inside TRL's reference pass).
+    """
 
 
 def _finite(value: Any) -> bool:
