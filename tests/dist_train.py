@@ -55,7 +55,14 @@ def main(out: Path) -> None:
         if "credit/gini" in h
     ]
     (out / f"rank{rank}.json").write_text(
-        json.dumps({"world": trainer.accelerator.num_processes, "logged": logged})
+        json.dumps(
+            {
+                "world": trainer.accelerator.num_processes,
+                "distributed_type": trainer.accelerator.distributed_type.value,
+                "is_fsdp_enabled": trainer.is_fsdp_enabled,
+                "logged": logged,
+            }
+        )
     )
 
 
