@@ -142,7 +142,7 @@ def test_target_modules_matching_nothing_is_one_line(tmp_path, tiny_run_config, 
 
 
 @pytest.mark.slow
-def test_empty_prompt_in_a_dataset_is_one_line(tmp_path, tiny_run_config, capsys):
+def test_empty_prompt_in_a_dataset_is_one_line(tmp_path, tiny_run_config, tiny_model_dir, capsys):
     data = tmp_path / "problems.jsonl"
     rows = [{"problem": "1+1", "solution": "\\boxed{2}"}, {"problem": "", "solution": "\\boxed{0}"}]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -152,6 +152,12 @@ def test_empty_prompt_in_a_dataset_is_one_line(tmp_path, tiny_run_config, capsys
     assert main(["train", "--config", str(config_path), "--output-dir", str(tmp_path / "run"), "--quiet"]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "prompt" in line and str(data) in line, line
+    task_args = ["--task", "math", "--task-option", f"source={data}", "--task-option", "template='{problem}'",
+                 "--n", "2", "--quiet"]
+    assert main(["eval", "--model", str(tiny_model_dir), *task_args]) == 2
+    assert "empty prompt" in one_error_line(capsys.readouterr().err)
+    assert main(["diagnose", "--model", str(tiny_model_dir), "--k", "2", "--out", str(tmp_path / "d"), *task_args]) == 2
+    assert "empty prompt" in one_error_line(capsys.readouterr().err)
 
 
 @pytest.mark.slow

@@ -173,7 +173,12 @@ def evaluate(
     if not 1 <= k <= samples_per_problem:
         raise ValueError(f"need 1 <= k <= samples_per_problem, got k={k}, samples_per_problem={samples_per_problem}")
     if dataset is None:
-        dataset = task.test_dataset(n=n)
+        try:
+            dataset = task.test_dataset(n=n)
+        except ValueError as exc:  # the task's own data checks (missing columns, empty prompts)
+            from .config import ConfigError
+
+            raise ConfigError(f"task: {exc}") from exc
     elif n is not None and len(dataset) > n:
         dataset = dataset.select(range(n))
     if max_prompt_tokens is not None:

@@ -109,7 +109,10 @@ def run_diagnose(
         raise ConfigError(f"task: {exc}") from exc
     say(f"loading {model_path}" + (f" + adapter {adapter_dir}" if adapter_dir else " (no adapter)"))
     lm, tok = load_model_for_eval(str(model_path), adapter_dir, dtype="float32", device=device)
-    data = task_obj.test_dataset(n)
+    try:
+        data = task_obj.test_dataset(n)
+    except ValueError as exc:  # the task's own data checks (missing columns, empty prompts)
+        raise ConfigError(f"task: {exc}") from exc
     if max_prompt_tokens is not None:
         data = task_obj.truncate_prompts(data, tok, max_prompt_tokens)
     prompts = list(data["prompt"])[:n]
