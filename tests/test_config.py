@@ -197,3 +197,46 @@ def test_dry_run_reports_errors_with_exit_code_2(tmp_path, capsys):
     assert main(["train", "--config", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "training.learnig_rate: unknown key; did you mean learning_rate?" in err
+
+
+def test_trainer_key_selects_grpo_or_rloo(tmp_path):
+    from arca_rl.trainer_config import ARCAGRPOConfig, ARCARLOOConfig
+
+    assert parse_config({}).trainer == "grpo"
+    assert type(parse_config({}).training_args(tmp_path, for_validation=True)) is ARCAGRPOConfig
+    rloo = parse_config({"trainer": "rloo", "training": {"credit": "arca", "beta": 0.0, "normalize_advantages": True}})
+    args = rloo.training_args(tmp_path, for_validation=True)
+    assert type(args) is ARCARLOOConfig and args.normalize_advantages and args.credit == "arca"
+    assert parse_config(rloo.to_yaml_dict()) == rloo  # config.yaml keeps the trainer
+    assert yaml.safe_load(rloo.to_yaml())["trainer"] == "rloo"
+    assert parse_config({}).with_overrides(["trainer=rloo"]).trainer == "rloo"
+    # eval defaults come from the chosen trainer's config (RLOO's defaults here)
+    assert rloo.eval_arguments()["temperature"] == ARCARLOOConfig.__dataclass_fields__["temperature"].default
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"trainer": "ppo"}, r"^trainer: must be one of grpo, rloo \(the TRL estimator\), got 'ppo'"),
+        ({"trainer": "rloo", "training": {"loss_type": "grpo"}},
+         r"^training\.loss_type: not a field of ARCARLOOConfig \(trainer: rloo\); it is one of trainer: grpo's"),
+        ({"trainer": "grpo", "training": {"normalize_advantages": True}},
+         r"^training\.normalize_advantages: not a field of ARCAGRPOConfig \(trainer: grpo\); it is one of trainer: rloo's"),
+        ({"trainer": "rloo", "training": {"credit_power": 0}}, r"^training\.credit_power: "),
+        ({"training": {"credit": "arca", "importance_sampling_level": "sequence", "loss_type": "luspo"}},
+         r"^training\.credit: 'arca' has no effect with importance_sampling_level='sequence' and loss_type='luspo'"),
+    ],
+)
+def test_trainer_key_errors_are_named(raw, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_config(raw)
+
+
+def test_resume_refuses_a_changed_trainer(tmp_path):
+    from arca_rl import rundir
+
+    grpo = parse_config({"training": {"credit": "uniform"}})
+    (tmp_path / rundir.CONFIG_FILE).write_text(grpo.to_yaml())
+    assert rundir.check_resume_config(tmp_path, grpo) == []
+    with pytest.raises(ConfigError, match=r"trainer: 'grpo' -> 'rloo'"):
+        rundir.check_resume_config(tmp_path, grpo.with_overrides(["trainer=rloo"]))

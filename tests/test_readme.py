@@ -35,3 +35,14 @@ def test_trainer_example_runs(tmp_path, monkeypatch):
     exec(compile(python_blocks()[1], "README.md:trainer", "exec"), namespace)
     history = namespace["trainer"].state.log_history
     assert any("credit/gini" in h for h in history)
+
+
+@pytest.mark.slow
+def test_rloo_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    block = python_blocks()[2]
+    assert "ARCARLOOTrainer" in block
+    exec(compile(block, "README.md:rloo", "exec"), namespace)
+    history = namespace["trainer"].state.log_history
+    assert any("credit/gini" in h for h in history)

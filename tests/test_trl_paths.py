@@ -350,3 +350,30 @@ def test_rloo_trainer_needs_rloo_config(tmp_path):
         ValueError, match="no PEFT adapter.*beta"
     ):  # no adapter: arca needs beta > 0, as for GRPO
         build(tmp_path, trainer_cls=ARCARLOOTrainer, args=rloo_args(tmp_path, credit="arca", beta=0.0), peft=False)
+
+
+def test_yaml_trainer_rloo_trains_through_arca_train(tmp_path, tiny_run_config, monkeypatch, capsys):
+    """`trainer: rloo` in the YAML: `arca train` builds an ARCARLOOTrainer and logs the credit diagnostics."""
+    import yaml
+
+    from arca_rl.cli import main
+    from arca_rl.rundir import read_metrics
+
+    built = []
+    real_init = ARCARLOOTrainer.__init__
+
+    def init(self, *args, **kwargs):
+        built.append(type(self))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(ARCARLOOTrainer, "__init__", init)
+    tiny_run_config["trainer"] = "rloo"
+    tiny_run_config["eval"]["enabled"] = False
+    config_path = tmp_path / "rloo.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_run_config))
+    run_dir = tmp_path / "runs" / "rloo"
+    assert main(["train", "--config", str(config_path), "--output-dir", str(run_dir), "--quiet"]) == 0
+    assert built == [ARCARLOOTrainer]
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2] and all("credit/gini" in r for r in rows)
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"] == "rloo"

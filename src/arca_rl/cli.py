@@ -55,11 +55,11 @@ def _set_threads(args: argparse.Namespace) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train one run from a YAML config (GRPO + token credit), then evaluate it",
+        help="train one run from a YAML config (GRPO or RLOO + token credit), then evaluate it",
         description=(
             "Train one run from a YAML config into runs/<name>/ (config.yaml, metrics.jsonl, "
-            "checkpoints, adapter/, eval.json, plots/). Sections: name, model, lora, task, "
-            "training (any ARCAGRPOConfig field), eval."
+            "checkpoints, adapter/, eval.json, plots/). Sections: name, trainer (grpo or rloo), model, "
+            "lora, task, training (any ARCAGRPOConfig field; ARCARLOOConfig with trainer: rloo), eval."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

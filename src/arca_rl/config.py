@@ -1,12 +1,13 @@
 """Run configuration: one YAML file -> validated dataclasses -> the objects TRL and PEFT take.
 
-A config has six sections::
+A config has these top-level keys::
 
     name: demo                      # the run folder: runs/<name>/
+    trainer: grpo                   # or rloo: the TRL estimator (ARCAGRPOTrainer / ARCARLOOTrainer)
     model: {name_or_path, dtype}    # null name_or_path = the embedded tiny model
     lora: {r, alpha, dropout, target_modules, use_dora, use_rslora}  # or {enabled: false}
     task: {name, max_prompt_tokens, n_train, <task options>}
-    training: {<any ARCAGRPOConfig field>, credit: arca, ...}
+    training: {<any field of ARCAGRPOConfig, or ARCARLOOConfig with trainer: rloo>, credit: arca, ...}
     eval: {n, k, samples_per_problem, batch_size, max_new_tokens}
 
 Every check runs in `load_config` / `parse_config`, before any model or data set loads: unknown
@@ -38,7 +39,7 @@ import yaml
 if TYPE_CHECKING:  # pragma: no cover
     from peft import LoraConfig
 
-    from .trainer_config import ARCAGRPOConfig
+    from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 
 __all__ = [
     "ConfigError",
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+TRAINERS = ("grpo", "rloo")  # `trainer:` -> ARCAGRPOTrainer / ARCARLOOTrainer
 # Training fields `arca train` owns: the run folder decides where everything is written.
 _MANAGED_TRAINING_KEYS = {
     "output_dir": "the run folder is runs/<name>/ (set `name`, or pass --output-dir / run_dir=)",
@@ -197,6 +199,8 @@ class RunConfig:
 
     name: str = "run"
     """Run name; the run folder is runs/<name>/ unless another is given."""
+    trainer: str = "grpo"
+    """The TRL estimator: `grpo` (ARCAGRPOTrainer) or `rloo` (ARCARLOOTrainer)."""
     model: ModelSection = field(default_factory=ModelSection)
     """The model to train."""
     lora: LoraSection = field(default_factory=LoraSection)
@@ -204,7 +208,8 @@ class RunConfig:
     task: TaskSection = field(default_factory=TaskSection)
     """Data and reward."""
     training: dict[str, Any] = field(default_factory=dict)
-    """`ARCAGRPOConfig` keyword arguments (TRL's defaults for the keys left out)."""
+    """`ARCAGRPOConfig` (or, with `trainer: rloo`, `ARCARLOOConfig`) keyword arguments (TRL's defaults for the
+    keys left out)."""
     eval: EvalSection = field(default_factory=EvalSection)
     """Evaluation after training."""
 
@@ -220,6 +225,7 @@ class RunConfig:
         }
         return {
             "name": self.name,
+            "trainer": self.trainer,
             "model": dataclasses.asdict(self.model),
             "lora": dataclasses.asdict(self.lora),
             "task": task,
@@ -236,14 +242,16 @@ class RunConfig:
 
     # -- what the trainer takes -------------------------------------------------------------------
 
-    def training_args(self, output_dir: str | Path, *, for_validation: bool = False) -> ARCAGRPOConfig:
-        """The `ARCAGRPOConfig` for this run, writing to `output_dir`.
+    def training_args(
+        self, output_dir: str | Path, *, for_validation: bool = False
+    ) -> ARCAGRPOConfig | ARCARLOOConfig:
+        """The `ARCAGRPOConfig` (`trainer: rloo`: `ARCARLOOConfig`) for this run, writing to `output_dir`.
 
         `training.bf16` left unset follows TRL (true) where the hardware has bf16, and is false on a
         machine without it (so CPU runs work without a precision flag). With `for_validation`, device
         checks are skipped (`use_cpu`), so a GPU config validates on a CPU-only machine.
         """
-        from .trainer_config import ARCAGRPOConfig, CreditConfigError
+        from .trainer_config import CreditConfigError
 
         kwargs = dict(self.training)
         kwargs.setdefault("run_name", self.name)
@@ -252,7 +260,7 @@ class RunConfig:
         if for_validation and not _accelerator_available():
             kwargs["use_cpu"] = True
         try:
-            return ARCAGRPOConfig(output_dir=str(output_dir), **kwargs)
+            return _config_class(self.trainer)(output_dir=str(output_dir), **kwargs)
         except CreditConfigError as exc:
             raise ConfigError(f"training.{exc.field}: {exc.reason}") from exc
         except (ValueError, TypeError) as exc:
@@ -321,14 +329,14 @@ class RunConfig:
         ta, ev = self.training, self.eval
 
         def pick(own: Any, key: str) -> Any:
-            return own if own is not None else ta.get(key, _trl_default(key))
+            return own if own is not None else ta.get(key, _trl_default(key, self.trainer))
 
         args: dict[str, Any] = {
             "n": ev.n,
             "k": ev.k,
             "samples_per_problem": ev.samples_per_problem,
             "batch_size": ev.batch_size,
-            "max_new_tokens": ev.max_new_tokens or ta.get("max_completion_length") or _trl_default("max_completion_length"),
+            "max_new_tokens": ev.max_new_tokens or ta.get("max_completion_length") or _trl_default("max_completion_length", self.trainer),
             "temperature": pick(ev.temperature, "temperature"),
             "top_p": pick(ev.top_p, "top_p"),
             "top_k": ta.get("top_k", 0) or 0,
@@ -383,10 +391,16 @@ def _accelerator_available() -> bool:
     return bool(xpu is not None and xpu.is_available())
 
 
-def _trl_default(name: str) -> Any:
+def _trl_default(name: str, trainer: str = "grpo") -> Any:
     from .trainer_config import field_default
 
-    return field_default(name)
+    return field_default(name, _config_class(trainer))
+
+
+def _config_class(trainer: str) -> type[ARCAGRPOConfig | ARCARLOOConfig]:
+    from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig
+
+    return {"grpo": ARCAGRPOConfig, "rloo": ARCARLOOConfig}[trainer]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -450,7 +464,10 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config must be a mapping, got {type(raw).__name__}")
     raw = dict(raw)
-    training_fields = _training_fields()
+    trainer = raw.get("trainer", "grpo")
+    if trainer not in TRAINERS:
+        raise ConfigError(f"trainer: must be one of {', '.join(TRAINERS)} (the TRL estimator), got {trainer!r}")
+    training_fields = _training_fields(trainer)
     top = {f.name for f in dataclasses.fields(RunConfig)}
     for key in raw:
         if key not in top:
@@ -486,7 +503,7 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
         raise ConfigError(f"lora.bias: must be one of none, all, lora_only, got {lora.bias!r}")
 
     task = _parse_task(raw.get("task"))
-    training = _parse_training(raw.get("training"), training_fields)
+    training = _parse_training(raw.get("training"), training_fields, trainer)
     _check_training_ranges(training)
     evaluation = _parse_section(EvalSection, raw.get("eval"), "eval")
     for key in ("k", "samples_per_problem", "batch_size"):
@@ -505,7 +522,9 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
     if evaluation.top_p is not None and not 0 < evaluation.top_p <= 1:
         raise ConfigError(f"eval.top_p: must be in (0, 1], got {evaluation.top_p}")
 
-    cfg = RunConfig(name=name, model=model, lora=lora, task=task, training=training, eval=evaluation)
+    cfg = RunConfig(
+        name=name, trainer=trainer, model=model, lora=lora, task=task, training=training, eval=evaluation
+    )
 
     # Cross-section checks, then the real constructors (their own validation, still no weights).
     if "model_init_kwargs" in training and isinstance(training["model_init_kwargs"], dict):
@@ -632,23 +651,29 @@ def _validate_task_options(section: TaskSection) -> None:
         raise ConfigError(f"task.{option.group(1)}: {msg}" if option else f"task: {msg}") from None
 
 
-def _training_fields() -> dict[str, Any]:
-    from .trainer_config import ARCAGRPOConfig
+def _training_fields(trainer: str = "grpo") -> dict[str, Any]:
+    cls = _config_class(trainer)
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls) if f.init}
 
-    hints = typing.get_type_hints(ARCAGRPOConfig)
-    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(ARCAGRPOConfig) if f.init}
 
-
-def _parse_training(raw: Any, fields: Mapping[str, Any]) -> dict[str, Any]:
+def _parse_training(raw: Any, fields: Mapping[str, Any], trainer: str = "grpo") -> dict[str, Any]:
     if raw is None:
         return {}
+    cls_name = _config_class(trainer).__name__
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"training: must be a mapping of ARCAGRPOConfig fields, got {type(raw).__name__}")
+        raise ConfigError(f"training: must be a mapping of {cls_name} fields, got {type(raw).__name__}")
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key in _MANAGED_TRAINING_KEYS:
             raise ConfigError(f"training.{key}: set by arca train: {_MANAGED_TRAINING_KEYS[key]}")
         if key not in fields:
+            others = [t for t in TRAINERS if t != trainer and key in _training_fields(t)]
+            if others:  # e.g. loss_type with trainer: rloo
+                raise ConfigError(
+                    f"training.{key}: not a field of {cls_name} (trainer: {trainer}); it is one of trainer: "
+                    f"{others[0]}'s"
+                )
             raise _unknown("training", key, fields)
         out[key] = _check(value, fields[key], f"training.{key}")
     return out

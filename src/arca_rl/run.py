@@ -255,10 +255,11 @@ def _train_locked(
     metrics_cb = MetricsJsonlCallback(metrics_path)
     from peft.utils.error import NoMatchingPeftModuleError
 
-    from .trainer import ARCAGRPOTrainer
+    from .trainer import ARCAGRPOTrainer, ARCARLOOTrainer
 
+    trainer_class = {"grpo": ARCAGRPOTrainer, "rloo": ARCARLOOTrainer}[cfg.trainer]
     try:
-        trainer = ARCAGRPOTrainer(
+        trainer = trainer_class(
             model=model_path,
             reward_funcs=[task.reward],
             args=args,

@@ -223,7 +223,7 @@ def _fixed_values(cfg: RunConfig) -> dict[str, Any]:
     from .trainer_config import field_default
 
     d = cfg.to_yaml_dict()
-    out: dict[str, Any] = {f"model.{k}": d["model"].get(k) for k in _FIXED_MODEL}
+    out: dict[str, Any] = {"trainer": d["trainer"], **{f"model.{k}": d["model"].get(k) for k in _FIXED_MODEL}}
     for section in _FIXED_SECTIONS:
         out.update({f"{section}.{k}": v for k, v in d[section].items()})
     credit_keys = [k for k in _training_field_names() if k.startswith("credit") and k not in _CREDIT_LOGGING]
@@ -244,7 +244,7 @@ def check_resume_config(run_dir: str | Path, cfg: RunConfig) -> list[str]:
     """Compare the config a --resume brings with the run's config.yaml, before anything is touched.
 
     Raises ConfigError listing every changed setting that a run cannot change midway (model, LoRA,
-    task, credit and its parameters, seed, batch shape); returns the other changes ("key: old -> new"),
+    task, trainer, credit and its parameters, seed, batch shape); returns the other changes ("key: old -> new"),
     which are allowed and get recorded. A config.yaml that no longer validates (an older version's)
     is not compared.
     """

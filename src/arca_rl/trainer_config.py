@@ -207,9 +207,10 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def field_default(name: str) -> Any:
-    """The default of `ARCAGRPOConfig` field `name` (TRL's own default for an inherited field)."""
-    for f in dataclasses.fields(ARCAGRPOConfig):
+def field_default(name: str, config: type = ARCAGRPOConfig) -> Any:
+    """The default of field `name` of `config` (`ARCAGRPOConfig` or `ARCARLOOConfig`; TRL's own default for an
+    inherited field)."""
+    for f in dataclasses.fields(config):
         if f.name == name:
             return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
     raise KeyError(name)
