@@ -3,7 +3,9 @@
     python benchmarks/phase_ab.py SHAPE DEVICE COMPLETION_LEN BETA     # e.g. qwen3-1.7b cuda 128 0.04
 
 Prints, per step, the total and the time inside TRL's generation, its scoring forwards, the base pass, the
-credit computation, rewards and the loss (nested: `_compute_loss` includes the training forward).
+credit computation (`_token_weights`, `_apply_credit`), rewards and the loss (nested: `_compute_loss` includes
+the training forward, which includes `_token_weights`). Result files from before the credit routing was shared with
+RLOO name the credit computation `_assign_token_advantages`.
 """
 
 import argparse
@@ -34,7 +36,8 @@ def make(signal: str, shape_name: str, device: str, length: int, beta: float, sy
         "_generate",
         "_get_per_token_logps_and_entropies",
         "_base_pass",
-        "_assign_token_advantages",
+        "_token_weights",  # salience, weights and their diagnostics (float32, no grad)
+        "_apply_credit",  # token advantages (GRPO) / weighted log-probs (RLOO)
         "_calculate_rewards",
         "_compute_loss",
     ]:
