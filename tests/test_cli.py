@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
+from arca_rl._config import load_config
 from arca_rl.cli import build_parser, main
-from arca_rl.config import load_config
 from arca_rl.rundir import is_finished, read_metrics
 
 EVAL_KEYS = {"greedy_accuracy", "pass_at_k", "k", "samples_per_problem", "n"}
@@ -99,7 +99,7 @@ def test_train_refuses_bad_config_before_loading_anything(tmp_path, capsys):
 
 
 def test_decisive_token_share_reads_the_active_signal(tmp_path):
-    from arca_rl.demo import decisive_token_share
+    from arca_rl._demo import decisive_token_share
 
     path = tmp_path / "credit_tokens.jsonl"
     rows = [

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arca_rl import config as config_module
+from arca_rl import _config as config_module
+from arca_rl._config import ConfigError, RunConfig, apply_overrides, load_config, parse_config
 from arca_rl.cli import main
-from arca_rl.config import ConfigError, RunConfig, apply_overrides, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_CONFIGS = sorted((ROOT / "configs").glob("*.yaml")) + sorted((ROOT / "configs" / "paper").glob("*.yaml"))

@@ -250,7 +250,7 @@ def test_diagnose_on_a_run_weights_as_the_run_did(tmp_path, tiny_run_config, mon
     credit_min_salience far above any residual, the trainer gave uniform credit, so diagnose must too."""
     import yaml
 
-    from arca_rl import run as run_module
+    from arca_rl import _run as run_module
     from arca_rl.cli import main
 
     real_build_task = run_module.build_task  # rewards that vary, so the adapter moves off B = 0

@@ -7,7 +7,7 @@ import math
 import pytest
 from datasets import Dataset
 
-from arca_rl.evaluation import EvalResult, evaluate, load_model_for_eval, pass_at_k
+from arca_rl._evaluation import EvalResult, evaluate, load_model_for_eval, pass_at_k
 
 
 def brute_force_pass_at_k(n: int, c: int, k: int) -> float:

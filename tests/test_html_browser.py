@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from arca_rl.report.html import Completion, Section, SummaryRow, write_page
+from arca_rl._report.html import Completion, Section, SummaryRow, write_page
 
 pytestmark = pytest.mark.browser
 

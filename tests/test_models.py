@@ -276,7 +276,7 @@ def test_resolve_installed_named_model(empty_home: Path) -> None:
 
 
 def test_config_model_path_resolves_the_name(empty_home: Path) -> None:
-    from arca_rl.config import parse_config
+    from arca_rl._config import parse_config
 
     cfg = parse_config({"model": {"name_or_path": "smollm2-135m-instruct"}})
     expected = str(empty_home / "models" / "smollm2-135m-instruct")
@@ -286,7 +286,7 @@ def test_config_model_path_resolves_the_name(empty_home: Path) -> None:
 
 
 def test_load_model_for_eval_names_the_fix(empty_home: Path) -> None:
-    from arca_rl.evaluation import load_model_for_eval
+    from arca_rl._evaluation import load_model_for_eval
 
     with pytest.raises(ModelNotInstalledError, match="make real-model"):
         load_model_for_eval("smollm2-135m-instruct")

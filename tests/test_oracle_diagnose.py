@@ -15,7 +15,7 @@ from peft import LoraConfig, get_peft_model
 import arca_rl.oracle as oracle_mod
 from arca_rl import credit
 from arca_rl._diagnose import diagnose, run_diagnose
-from arca_rl.config import ConfigError
+from arca_rl._config import ConfigError
 from tiny import char_tokenizer, tiny_model
 
 PROMPTS = ["12+7=", "3+45+6="]
@@ -159,7 +159,7 @@ def test_bad_oracle_arguments(peft_model, tok, no_continuations):
 
 
 def test_run_diagnose_refuses_bad_counts_before_loading(monkeypatch, capsys):
-    import arca_rl.evaluation as ev
+    import arca_rl._evaluation as ev
 
     def no_load(*_a, **_k):
         raise AssertionError("a model was loaded")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arca_rl.report import write_report
-from arca_rl.report.html import completions_from_token_log
-from arca_rl.report.tables import discover_runs, load_run, mean_ci
+from arca_rl._report import write_report
+from arca_rl._report.html import completions_from_token_log
+from arca_rl._report.tables import discover_runs, load_run, mean_ci
 
 # t_{0.975, dof}, from tables (not from scipy, which the code under test uses)
 T975 = {1: 12.706204736174707, 2: 4.302652729911275, 3: 3.182446305284263}
@@ -316,9 +316,9 @@ def test_cli_report(runs: Path, tmp_path: Path, capsys):
 @pytest.mark.slow
 def test_report_and_diagnose_on_a_real_tiny_run(tiny_run_config: dict, tmp_path: Path, capsys):
     """End to end on what `arca train` really writes (2 steps of the tiny random model, ~10 s)."""
+    from arca_rl._config import parse_config
+    from arca_rl._run import train
     from arca_rl.cli import main
-    from arca_rl.config import parse_config
-    from arca_rl.run import train
 
     tiny_run_config["training"].update(credit_log_tokens_every=1, credit_shadow=True)
     run = train(parse_config(tiny_run_config), run_dir=tmp_path / "runs" / "tiny", progress=False)

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arca_rl.config import ConfigError
-from arca_rl.sweep import dry_run_lines, parse_list, plan_sweep, run_sweep
+from arca_rl._config import ConfigError
+from arca_rl._sweep import dry_run_lines, plan_sweep, run_sweep
+from arca_rl.cli._common import parse_list
 
 
 def write_base(tmp_path: Path, lora: dict | None = None, name: str = "base") -> Path:
@@ -201,7 +202,7 @@ def test_dry_run_lines_and_cli(tmp_path: Path, capsys, monkeypatch):
     assert args.command == "train" and args.overrides[-1] == "training.seed=1"
 
     called = []
-    monkeypatch.setattr("arca_rl.sweep.run_sweep", lambda *a, **k: called.append(1) or {})
+    monkeypatch.setattr("arca_rl._sweep.run_sweep", lambda *a, **k: called.append(1) or {})
     rc = main(
         [
             "sweep",

@@ -1,8 +1,11 @@
 """arca-rl: token-level credit assignment for GRPO with LoRA adapters.
 
-The public API is what this module exports; everything else is private. The tensor functions
-(`salience`, `token_weights`, ...) import torch only; the trainer and `diagnose` pull in TRL and
-PEFT, so they load lazily on first use.
+The public API is what this module exports, plus the modules without a leading underscore:
+`arca_rl.credit` and `arca_rl.diagnostics` (the tensor functions), `arca_rl.trainer` and
+`arca_rl.trainer_config` (the TRL classes), `arca_rl.rundir` (what a run folder holds),
+`arca_rl.tasks` and `arca_rl.cli` (the `arca` command). Modules whose name starts with an
+underscore are private. The tensor functions import torch only; everything else pulls in TRL,
+PEFT or transformers, so it loads lazily on first use.
 """
 
 from __future__ import annotations
@@ -19,11 +22,26 @@ _LAZY = {
     "ARCAGRPOTrainer": "arca_rl.trainer",
     "ARCARLOOConfig": "arca_rl.trainer_config",
     "ARCARLOOTrainer": "arca_rl.trainer",
+    "ConfigError": "arca_rl._config",
+    "RunConfig": "arca_rl._config",
+    "RunExistsError": "arca_rl.rundir",
     "diagnose": "arca_rl._diagnose",
+    "evaluate": "arca_rl._evaluation",
+    "load_config": "arca_rl._config",
+    "plan_sweep": "arca_rl._sweep",
+    "run_sweep": "arca_rl._sweep",
+    "train": "arca_rl._run",
+    "write_report": "arca_rl._report",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._config import ConfigError, RunConfig, load_config
     from ._diagnose import diagnose
+    from ._evaluation import evaluate
+    from ._report import write_report
+    from ._run import train
+    from ._sweep import plan_sweep, run_sweep
+    from .rundir import RunExistsError
     from .trainer import ARCAGRPOTrainer, ARCARLOOTrainer
     from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 
@@ -41,15 +59,24 @@ __all__ = [
     "ARCAGRPOTrainer",
     "ARCARLOOConfig",
     "ARCARLOOTrainer",
+    "ConfigError",
+    "RunConfig",
+    "RunExistsError",
     "diagnose",
     "effective_token_ratio",
+    "evaluate",
     "gini",
+    "load_config",
+    "plan_sweep",
     "register_signal",
     "registered_signals",
+    "run_sweep",
     "salience",
     "signal_needs",
     "summarize",
     "token_entropy",
     "token_weights",
     "top_mass",
+    "train",
+    "write_report",
 ]

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import RunConfig
+    from ._config import RunConfig
 
 __all__ = [
     "CONFIG_FILE",
@@ -110,7 +110,7 @@ def lock(run_dir: str | Path) -> Iterator[Path]:
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        from .config import ConfigError
+        from ._config import ConfigError
 
         raise ConfigError(f"{run_dir}: exists and is not a folder; pick another --output-dir (or name)")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,7 @@ def checkpoint_step(checkpoint: str | Path) -> int:
     try:
         return int(json.loads(path.read_text(encoding="utf-8"))["global_step"])
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        from .config import ConfigError
+        from ._config import ConfigError
 
         raise ConfigError(
             f"{path}: unreadable ({exc}); remove {Path(checkpoint).name}/ to resume from the one before"
@@ -248,7 +248,7 @@ def check_resume_config(run_dir: str | Path, cfg: RunConfig) -> list[str]:
     which are allowed and get recorded. A config.yaml that no longer validates (an older version's)
     is not compared.
     """
-    from .config import ConfigError
+    from ._config import ConfigError
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
@@ -349,8 +349,8 @@ def read_raw_config(run_dir: str | Path) -> dict[str, Any]:
 
 
 def read_config(run_dir: str | Path) -> RunConfig:
-    """The run's config.yaml, validated (`arca_rl.config.ConfigError` when it no longer validates)."""
-    from .config import load_config
+    """The run's config.yaml, validated (`arca_rl.ConfigError` when it no longer validates)."""
+    from ._config import load_config
 
     return load_config(Path(run_dir) / CONFIG_FILE)
 
@@ -387,7 +387,7 @@ _ADAPTER_FIX = "restore it (a run's checkpoint-N/ holds a copy of each saved ada
 def read_adapter_config(folder: str | Path) -> dict[str, Any]:
     """The parsed adapter_config.json of an adapter (or checkpoint) folder; ConfigError naming the file
     when it is not a PEFT config."""
-    from .config import ConfigError
+    from ._config import ConfigError
 
     path = Path(folder) / "adapter_config.json"
     try:
@@ -407,7 +407,7 @@ def check_adapter_files(folder: str | Path) -> None:
     file (e.g. a kill during the save) raises ConfigError naming it, before anything is loaded or written."""
     from safetensors import SafetensorError, safe_open
 
-    from .config import ConfigError
+    from ._config import ConfigError
 
     folder = Path(folder)
     read_adapter_config(folder)

@@ -3,7 +3,8 @@ the trainers.
 
 Kept in its own module (as TRL keeps `GRPOConfig` apart from `GRPOTrainer`) so that reading or
 validating a config does not import the trainer. The credit fields are defined once (`CreditFields`) and
-validated here and nowhere else: `arca_rl.config` and the trainers rely on `CreditFields.__post_init__`.
+validated here and nowhere else: the YAML configs (`arca_rl.load_config`) and the trainers rely on
+`CreditFields.__post_init__`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ Without a PEFT adapter the adapter-off pass does not exist, so the signals that 
 
 `run_diagnose` (driver.py) is what `arca diagnose` runs: it loads a model, adapter or run folder
 and a task first. Results and their JSON form are in results.py; the HTML page is written by
-`arca_rl.report.diagnose_page`. Public entry point: `arca_rl.diagnose`; this package is private.
+`arca_rl._report.diagnose_page`. Public entry point: `arca_rl.diagnose`; this package is private.
 """
 
 from __future__ import annotations

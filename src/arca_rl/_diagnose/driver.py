@@ -52,7 +52,7 @@ def run_diagnose(
     folder's name or the model's. `oracle_samples=K` adds the Monte Carlo oracle (see `diagnose`).
     Returns the result and the written files.
     """
-    from ..config import ConfigError, default_model_path
+    from .._config import ConfigError, default_model_path
 
     # bad counts fail here, before any model or data loads
     for name, value in (("n", n), ("k", k)):
@@ -64,7 +64,7 @@ def run_diagnose(
         raise ConfigError(
             f"oracle samples (--oracle K) must be an integer >= 1 (continuations per prefix), got {oracle_samples!r}"
         )
-    from ..evaluation import adapter_base_model, load_model_for_eval
+    from .._evaluation import adapter_base_model, load_model_for_eval
     from ..tasks import get_task
     from . import diagnose
 

@@ -166,7 +166,7 @@ class DiagnoseResult:
         self, out_dir: str | Path, *, title: str | None = None, max_html_completions: int = 64
     ) -> dict[str, Path]:
         """Write `diagnose.json`, `report.html` and the PNG histograms into `out_dir`."""
-        from ..report.diagnose_page import write_diagnose_page
+        from .._report.diagnose_page import write_diagnose_page
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """`arca sweep`: a grid of runs (credit x LoRA rank x seed) from one base config, one after another.
 
-    from arca_rl.sweep import plan_sweep, run_sweep
+    from arca_rl import plan_sweep, run_sweep
     plan = plan_sweep("configs/demo.yaml", credits=["uniform", "arca"], ranks=[4, 16], seeds=[1, 2])
     run_sweep(plan)                       # trains what is missing, then writes the report
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SweepPlan", "SweepRun", "alpha_ratio", "dry_run_lines", "parse_list", "plan_sweep", "run_sweep"]
+__all__ = ["SweepPlan", "SweepRun", "alpha_ratio", "dry_run_lines", "plan_sweep", "run_sweep"]
 
 
 @dataclass
@@ -74,23 +74,6 @@ class SweepPlan:
         return self.runs_dir / f"{self.base_name}-sweep-report"
 
 
-def parse_list(text: str | Sequence[Any], kind: type = str) -> list[Any]:
-    """'a,b, c' -> ['a', 'b', 'c'] (converted with `kind`), duplicates dropped, order kept."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    out: list[Any] = []
-    for it in items:
-        s = str(it).strip()
-        if not s:
-            continue
-        try:
-            v = kind(s)
-        except ValueError:
-            raise ValueError(f"{s!r} is not a valid {kind.__name__}") from None
-        if v not in out:
-            out.append(v)
-    return out
-
-
 def alpha_ratio(raw_lora: Any, base_rank: int) -> tuple[float, str]:
     """(alpha / r ratio to keep across ranks, a note saying why) from the base config's `lora` section."""
     alpha = raw_lora.get("alpha") if isinstance(raw_lora, dict) else None
@@ -131,11 +114,11 @@ def plan_sweep(
 ) -> SweepPlan:
     """Validate the base config and every grid point (no model loads) and decide what each run needs.
 
-    Raises `arca_rl.config.ConfigError` on a bad base config, override or grid value, naming it.
+    Raises `arca_rl.ConfigError` on a bad base config, override or grid value, naming it.
     """
     import yaml
 
-    from .config import ConfigError, apply_overrides, load_config
+    from ._config import ConfigError, apply_overrides, load_config
 
     if not credits or not ranks or not seeds:
         raise ConfigError("sweep: --credit, --rank and --seed each need at least one value")
@@ -216,13 +199,13 @@ def run_sweep(
     """Run the plan one run after another; returns {run name: outcome} with outcomes
     "skipped", "trained", "resumed" or "failed: <error>". Ends with the report over the grid.
 
-    `train_fn(cfg, run_dir=..., resume=...)` defaults to `arca_rl.run.train` (tests pass a fake).
+    `train_fn(cfg, run_dir=..., resume=...)` defaults to `arca_rl.train` (tests pass a fake).
     """
-    from .config import load_config
+    from ._config import load_config
 
     say = log or (lambda _m: None)
     if train_fn is None:
-        from .run import train as train_fn  # type: ignore[no-redef]
+        from ._run import train as train_fn  # type: ignore[no-redef]
 
         def _train(cfg: Any, *, run_dir: Path, resume: bool) -> Path:
             return train_fn(cfg, run_dir=run_dir, resume=resume, progress=progress)  # type: ignore[misc]
@@ -253,7 +236,7 @@ def run_sweep(
         outcomes[r.name] = "resumed" if r.action == "resume" else "trained"
         say(f"{head}: done in {time.time() - t0:.0f}s")
     if report:
-        from .report import write_report
+        from ._report import write_report
 
         dirs = [r.run_dir for r in plan.runs if r.run_dir.is_dir()]
         if dirs:

@@ -51,6 +51,7 @@ __all__ = [
     "apply_overrides",
     "load_config",
     "check_model_folder",
+    "parse_assignment",
     "parse_config",
     "require_max_steps",
 ]
@@ -438,14 +439,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
     """Return a deep copy of `raw` with each `a.b.c=value` applied (value parsed as YAML)."""
     out = _deepcopy(dict(raw))
     for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. training.learning_rate=1e-5")
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {key}: value {text!r} is not valid YAML ({exc})") from exc
+        key, value = parse_assignment(item, "--set", form="section.key=value", example="training.learning_rate=1e-5")
         parts = key.split(".")
         node: dict[str, Any] = out
         for depth, part in enumerate(parts[:-1]):
@@ -457,6 +451,18 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
             node = child
         node[parts[-1]] = value
     return out
+
+
+def parse_assignment(text: str, flag: str, *, form: str = "KEY=VALUE", example: str) -> tuple[str, Any]:
+    """`KEY=VALUE` -> (key, value parsed as YAML; an empty value is null). ConfigError names `flag`."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"{flag} {text!r}: expected {form}, e.g. {example}")
+    try:
+        return key, yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{flag} {key}: value {value!r} is not valid YAML ({exc})") from exc
 
 
 def parse_config(raw: Mapping[str, Any]) -> RunConfig:

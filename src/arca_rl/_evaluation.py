@@ -176,7 +176,7 @@ def evaluate(
         try:
             dataset = task.test_dataset(n=n)
         except ValueError as exc:  # the task's own data checks (missing columns, empty prompts)
-            from .config import ConfigError
+            from ._config import ConfigError
 
             raise ConfigError(f"task: {exc}") from exc
     elif n is not None and len(dataset) > n:
@@ -245,7 +245,7 @@ def load_model_for_eval(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .config import check_model_folder
+    from ._config import check_model_folder
     from .models import resolve_model
 
     model_path = resolve_model(model_path)  # a short name (smollm2-135m-instruct) -> its folder

@@ -3,7 +3,7 @@
 1. Evaluate the base model on the held-out split (200 problems: greedy accuracy, pass@4).
 2. For each credit method (uniform and arca first, then entropy_reduction, surprisal and divergence
    while the time budget allows) and each seed (default 0, 1, 2), train from the same base with the
-   same budget (`arca_rl.run.train`: 40 steps of 4 prompts x 8 completions, LoRA r=16, lr 3e-4) and
+   same budget (`arca_rl.train`: 40 steps of 4 prompts x 8 completions, LoRA r=16, lr 3e-4) and
    evaluate again. Seed 0's run of a method is runs/demo/<method>/ (so `arca diagnose --adapter
    runs/demo/arca` works afterwards), the other seeds' runs/demo/<method>-s<seed>/.
 3. Print a table (means over seeds) and write runs/demo/summary.json:
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
-from .config import RunConfig, load_config
+from ._config import RunConfig, load_config
 
 __all__ = ["DEFAULT_BUDGET_S", "DEFAULT_SEEDS", "DEMO_CONFIG_PATH", "DEMO_METHODS", "decisive_token_share", "demo_config", "run_demo"]
 
@@ -158,14 +158,14 @@ def run_demo(
 
     unknown = [m for m in methods if m not in registered_signals()]
     if unknown:
-        from .config import ConfigError
+        from ._config import ConfigError
 
         raise ConfigError(f"--methods: unknown signal(s) {unknown}; registered: {', '.join(registered_signals())}")
     out = Path(out_dir) if out_dir is not None else Path("runs") / "demo"
     out.mkdir(parents=True, exist_ok=True)
 
-    from .evaluation import evaluate, load_model_for_eval, write_eval_json
-    from .run import build_task, train
+    from ._evaluation import evaluate, load_model_for_eval, write_eval_json
+    from ._run import build_task, train
 
     eval_kwargs = {**base.eval_arguments(), "progress": progress}
     base.model_path(check=True)

@@ -1,8 +1,7 @@
 """`arca train` as a Python function: config -> trained adapter, metrics, evaluation and plots.
 
-    from arca_rl.config import load_config
-    from arca_rl.run import train
-    run_dir = train(load_config("configs/demo.yaml"))          # runs/demo/
+    from arca_rl import load_config, train
+    run_dir = train(load_config("configs/demo.yaml"))          # runs/demo-arca/
 
 The run folder's layout and states belong to `arca_rl.rundir`.
 
@@ -27,7 +26,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from . import rundir
-from .config import ConfigError, RunConfig, require_max_steps
+from ._config import ConfigError, RunConfig, require_max_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import TrainerControl, TrainerState, TrainingArguments
@@ -335,7 +334,7 @@ def _finish(
 
     eval_seconds = 0.0
     if cfg.eval.enabled:
-        from .evaluation import evaluate, write_eval_json
+        from ._evaluation import evaluate, write_eval_json
 
         t1 = time.perf_counter()
         result = evaluate(model, tokenizer, task, progress=progress, **cfg.eval_arguments())

@@ -1,0 +1,86 @@
+"""The `arca` command: one module per command, each with `make_parser(subparsers)` and `run(args)`.
+
+    arca train     train.py      one run from a YAML config            -> arca_rl.train
+    arca eval      evaluate.py   greedy accuracy and pass@k            -> arca_rl.evaluate
+    arca demo      demo.py       the whole loop on the embedded task
+    arca diagnose  diagnose.py   every signal on the same rollouts     -> arca_rl.diagnose
+    arca report    report.py     Tables 2 and 3 over run folders       -> arca_rl.write_report
+    arca sweep     sweep.py      a grid of runs, then the report       -> arca_rl.plan_sweep / run_sweep
+
+The options several commands share (--set, --threads, --quiet, --task-option, comma lists) are in
+`_common.py`. Heavy imports happen inside the commands, so `arca --help` is instant.
+`python -m arca_rl.cli` (and `accelerate launch -m arca_rl.cli`) runs `main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from . import demo, diagnose, evaluate, report, sweep, train
+from ._common import set_threads
+
+__all__ = ["build_parser", "main"]
+
+COMMANDS = (train, evaluate, demo, diagnose, report, sweep)
+
+_EPILOG = """\
+examples:
+  arca train --config configs/demo.yaml
+  arca train --config configs/paper/arca_r16.yaml --dry-run
+  arca train --config configs/demo.yaml --set training.learning_rate=1e-4 --set name=demo-lr
+  arca train --config configs/demo.yaml --resume
+  arca eval --adapter runs/demo-arca --task arithmetic --n 200
+  arca demo
+  arca demo --methods uniform,arca --seeds 0
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arca",
+        description="Token-level credit assignment for GRPO with LoRA (ARCA and intrinsic baselines) on TRL.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging, library deprecation warnings")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for command in COMMANDS:
+        command.make_parser(sub)
+    return parser
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `arca` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not args.verbose:
+        # Library deprecation notices (transformers' v6 renames that TRL still calls) are not for `arca` users.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+    from .._config import ConfigError
+    from ..rundir import RunExistsError
+
+    try:
+        set_threads(args)
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print(f"arca {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, FileNotFoundError, RunExistsError) as exc:
+        print(f"arca {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return int(result or 0)

@@ -1,0 +1,102 @@
+"""`arca diagnose`: every credit signal on one model (+ adapter) from one set of rollouts (`arca_rl.diagnose`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .._config import ConfigError
+from ._common import add_quiet, add_task_options, add_threads, parse_list, task_options
+
+__all__ = ["make_parser", "run"]
+
+
+def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "diagnose",
+        help="score every credit signal on one model (+ adapter) and write a heatmap page",
+        description=(
+            "Sample n prompts x k completions, score all registered credit signals on the same tokens "
+            "(one adapter-on and one adapter-off pass), print per signal: mean Gini, EffN/T, top-10% "
+            "mass, regime and Spearman correlation with arca; write report.html (token heatmaps), "
+            "diagnose.json and PNG histograms. Without an adapter, arca and divergence are reported "
+            "absent with the reason. On a run folder, sampling and weighting follow the run's config."
+        ),
+        epilog="examples:\n  arca diagnose --task arithmetic\n  arca diagnose --adapter runs/demo/arca --n 16 --k 4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="model name or path (default: the run's / adapter's base model, else the embedded tiny model)",
+    )
+    p.add_argument(
+        "--adapter", "-a", default=None, help="PEFT adapter folder, or a run folder from `arca train` (its adapter/)"
+    )
+    p.add_argument(
+        "--task", "-t", default=None, help="task name: arithmetic, math, gsm8k (default: the run's task; required otherwise)"
+    )
+    add_task_options(p)
+    p.add_argument("--n", type=int, default=32, help="number of held-out prompts (default 32)")
+    p.add_argument("--k", type=int, default=4, help="completions per prompt (default 4)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="completion budget (default: the run's max_completion_length, else 128)",
+    )
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the run's, else 1.0)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default: the run's, else 1.0)")
+    p.add_argument(
+        "--power",
+        type=float,
+        default=None,
+        help="sharpening power p of the weights (default: the run's credit_power, else 1)",
+    )
+    p.add_argument("--signals", default=None, help="comma-separated signals to score (default: all registered)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per generate / forward call (default 16)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "--oracle",
+        type=int,
+        default=None,
+        metavar="K",
+        help="Monte Carlo token values as ground truth: K continuations of every prefix of every completion "
+        "(about n*k*(T+1)*K sampled rollouts; default off)",
+    )
+    p.add_argument("--out", "-o", type=Path, default=None, help="output folder (default: diagnose/<name>)")
+    add_quiet(p, "no progress lines")
+    add_threads(p, default=1)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._diagnose import run_diagnose
+
+    if args.n < 1 or args.k < 1:
+        raise ConfigError("--n and --k must be >= 1")
+    if args.oracle is not None and args.oracle < 1:
+        raise ConfigError("--oracle K must be >= 1 (continuations per prefix)")
+    run_diagnose(
+        task=args.task,
+        task_options=task_options(args.task_options),
+        model=args.model,
+        adapter=args.adapter,
+        n=args.n,
+        k=args.k,
+        out=args.out,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        power=args.power,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        signals=parse_list(args.signals, flag="--signals") if args.signals else None,
+        device=args.device,
+        progress=not args.quiet,
+        oracle_samples=args.oracle,
+    )
+    return 0

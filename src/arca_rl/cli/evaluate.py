@@ -1,0 +1,90 @@
+"""`arca eval`: greedy accuracy and unbiased pass@k of a model (+ adapter) on a task (`arca_rl.evaluate`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ._common import add_quiet, add_task_options, add_threads, task_options
+
+__all__ = ["make_parser", "run"]
+
+
+def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "eval",
+        help="greedy accuracy and unbiased pass@k of a model (+ adapter) on a task's held-out split",
+        description=(
+            "Evaluate a model, optionally with a PEFT adapter (an adapter folder or a run folder), on "
+            "a task's held-out split: greedy accuracy and unbiased pass@k. Prints the eval.json object "
+            "and writes it to --out. With --config, or an --adapter inside a run folder from `arca train`, "
+            "model/task/eval settings default to that config's (so the run's eval.json is reproduced)."
+        ),
+    )
+    p.add_argument("--model", "-m", default=None, help="model name or path (default: the adapter's base model, else the embedded tiny model)")
+    p.add_argument("--adapter", "-a", default=None, help="PEFT adapter folder, or a run folder from `arca train`")
+    p.add_argument("--task", "-t", default=None, help="task name: arithmetic, math, gsm8k (default: arithmetic)")
+    add_task_options(p)
+    p.add_argument("--config", "-c", type=Path, default=None, help="take model, task and eval settings from a config")
+    p.add_argument("--n", type=int, default=None, help="number of held-out problems (default 200)")
+    p.add_argument("--k", type=int, default=None, help="k of pass@k (default 4)")
+    p.add_argument("--samples-per-problem", type=int, default=None, help="samples per problem for pass@k (default 4)")
+    p.add_argument("--batch-size", type=int, default=None, help="prompts per generate call (default 64)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="completion budget (default 256)")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature for pass@k (default 1.0)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling for pass@k (default 1.0)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default 42)")
+    p.add_argument("--max-prompt-tokens", type=int, default=None, help="left-truncate prompts to this many tokens")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16", "auto"], help="weight dtype")
+    p.add_argument("--out", type=Path, default=None, help="also write the eval.json object to this file")
+    add_quiet(p, "no progress bar")
+    add_threads(p, default=None)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import rundir
+    from .._config import RunConfig, load_config, parse_config
+    from .._evaluation import adapter_base_model, evaluate, load_model_for_eval, write_eval_json
+    from .._run import build_task
+
+    config_path = args.config
+    if config_path is None and args.adapter is not None:
+        # An adapter inside a run folder: evaluate with that run's settings (task options, seed, lengths).
+        run_dir = rundir.resolve_adapter(args.adapter)[1]
+        if run_dir is not None:
+            config_path = run_dir / rundir.CONFIG_FILE
+            print(f"using the run's settings from {config_path}", file=sys.stderr)
+    cfg = load_config(config_path) if config_path is not None else RunConfig()
+    raw = cfg.to_yaml_dict()
+    if args.task is not None and args.task != raw["task"]["name"]:
+        raw["task"] = {"name": args.task}
+    raw["task"].update(task_options(args.task_options))
+    cfg = parse_config(raw)
+
+    model_path = args.model
+    if model_path is None and args.adapter is not None:
+        model_path = adapter_base_model(args.adapter)
+    if model_path is None:
+        model_path = cfg.model_path(check=True)
+    model, tokenizer = load_model_for_eval(model_path, args.adapter, dtype=args.dtype or cfg.model.dtype)
+    eval_args = cfg.eval_arguments(
+        n=args.n,
+        k=args.k,
+        samples_per_problem=args.samples_per_problem,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        max_prompt_tokens=args.max_prompt_tokens,
+    )
+    result = evaluate(model, tokenizer, build_task(cfg), progress=not args.quiet, **eval_args)
+    print(json.dumps(result.to_json(), indent=2))
+    if args.out is not None:
+        write_eval_json(result, args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0

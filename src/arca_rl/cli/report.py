@@ -1,0 +1,39 @@
+"""`arca report`: Tables 2 and 3, curves and heatmaps from finished runs (`arca_rl.write_report`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["make_parser", "run"]
+
+
+def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "report",
+        help="Tables 2 and 3 (mean ± 95%% CI over seeds), curves and heatmaps from finished runs",
+        description=(
+            "Read run folders written by `arca train` (or folders holding them) and write report.md, "
+            "table2.csv (method, rank, greedy acc, pass@k, avg train reward), table3.csv (method, rank, "
+            "mean Gini, mean EffN/T), curves.png and, for runs that logged credit_tokens.jsonl, "
+            "heatmaps.html. Runs are grouped by (method, rank); several seeds give mean ± 95% Student-t "
+            "CI. Missing or partial runs are reported and skipped."
+        ),
+        epilog="example:\n  arca report runs/demo-* --out reports/demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders, or folders containing run folders"
+    )
+    p.add_argument(
+        "--out", "-o", type=Path, default=None, help="output folder (default: <common parent>/report)"
+    )
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._report import write_report
+
+    res = write_report(args.runs, args.out)
+    return 0 if res.runs else 1

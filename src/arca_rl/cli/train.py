@@ -1,0 +1,83 @@
+"""`arca train`: one run from a YAML config (`arca_rl.train`), or `--dry-run` to only validate it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._common import add_quiet, add_set, add_threads
+
+__all__ = ["make_parser", "run"]
+
+
+def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "train",
+        help="train one run from a YAML config (GRPO or RLOO + token credit), then evaluate it",
+        description=(
+            "Train one run from a YAML config into runs/<name>/ (config.yaml, metrics.jsonl, "
+            "checkpoints, adapter/, eval.json, plots/). Sections: name, trainer (grpo or rloo), model, "
+            "lora, task, training (any ARCAGRPOConfig field; ARCARLOOConfig with trainer: rloo), eval."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", "-c", required=True, type=Path, help="YAML config file")
+    add_set(
+        p,
+        "override a config value by dotted path, value parsed as YAML "
+        "(e.g. training.learning_rate=1e-5, lora.r=64, training.credit=uniform); repeatable",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
+    p.add_argument(
+        "--dry-run", action="store_true", help="validate and print the resolved config; load no model or data"
+    )
+    p.add_argument("--output-dir", "-o", type=Path, default=None, help="run folder (default: runs/<name>)")
+    add_quiet(p)
+    add_threads(p, default=None)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import rundir
+    from .._config import load_config, require_max_steps
+
+    cfg = load_config(args.config, args.overrides)
+    run_dir = args.output_dir or Path("runs") / cfg.name
+    if args.dry_run:
+        steps = require_max_steps(cfg)
+        model = cfg.model_path(check=True)
+        training = cfg.training_args(run_dir, for_validation=True)
+        print(f"# {args.config}: valid. Resolved config (arca train would write {run_dir}/config.yaml):")
+        print(cfg.to_yaml(), end="")
+        per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps * training.world_size
+        # The only time estimate possible without loading the model: from the step times of this run
+        # folder, when it has trained before.
+        times = sorted(r["step_time"] for r in rundir.read_metrics(run_dir) if isinstance(r.get("step_time"), int | float))
+        if times:
+            median = times[len(times) // 2]
+            when = f"~{median * steps:.0f} s of training at the {median:.2f} s median step time logged in {run_dir}"
+        else:
+            when = "no time estimate before a step has run (metrics.jsonl records step_time)"
+        state = {"finished": "finished", "interrupted": "resumable", "fresh": "new"}[rundir.state(run_dir)]
+        print(
+            f"# model: {model}\n"
+            f"# per optimizer step: {per_step} completions = {per_step // training.num_generations} prompts "
+            f"x {training.num_generations}; steps_per_generation={training.steps_per_generation}; "
+            f"credit={training.credit}\n"
+            f"# optimizer steps: {steps} (training.max_steps); at most {steps} x {per_step} completions x "
+            f"{training.max_completion_length} tokens = {steps * per_step * training.max_completion_length} "
+            f"generated tokens; {when}\n"
+            f"# run folder: {run_dir} ({state})"
+        )
+        return 0
+    from .._run import train
+
+    out = train(cfg, run_dir=run_dir, resume=args.resume, progress=not args.quiet)
+    if rundir.is_finished(out):
+        print(f"run finished: {out}")
+        if (out / rundir.EVAL_FILE).is_file():
+            print((out / rundir.EVAL_FILE).read_text().strip())
+    else:
+        print(f"run stopped before max_steps: {out} (continue with --resume)")
+    return 0
