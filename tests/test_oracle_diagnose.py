@@ -14,8 +14,8 @@ from peft import LoraConfig, get_peft_model
 
 import arca_rl.oracle as oracle_mod
 from arca_rl import credit
-from arca_rl._diagnose import diagnose, run_diagnose
 from arca_rl._config import ConfigError
+from arca_rl._diagnose import diagnose, run_diagnose
 from tiny import char_tokenizer, tiny_model
 
 PROMPTS = ["12+7=", "3+45+6="]

@@ -167,8 +167,9 @@ def evaluate(
     counts as correct for pass@k when its score is >= 0.5. Sampling (temperature, top_p, top_k as in
     TRL's GRPO rollouts) is seeded with `seed`; the greedy pass needs no seed.
     """
-    import torch
     from tqdm.auto import tqdm
+
+    from ._passes import seeded
 
     if not 1 <= k <= samples_per_problem:
         raise ValueError(f"need 1 <= k <= samples_per_problem, got k={k}, samples_per_problem={samples_per_problem}")
@@ -190,16 +191,13 @@ def evaluate(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    bar = tqdm(total=2 * len(prompts), desc="eval (greedy + sampled)", unit="prompt", disable=not progress)
-    try:
+    with tqdm(total=2 * len(prompts), desc="eval (greedy + sampled)", unit="prompt", disable=not progress) as bar:
         greedy = generate_completions(
             model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, on_batch=bar.update
         )
         greedy_texts = [g[0] for g in greedy]
         greedy_scores = [float(task.score(c, s)) for c, s in zip(greedy_texts, solutions)]
-        devices = [d for d in {p.device for p in model.parameters()} if d.type == "cuda"]
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with seeded(model, seed):
             sampled = generate_completions(
                 model,
                 tokenizer,
@@ -213,8 +211,6 @@ def evaluate(
                 batch_size=batch_size,
                 on_batch=bar.update,
             )
-    finally:
-        bar.close()
     correct = [sum(float(task.score(c, s)) >= 0.5 for c in group) for group, s in zip(sampled, solutions)]
     n_problems = len(prompts)
     return EvalResult(

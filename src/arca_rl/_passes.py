@@ -29,6 +29,7 @@ __all__ = [
     "model_name",
     "pad_id",
     "render_prompt",
+    "seeded",
 ]
 
 
@@ -105,6 +106,16 @@ def adapter_disabled(model: Any) -> Iterator[None]:
         yield
     finally:
         model.enable_adapters()
+
+
+@contextlib.contextmanager
+def seeded(model: Any, seed: int) -> Iterator[None]:
+    """Run the block with torch's RNG (CPU and the model's GPUs) seeded by `seed`; the global RNG state
+    is restored afterwards, so sampling here leaves the caller's random stream untouched."""
+    devices = sorted({p.device for p in model.parameters() if p.device.type == "cuda"}, key=str)
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def device_of(model: Any) -> torch.device:

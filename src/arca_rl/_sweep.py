@@ -97,6 +97,8 @@ def _decide(run_dir: Path) -> tuple[str, str]:
         return "skip", "finished"
     if status == "fresh":
         return "train", "new"
+    if status == "running":
+        return "skip", "in use by another process (rerun the sweep once it has ended)"
     ckpt = rundir.last_checkpoint(run_dir)
     if ckpt is not None:
         return "resume", f"interrupted; resumes from {ckpt.name}"

@@ -536,8 +536,9 @@ def sample_oracle(
     tokens, as the rollouts'). Prints the number of continuations it will sample first, then shows a
     progress bar (stderr). Sampling is seeded with `seed` (the global RNG state is restored after).
     """
-    import torch
     from tqdm.auto import tqdm
+
+    from ._passes import seeded
 
     check_samples(samples)
     order: list[int] = []  # rollout indices grouped by prompt, first appearance order
@@ -562,11 +563,9 @@ def sample_oracle(
         return [strict_reward(reward, i, tokenizer.decode(c, skip_special_tokens=True)) for c in comps]
 
     sampler = model_sampler(model, temperature=temperature, top_p=top_p, eos_ids=eos_ids)
-    device = next(model.parameters()).device
     bar = tqdm(total=total, desc="oracle", unit="rollout", disable=not progress, smoothing=0.1)
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded(model, seed):
             per_group = oracle_values(
                 group_args,
                 sampler,

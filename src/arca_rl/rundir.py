@@ -15,11 +15,10 @@ asks this one. A run folder holds:
 Its state (`state`) is one of:
 
     fresh        no output of a run yet (absent or empty folder): `arca train` starts one
-    interrupted  output of a run but no finished.json: `--resume` continues from `last_checkpoint`,
-                 or starts over when there is none
+    running      a live process holds the folder's lock (`lock`): a second run is refused
+    interrupted  output of a run but no finished.json and no holder: `--resume` continues from
+                 `last_checkpoint`, or starts over when there is none
     finished     finished.json is there: weights, evaluation and plots were all written
-
-A run still in progress in another process also reads as `interrupted`; `lock` tells them apart.
 
 Guarantees (README, "Guarantees"): a training process holds `lock(run_dir)` (an OS lock on
 `run_dir/.lock`, released by the kernel when the process ends, SIGKILL included) from before it reads
@@ -34,7 +33,7 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -59,6 +58,7 @@ __all__ = [
     "checkpoint_step",
     "final_weights_dir",
     "is_finished",
+    "is_running",
     "last_checkpoint",
     "lock",
     "outputs",
@@ -84,7 +84,7 @@ _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # What a run writes before it finishes (checkpoints aside): any of them makes a folder a run's.
 _OUTPUTS = (METRICS_FILE, "adapter", "model", EVAL_FILE)
 
-RunState = Literal["fresh", "interrupted", "finished"]
+RunState = Literal["fresh", "running", "interrupted", "finished"]
 
 
 class RunExistsError(RuntimeError):
@@ -171,10 +171,27 @@ def outputs(run_dir: str | Path) -> list[str]:
     return [name for name in _OUTPUTS if (Path(run_dir) / name).exists()]
 
 
+def is_running(run_dir: str | Path) -> bool:
+    """True when a live process holds the run folder's lock (`lock`); this process's own hold counts."""
+    path = Path(run_dir) / LOCK_FILE
+    if not path.is_file():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # any exclusive holder makes this fail
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the shared probe
+    return False
+
+
 def state(run_dir: str | Path) -> RunState:
-    """fresh, interrupted or finished (see the module docstring)."""
+    """fresh, running, interrupted or finished (see the module docstring)."""
     if is_finished(run_dir):
         return "finished"
+    if is_running(run_dir):
+        return "running"
     if last_checkpoint(run_dir) is not None or outputs(run_dir):
         return "interrupted"
     return "fresh"
@@ -337,15 +354,36 @@ def read_raw_config(run_dir: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(run_dir) / CONFIG_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path.parent}: no {CONFIG_FILE} (not a run folder written by `arca train`)") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read config ({exc})") from exc
+    data = _parse_file(
+        path,
+        yaml.safe_load,
+        (OSError, yaml.YAMLError),
+        missing=f"{path.parent}: no {CONFIG_FILE} (not a run folder written by `arca train`)",
+        unreadable=f"{path}: cannot read config",
+        error=ValueError,
+    )
     if not isinstance(data, dict):
         raise ValueError(f"{path}: config is not a mapping")
     return data
+
+
+def _parse_file(
+    path: Path,
+    parse: Callable[[str], Any],
+    errors: tuple[type[Exception], ...],
+    *,
+    missing: str,
+    unreadable: str,
+    error: type[Exception],
+) -> Any:
+    """`parse` of the UTF-8 text of `path`; `error(missing)` when there is no file, `error(unreadable (why))`
+    when reading or parsing it raises one of `errors`."""
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(missing) from None
+    except errors as exc:
+        raise error(f"{unreadable} ({exc})") from exc
 
 
 def read_config(run_dir: str | Path) -> RunConfig:
@@ -390,12 +428,8 @@ def read_adapter_config(folder: str | Path) -> dict[str, Any]:
     from ._config import ConfigError
 
     path = Path(folder) / "adapter_config.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: missing; {_ADAPTER_FIX}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc}); {_ADAPTER_FIX}") from None
+    bad, fix = (UnicodeDecodeError, json.JSONDecodeError), _ADAPTER_FIX
+    data = _parse_file(path, json.loads, bad, missing=f"{path}: missing; {fix}", unreadable=f"{path}: not valid JSON; {fix}", error=ConfigError)
     if not isinstance(data, dict) or not data.get("peft_type"):
         raise ConfigError(f"{path}: not a PEFT adapter config (no peft_type); {_ADAPTER_FIX}")
     return data

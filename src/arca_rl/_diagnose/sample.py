@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .._passes import completion_tokens, device_of, eos_ids, pad_id
+from .._passes import completion_tokens, device_of, eos_ids, pad_id, seeded
 
 __all__ = ["Sample", "sample"]
 
@@ -53,8 +53,7 @@ def sample(
     old_side = getattr(tokenizer, "padding_side", "right")
     tokenizer.padding_side = "left"
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded(model, seed):
             for start in range(0, len(texts), per_call):
                 chunk = list(texts[start : start + per_call])
                 enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)

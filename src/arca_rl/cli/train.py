@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             when = f"~{median * steps:.0f} s of training at the {median:.2f} s median step time logged in {run_dir}"
         else:
             when = "no time estimate before a step has run (metrics.jsonl records step_time)"
-        state = {"finished": "finished", "interrupted": "resumable", "fresh": "new"}[rundir.state(run_dir)]
+        state = {"finished": "finished", "running": "in use by another run", "interrupted": "resumable", "fresh": "new"}[rundir.state(run_dir)]
         print(
             f"# model: {model}\n"
             f"# per optimizer step: {per_step} completions = {per_step // training.num_generations} prompts "

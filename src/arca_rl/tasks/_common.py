@@ -5,14 +5,17 @@ Private module: the public names are re-exported from `arca_rl.tasks`.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
+
+P = TypeVar("P", bound=tuple)  # a generated problem (hashable, e.g. the terms of a sum)
 
 # A boxed answer longer than this (characters) is treated as no answer: real answers are short, and
 # the symbolic checker's cost grows with the length of what it parses.
@@ -154,6 +157,71 @@ class Task:
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise ValueError(f"max_prompt_tokens must be a positive integer, got {max_tokens!r}")
         return truncate_prompts(dataset, tokenizer, max_tokens)
+
+
+def check_split(split: str, n: int) -> None:
+    """A split name ("train" or "test") and a problem count >= 0, or ValueError naming the bad one."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    check_int("n", n, minimum=0)
+
+
+def draw_split(
+    split: str, n: int, rng_key: str, draw: Callable[[random.Random], P], in_test: Callable[[P], bool], *, unique: bool = True
+) -> list[P]:
+    """`n` problems of `split` in a fixed order: `draw` from a generator seeded by `rng_key`, keeping a
+    draw when `in_test` puts it in `split` (and, with `unique`, it is new). Check the arguments first
+    (`check_split`): with too few problems in the split this would never end."""
+    want_test = split == "test"
+    rng = random.Random(rng_key)
+    seen: set[P] = set()
+    out: list[P] = []
+    while len(out) < n:
+        problem = draw(rng)
+        if in_test(problem) != want_test or (unique and problem in seen):
+            continue
+        seen.add(problem)
+        out.append(problem)
+    return out
+
+
+class GeneratedTask(Task):
+    """A task whose problems are drawn from a seed: the first `n_train` / `n_test` of each split are
+    built once and cached, and more are generated on request. Subclasses implement `_rows`."""
+
+    n_train: int
+    n_test: int
+    _cache: dict[str, Dataset]
+
+    def _rows(self, which: str, n: int) -> dict[str, list[Any]]:  # pragma: no cover - abstract
+        """The first `n` problems of split `which` as dataset columns (``prompt``, ``solution``, ...)."""
+        raise NotImplementedError
+
+    def _load(self, which: str) -> Dataset:
+        from datasets import Dataset
+
+        if which not in self._cache:
+            size = self.n_train if which == "train" else self.n_test
+            self._cache[which] = Dataset.from_dict(self._rows(which, size))
+        return self._cache[which]
+
+    def train_dataset(self, n: int | None = None) -> Dataset:
+        """`n` (default `n_train`) training problems; more than `n_train` are generated on request."""
+        return self._sized("train", n, self.n_train)
+
+    def test_dataset(self, n: int | None = None) -> Dataset:
+        """`n` (default `n_test`) held-out problems; more than `n_test` are generated on request."""
+        return self._sized("test", n, self.n_test)
+
+    def _sized(self, which: str, n: int | None, default: int) -> Dataset:
+        from datasets import Dataset
+
+        if n is None:
+            return self._load(which)
+        check_int("n", n, minimum=0)
+        if n <= default:
+            return self._load(which).select(range(n))
+        return Dataset.from_dict(self._rows(which, n))
 
 
 def truncate_prompts(dataset: Dataset, tokenizer: Any, max_tokens: int) -> Dataset:

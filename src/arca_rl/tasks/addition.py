@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._common import Task, check_int, check_options, last_boxed
+from ._common import GeneratedTask, check_int, check_options, check_split, draw_split, last_boxed
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -122,29 +122,21 @@ def problems(
     n_terms: int = DEFAULT_TERMS,
 ) -> list[Problem]:
     """`n` distinct problems of `split`, drawn in a fixed order from a generator seeded by (`seed`, `split`)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    check_int("n", n, minimum=0)
+    check_split(split, n)
     available = split_size(split, low, high, n_terms)
     if n > available:
         raise ValueError(
             f"at most {available} distinct {split} problems with terms in [{low}, {high}] x{n_terms}, asked for {n}"
         )
-    want_test = split == "test"
-    rng = random.Random(f"{seed}:{split}:{low}:{high}:{n_terms}")
-    seen: set[Problem] = set()
-    out: list[Problem] = []
-    while len(out) < n:
-        terms = tuple(rng.randint(low, high) for _ in range(n_terms))
-        if terms in seen or is_test_problem(terms) != want_test:
-            continue
-        seen.add(terms)
-        out.append(terms)
-    return out
+
+    def draw(rng: random.Random) -> Problem:
+        return tuple(rng.randint(low, high) for _ in range(n_terms))
+
+    return draw_split(split, n, f"{seed}:{split}:{low}:{high}:{n_terms}", draw, is_test_problem)
 
 
 @dataclass
-class AdditionTask(Task):
+class AdditionTask(GeneratedTask):
     """Small additions in chat format; reward: the boxed (else last) number equals the sum.
 
     Options: `seed`, `n_train`, `n_test` (as for ``arithmetic``), `low`/`high` (operand range,
@@ -167,32 +159,6 @@ class AdditionTask(Task):
             "prompt": [render_chat(question(t), self.system or None) for t in drawn],
             "solution": [str(sum(t)) for t in drawn],
         }
-
-    def _load(self, which: str) -> Dataset:
-        from datasets import Dataset
-
-        if which not in self._cache:
-            size = self.n_train if which == "train" else self.n_test
-            self._cache[which] = Dataset.from_dict(self._rows(which, size))
-        return self._cache[which]
-
-    def train_dataset(self, n: int | None = None) -> Dataset:
-        """`n` (default `n_train`) training problems."""
-        return self._sized("train", n, self.n_train)
-
-    def test_dataset(self, n: int | None = None) -> Dataset:
-        """`n` (default `n_test`) held-out problems."""
-        return self._sized("test", n, self.n_test)
-
-    def _sized(self, which: str, n: int | None, default: int) -> Dataset:
-        from datasets import Dataset
-
-        if n is None:
-            return self._load(which)
-        check_int("n", n, minimum=0)
-        if n <= default:
-            return self._load(which).select(range(n))
-        return Dataset.from_dict(self._rows(which, n))
 
     def score(self, completion: str, solution: str) -> float:
         """1.0 when `extract_answer(completion)` equals the sum held in `solution`, else 0.0."""

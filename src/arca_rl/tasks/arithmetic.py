@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import math as _math
-from ._common import Task, check_int, check_options
+from ._common import GeneratedTask, check_int, check_options, check_split, draw_split
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -116,23 +116,15 @@ def problems(split: Literal["train", "test"], n: int, seed: int = 0, *, unique: 
 
     With `unique`, no problem repeats (there are about 656k training and 73k test problems).
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    check_int("n", n, minimum=0)
+    check_split(split, n)
     limit = MAX_UNIQUE[split]
     if unique and n > limit:
         raise ValueError(f"at most {limit} distinct {split} problems can be drawn, asked for {n}")
-    want_test = split == "test"
-    rng = random.Random(f"{seed}:{split}")
-    seen: set[Problem] = set()
-    out: list[Problem] = []
-    while len(out) < n:
-        terms = tuple(rng.randint(LOW, HIGH) for _ in range(N_TERMS))
-        if is_test_problem(terms) != want_test or (unique and terms in seen):
-            continue
-        seen.add(terms)
-        out.append(terms)
-    return out
+
+    def draw(rng: random.Random) -> Problem:
+        return tuple(rng.randint(LOW, HIGH) for _ in range(N_TERMS))  # type: ignore[return-value]
+
+    return draw_split(split, n, f"{seed}:{split}", draw, is_test_problem, unique=unique)
 
 
 def _rows(terms_list: list[Problem]) -> dict[str, list[Any]]:
@@ -162,7 +154,7 @@ def sft_dataset(n: int, direct_fraction: float = 0.65, seed: int = 0) -> Dataset
 
 
 @dataclass
-class ArithmeticTask(Task):
+class ArithmeticTask(GeneratedTask):
     """Sums of three 2-digit numbers; the reward is `arca_rl.tasks.math.score` on the boxed answer.
 
     Options: `seed` (which problems, and their order; the split itself never depends on it),
@@ -175,31 +167,8 @@ class ArithmeticTask(Task):
     n_test: int = 500
     _cache: dict[str, Dataset] = field(default_factory=dict, repr=False, compare=False)
 
-    def _load(self, which: str) -> Dataset:
-        from datasets import Dataset
-
-        if which not in self._cache:
-            size = self.n_train if which == "train" else self.n_test
-            self._cache[which] = Dataset.from_dict(_rows(problems(which, size, seed=self.seed)))  # type: ignore[arg-type]
-        return self._cache[which]
-
-    def train_dataset(self, n: int | None = None) -> Dataset:
-        """`n` (default `n_train`) training problems; more than `n_train` are generated on request."""
-        return self._sized("train", n, self.n_train)
-
-    def test_dataset(self, n: int | None = None) -> Dataset:
-        """`n` (default `n_test`) held-out problems; more than `n_test` are generated on request."""
-        return self._sized("test", n, self.n_test)
-
-    def _sized(self, which: str, n: int | None, default: int) -> Dataset:
-        from datasets import Dataset
-
-        if n is None:
-            return self._load(which)
-        check_int("n", n, minimum=0)
-        if n <= default:
-            return self._load(which).select(range(n))
-        return Dataset.from_dict(_rows(problems(which, n, seed=self.seed)))  # type: ignore[arg-type]
+    def _rows(self, which: str, n: int) -> dict[str, list[Any]]:
+        return _rows(problems(which, n, seed=self.seed))  # type: ignore[arg-type]
 
     def score(self, completion: str, solution: str) -> float:
         """1.0 when the last ``\\boxed{}`` of `completion` equals the solution's (`math.score`)."""
