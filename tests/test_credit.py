@@ -52,7 +52,7 @@ def ref_salience(name: str, row: dict) -> list[float]:
 
 
 def ref_weights(alpha: list[float], eps: float = 1e-8, power: float = 1.0, min_salience: float = 0.0):
-    """SPEC's formula computed naively in double precision (1e30 ** 2 = 1e60 fits in a double)."""
+    """The paper's formula computed naively in double precision (1e30 ** 2 = 1e60 fits in a double)."""
     n = len(alpha)
     if n == 0:
         return []

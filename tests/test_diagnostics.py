@@ -272,7 +272,7 @@ def test_summarize_regimes():
 
 @pytest.mark.parametrize(
     ("method", "g", "eff", "regime"),
-    [  # SPEC.md Table 3
+    [  # the paper's Table 3
         ("uniform r64", 0.000, 1.000, "uniform"),
         ("surprisal r64", 0.941, 0.052, "sparse"),
         ("entropy reduction r64", 0.920, 0.073, "sparse"),
