@@ -86,7 +86,9 @@ def alpha_ratio(raw_lora: Any, base_rank: int) -> tuple[float, str]:
 
 
 def _user_sets(overrides: Sequence[str], key: str) -> bool:
-    return any(o.split("=", 1)[0].strip() == key for o in overrides)
+    from ._config import parse_assignment
+
+    return any(parse_assignment(o, "--set", example=f"{key}=...")[0] == key for o in overrides)
 
 
 def _decide(run_dir: Path) -> tuple[str, str]:
