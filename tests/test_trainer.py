@@ -328,6 +328,13 @@ def test_token_dump(tmp_path):
         ("credit_base", "ref", "credit_base must be one of"),
         ("credit_log_tokens_every", -2, "credit_log_tokens_every must be"),
         ("credit_min_salience", -0.1, "credit_min_salience must be"),
+        ("credit_mix", 1.5, r"credit_mix must be a number in \[0, 1\].*credit_mix: 0.5"),
+        ("credit_mix", -0.1, r"credit_mix must be a number in \[0, 1\]"),
+        ("credit_mix", float("nan"), r"credit_mix must be a number in \[0, 1\].*got nan"),
+        ("credit_mix", float("inf"), r"credit_mix must be a number in \[0, 1\].*got inf"),
+        ("credit_mix", "0.5", r"credit_mix must be a number"),
+        ("credit_warmup_steps", -1, "credit_warmup_steps must be an integer >= 0"),
+        ("credit_warmup_steps", 2.5, "credit_warmup_steps must be an integer >= 0"),
     ],
 )
 def test_config_errors_name_the_field(tmp_path, field, value, match):
@@ -392,3 +399,141 @@ def test_evaluation_logs_credit_metrics(tmp_path):
     assert evals and all(
         math.isfinite(h["eval_credit/gini"]) and h["eval_credit/residual_norm_mean"] > 0 for h in evals
     )
+
+
+# ---- credit_mix / credit_warmup_steps / top_entropy_quantile ------------------------------------------------------
+
+
+def test_credit_mix_zero_equals_stock_grpo(tmp_path):
+    """lambda = 0 is uniform credit whatever the signal: the same parameters as TRL's GRPOTrainer after two steps."""
+    stock = build(tmp_path / "stock", trainer_cls=GRPOTrainer, args=make_args(tmp_path / "stock", cls=GRPOConfig))
+    start = trainable(stock)
+    stock.train()
+    ours = build(tmp_path / "ours", credit="arca", credit_mix=0.0, credit_power=2.0)
+    ours.train()
+    after_stock, after_ours = trainable(stock), trainable(ours)
+    assert max((after_stock[n] - start[n]).abs().max().item() for n in start) > 1e-4
+    for name in after_stock:
+        torch.testing.assert_close(after_ours[name], after_stock[name], rtol=1e-5, atol=1e-6)
+    logged = [h for h in ours.state.log_history if "credit/gini" in h]
+    assert len(logged) == 2 and all(h["credit/mix"] == 0.0 and abs(h["credit/gini"]) < 1e-6 for h in logged)
+
+
+def test_credit_mix_one_is_todays_trainer_bit_for_bit(tmp_path, monkeypatch):
+    """lambda = 1 (the default) must not touch the signal's weights: the same parameters, bit for bit, as the
+    trainer without the mixing step (mix_weights replaced by the identity)."""
+    mixed = build(tmp_path / "mixed", credit="arca", credit_power=2.0)
+    assert mixed.args.credit_mix == 1.0 and mixed.args.credit_warmup_steps == 0  # the defaults
+    start = trainable(mixed)
+    mixed.train()
+    with monkeypatch.context() as m:
+        m.setattr(credit, "mix_weights", lambda weights, mask, lam: weights)
+        plain = build(tmp_path / "plain", credit="arca", credit_power=2.0)
+        plain.train()
+    after_mixed, after_plain = trainable(mixed), trainable(plain)
+    assert max((after_mixed[n] - start[n]).abs().max().item() for n in start) > 1e-4
+    for name in after_plain:
+        assert torch.equal(after_mixed[name], after_plain[name]), name
+
+
+def test_credit_warmup_schedule_per_optimizer_step(tmp_path, monkeypatch):
+    """lambda = mix * min(1, s / N), s = optimizer steps taken: the same for both micro-batches of a step
+    (gradient_accumulation_steps = 2) and both num_iterations passes, for the active and the shadow signals;
+    logged as credit/mix; the dump's weights are the mixed ones and its salience the raw one."""
+    import json
+
+    calls = []  # (lambda, weights in, weights out) per mix_weights call
+    real_mix = credit.mix_weights
+
+    def spy(weights, mask, lam):
+        out = real_mix(weights, mask, lam)
+        calls.append((lam, weights.clone(), out.clone(), mask.clone()))
+        return out
+
+    monkeypatch.setattr(credit, "mix_weights", spy)
+    mix, warmup, steps, gas = 0.8, 3, 4, 2
+    trainer = build(
+        tmp_path,
+        credit="arca",
+        credit_mix=mix,
+        credit_warmup_steps=warmup,
+        max_steps=steps,
+        num_iterations=2,
+        credit_shadow=True,
+        credit_log_tokens_every=1,
+        credit_log_tokens_count=4,
+    )
+    trainer.train()
+    per_batch = len(credit.registered_signals())  # the active signal and every shadow signal
+    assert len(calls) == steps * gas * per_batch
+    hand = [0.0, 0.8 / 3, 1.6 / 3, 0.8]  # 0.8 * min(1, s / 3), s = 0, 1, 2, 3
+    for i, (lam, w_in, w_out, mask) in enumerate(calls):
+        step = i // (gas * per_batch)
+        assert lam == pytest.approx(hand[step], abs=1e-12), (i, lam)
+        T = mask.sum(1, keepdim=True).clamp(min=1)
+        torch.testing.assert_close(w_out, ((1 - lam) / T + lam * w_in) * mask, rtol=0, atol=1e-7)
+    logged = [h for h in trainer.state.log_history if "credit/mix" in h]
+    assert [h["credit/mix"] for h in logged] == pytest.approx(hand)
+    assert abs(logged[0]["credit/gini"]) < 1e-6 and logged[-1]["credit/gini"] > 1e-3  # uniform at s = 0
+    # credit_tokens.jsonl: weights = mix(token_weights(salience)) with the step's lambda, salience raw
+    dumps = [json.loads(x) for x in (tmp_path / "out" / "credit_tokens.jsonl").read_text().splitlines()]
+    assert {d["step"] for d in dumps} == set(range(steps))
+    for d in dumps:
+        sal = torch.tensor([d["salience"]], dtype=torch.float32)
+        ones = torch.ones_like(sal)
+        signal = credit.token_weights(sal, ones, eps=trainer.args.credit_eps, power=trainer.args.credit_power)
+        want = real_mix(signal, ones, hand[d["step"]])
+        torch.testing.assert_close(torch.tensor([d["weights"]]), want, rtol=1e-4, atol=2e-6)
+
+
+@pytest.mark.parametrize("signal", ["uniform", "surprisal", "entropy_reduction", "divergence", "arca"])
+def test_top_entropy_quantile_composes_with_every_signal(tmp_path, monkeypatch, signal):
+    """With TRL's top_entropy_quantile, the loss is TRL's over the token advantages A_i * w_it * T_i, masked to
+    the top-q entropy tokens: checked against the loss computed by hand from the recorded tensors (lr = 0, so
+    the importance ratio is exactly 1 and `grpo`'s loss is -mean_i sum_t A_it * m_it / T_i)."""
+    rec = Recorder(monkeypatch)
+    seen = []
+    real = GRPOTrainer._compute_loss
+
+    def spy(self, model, inputs):
+        seq_adv = inputs["advantages"].clone()  # (B,) until the training forward has run
+        loss = real(self, model, inputs)
+        seen.append(
+            {
+                "seq": seq_adv,
+                "tok": inputs["advantages"].clone(),
+                "mask": inputs["completion_mask"].clone(),
+                "loss": loss.detach(),
+            }
+        )
+        return loss
+
+    monkeypatch.setattr(GRPOTrainer, "_compute_loss", spy)
+    q, gas = 0.2, 2
+    trainer = build(
+        tmp_path,
+        credit=signal,
+        credit_mix=0.7,
+        top_entropy_quantile=q,
+        loss_type="grpo",
+        learning_rate=0.0,
+        max_steps=1,
+    )
+    trainer.train()
+    assert len(seen) == len(rec.weights) == gas
+    active = [r for r in rec.salience if r["name"] == signal]
+    for batch, weights, sal in zip(seen, rec.weights, active):
+        mask = batch["mask"].bool()
+        T = mask.sum(1, keepdim=True).float()
+        w = credit.mix_weights(weights["out"], mask, 0.7)
+        adv = batch["seq"].float().unsqueeze(1) * w * T
+        torch.testing.assert_close(batch["tok"].float(), adv, rtol=1e-5, atol=1e-6)
+        # TRL's mask: entropy >= the (1 - q) quantile of the micro-batch's real-token entropies
+        H = sal["entropies"]
+        threshold = torch.quantile(H[mask], 1 - q)
+        top = H.ge(threshold) & mask
+        assert 0 < int(top.sum()) < int(mask.sum())  # the mask does select
+        by_hand = -((adv * top).sum(1) / T.squeeze(1)).mean() / gas
+        torch.testing.assert_close(batch["loss"], by_hand, rtol=1e-5, atol=1e-6)
+        if signal != "uniform":  # the credit is not uniform, so the composition is not vacuous
+            assert (w[mask] - (mask / T)[mask]).abs().max() > 1e-4

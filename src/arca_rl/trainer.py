@@ -365,14 +365,18 @@ class _CreditRouting:
             "base_hidden": inputs.get("credit_base_hidden"),
         }
         args = self.args
+        lam = self._credit_lambda()
         weights_of: dict[str, torch.Tensor] = {}
         salience_of: dict[str, torch.Tensor] = {}
         for name in [args.credit, *self._shadow_signals]:
             alpha = credit.salience(name, mask=mask, **signal_inputs)  # [B, T] float32, 0 on padding
-            salience_of[name] = alpha
-            weights_of[name] = credit.token_weights(alpha, mask, **args.token_weight_kwargs())
+            salience_of[name] = alpha  # raw: the dump keeps it, so the mix can be recomputed
+            signal_weights = credit.token_weights(alpha, mask, **args.token_weight_kwargs())
+            # (1 - lam) / T + lam * w: what the gradient, the credit metrics and the dump all use
+            weights_of[name] = credit.mix_weights(signal_weights, mask, lam)
         weights = weights_of[args.credit]
         mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["credit/mix"].append(lam)
         self._log_credit("credit", weights, mask, mode)
         for name in self._shadow_signals:
             self._log_credit(f"shadow/{name}", weights_of[name], mask, mode)
@@ -381,6 +385,12 @@ class _CreditRouting:
         if mode == "train":
             self._maybe_dump_tokens(inputs, mask, weights_of, salience_of, inputs["advantages"])
         return weights, mask
+
+    def _credit_lambda(self) -> float:
+        """The `credit_mix` lambda in force: `credit_mix * min(1, s / credit_warmup_steps)`, s = optimizer steps
+        already taken. `global_step` only moves after an optimizer step, so every micro-batch of a step and every
+        `num_iterations` pass over a generation batch get the same lambda."""
+        return self.args.credit_lambda(self.state.global_step)
 
     # ---- metrics ---------------------------------------------------------------------------------------------
 

@@ -68,6 +68,18 @@ class CreditFields:
         credit_min_salience (`float`, defaults to `0.0`):
             A completion whose largest salience is at most this falls back to uniform credit. Guards against
             normalizing noise-level salience (e.g. a fresh DoRA adapter in bf16) into sharp credit.
+        credit_mix (`float`, defaults to `1.0`):
+            Blend of the signal's credit with uniform credit, `lambda` in [0, 1]:
+            `w_t = (1 - lambda) / T + lambda * w_signal_t`, where `w_signal` are the weights above (after the
+            power and any uniform fallback). Every token keeps at least `(1 - lambda) / T` of the credit, so no
+            token the signal starves stops being learned. 1 = the signal alone; 0 = uniform credit (stock GRPO).
+            Shadow signals get the same mix. The mixed weights are what the gradient, the `credit/*` metrics and
+            `credit_tokens.jsonl`'s `weights` use (its `salience` stays raw).
+        credit_warmup_steps (`int`, defaults to `0`):
+            Ramp the mix up over the first N optimizer steps: `lambda = credit_mix * min(1, s / N)`, s = optimizer
+            steps already taken. Credit is uniform while a fresh adapter has no residual and reaches `credit_mix`
+            after N steps; every micro-batch and `num_iterations` pass of one step uses the same lambda, logged as
+            `credit/mix`. 0 = `credit_mix` from the first step.
         credit_base (`str`, defaults to `"disabled"`):
             What the adapted model is compared against for `arca` and `divergence`. `"disabled"` (the paper's definition): the same
             model with every adapter switched off; costs one no-grad forward per generation batch when `beta = 0`,
@@ -81,7 +93,8 @@ class CreditFields:
             generation batch when the active signal does not already need one.
         credit_log_tokens_every (`int`, defaults to `0`):
             Every N optimizer steps, append the tokens, weights, raw salience and advantage of a few completions to
-            `<output_dir>/credit_tokens.jsonl` (for heatmaps). 0 turns it off.
+            `<output_dir>/credit_tokens.jsonl` (for heatmaps), and, with TRL's `top_entropy_quantile` < 1, which
+            tokens its entropy mask keeps (`entropy_mask`). 0 turns it off.
         credit_log_tokens_count (`int`, defaults to `4`):
             How many completions each `credit_log_tokens_every` dump writes.
     """
@@ -100,6 +113,14 @@ class CreditFields:
     )
     credit_min_salience: float = field(
         default=0.0, metadata={"help": "Rows whose largest salience is at most this get uniform credit."}
+    )
+    credit_mix: float = field(
+        default=1.0,
+        metadata={"help": "lambda in [0, 1]: w = (1 - lambda)/T + lambda * w_signal (1 = signal alone, 0 = uniform)."},
+    )
+    credit_warmup_steps: int = field(
+        default=0,
+        metadata={"help": "Ramp lambda from 0 to credit_mix over this many optimizer steps (0 = no warm-up)."},
     )
     credit_base: str = field(
         default="disabled",
@@ -145,6 +166,17 @@ class CreditFields:
                 "credit_min_salience",
                 f"credit_min_salience must be a number >= 0 and finite, got {self.credit_min_salience!r}.",
             )
+        mix = self.credit_mix
+        if not (_finite(mix) and 0 <= mix <= 1):
+            reason = (
+                f"must be a number in [0, 1] (1 = the signal alone, 0 = uniform credit), got {mix!r}; "
+                "set e.g. credit_mix: 0.5"
+            )
+            raise CreditConfigError("credit_mix", f"credit_mix {reason}.", reason=reason)
+        warmup = self.credit_warmup_steps
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            reason = f"must be an integer >= 0 (optimizer steps; 0 = no warm-up), got {warmup!r}"
+            raise CreditConfigError("credit_warmup_steps", f"credit_warmup_steps {reason}.", reason=reason)
         if self.credit_base not in CREDIT_BASES:
             raise CreditConfigError("credit_base", f"credit_base must be one of {CREDIT_BASES}, got {self.credit_base!r}.")
         if not isinstance(self.credit_shadow, bool):
@@ -161,6 +193,11 @@ class CreditFields:
         The trainer and `arca diagnose` both weight through this, so a diagnosis shows the credit a run used.
         """
         return {"eps": self.credit_eps, "power": self.credit_power, "min_salience": self.credit_min_salience}
+
+    def credit_lambda(self, step: int) -> float:
+        """The `credit_mix` lambda in force after `step` optimizer steps: `credit_mix * min(1, step / N)`,
+        N = `credit_warmup_steps` (`credit.mix_schedule`); the weights are then `credit.mix_weights(w, mask, lambda)`."""
+        return credit.mix_schedule(int(step), float(self.credit_mix), int(self.credit_warmup_steps))
 
 
 @dataclass
