@@ -110,6 +110,25 @@ def test_decisive_token_share_reads_the_active_signal(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert decisive_token_share(path) == pytest.approx(0.3)
     assert decisive_token_share(tmp_path / "missing.jsonl") is None
+    # top_entropy_quantile: a first token that TRL's entropy mask drops gets nothing of the gradient
+    rows = [
+        {"step": 0, "signal": "uniform", "active": True, "weights": [0.5, 0.5], "entropy_mask": [0, 1]},
+        {"step": 0, "signal": "uniform", "active": True, "weights": [0.25, 0.75], "entropy_mask": [1, 0]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert decisive_token_share(path) == pytest.approx(0.125)
+
+
+def test_demo_rejects_a_bad_variant_before_any_work(tmp_path, capsys):
+    out = tmp_path / "demo"
+    for methods, match in [
+        ("uniform,arca+mx0.5", "--methods: 'arca+mx0.5': cannot read 'mx0.5'"),
+        ("uniform,arca+mix2", r"--methods: 'arca+mix2': +mix must be in [0, 1] (credit_mix)"),
+        ("nope", "--methods: 'nope': unknown signal 'nope'"),
+    ]:
+        assert main(["demo", "--output-dir", str(out), "--methods", methods, "--quiet"]) == 2
+        assert match in capsys.readouterr().err
+    assert not (out / "base_eval.json").exists()
 
 
 @pytest.mark.slow
@@ -132,3 +151,32 @@ def test_demo_writes_summary_and_respects_the_budget(tmp_path, tiny_model_dir, c
     assert summary["methods"]["uniform"]["gini"] == pytest.approx(0.0, abs=1e-6)
     assert is_finished(out / "uniform") and is_finished(out / "arca")
     check_eval_json(out / "base_eval.json", n=4, k=4, samples=4)
+
+
+@pytest.mark.slow
+def test_demo_trains_variants(tmp_path, tiny_model_dir, capsys):
+    """`arca demo --methods` with +mix / +warmup / +topent: each run's config carries the fields, the table names
+    the variant, and the top-entropy run records TRL's entropy mask next to its credit."""
+    import yaml
+
+    out = tmp_path / "demo"
+    argv = ["demo", "--output-dir", str(out), "--methods", "uniform+topent0.5,arca+mix0.5+warmup1", "--seeds", "0",
+            "--budget", "1000", "--quiet", "--set", f"model.name_or_path={tiny_model_dir}",
+            "--set", "training.max_steps=2", "--set", "training.per_device_train_batch_size=4",
+            "--set", "training.num_generations=4", "--set", "training.max_completion_length=4",
+            "--set", "eval.n=4", "--set", "eval.batch_size=4", "--set", "eval.max_new_tokens=4"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "uniform+topent0.5" in printed and "arca+mix0.5+warmup1" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["methods"]) == ["uniform+topent0.5", "arca+mix0.5+warmup1"]
+    topent = yaml.safe_load((out / "uniform+topent0.5" / "config.yaml").read_text())
+    assert topent["training"]["credit"] == "uniform" and topent["training"]["top_entropy_quantile"] == 0.5
+    assert topent["name"] == "demo-uniform_topent0.5"
+    mixed = yaml.safe_load((out / "arca+mix0.5+warmup1" / "config.yaml").read_text())["training"]
+    assert (mixed["credit"], mixed["credit_mix"], mixed["credit_warmup_steps"]) == ("arca", 0.5, 1)
+    metrics = [json.loads(x) for x in (out / "arca+mix0.5+warmup1" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["credit/mix"] for m in metrics if "credit/mix" in m] == [0.0, 0.5]  # warm-up: 0, then the mix
+    dumps = [json.loads(x) for x in (out / "uniform+topent0.5" / "credit_tokens.jsonl").read_text().splitlines()]
+    assert dumps and all(len(d["entropy_mask"]) == len(d["weights"]) for d in dumps)
+    assert 0 < sum(map(sum, (d["entropy_mask"] for d in dumps))) < sum(len(d["weights"]) for d in dumps)

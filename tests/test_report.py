@@ -359,3 +359,36 @@ def test_runs_that_differ_beyond_the_seed_are_flagged(tmp_path):
     assert len(flagged) == 1  # seeds and names alone (the uniform pair) are not flagged
     assert flagged[0].startswith("arca r16") and "training.credit_power" in flagged[0]
     assert "training.credit_power" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_credit_variants_are_their_own_methods_and_show_the_mix_in_force(tmp_path):
+    """credit_mix / credit_warmup_steps / top_entropy_quantile name the method (arca+mix0.5, ...), so such runs are
+    not averaged with the plain signal; the runs list shows the lambda in force at the end of training."""
+
+    def set_training(run: Path, **fields) -> None:
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg["training"].update(fields)
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+    plain = make_run(tmp_path, "arca", credit="arca", rank=16, seed=0, rewards=[0.2, 0.4], greedy=0.5, pass_k=0.7)
+    mixed = make_run(tmp_path, "mix", credit="arca", rank=16, seed=0, rewards=[0.2, 0.4], greedy=0.6, pass_k=0.7)
+    set_training(mixed, credit_mix=0.5)
+    warm = make_run(tmp_path, "warm", credit="arca", rank=16, seed=0, rewards=[0.1, 0.3], greedy=0.4, pass_k=0.6)
+    set_training(warm, credit_warmup_steps=10, max_steps=4)  # stopped at 4 of 10 warm-up steps: lambda 0.4
+    logged = make_run(tmp_path, "logged", credit="arca", rank=16, seed=1, rewards=[0.1, 0.3], greedy=0.4, pass_k=0.6)
+    set_training(logged, credit_warmup_steps=10, max_steps=4)
+    rows = [json.loads(x) for x in (logged / "metrics.jsonl").read_text().splitlines()]
+    rows[0]["credit/mix"], rows[1]["credit/mix"] = 0.0, 0.1  # what the trainer logged wins over the config
+    (logged / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    topent = make_run(tmp_path, "topent", credit="uniform", rank=16, seed=0, rewards=[0.2], greedy=0.5, pass_k=0.7)
+    set_training(topent, top_entropy_quantile=0.2)
+    res = write_report([plain, mixed, warm, logged, topent], out=tmp_path / "report")
+    assert [r["method"] for r in res.table2] == ["uniform+topent0.2", "arca", "arca+mix0.5", "arca+warmup10"]
+    assert next(r for r in res.table2 if r["method"] == "arca+warmup10")["n"] == 2
+    assert not [m for m in res.messages if "averaged together" in m]
+    assert {r.name: r.final_mix for r in res.runs} == pytest.approx(
+        {"arca": 1.0, "mix": 0.5, "warm": 0.4, "logged": 0.1, "topent": 1.0}
+    )
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| credit mix |" in md and "| mix | arca+mix0.5 | 16 | 0 | 0.5 |" in md
+    assert "| warm | arca+warmup10 | 16 | 0 | 0.4 |" in md

@@ -18,6 +18,11 @@ the first completion token (the token that picks the direct or the step-by-step 
 the credit as it was used for the gradient, not a re-scoring afterwards. Uniform credit gives 1/T
 there, so compare methods against it.
 
+A method may also be a variant (`arca_rl.variants`): a signal, then `+mix<lambda>` (credit_mix),
+`+warmup<N>` (credit_warmup_steps) and/or `+topent<q>` (TRL's top_entropy_quantile), e.g.
+`arca demo --methods uniform,arca,arca+mix0.5,arca+warmup10,uniform+topent0.2`; each trains with the
+same budget as the plain methods, in runs/demo/<variant>/. The default method list has no variants.
+
 The budget check: uniform and arca always run; every later method runs only if the time used so
 far plus a projection of its cost (the measured time of arca's last run for signals that need the
 adapter-off pass, of uniform's otherwise, times the number of seeds) stays within the budget.
@@ -60,15 +65,32 @@ def demo_config(overrides: Sequence[str] = ()) -> RunConfig:
 
 def decisive_token_share(credit_tokens_path: str | Path, index: int = 0) -> float | None:
     """Mean weight on completion token `index` over the completions logged in credit_tokens.jsonl
-    (the active signal's rows; shadow signals' rows are skipped)."""
+    (the active signal's rows; shadow signals' rows are skipped). Where the row records TRL's entropy
+    mask (`top_entropy_quantile` < 1), a token the mask drops counts 0: its advantage never reaches the
+    gradient."""
     shares = []
     for row in rundir.read_jsonl(credit_tokens_path)[0]:
         if row.get("active") is False:
             continue
         weights = row.get("weights") or []
         if len(weights) > index and weights[index] is not None:
-            shares.append(float(weights[index]))
+            keep = row.get("entropy_mask")  # TRL's top_entropy_quantile mask, applied on top of the credit
+            kept = 1.0 if not isinstance(keep, list) or len(keep) <= index else float(keep[index])
+            shares.append(float(weights[index]) * kept)
     return sum(shares) / len(shares) if shares else None
+
+
+def _method_overrides(method: str, fields: dict[str, Any], *, seed: int, suffix: bool = False) -> list[str]:
+    """The config overrides of one demo run: the method's signal and variant fields, the seed, the run name
+    (`demo-<method>`, with '+' written '_' since run names are folder-safe; `-s<seed>` after the first seed)."""
+    signal = method.split("+")[0]
+    name = f"demo-{method.replace('+', '_')}" + (f"-s{seed}" if suffix else "")
+    return [
+        f"training.credit={signal}",
+        *(f"training.{key}={value}" for key, value in fields.items()),
+        f"training.seed={seed}",
+        f"name={name}",
+    ]
 
 
 def _mean_metric(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -154,13 +176,20 @@ def run_demo(
     t_start = time.perf_counter()
     base = load_config(config, overrides) if config is not None else demo_config(overrides)
     methods = list(methods) if methods else list(DEMO_METHODS)
+    from ._config import ConfigError
     from .credit import needs_base, registered_signals
+    from .variants import parse_variant
 
-    unknown = [m for m in methods if m not in registered_signals()]
-    if unknown:
-        from ._config import ConfigError
-
-        raise ConfigError(f"--methods: unknown signal(s) {unknown}; registered: {', '.join(registered_signals())}")
+    # Each method is a signal or a variant (arca+mix0.5, arca+warmup10, uniform+topent0.2): check them all,
+    # and every config they make, before the base model is evaluated.
+    signal_of: dict[str, str] = {}
+    fields_of: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        try:
+            signal_of[method], fields_of[method] = parse_variant(method, registered_signals())
+        except ValueError as exc:
+            raise ConfigError(f"--methods: {exc}") from None
+        base.with_overrides(_method_overrides(method, fields_of[method], seed=0))
     out = Path(out_dir) if out_dir is not None else Path("runs") / "demo"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -184,7 +213,7 @@ def run_demo(
     for i, method in enumerate(methods):
         elapsed = time.perf_counter() - t_start
         if i >= REQUIRED_METHODS and seconds_of:
-            like = "arca" if needs_base(method) and "arca" in seconds_of else "uniform" if "uniform" in seconds_of else None
+            like = "arca" if needs_base(signal_of[method]) and "arca" in seconds_of else "uniform" if "uniform" in seconds_of else None
             projected = (seconds_of[like] if like else max(seconds_of.values())) * len(seeds)
             if elapsed + projected > budget_s:
                 print(f"skipping {method}: {elapsed:.0f} s used, about {projected:.0f} s more would pass the {budget_s:.0f} s budget")
@@ -192,11 +221,8 @@ def run_demo(
                 continue
         per_seed: dict[str, dict[str, Any]] = {}
         for j, seed in enumerate(seeds):
-            overrides_m = [f"training.credit={method}", f"training.seed={seed}", f"name=demo-{method}"]
-            run_dir = out / method
-            if j > 0:
-                overrides_m[-1] += f"-s{seed}"
-                run_dir = out / f"{method}-s{seed}"
+            overrides_m = _method_overrides(method, fields_of[method], seed=seed, suffix=j > 0)
+            run_dir = out / method if j == 0 else out / f"{method}-s{seed}"
             cfg = base.with_overrides(overrides_m)
             if run_dir.exists():
                 shutil.rmtree(run_dir)

@@ -383,7 +383,7 @@ class _CreditRouting:
         if "arca" in salience_of:  # arca's salience is the residual norm itself
             self._log_residual(salience_of["arca"], mask, mode)
         if mode == "train":
-            self._maybe_dump_tokens(inputs, mask, weights_of, salience_of, inputs["advantages"])
+            self._maybe_dump_tokens(inputs, mask, weights_of, salience_of, inputs["advantages"], entropies)
         return weights, mask
 
     def _credit_lambda(self) -> float:
@@ -435,11 +435,18 @@ class _CreditRouting:
         weights_of: dict[str, torch.Tensor],
         salience_of: dict[str, torch.Tensor],
         advantages: torch.Tensor,
+        entropies: torch.Tensor | None = None,
     ) -> None:
         every, step = self.args.credit_log_tokens_every, self.state.global_step
         if every <= 0 or step % every != 0 or step == self._last_token_dump_step:
             return
         self._last_token_dump_step = step
+        keep = None
+        quantile = getattr(self, "top_entropy_quantile", 1.0)  # TRL's GRPO has it; RLOO has no entropy mask
+        if quantile < 1.0 and entropies is not None and hasattr(self, "get_high_entropy_mask"):
+            # TRL's entropy mask, computed as its loss computes it (a gather: every process calls it), so the dump
+            # shows which tokens' advantages A_i * w_it * T_i actually reach the gradient
+            keep = self.get_high_entropy_mask(entropies.float(), mask, 1 - quantile)
         if not self.accelerator.is_main_process:
             return
         path = Path(self.args.output_dir) / "credit_tokens.jsonl"
@@ -461,6 +468,8 @@ class _CreditRouting:
                         "salience": [float(f"{v:.6g}") for v in salience_of[name][row][real].tolist()],
                         "advantage": float(advantages[row]),
                     }
+                    if keep is not None:  # top_entropy_quantile < 1: 1 where TRL's mask keeps the token
+                        record["entropy_mask"] = [int(v) for v in keep[row][real].tolist()]
                     f.write(json.dumps(record) + "\n")
 
 

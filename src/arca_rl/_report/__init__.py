@@ -129,7 +129,8 @@ def _heatmap_sections(runs: Sequence[RunData], messages: list[str]):
         sections.append(
             Section(
                 title=f"{r.name}",
-                subtitle=f"method {r.method} (drives the gradient; first row), rank {r.rank}, seed {r.seed}; "
+                subtitle=f"method {r.method} (drives the gradient; first row), rank {r.rank}, seed {r.seed}, "
+                f"credit mix {'?' if r.final_mix is None else f'{r.final_mix:.3g}'} at the end; "
                 f"completions logged at step(s) {shown} ({len(comps)} logged in all)"
                 + (f"; shadow signals: {', '.join(shadows)}" if shadows else "")
                 + ".",
@@ -239,14 +240,20 @@ def _markdown(res: ReportResult) -> str:
     lines += [
         "## Runs",
         "",
-        "| run | method | rank | seed | steps logged | eval | path |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| run | method | rank | seed | credit mix | steps logged | eval | path |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in res.runs:
         ev = "yes" if r.eval is not None else "missing"
+        mix = "?" if r.final_mix is None else f"{r.final_mix:.3g}"
         lines.append(
-            f"| {r.name} | {r.method} | {r.rank} | {r.seed} | {len(r.metrics)} | {ev} | `{r.path}` |"
+            f"| {r.name} | {r.method} | {r.rank} | {r.seed} | {mix} | {len(r.metrics)} | {ev} | `{r.path}` |"
         )
+    lines += [
+        "",
+        "_credit mix_: the `credit_mix` lambda in force at the end of training (the last logged `credit/mix`): each "
+        "token's weight is `(1 - lambda) / T + lambda * w_signal`, so 1 is the signal alone and 0 uniform credit.",
+    ]
     if res.messages:
         lines += ["", "## Messages", ""] + [f"- {m}" for m in res.messages]
     return "\n".join(lines) + "\n"

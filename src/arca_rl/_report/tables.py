@@ -2,7 +2,9 @@
 
 A run directory holds `config.yaml` (resolved config), `metrics.jsonl` (one JSON object per logging
 step), `eval.json` (held-out accuracy) and optionally `credit_tokens.jsonl`. Runs are grouped by
-(method = training.credit, rank = lora.r); every other difference (the seed above all) is treated
+(method, rank = lora.r), the method being training.credit plus the credit variant it trained with
+(`arca+mix0.5`, `arca+warmup10`, `uniform+topent0.2`: see `arca_rl.variants`); every other
+difference (the seed above all) is treated
 as a replicate. A group's figure is the mean over its runs with a 95% Student-t confidence interval
 (n - 1 degrees of freedom, half-width t_{0.975, n-1} * s / sqrt(n), s the sample standard
 deviation); a group of one run has no interval.
@@ -115,6 +117,25 @@ class RunData:
     def mean_effective_token_ratio(self) -> float | None:
         return self.mean_of("credit/effective_token_ratio")
 
+    @property
+    def final_mix(self) -> float | None:
+        """The credit_mix lambda in force at the end of training: the last logged `credit/mix`, else (a run
+        from before it was logged, or not yet logging) `credit_mix * min(1, max_steps / credit_warmup_steps)`
+        from the config. None when neither is readable."""
+        _, logged = self.series("credit/mix")
+        if logged:
+            return logged[-1]
+        training = self.config.get("training") if isinstance(self.config.get("training"), dict) else {}
+        mix, warmup = training.get("credit_mix", 1.0), training.get("credit_warmup_steps", 0)
+        steps = training.get("max_steps")
+        if isinstance(mix, bool) or not isinstance(mix, int | float) or not isinstance(warmup, int):
+            return None
+        if warmup <= 0:
+            return float(mix)
+        if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+            return float(mix) * min(1.0, steps / warmup)
+        return None
+
     def eval_value(self, key: str) -> float | None:
         if not self.eval:
             return None
@@ -150,11 +171,10 @@ def load_run(path: str | Path) -> RunData:
         raise RunLoadError(str(exc)) from None
     training = cfg.get("training") if isinstance(cfg.get("training"), dict) else {}
     lora = cfg.get("lora") if isinstance(cfg.get("lora"), dict) else {}
-    method = training.get("credit")
-    if not isinstance(method, str) or not method:
-        from ..trainer_config import field_default
+    from ..trainer_config import field_default
+    from ..variants import variant_name
 
-        method = field_default("credit")
+    method = variant_name(training, default_credit=field_default("credit"))
     rank = _as_int(lora.get("r"))
     seed = _as_int(training.get("seed"))
     name = str(cfg.get("name") or p.name)
@@ -250,7 +270,8 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float | 
 
 
 def _method_key(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+    signal = method.split("+")[0]  # a variant sorts right after its signal
+    return (METHOD_ORDER.index(signal) if signal in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
 def group_runs(runs: Iterable[RunData]) -> dict[tuple[str, int | None], list[RunData]]:

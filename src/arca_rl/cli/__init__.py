@@ -36,6 +36,7 @@ examples:
   arca eval --adapter runs/demo-arca --task arithmetic --n 200
   arca demo
   arca demo --methods uniform,arca --seeds 0
+  arca demo --methods uniform,arca,arca+mix0.5,arca+warmup10,uniform+topent0.2
 """
 
 

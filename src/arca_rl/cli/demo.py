@@ -24,7 +24,10 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         default=None,
-        help="comma-separated credit signals, in order (default: uniform,arca,entropy_reduction,surprisal,divergence)",
+        help="comma-separated credit methods, in order: a signal, optionally followed by +mix<lambda> "
+        "(credit_mix), +warmup<N> (credit_warmup_steps), +topent<q> (TRL's top_entropy_quantile), e.g. "
+        "uniform,arca,arca+mix0.5,arca+warmup10,uniform+topent0.2 "
+        "(default: uniform,arca,entropy_reduction,surprisal,divergence)",
     )
     p.add_argument(
         "--budget",
