@@ -200,6 +200,60 @@ def test_bad_arguments(peft_model, tok):
         diagnose(peft_model, tok, ["1="], k=0, progress=False)
 
 
+def test_mix_blends_every_signal_with_uniform(result, peft_model, tok):
+    """mix = lambda: every signal's weights become (1 - lambda) / T + lambda * w on the same rollouts; salience
+    stays raw."""
+    mixed = diagnose(
+        peft_model, tok, PROMPTS, k=3, max_new_tokens=10, temperature=0.7, seed=3, batch_size=5, mix=0.3, progress=False
+    )
+    assert mixed.settings["mix"] == 0.3 and result.settings["mix"] == 1.0
+    assert "credit mix in force: lambda = 0.3" in mixed.table()
+    for plain, rec in zip(result.completions, mixed.completions, strict=True):
+        assert rec.token_ids == plain.token_ids  # the same samples
+        T = len(rec.token_ids)
+        for name, w in plain.weights.items():
+            assert rec.salience[name] == plain.salience[name]
+            assert rec.weights[name] == pytest.approx([0.7 / T + 0.3 * x for x in w], abs=1e-6)
+    assert mixed.signals["arca"].gini < result.signals["arca"].gini
+    with pytest.raises(ValueError, match=r"mix \(credit_mix\) must be a number in \[0, 1\]"):
+        diagnose(peft_model, tok, ["1="], mix=float("nan"), progress=False)
+
+
+def test_cli_on_a_mixed_run_applies_its_final_lambda(tmp_path, tok, capsys):
+    from arca_rl.cli import main
+
+    model_dir = tmp_path / "tiny"
+    base = tiny_model(tok, seed=0)
+    base.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    torch.manual_seed(2)
+    peft = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["v_proj"], init_lora_weights=False))
+    run = tmp_path / "runs" / "warm"
+    peft.save_pretrained(run / "adapter")
+    (run / "config.yaml").write_text(
+        f"name: warm\nmodel: {{name_or_path: {model_dir}}}\ntask: {{name: arithmetic}}\n"
+        "training: {credit: arca, credit_mix: 0.5, credit_warmup_steps: 4, max_steps: 2, max_completion_length: 6}\n"
+    )
+    # the trainer logged lambda 0 then 0.125 (0.5 * 1/4): the run ended at 0.125, not at credit_mix
+    (run / "metrics.jsonl").write_text('{"step": 1, "credit/mix": 0.0}\n{"step": 2, "credit/mix": 0.125}\n')
+    args = ["diagnose", "--adapter", str(run), "--n", "2", "--k", "2", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "d1")]) == 0
+    assert "credit mix in force: lambda = 0.125" in capsys.readouterr().out
+    d = json.loads((tmp_path / "d1" / "diagnose.json").read_text())
+    assert d["settings"]["mix"] == 0.125
+    for rec in d["completions"]:
+        T = len(rec["token_ids"])
+        assert min(rec["weights"]["arca"]) >= 0.875 / T - 1e-6  # every token keeps (1 - lambda) / T
+    (run / "metrics.jsonl").unlink()  # nothing logged: computed from the config, 0.5 * min(1, 2 / 4)
+    assert main([*args, "--out", str(tmp_path / "d2")]) == 0
+    assert json.loads((tmp_path / "d2" / "diagnose.json").read_text())["settings"]["mix"] == 0.25
+    assert main([*args, "--out", str(tmp_path / "d3"), "--mix", "1"]) == 0  # an explicit --mix wins
+    assert json.loads((tmp_path / "d3" / "diagnose.json").read_text())["settings"]["mix"] == 1.0
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "d4"), "--mix", "1.5"]) == 2
+    assert "--mix: must be a number in [0, 1]" in capsys.readouterr().err
+
+
 def test_cli_on_run_folder_and_plain_model(tmp_path, tok, capsys):
     from arca_rl.cli import main
 

@@ -5,7 +5,8 @@
     uniform+topent0.2      credit: uniform, top_entropy_quantile: 0.2 (TRL's entropy mask)
 
 `arca demo --methods` reads these names and `arca report` labels runs with them, so a run's label
-says which mix it trained with. Pure string handling: no torch import.
+says which mix it trained with; `final_mix` is the mix lambda a run ended with (what `arca report`
+lists and `arca diagnose` applies). No torch import.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["SUFFIXES", "parse_variant", "variant_name"]
+__all__ = ["SUFFIXES", "final_mix", "parse_variant", "variant_name"]
 
 #: suffix -> (ARCAGRPOConfig field, value type, the field's default = the suffix left out)
 SUFFIXES: dict[str, tuple[str, type, float]] = {
@@ -75,3 +76,20 @@ def variant_name(training: Mapping[str, Any], default_credit: str = "arca") -> s
             continue
         name += f"+{key}{_num(value)}"
     return name
+
+
+def final_mix(training: Mapping[str, Any], logged: Sequence[float] = ()) -> float | None:
+    """The credit_mix lambda in force at the end of a run: the last value it logged as `credit/mix`, else
+    (nothing logged yet) `credit_mix * min(1, max_steps / credit_warmup_steps)` from its `training` config
+    section (defaults 1 and 0). None when the config holds no readable values."""
+    if logged:
+        return float(logged[-1])
+    mix, warmup = training.get("credit_mix", 1.0), training.get("credit_warmup_steps", 0)
+    if isinstance(mix, bool) or not isinstance(mix, int | float) or isinstance(warmup, bool) or not isinstance(warmup, int):
+        return None
+    if warmup <= 0:
+        return float(mix)
+    steps = training.get("max_steps")
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+        return float(mix) * min(1.0, steps / warmup)
+    return None

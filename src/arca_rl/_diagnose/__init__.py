@@ -67,6 +67,7 @@ def diagnose(
     power: float = 1.0,
     eps: float = 1e-8,
     min_salience: float = 0.0,
+    mix: float = 1.0,
     seed: int = 0,
     batch_size: int = 16,
     progress: bool = True,
@@ -86,6 +87,8 @@ def diagnose(
         signals: which registered signals to score (default: all, in registration order).
         power, eps, min_salience: how salience becomes weights (`credit.token_weights`; a run's
             are `ARCAGRPOConfig.token_weight_kwargs()`).
+        mix: the `credit_mix` lambda applied to every signal's weights, `(1 - mix) / T + mix * w`
+            (`credit.mix_weights`; 1 = the signals alone). Salience is reported raw.
         seed: sampling seed (the global RNG state is restored afterwards).
         batch_size: sequences per generate / forward call.
         progress: print a progress line per batch to stderr.
@@ -107,6 +110,8 @@ def diagnose(
         raise ValueError("diagnose needs at least one prompt")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(mix, bool) or not isinstance(mix, int | float) or not 0 <= mix <= 1:  # NaN fails too
+        raise ValueError(f"mix (credit_mix) must be a number in [0, 1] (1 = the signals alone), got {mix!r}")
     if oracle_samples is not None:
         from ..oracle import check_samples
 
@@ -150,7 +155,7 @@ def diagnose(
         weight_kwargs = {"eps": eps, "power": power, "min_salience": min_salience}
         scores = score(
             model, tokenizer, samples, scored, temperature=temperature, weight_kwargs=weight_kwargs,
-            batch_size=batch_size, say=say,
+            batch_size=batch_size, say=say, mix=mix,
         )  # fmt: skip
         oracle_rows = None
         oracle_settings: dict[str, Any] = {}
@@ -223,6 +228,7 @@ def diagnose(
         "power": power,
         "eps": eps,
         "min_salience": min_salience,
+        "mix": mix,
         "seed": seed,
         "signals": names,
         **oracle_settings,

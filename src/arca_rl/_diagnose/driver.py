@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,8 +15,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["run_diagnose"]
 
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
 # Without a run to take them from: sampling and weighting as a plain GRPO run with arca's defaults.
-_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 128, "power": 1.0, "eps": 1e-8, "min_salience": 0.0}
+_DEFAULTS = {
+    "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 128, "power": 1.0, "eps": 1e-8, "min_salience": 0.0, "mix": 1.0,
+}  # fmt: skip
 
 
 def run_diagnose(
@@ -32,6 +39,7 @@ def run_diagnose(
     top_p: float | None = None,
     power: float | None = None,
     eps: float | None = None,
+    mix: float | None = None,
     seed: int = 0,
     batch_size: int = 16,
     signals: Sequence[str] | None = None,
@@ -45,9 +53,10 @@ def run_diagnose(
     With `adapter` a run folder of `arca train`, the run's validated config (`rundir.read_config`)
     gives the defaults: model, task (its options and prompt truncation), temperature, top-p,
     completion length, and every credit field that shapes the weights
-    (`ARCAGRPOConfig.token_weight_kwargs`: power, eps, min_salience), so the weights shown are
-    the ones the trainer used. Otherwise: the adapter's recorded base model or the embedded tiny
-    model, temperature 1, top-p 1, power 1, 128 new tokens. Arguments given here win. The model
+    (`ARCAGRPOConfig.token_weight_kwargs`: power, eps, min_salience) plus the credit_mix lambda the
+    run ended with (its last logged `credit/mix`, else `credit_lambda(max_steps)`), so the weights
+    shown are the ones the trainer used last. Otherwise: the adapter's recorded base model or the
+    embedded tiny model, temperature 1, top-p 1, power 1, mix 1, 128 new tokens. Arguments given here win. The model
     runs in float32. `out` defaults to `diagnose/<name>`, <name> being the run's name, the adapter
     folder's name or the model's. `oracle_samples=K` adds the Monte Carlo oracle (see `diagnose`).
     Returns the result and the written files.
@@ -84,6 +93,11 @@ def run_diagnose(
             temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_completion_length,
             **args.token_weight_kwargs(),
         )  # fmt: skip
+        logged = [m["credit/mix"] for m in rundir.read_metrics(run_dir) if _finite(m.get("credit/mix"))]
+        if logged:  # what the trainer used last
+            settings["mix"] = float(logged[-1])
+        else:  # nothing logged: the schedule at the run's last step (no step count: the full mix)
+            settings["mix"] = args.credit_lambda(args.max_steps) if args.max_steps > 0 else float(args.credit_mix)
         run_name, run_task, run_options = cfg.name, cfg.task.name, dict(cfg.task.options)
         max_prompt_tokens = cfg.task.max_prompt_tokens
         model_path = model_path or cfg.model.name_or_path
@@ -95,8 +109,17 @@ def run_diagnose(
             raise FileNotFoundError(
                 f"the embedded tiny model is not built ({model_path}); run `make tiny-model` or pass --model"
             )
-    given = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "power": power, "eps": eps}
+    given = {
+        "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "power": power, "eps": eps, "mix": mix,
+    }  # fmt: skip
     settings.update({key: value for key, value in given.items() if value is not None})
+    mix_in_force = settings["mix"]
+    if isinstance(mix_in_force, bool) or not isinstance(mix_in_force, int | float) or not 0 <= mix_in_force <= 1:
+        raise ConfigError(
+            f"--mix: must be a number in [0, 1] (the credit_mix lambda; 1 = the signals alone), got {mix_in_force!r}"
+        )
+    if mix is None and mix_in_force != 1.0:
+        say(f"applying the run's final credit mix lambda = {mix_in_force:g} to every signal's weights")
 
     task_name = task or run_task
     if not task_name:
@@ -136,6 +159,7 @@ def run_diagnose(
         power=float(settings["power"]),
         eps=float(settings["eps"]),
         min_salience=float(settings["min_salience"]),
+        mix=float(mix_in_force),
         seed=seed,
         batch_size=batch_size,
         progress=progress,

@@ -156,6 +156,11 @@ class DiagnoseResult:
             for r in rows
         ]
         lines.insert(1, "  ".join("-" * w for w in widths))
+        mix = self.settings.get("mix", 1.0)
+        lines.append(
+            f"credit mix in force: lambda = {mix:g} (weights = (1 - lambda) / T + lambda * signal weights"
+            + ("; the signals alone)" if mix == 1 else ")")
+        )
         for name, why in self.absent.items():
             lines.append(f"{name}: absent ({why})")
         for n in self.notes:

@@ -58,11 +58,13 @@ def score(
     weight_kwargs: Mapping[str, Any],
     batch_size: int,
     say: Callable[[str], None],
+    mix: float = 1.0,
 ) -> Scores:
     """Score `signals` (all scorable on `model`) on every sample.
 
     Log-probabilities and entropies are taken at the sampling temperature (1 for greedy), as TRL
-    does. `weight_kwargs` go to `credit.token_weights` (eps, power, min_salience).
+    does. `weight_kwargs` go to `credit.token_weights` (eps, power, min_salience); the weights are then
+    blended with uniform credit by `credit.mix_weights(w, mask, mix)` (a run's credit_mix lambda).
     """
     needs: set[str] = set()
     for s in signals:
@@ -116,7 +118,7 @@ def score(
                 continue
             try:
                 alpha = credit.salience(s, mask=mask, **{key: inputs[key] for key in credit.signal_needs(s)})
-                w = credit.token_weights(alpha, mask, **weight_kwargs)
+                w = credit.mix_weights(credit.token_weights(alpha, mask, **weight_kwargs), mask, mix)
             except Exception as exc:  # a user-registered signal may fail; report it, keep the others
                 out.failed[s] = f"scoring failed: {type(exc).__name__}: {exc}"
                 continue

@@ -77,7 +77,8 @@ def write_diagnose_page(
             else (", with a PEFT adapter" if result.has_adapter else ", no adapter")
         )
         + f"; {st.get('n_prompts')} prompts x k={st.get('k')}, temperature {st.get('temperature')}, "
-        f"top-p {st.get('top_p')}, power p={st.get('power')}, seed {st.get('seed')}"
+        f"top-p {st.get('top_p')}, power p={st.get('power')}, credit mix lambda={st.get('mix', 1.0):g}, "
+        f"seed {st.get('seed')}"
         + (
             f"; oracle: K={st['oracle_samples']} continuations per prefix, {st.get('oracle_rollouts')} rollouts"
             if st.get("oracle_samples")

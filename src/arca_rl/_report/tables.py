@@ -119,22 +119,12 @@ class RunData:
 
     @property
     def final_mix(self) -> float | None:
-        """The credit_mix lambda in force at the end of training: the last logged `credit/mix`, else (a run
-        from before it was logged, or not yet logging) `credit_mix * min(1, max_steps / credit_warmup_steps)`
-        from the config. None when neither is readable."""
-        _, logged = self.series("credit/mix")
-        if logged:
-            return logged[-1]
+        """The credit_mix lambda in force at the end of training (`arca_rl.variants.final_mix`): the last logged
+        `credit/mix`, else computed from the config."""
+        from ..variants import final_mix
+
         training = self.config.get("training") if isinstance(self.config.get("training"), dict) else {}
-        mix, warmup = training.get("credit_mix", 1.0), training.get("credit_warmup_steps", 0)
-        steps = training.get("max_steps")
-        if isinstance(mix, bool) or not isinstance(mix, int | float) or not isinstance(warmup, int):
-            return None
-        if warmup <= 0:
-            return float(mix)
-        if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
-            return float(mix) * min(1.0, steps / warmup)
-        return None
+        return final_mix(training, self.series("credit/mix")[1])
 
     def eval_value(self, key: str) -> float | None:
         if not self.eval:

@@ -54,6 +54,13 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="sharpening power p of the weights (default: the run's credit_power, else 1)",
     )
+    p.add_argument(
+        "--mix",
+        type=float,
+        default=None,
+        help="credit_mix lambda applied to every signal's weights, (1 - lambda)/T + lambda * w "
+        "(default: the lambda the run ended with, else 1 = the signals alone)",
+    )
     p.add_argument("--signals", default=None, help="comma-separated signals to score (default: all registered)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--batch-size", type=int, default=16, help="sequences per generate / forward call (default 16)")
@@ -92,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         top_p=args.top_p,
         power=args.power,
+        mix=args.mix,
         seed=args.seed,
         batch_size=args.batch_size,
         signals=parse_list(args.signals, flag="--signals") if args.signals else None,
