@@ -92,6 +92,8 @@ def test_resume_after_stop_at_max_steps_trains_no_extra_step(finished_run, tmp_p
         ("lora.target_modules=[q_proj]", "lora.target_modules"),
         ("training.credit=uniform", "training.credit"),
         ("training.credit_power=2.0", "training.credit_power"),
+        ("training.credit_mix=0.5", "training.credit_mix"),
+        ("training.credit_warmup_steps=3", "training.credit_warmup_steps"),
         ("training.seed=4", "training.seed"),
         ("training.per_device_train_batch_size=8", "training.per_device_train_batch_size"),
         ("task.n_train=8", "task.n_train"),
