@@ -138,10 +138,10 @@ def test_demo_writes_summary_and_respects_the_budget(tmp_path, tiny_model_dir, c
             "--budget", "0", "--quiet", "--set", f"model.name_or_path={tiny_model_dir}",
             "--set", "training.max_steps=1", "--set", "training.per_device_train_batch_size=4",
             "--set", "training.num_generations=4", "--set", "training.max_completion_length=4",
-            "--set", "eval.n=4", "--set", "eval.batch_size=4", "--set", "eval.max_new_tokens=4"]
+            "--set", "eval.n=4", "--set", "eval.batch_size=4", "--set", "eval.max_new_tokens=4", "--oracle", "2"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "skipping surprisal" in printed and "decisive share" in printed
+    assert "skipping surprisal" in printed and "decisive share" in printed and "oracle lift" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["methods"]) == {"uniform", "arca"}  # the first two always run; surprisal did not fit
     assert summary["skipped"] == ["surprisal"] and summary["seconds"] > 0
@@ -149,6 +149,14 @@ def test_demo_writes_summary_and_respects_the_budget(tmp_path, tiny_model_dir, c
         assert {"greedy_before", "greedy_after", "pass_at_k", "gini", "effective_token_ratio",
                 "decisive_token_share"} <= set(figures)
     assert summary["methods"]["uniform"]["gini"] == pytest.approx(0.0, abs=1e-6)
+    assert summary["oracle"] == {"samples": 2, "rollouts": 16, "seed": 0}
+    for method in ("uniform", "arca"):  # each method's own credit on its seed-0 adapter's rollouts
+        assert "oracle_lift" in summary["methods"][method]
+        d = json.loads((out / method / "oracle" / "diagnose.json").read_text())
+        assert list(d["signals"]) == [method] and d["settings"]["oracle_samples"] == 2
+        assert d["settings"]["n_completions"] == 16 and d["settings"]["max_new_tokens"] == 4
+        assert summary["methods"][method]["oracle_lift"] == d[method]["oracle_lift"]["mean"]
+    assert summary["methods"]["uniform"]["oracle_lift"] in (1.0, None)  # None: every delta 0
     assert is_finished(out / "uniform") and is_finished(out / "arca")
     check_eval_json(out / "base_eval.json", n=4, k=4, samples=4)
 

@@ -6,9 +6,14 @@
    same budget (`arca_rl.train`: 40 steps of 4 prompts x 8 completions, LoRA r=16, lr 3e-4) and
    evaluate again. Seed 0's run of a method is runs/demo/<method>/ (so `arca diagnose --adapter
    runs/demo/arca` works afterwards), the other seeds' runs/demo/<method>-s<seed>/.
-3. Print a table (means over seeds) and write runs/demo/summary.json:
+3. After each method's training, its oracle lift (`arca_rl.oracle`): the method's own credit on
+   16 rollouts of its seed-0 final adapter, scored against Monte Carlo token values with K = 16
+   continuations per prefix (`arca diagnose --adapter runs/demo/<method> --n 16 --k 1 --oracle 16
+   --signals <method>`, written to runs/demo/<method>/oracle/).
+4. Print a table (means over seeds; the oracle lift is seed 0's) and write runs/demo/summary.json:
    {"methods": {name: {"greedy_before", "greedy_after", "pass_at_k", "gini",
-   "effective_token_ratio", "decisive_token_share", ...}}, "seconds": ...}.
+   "effective_token_ratio", "decisive_token_share", "oracle_lift", "oracle_lift_ci", ...}},
+   "seconds": ...}.
 
 Gini and EffN/T are the means over logging steps of the trainer's `credit/gini` and
 `credit/effective_token_ratio`. The decisive-token share is the mean weight that the method put on
@@ -23,9 +28,14 @@ A method may also be a variant (`arca_rl.variants`): a signal, then `+mix<lambda
 `arca demo --methods uniform,arca,arca+mix0.5,arca+warmup10,uniform+topent0.2`; each trains with the
 same budget as the plain methods, in runs/demo/<variant>/. The default method list has no variants.
 
+The oracle lift is T * sum_t w_t o_t averaged over the rollouts, o_t being the share of the
+completion's total |change in expected reward| that token t made: 1 for uniform credit, above 1
+when the method's credit lands on the tokens that changed the expected reward.
+
 The budget check: uniform and arca always run; every later method runs only if the time used so
 far plus a projection of its cost (the measured time of arca's last run for signals that need the
-adapter-off pass, of uniform's otherwise, times the number of seeds) stays within the budget.
+adapter-off pass, of uniform's otherwise, times the number of seeds, plus that method's oracle
+time) stays within the budget.
 
 torch runs single-threaded here (`arca demo --threads`): the model's matrices are too small to
 gain from a second thread, and on a shared CPU OpenMP's spin-waiting made steps 5-10x slower.
@@ -51,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BUDGET_S = 540.0
 DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_ORACLE_SAMPLES = 16  # K: continuations per prefix
+ORACLE_ROLLOUTS = 16  # completions (one per held-out prompt) whose credit the oracle scores
 DEMO_METHODS = ("uniform", "arca", "entropy_reduction", "surprisal", "divergence")
 REQUIRED_METHODS = 2  # the first two methods always run
 
@@ -116,6 +128,27 @@ def _method_figures(run_dir: Path, before: Any) -> dict[str, Any]:
     }
 
 
+def _oracle_figures(run_dir: Path, signal: str, samples: int, progress: bool) -> dict[str, Any]:
+    """The oracle lift of the run's own credit (`signal`, weighted as the run weighted it, its
+    final credit mix included) on rollouts of the run's final adapter."""
+    from ._diagnose import run_diagnose
+
+    result, _files = run_diagnose(
+        adapter=run_dir, n=ORACLE_ROLLOUTS, k=1, signals=[signal], oracle_samples=samples,
+        out=run_dir / "oracle", progress=progress, log=None,
+    )  # fmt: skip
+    summ = result.signals.get(signal)
+    lift = (summ.oracle_lift if summ is not None else None) or {}
+    ci = [lift["ci_low"], lift["ci_high"]] if lift.get("ci_low") is not None else None
+    return {
+        "oracle_lift": lift.get("mean"),
+        "oracle_lift_ci": ci,
+        "oracle_rows": lift.get("n"),
+        "oracle_top_match": summ.oracle_top_match if summ is not None else None,
+        "oracle_seconds": result.settings.get("oracle_seconds"),
+    }
+
+
 def _average(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Mean of each figure over seeds (None where a seed has none)."""
     rows = list(per_seed.values())
@@ -132,7 +165,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def format_table(methods: dict[str, dict[str, Any]], k: int) -> str:
     """The demo's table as aligned text."""
-    header = ["method", "greedy before", "greedy after", f"pass@{k}", "Gini", "EffN/T", "decisive share", "train s"]
+    header = [
+        "method", "greedy before", "greedy after", f"pass@{k}", "Gini", "EffN/T", "decisive share", "oracle lift",
+        "train s",
+    ]  # fmt: skip
     lines = [header]
     for name, m in methods.items():
         lines.append(
@@ -144,6 +180,7 @@ def format_table(methods: dict[str, dict[str, Any]], k: int) -> str:
                 _fmt(m["gini"]),
                 _fmt(m["effective_token_ratio"]),
                 _fmt(m["decisive_token_share"]),
+                _fmt(m.get("oracle_lift")),
                 _fmt(m.get("train_seconds"), 0),
             ]
         )
@@ -165,6 +202,7 @@ def run_demo(
     out_dir: str | Path | None = None,
     seeds: Sequence[int] | None = None,
     progress: bool = True,
+    oracle_samples: int = DEFAULT_ORACLE_SAMPLES,
 ) -> dict[str, Any]:
     """Run the demo; returns the summary (also written to <out_dir>/summary.json).
 
@@ -172,8 +210,13 @@ def run_demo(
     over seeds, with per-seed figures under "seeds" when there are several. The first seed's run
     is <out_dir>/<method>/, the others <out_dir>/<method>-s<seed>/. The output folder (default
     runs/demo) belongs to the demo: the folders of the runs it trains are replaced.
+    `oracle_samples` (K, default 16; 0 turns it off) is the oracle's continuations per prefix.
     """
     t_start = time.perf_counter()
+    if not isinstance(oracle_samples, int) or isinstance(oracle_samples, bool) or oracle_samples < 0:
+        from ._config import ConfigError
+
+        raise ConfigError(f"--oracle: must be an integer >= 0 (0 = no oracle), got {oracle_samples!r}")
     base = load_config(config, overrides) if config is not None else demo_config(overrides)
     methods = list(methods) if methods else list(DEMO_METHODS)
     from ._config import ConfigError
@@ -209,12 +252,13 @@ def run_demo(
     seeds = list(seeds) if seeds else list(DEFAULT_SEEDS)
     results: dict[str, dict[str, Any]] = {}
     seconds_of: dict[str, float] = {}  # method -> seconds of its last run (for the projection)
+    oracle_seconds = 0.0  # the last oracle's time (for the projection)
     skipped: list[str] = []
     for i, method in enumerate(methods):
         elapsed = time.perf_counter() - t_start
         if i >= REQUIRED_METHODS and seconds_of:
             like = "arca" if needs_base(signal_of[method]) and "arca" in seconds_of else "uniform" if "uniform" in seconds_of else None
-            projected = (seconds_of[like] if like else max(seconds_of.values())) * len(seeds)
+            projected = (seconds_of[like] if like else max(seconds_of.values())) * len(seeds) + oracle_seconds
             if elapsed + projected > budget_s:
                 print(f"skipping {method}: {elapsed:.0f} s used, about {projected:.0f} s more would pass the {budget_s:.0f} s budget")
                 skipped.append(method)
@@ -238,6 +282,12 @@ def run_demo(
                 f"pass@{before.k} {after['pass_at_k']:.3f} ({seconds_of[method]:.0f} s)"
             )
         results[method] = _average(per_seed)
+        if oracle_samples:
+            t0 = time.perf_counter()
+            results[method].update(_oracle_figures(out / method, signal_of[method], oracle_samples, progress))
+            oracle_seconds = time.perf_counter() - t0
+            lift = results[method]["oracle_lift"]
+            print(f"    {method}: oracle lift {_fmt(lift)} on {ORACLE_ROLLOUTS} rollouts, K={oracle_samples} ({oracle_seconds:.0f} s)")
         if len(seeds) > 1:
             results[method]["seeds"] = per_seed
 
@@ -251,6 +301,7 @@ def run_demo(
         "seeds": seeds,
         "skipped": skipped,
         "budget_seconds": budget_s,
+        "oracle": {"samples": oracle_samples, "rollouts": ORACLE_ROLLOUTS, "seed": 0} if oracle_samples else None,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print()

@@ -44,6 +44,14 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     add_set(p, "override the demo config; repeatable")
     p.add_argument("--output-dir", "-o", type=Path, default=None, help="demo folder (default: runs/demo)")
+    p.add_argument(
+        "--oracle",
+        type=int,
+        default=None,
+        metavar="K",
+        help="continuations per prefix for each method's oracle lift on 16 rollouts of its seed-0 adapter "
+        "(default 16; 0 = off)",
+    )
     add_quiet(p)
     add_threads(p, default=1)
     p.set_defaults(func=run)
@@ -51,7 +59,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._demo import DEFAULT_BUDGET_S, run_demo
+    from .._demo import DEFAULT_BUDGET_S, DEFAULT_ORACLE_SAMPLES, run_demo
 
     run_demo(
         config=args.config,
@@ -61,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.output_dir,
         seeds=parse_list(args.seeds, int, flag="--seeds") if args.seeds else None,
         progress=not args.quiet,
+        oracle_samples=DEFAULT_ORACLE_SAMPLES if args.oracle is None else args.oracle,
     )
     return 0
