@@ -19,10 +19,10 @@ T + 1 (0 for `values[T]`, which is not an estimate).
 
 Continuations are sampled with the rollout's own policy and sampling settings, and a continuation
 never makes the completion longer than the rollout's `max_new_tokens`: from a prefix of t tokens it
-gets at most `max_new_tokens - t` new ones. Every prefix of every completion of one prompt (and the K
-fresh completions for V_0, shared by that prompt's completions) goes into one batched `generate`
-(split only when it exceeds `batch_rows` rows). The cost is `rollouts(...)` =
-K * (prompts + sum over completions of (T - 1)) sampled continuations.
+gets at most `max_new_tokens - t` new ones. All K continuations of every prefix of one completion
+(and, for a prompt's first completion, the K fresh completions for V_0, shared by that prompt's
+completions) are one batched sampling call (`model_sampler`; split only past `batch_rows` rows). The
+cost, `estimate_rollouts`, is K * (prompts + sum over completions of (T - 1)) sampled continuations.
 
 Everything here except `model_sampler` is plain Python on lists of numbers; scoring uses exact
 rational arithmetic for the lift, so uniform credit scores exactly 1.0.
