@@ -4,24 +4,12 @@ exit 2, before any model loads where the config alone decides (with or without -
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import yaml
 
 from arca_rl.cli import main
-
-PROGRESS = re.compile(r"\d+%\||it/s\]|examples/s\]")
-
-
-def one_error_line(err: str) -> str:
-    """The error in `err`: one line, the last one (progress bars and "using the run's settings" notes
-    may come before it), and no traceback."""
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip() and not PROGRESS.search(line)]
-    errors = [line for line in lines if ": error: " in line]
-    assert len(errors) == 1 and lines[-1] == errors[0] and lines[-1].startswith("arca "), lines
-    return errors[0]
+from runfiles import one_error_line
 
 
 @pytest.fixture

@@ -6,49 +6,15 @@ Each test works on a copy of `finished_run` (conftest), damaged or cut short the
 from __future__ import annotations
 
 import json
-import re
-import shutil
 
 import pytest
 import yaml
 from safetensors.torch import load_file
 
 from arca_rl.cli import main
-
-PROGRESS = re.compile(r"\d+%\||it/s\]|examples/s\]")
+from runfiles import copy_run, one_error_line, snapshot, train_argv
 
 pytestmark = pytest.mark.slow
-
-
-def copy_run(finished_run, tmp_path, *, drop=()):
-    config_path, run_dir = finished_run
-    out = tmp_path / "run"
-    shutil.copytree(run_dir, out)
-    for name in drop:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink()
-    return config_path, out
-
-
-def snapshot(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def one_error_line(err: str) -> str:
-    """The error in `err`: one line, the last one (progress bars and "using the run's settings" notes
-    may come before it), and no traceback."""
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip() and not PROGRESS.search(line)]
-    errors = [line for line in lines if ": error: " in line]
-    assert len(errors) == 1 and lines[-1] == errors[0] and lines[-1].startswith("arca "), lines
-    return errors[0]
-
-
-def train_argv(config_path, run_dir, *extra):
-    return ["train", "--config", str(config_path), "--output-dir", str(run_dir), "--quiet", *extra]
 
 
 # ---------------------------------------------------------------------------------------------------
