@@ -16,14 +16,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
-from peft import LoraConfig, get_peft_model  # noqa: E402
+from peft import get_peft_model  # noqa: E402
 from torch.distributed.fsdp import FSDPModule, fully_shard  # noqa: E402
 from torch.distributed.tensor import DTensor  # noqa: E402
 from trl.trainer.utils import use_adapter  # noqa: E402
 
 from arca_rl import credit  # noqa: E402
 from arca_rl.trainer import _capture_last_hidden  # noqa: E402
-from tiny import char_tokenizer, tiny_model  # noqa: E402
+from tiny import char_tokenizer, tiny_lora, tiny_model  # noqa: E402
 
 PROMPTS = [["1+2=", "13+4="], ["25+11+3=", "9+9="]]  # one pair per rank: data parallel, different data
 COMPLETIONS = ["3", "17", "39", "18"]  # "3" is right-padded in a 2-token completion window
@@ -71,13 +71,7 @@ def main(out: Path) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     tok = char_tokenizer()
-    lora = LoraConfig(
-        r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        target_modules=["q_proj", "v_proj", "up_proj"],
-        init_lora_weights=False,
-    )
+    lora = tiny_lora()
     torch.manual_seed(0)  # the same model on every rank, as FSDP expects
     reference = get_peft_model(tiny_model(tok, seed=0), lora)
     sharded = copy.deepcopy(reference)

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 from datasets import Dataset
-from peft import LoraConfig
 from trl import GRPOConfig, GRPOTrainer
 
 from arca_rl import ARCAGRPOConfig, ARCAGRPOTrainer, credit
 from tiny import char_tokenizer, save_tiny, tiny_model
+from tiny import tiny_lora as lora
 
 pytestmark = pytest.mark.slow
 
@@ -22,19 +22,6 @@ PROMPTS = ["1+2=", "13+4=", "7=", "25+11+3=", "9+9=", "40-1=", "3*3=", "100/5="]
 
 def reward_len(completions: list[str], **kwargs) -> list[float]:
     return [len(c) / 8 + (0.5 if "1" in c else 0.0) for c in completions]
-
-
-def lora(**kw) -> LoraConfig:
-    # init_lora_weights=False: B != 0, so the adapter already changes the model (a non-trivial residual).
-    base = dict(
-        r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        target_modules=["q_proj", "v_proj", "up_proj"],
-        init_lora_weights=False,
-    )
-    base.update(kw)
-    return LoraConfig(**base)
 
 
 def make_args(tmp_path, cls=ARCAGRPOConfig, **kw):

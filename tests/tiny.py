@@ -6,6 +6,7 @@ import string
 from pathlib import Path
 
 import torch
+from peft import LoraConfig
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
@@ -68,3 +69,11 @@ class VariedReward:
 
     def reward(self, completions, **kwargs):
         return [float(sum(map(ord, c)) % 5) for c in completions]
+
+
+def tiny_lora(**overrides) -> LoraConfig:
+    """LoRA on three of the tiny model's projections. init_lora_weights=False: B != 0, so the adapter
+    already changes the model (a non-trivial residual)."""
+    base = dict(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    base.update(overrides)
+    return LoraConfig(**base)
