@@ -219,21 +219,27 @@ def test_mix_blends_every_signal_with_uniform(result, peft_model, tok):
         diagnose(peft_model, tok, ["1="], mix=float("nan"), progress=False)
 
 
-def test_cli_on_a_mixed_run_applies_its_final_lambda(tmp_path, tok, capsys):
-    from arca_rl.cli import main
-
+def _saved_run(tmp_path, tok, name: str, training: str):
+    """A run folder as `arca train` leaves it: the tiny base model saved under tmp_path/tiny, a LoRA adapter
+    with B != 0 (a real residual) in <run>/adapter, and a config.yaml with the given training section."""
     model_dir = tmp_path / "tiny"
     base = tiny_model(tok, seed=0)
     base.save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
     torch.manual_seed(2)
     peft = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["v_proj"], init_lora_weights=False))
-    run = tmp_path / "runs" / "warm"
+    run = tmp_path / "runs" / name
     peft.save_pretrained(run / "adapter")
     (run / "config.yaml").write_text(
-        f"name: warm\nmodel: {{name_or_path: {model_dir}}}\ntask: {{name: arithmetic}}\n"
-        "training: {credit: arca, credit_mix: 0.5, credit_warmup_steps: 4, max_steps: 2, max_completion_length: 6}\n"
+        f"name: {name}\nmodel: {{name_or_path: {model_dir}}}\ntask: {{name: arithmetic}}\ntraining: {{{training}}}\n"
     )
+    return run
+
+
+def test_cli_on_a_mixed_run_applies_its_final_lambda(tmp_path, tok, capsys):
+    from arca_rl.cli import main
+
+    run = _saved_run(tmp_path, tok, "warm", "credit: arca, credit_mix: 0.5, credit_warmup_steps: 4, max_steps: 2, max_completion_length: 6")
     # the trainer logged lambda 0 then 0.125 (0.5 * 1/4): the run ended at 0.125, not at credit_mix
     (run / "metrics.jsonl").write_text('{"step": 1, "credit/mix": 0.0}\n{"step": 2, "credit/mix": 0.125}\n')
     args = ["diagnose", "--adapter", str(run), "--n", "2", "--k", "2", "--quiet"]
@@ -257,20 +263,8 @@ def test_cli_on_a_mixed_run_applies_its_final_lambda(tmp_path, tok, capsys):
 def test_cli_on_run_folder_and_plain_model(tmp_path, tok, capsys):
     from arca_rl.cli import main
 
+    run = _saved_run(tmp_path, tok, "demo-arca", "credit: arca, credit_power: 2.0, max_completion_length: 6")
     model_dir = tmp_path / "tiny"
-    base = tiny_model(tok, seed=0)
-    base.save_pretrained(model_dir)
-    tok.save_pretrained(model_dir)
-    torch.manual_seed(2)
-    peft = get_peft_model(
-        base, LoraConfig(r=2, lora_alpha=4, target_modules=["v_proj"], init_lora_weights=False)
-    )
-    run = tmp_path / "runs" / "demo-arca"
-    peft.save_pretrained(run / "adapter")
-    (run / "config.yaml").write_text(
-        f"name: demo-arca\nmodel: {{name_or_path: {model_dir}}}\ntask: {{name: arithmetic}}\n"
-        "training: {credit: arca, credit_power: 2.0, max_completion_length: 6}\n"
-    )
     assert resolve_adapter(run)[0] == run / "adapter"
     assert isinstance(PeftModel.from_pretrained(tiny_model(tok), str(run / "adapter")), PeftModel)
 
