@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arca_rl import _config as config_module
 from arca_rl._config import ConfigError, RunConfig, apply_overrides, load_config, parse_config
+from arca_rl._config import schema as config_module
 from arca_rl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ _LAZY = {
     "ARCAGRPOTrainer": "arca_rl.trainer",
     "ARCARLOOConfig": "arca_rl.trainer_config",
     "ARCARLOOTrainer": "arca_rl.trainer",
-    "ConfigError": "arca_rl._config",
+    "ConfigError": "arca_rl.errors",
     "RunConfig": "arca_rl._config",
     "RunExistsError": "arca_rl.rundir",
     "diagnose": "arca_rl._diagnose",
@@ -35,12 +35,13 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._config import ConfigError, RunConfig, load_config
+    from ._config import RunConfig, load_config
     from ._diagnose import diagnose
     from ._evaluation import evaluate
     from ._report import write_report
     from ._run import train
     from ._sweep import plan_sweep, run_sweep
+    from .errors import ConfigError
     from .rundir import RunExistsError
     from .trainer import ARCAGRPOTrainer, ARCARLOOTrainer
     from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig

@@ -214,13 +214,13 @@ def run_demo(
     """
     t_start = time.perf_counter()
     if not isinstance(oracle_samples, int) or isinstance(oracle_samples, bool) or oracle_samples < 0:
-        from ._config import ConfigError
+        from .errors import ConfigError
 
         raise ConfigError(f"--oracle: must be an integer >= 0 (0 = no oracle), got {oracle_samples!r}")
     base = load_config(config, overrides) if config is not None else demo_config(overrides)
     methods = list(methods) if methods else list(DEMO_METHODS)
-    from ._config import ConfigError
     from .credit import needs_base, registered_signals
+    from .errors import ConfigError
     from .variants import parse_variant
 
     # Each method is a signal or a variant (arca+mix0.5, arca+warmup10, uniform+topent0.2): check them all,

@@ -177,7 +177,7 @@ def evaluate(
         try:
             dataset = task.test_dataset(n=n)
         except ValueError as exc:  # the task's own data checks (missing columns, empty prompts)
-            from ._config import ConfigError
+            from .errors import ConfigError
 
             raise ConfigError(f"task: {exc}") from exc
     elif n is not None and len(dataset) > n:

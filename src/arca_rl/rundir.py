@@ -38,6 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .errors import ConfigError
+
 if TYPE_CHECKING:  # pragma: no cover
     from ._config import RunConfig
 
@@ -110,8 +112,6 @@ def lock(run_dir: str | Path) -> Iterator[Path]:
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        from ._config import ConfigError
-
         raise ConfigError(f"{run_dir}: exists and is not a folder; pick another --output-dir (or name)")
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -159,8 +159,6 @@ def checkpoint_step(checkpoint: str | Path) -> int:
     try:
         return int(json.loads(path.read_text(encoding="utf-8"))["global_step"])
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        from ._config import ConfigError
-
         raise ConfigError(
             f"{path}: unreadable ({exc}); remove {Path(checkpoint).name}/ to resume from the one before"
         ) from None
@@ -265,8 +263,6 @@ def check_resume_config(run_dir: str | Path, cfg: RunConfig) -> list[str]:
     which are allowed and get recorded. A config.yaml that no longer validates (an older version's)
     is not compared.
     """
-    from ._config import ConfigError
-
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         return []
@@ -425,8 +421,6 @@ _ADAPTER_FIX = "restore it (a run's checkpoint-N/ holds a copy of each saved ada
 def read_adapter_config(folder: str | Path) -> dict[str, Any]:
     """The parsed adapter_config.json of an adapter (or checkpoint) folder; ConfigError naming the file
     when it is not a PEFT config."""
-    from ._config import ConfigError
-
     path = Path(folder) / "adapter_config.json"
     bad, fix = (UnicodeDecodeError, json.JSONDecodeError), _ADAPTER_FIX
     data = _parse_file(path, json.loads, bad, missing=f"{path}: missing; {fix}", unreadable=f"{path}: not valid JSON; {fix}", error=ConfigError)
@@ -440,8 +434,6 @@ def check_adapter_files(folder: str | Path) -> None:
     adapter_model.safetensors must have a complete header that covers its tensors. An empty or truncated
     file (e.g. a kill during the save) raises ConfigError naming it, before anything is loaded or written."""
     from safetensors import SafetensorError, safe_open
-
-    from ._config import ConfigError
 
     folder = Path(folder)
     read_adapter_config(folder)

@@ -22,6 +22,7 @@ from . import credit
 __all__ = [
     "CREDIT_BASES",
     "SEQUENCE_RATIO_LOSSES",
+    "TRL_FIELD_RANGES",
     "ARCAGRPOConfig",
     "ARCARLOOConfig",
     "CreditConfigError",
@@ -252,3 +253,39 @@ def field_default(name: str, config: type = ARCAGRPOConfig) -> Any:
         if f.name == name:
             return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
     raise KeyError(name)
+
+
+# Ranges of TRL's own fields that TRL passes on unchecked (a 0, a negative count, NaN or inf there crashes or
+# silently misbehaves only after the model has loaded). Each: (lowest, lowest allowed?, highest or None). The
+# YAML layer (`arca_rl.load_config`) checks them, and that every float field is finite; the credit fields'
+# ranges are `CreditFields.__post_init__`'s.
+_POSITIVE = (0, False, None)
+_NON_NEGATIVE = (0, True, None)
+TRL_FIELD_RANGES: dict[str, tuple[float, bool, float | None]] = {
+    "max_steps": _POSITIVE,
+    "per_device_train_batch_size": _POSITIVE,
+    "per_device_eval_batch_size": _POSITIVE,
+    "num_generations": _POSITIVE,
+    "num_generations_eval": _POSITIVE,
+    "gradient_accumulation_steps": _POSITIVE,
+    "steps_per_generation": _POSITIVE,
+    "generation_batch_size": _POSITIVE,
+    "num_iterations": _POSITIVE,
+    "max_completion_length": _POSITIVE,
+    "num_train_epochs": _POSITIVE,
+    "learning_rate": _NON_NEGATIVE,
+    "temperature": _POSITIVE,
+    "top_p": (0, False, 1),
+    "top_k": _NON_NEGATIVE,
+    "min_p": (0, True, 1),
+    "repetition_penalty": _POSITIVE,
+    "beta": _NON_NEGATIVE,
+    "epsilon": _NON_NEGATIVE,
+    "epsilon_high": _NON_NEGATIVE,
+    "max_grad_norm": _NON_NEGATIVE,
+    "weight_decay": _NON_NEGATIVE,
+    "warmup_steps": _NON_NEGATIVE,
+    "logging_steps": _POSITIVE,
+    "save_steps": _POSITIVE,
+    "eval_steps": _POSITIVE,
+}

@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         # Library deprecation notices (transformers' v6 renames that TRL still calls) are not for `arca` users.
         warnings.filterwarnings("ignore", category=FutureWarning)
-    from .._config import ConfigError
+    from ..errors import ConfigError
     from ..rundir import RunExistsError
 
     try:

@@ -8,7 +8,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from .._config import ConfigError, parse_assignment
+from .._config import parse_assignment
+from ..errors import ConfigError
 
 __all__ = [
     "add_quiet",

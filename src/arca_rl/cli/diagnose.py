@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .._config import ConfigError
+from ..errors import ConfigError
 from ._common import add_quiet, add_task_options, add_threads, parse_list, task_options
 
 __all__ = ["make_parser", "run"]

@@ -1,0 +1,60 @@
+"""Run configuration: one YAML file -> validated dataclasses -> the objects TRL and PEFT take.
+
+A config has these top-level keys::
+
+    name: demo                      # the run folder: runs/<name>/
+    trainer: grpo                   # or rloo: the TRL estimator (ARCAGRPOTrainer / ARCARLOOTrainer)
+    model: {name_or_path, dtype}    # null name_or_path = the embedded tiny model
+    lora: {r, alpha, dropout, target_modules, use_dora, use_rslora}  # or {enabled: false}
+    task: {name, max_prompt_tokens, n_train, <task options>}
+    training: {<any field of ARCAGRPOConfig, or ARCARLOOConfig with trainer: rloo>, credit: arca, ...}
+    eval: {n, k, samples_per_problem, batch_size, max_new_tokens}
+
+Every check runs in `load_config` / `parse_config`, before any model or data set loads: unknown
+keys are named with their full path and the nearest valid key, values are type-checked against
+the dataclass (and `ARCAGRPOConfig`) annotations, and the `ARCAGRPOConfig` and `peft.LoraConfig`
+are built once so their own validation runs too. Errors are `arca_rl.ConfigError` (a `ValueError`).
+
+Overrides use dotted paths with YAML-parsed values: `training.learning_rate=1e-5`,
+`lora.target_modules=[q_proj,v_proj]`, `task.source=data/math`. PyYAML reads `5e-6` (no dot) as a
+string; float fields accept such strings, so `learning_rate: 5e-6` means what it says.
+
+One module per job:
+
+    schema      the sections and `RunConfig` (the dataclasses, their field docs, to/from YAML dicts)
+    load        reading a YAML file (`load_config`)
+    overrides   `--set section.key=value` (`apply_overrides`, `parse_assignment`)
+    validate    every check of a mapping (`parse_config`, `require_max_steps`)
+    typecheck   a YAML value against an annotation; unknown-key messages with did-you-mean
+    build       the TRL config, the PEFT config, `from_pretrained` and `evaluate` arguments
+    hardware    what the machine has (bf16, an accelerator)
+    paths       where `model.name_or_path` points (hub id, folder, short name, embedded tiny model)
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .load import load_config
+from .overrides import apply_overrides, parse_assignment
+from .paths import check_model_folder, default_model_path
+from .schema import DTYPES, TRAINERS, EvalSection, LoraSection, ModelSection, RunConfig, TaskSection
+from .validate import available_tasks, parse_config, require_max_steps
+
+__all__ = [
+    "DTYPES",
+    "TRAINERS",
+    "ConfigError",
+    "EvalSection",
+    "LoraSection",
+    "ModelSection",
+    "RunConfig",
+    "TaskSection",
+    "apply_overrides",
+    "available_tasks",
+    "check_model_folder",
+    "default_model_path",
+    "load_config",
+    "parse_assignment",
+    "parse_config",
+    "require_max_steps",
+]

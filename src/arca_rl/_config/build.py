@@ -1,0 +1,117 @@
+"""What a validated `RunConfig` turns into: the TRL config, the PEFT config, `from_pretrained`'s keyword
+arguments and `arca_rl.evaluate`'s arguments.
+
+TRL and PEFT are imported inside the functions, so that reading a config (or `arca --help`) does not
+load them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from .hardware import accelerator_available, bf16_available
+
+if TYPE_CHECKING:  # pragma: no cover
+    from peft import LoraConfig
+
+    from ..trainer_config import ARCAGRPOConfig, ARCARLOOConfig
+    from .schema import RunConfig
+
+__all__ = ["config_class", "eval_arguments", "lora_config", "model_init_kwargs", "training_args", "trl_default"]
+
+
+def training_args(
+    cfg: RunConfig, output_dir: str | Path, *, for_validation: bool = False
+) -> ARCAGRPOConfig | ARCARLOOConfig:
+    """`RunConfig.training_args`: the `ARCAGRPOConfig` / `ARCARLOOConfig` of `cfg`, writing to `output_dir`."""
+    from ..trainer_config import CreditConfigError
+
+    kwargs = dict(cfg.training)
+    kwargs.setdefault("run_name", cfg.name)
+    if "bf16" not in kwargs and not kwargs.get("fp16") and not bf16_available():
+        kwargs["bf16"] = False
+    if for_validation and not accelerator_available():
+        kwargs["use_cpu"] = True
+    try:
+        return config_class(cfg.trainer)(output_dir=str(output_dir), **kwargs)
+    except CreditConfigError as exc:
+        raise ConfigError(f"training.{exc.field}: {exc.reason}") from exc
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"training: {exc}") from exc
+
+
+def lora_config(cfg: RunConfig) -> LoraConfig | None:
+    """`RunConfig.lora_config`: the `peft.LoraConfig`, or None for full fine-tuning."""
+    if not cfg.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    target = cfg.lora.target_modules
+    try:
+        return LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.lora_alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=target if isinstance(target, str) else list(target),
+            use_dora=cfg.lora.use_dora,
+            use_rslora=cfg.lora.use_rslora,
+            bias=cfg.lora.bias,
+            task_type="CAUSAL_LM",
+        )
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"lora: {exc}") from exc
+
+
+def model_init_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """`RunConfig.model_init_kwargs`: `from_pretrained`'s keyword arguments."""
+    kwargs: dict[str, Any] = {"dtype": cfg.model.dtype}
+    if cfg.model.attn_implementation is not None:
+        kwargs["attn_implementation"] = cfg.model.attn_implementation
+    if cfg.model.revision is not None:
+        kwargs["revision"] = cfg.model.revision
+    kwargs.update(cfg.training.get("model_init_kwargs") or {})
+    return kwargs
+
+
+def eval_arguments(cfg: RunConfig, **overrides: Any) -> dict[str, Any]:
+    """`RunConfig.eval_arguments`: `arca_rl.evaluate`'s keyword arguments for `cfg` (all but `progress`)."""
+    ta, ev = cfg.training, cfg.eval
+
+    def pick(own: Any, key: str) -> Any:
+        return own if own is not None else ta.get(key, trl_default(key, cfg.trainer))
+
+    args: dict[str, Any] = {
+        "n": ev.n,
+        "k": ev.k,
+        "samples_per_problem": ev.samples_per_problem,
+        "batch_size": ev.batch_size,
+        "max_new_tokens": ev.max_new_tokens or ta.get("max_completion_length") or trl_default("max_completion_length", cfg.trainer),
+        "temperature": pick(ev.temperature, "temperature"),
+        "top_p": pick(ev.top_p, "top_p"),
+        "top_k": ta.get("top_k", 0) or 0,
+        "seed": pick(ev.seed, "seed"),
+        "max_prompt_tokens": cfg.task.max_prompt_tokens,
+    }
+    given = {key: value for key, value in overrides.items() if value is not None}
+    unknown = sorted(set(given) - set(args))
+    if unknown:
+        raise TypeError(f"eval_arguments: unknown argument(s) {unknown}; valid: {sorted(args)}")
+    if "k" in given and "samples_per_problem" not in given:
+        given["samples_per_problem"] = max(ev.samples_per_problem, given["k"])
+    return {**args, **given}
+
+
+def trl_default(name: str, trainer: str = "grpo") -> Any:
+    """The default of training field `name` in the config class of `trainer`."""
+    from ..trainer_config import field_default
+
+    return field_default(name, config_class(trainer))
+
+
+def config_class(trainer: str) -> type[ARCAGRPOConfig | ARCARLOOConfig]:
+    """`trainer:` -> `ARCAGRPOConfig` or `ARCARLOOConfig`."""
+    from ..trainer_config import ARCAGRPOConfig, ARCARLOOConfig
+
+    return {"grpo": ARCAGRPOConfig, "rloo": ARCARLOOConfig}[trainer]

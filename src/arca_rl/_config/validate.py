@@ -1,0 +1,241 @@
+"""Validation of a config mapping (as read from YAML) into a `RunConfig`: every check, before any model or
+data set loads.
+
+Unknown keys are named with their full path and the nearest valid key; values are type-checked against
+the section dataclasses' annotations (and those of `ARCAGRPOConfig` / `ARCARLOOConfig` for `training`);
+ranges are checked per field (TRL's unchecked ones from `arca_rl.trainer_config.TRL_FIELD_RANGES`);
+then the TRL config and `peft.LoraConfig` are built once so that their own validation runs too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..credit import needs_base
+from ..errors import ConfigError
+from .build import config_class
+from .schema import DTYPES, TRAINERS, EvalSection, LoraSection, ModelSection, RunConfig, TaskSection
+from .typecheck import check, suggest, unknown_key
+
+__all__ = ["available_tasks", "parse_config", "require_max_steps"]
+
+# Training fields `arca train` owns: the run folder decides where everything is written.
+_MANAGED_TRAINING_KEYS = {
+    "output_dir": "the run folder is runs/<name>/ (set `name`, or pass --output-dir / run_dir=)",
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Sections with an `enabled` switch: `null` there could mean "off" or "defaults", so it is refused.
+_SECTIONS_NOT_NULL = ("lora", "eval")
+
+
+def parse_config(raw: Mapping[str, Any]) -> RunConfig:
+    """Validate a config mapping (as read from YAML) into a `RunConfig`. Nothing heavy loads."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config must be a mapping, got {type(raw).__name__}")
+    raw = dict(raw)
+    trainer = raw.get("trainer", "grpo")
+    if trainer not in TRAINERS:
+        raise ConfigError(f"trainer: must be one of {', '.join(TRAINERS)} (the TRL estimator), got {trainer!r}")
+    training_fields = _training_fields(trainer)
+    top = {f.name for f in dataclasses.fields(RunConfig)}
+    for key in raw:
+        if key not in top:
+            hint = ""
+            if key in training_fields:
+                hint = f"; it is a training field: put it under training: (training.{key})"
+            raise ConfigError(f"{key}: unknown top-level key{suggest(key, top) or hint}")
+
+    name = raw.get("name", "run")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(f"name: must be a folder name (letters, digits, '.', '_', '-'), got {name!r}")
+
+    model = _parse_section(ModelSection, raw.get("model"), "model")
+    if model.dtype not in DTYPES:
+        raise ConfigError(f"model.dtype: must be one of {list(DTYPES)}, got {model.dtype!r}")
+
+    for key in _SECTIONS_NOT_NULL:
+        if key in raw and raw[key] is None:
+            raise ConfigError(
+                f"{key}: null is ambiguous; write `{key}: {{enabled: false}}` to turn it off, or leave "
+                "the section out for its defaults (arca train --dry-run prints them)"
+            )
+    lora = _parse_section(LoraSection, raw.get("lora"), "lora")
+    if lora.r < 1:
+        raise ConfigError(f"lora.r: must be >= 1, got {lora.r}")
+    if lora.alpha is not None and not (math.isfinite(lora.alpha) and lora.alpha > 0):
+        raise ConfigError(f"lora.alpha: must be a finite number > 0 (or null for 2 * r), got {lora.alpha}")
+    if not 0.0 <= lora.dropout < 1.0:
+        raise ConfigError(f"lora.dropout: must be in [0, 1), got {lora.dropout}")
+    if isinstance(lora.target_modules, list) and not lora.target_modules:
+        raise ConfigError("lora.target_modules: must name at least one module (or be all-linear)")
+    if lora.bias not in ("none", "all", "lora_only"):
+        raise ConfigError(f"lora.bias: must be one of none, all, lora_only, got {lora.bias!r}")
+
+    task = _parse_task(raw.get("task"))
+    training = _parse_training(raw.get("training"), training_fields, trainer)
+    _check_training_ranges(training)
+    evaluation = _parse_section(EvalSection, raw.get("eval"), "eval")
+    for key in ("k", "samples_per_problem", "batch_size"):
+        if getattr(evaluation, key) < 1:
+            raise ConfigError(f"eval.{key}: must be >= 1, got {getattr(evaluation, key)}")
+    for key in ("n", "max_new_tokens"):
+        value = getattr(evaluation, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"eval.{key}: must be >= 1 (or null), got {value}")
+    if evaluation.samples_per_problem < evaluation.k:
+        raise ConfigError(
+            f"eval.samples_per_problem: must be >= eval.k ({evaluation.k}) for pass@k, got {evaluation.samples_per_problem}"
+        )
+    if evaluation.temperature is not None and not (math.isfinite(evaluation.temperature) and evaluation.temperature > 0):
+        raise ConfigError(f"eval.temperature: must be > 0 (greedy accuracy is always measured), got {evaluation.temperature}")
+    if evaluation.top_p is not None and not 0 < evaluation.top_p <= 1:
+        raise ConfigError(f"eval.top_p: must be in (0, 1], got {evaluation.top_p}")
+
+    cfg = RunConfig(
+        name=name, trainer=trainer, model=model, lora=lora, task=task, training=training, eval=evaluation
+    )
+
+    # Cross-section checks, then the real constructors (their own validation, still no weights).
+    if "model_init_kwargs" in training and isinstance(training["model_init_kwargs"], dict):
+        for key in ("dtype", "attn_implementation", "revision"):
+            if key in training["model_init_kwargs"]:
+                raise ConfigError(f"training.model_init_kwargs.{key}: set it as model.{key} instead")
+    args = cfg.training_args(Path("runs") / name, for_validation=True)  # validates every credit field
+    if not lora.enabled and not args.beta and needs_base(args.credit):
+        raise ConfigError(
+            f"training.credit: {args.credit!r} compares the adapted model with its base, which needs a LoRA "
+            "adapter (lora.enabled: true) or, for full fine-tuning, a reference model (training.beta > 0)"
+        )
+    cfg.lora_config()
+    return cfg
+
+
+def _parse_section(cls: type, raw: Any, path: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: must be a mapping, got {type(raw).__name__} ({raw!r})")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise unknown_key(path, key, names)
+        values[key] = check(value, hints[key], f"{path}.{key}")
+    return cls(**values)
+
+
+def _parse_task(raw: Any) -> TaskSection:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"task: must be a mapping, got {type(raw).__name__} ({raw!r})")
+    raw = dict(raw)
+    if "options" in raw:
+        raise ConfigError("task.options: write task options directly in the task section (e.g. task.source)")
+    hints = typing.get_type_hints(TaskSection)
+    own = {k: check(raw.pop(k), hints[k], f"task.{k}") for k in _OWN_TASK_KEYS if k in raw}
+    section = TaskSection(**own, options=raw)
+    for key in ("max_prompt_tokens", "n_train"):
+        value = getattr(section, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"task.{key}: must be >= 1 (or null), got {value}")
+    _validate_task_options(section)
+    return section
+
+
+_OWN_TASK_KEYS = ("name", "max_prompt_tokens", "n_train")
+
+
+def available_tasks() -> list[str]:
+    """Names `task.name` accepts."""
+    from ..tasks import TASKS
+
+    return list(TASKS)
+
+
+def _validate_task_options(section: TaskSection) -> None:
+    """Build the task once (cheap: data loads lazily) so its own option checks run now."""
+    from ..tasks import get_task
+
+    names = available_tasks()
+    if section.name not in names:
+        raise ConfigError(
+            f"task.name: unknown task {section.name!r}{suggest(section.name, names)}; available: {', '.join(names)}"
+        )
+    try:
+        get_task(section.name, **section.options)
+    except (ValueError, TypeError) as exc:
+        msg = str(exc)
+        unknown = re.search(r"unknown option '([^']+)'.*allowed: (.*)$", msg)
+        if unknown:
+            allowed = [a.strip() for a in unknown.group(2).split(",")]
+            raise unknown_key("task", unknown.group(1), set(allowed) | set(_OWN_TASK_KEYS)) from None
+        option = re.search(r"option '([^']+)'", msg)
+        raise ConfigError(f"task.{option.group(1)}: {msg}" if option else f"task: {msg}") from None
+
+
+def _training_fields(trainer: str = "grpo") -> dict[str, Any]:
+    cls = config_class(trainer)
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls) if f.init}
+
+
+def _parse_training(raw: Any, fields: Mapping[str, Any], trainer: str = "grpo") -> dict[str, Any]:
+    if raw is None:
+        return {}
+    cls_name = config_class(trainer).__name__
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"training: must be a mapping of {cls_name} fields, got {type(raw).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _MANAGED_TRAINING_KEYS:
+            raise ConfigError(f"training.{key}: set by arca train: {_MANAGED_TRAINING_KEYS[key]}")
+        if key not in fields:
+            others = [t for t in TRAINERS if t != trainer and key in _training_fields(t)]
+            if others:  # e.g. loss_type with trainer: rloo
+                raise ConfigError(
+                    f"training.{key}: not a field of {cls_name} (trainer: {trainer}); it is one of trainer: "
+                    f"{others[0]}'s"
+                )
+            raise unknown_key("training", key, fields)
+        out[key] = check(value, fields[key], f"training.{key}")
+    return out
+
+
+def _check_training_ranges(training: Mapping[str, Any]) -> None:
+    """Finite numbers everywhere, and the ranges of `TRL_FIELD_RANGES` (null stays allowed where TRL
+    allows it: its own check or default applies)."""
+    from ..trainer_config import TRL_FIELD_RANGES  # TRL loads with the first config read, not on import
+
+    for key, value in training.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"training.{key}: must be a finite number, got {value}")
+        if key not in TRL_FIELD_RANGES:
+            continue
+        low, inclusive, high = TRL_FIELD_RANGES[key]
+        ok = (value >= low if inclusive else value > low) and (high is None or value <= high)
+        if not ok:
+            span = f"{'>=' if inclusive else '>'} {low}" if high is None else f"in {'[' if inclusive else '('}{low}, {high}]"
+            hint = "; arca runs are counted in optimizer steps" if key == "max_steps" else ""
+            raise ConfigError(f"training.{key}: must be {span}, got {value}{hint}")
+
+
+def require_max_steps(cfg: RunConfig) -> int:
+    """`training.max_steps` of a config that is about to train: it must be set (an unset or negative
+    value would make TRL train by epochs, for hours on a large data set)."""
+    steps = cfg.training.get("max_steps")
+    if steps is None:
+        raise ConfigError(
+            "training.max_steps: required before training (the number of optimizer steps), "
+            "e.g. --set training.max_steps=100"
+        )
+    return int(steps)
