@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.arca-installed
 
-.PHONY: setup test lint demo bench tiny-model real-model clean
+.PHONY: setup test lint docs demo bench tiny-model real-model clean
 
 setup: $(STAMP)
 
@@ -21,7 +21,13 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts benchmarks
 
-test: $(STAMP) lint
+# The docs site (docs/*.md, mkdocs.yml) into site/. --strict: a broken link or anchor, or a page missing
+# from the nav, fails (not with --quiet: it hides the warnings that --strict counts). Offline: no web
+# fonts, no plugin that fetches anything. NO_MKDOCS_2_WARNING: silences the theme's end-of-life banner.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+test: $(STAMP) lint docs
 	bash scripts/ensure_chromium.sh
 	$(VENV)/bin/pytest -q
 
@@ -45,4 +51,4 @@ real-model: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m arca_rl.models install smollm2-135m-instruct
 
 clean:
-	rm -rf $(VENV) runs diagnose .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs diagnose site .pytest_cache .ruff_cache

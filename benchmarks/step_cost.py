@@ -2,7 +2,7 @@
 
 A uniform and an arca trainer (same random-weight Qwen3-architecture model, same LoRA init) live in one process
 and take turns, so both see the same machine state: generation speed differs more between processes than
-ARCA's whole overhead (seen on an H200, see README). 8 completions forced to `--completion-len` tokens.
+ARCA's whole overhead (seen on an H200, see docs/results.md, "What ARCA costs"). 8 completions forced to `--completion-len` tokens.
 
     python benchmarks/step_cost.py                         # CPU: 6 layers, d = 256, LoRA r = 16, 128 tokens
     python benchmarks/step_cost.py --shape qwen3-1.7b --device cuda --dtype bfloat16 --lora-r 64

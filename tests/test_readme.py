@@ -1,15 +1,36 @@
-"""The README's Python examples run as written."""
+"""The README's and the docs pages' code runs as written.
+
+`python` blocks (README.md and every docs/*.md page) are executed; the ones that build a trainer train
+for two steps and are marked slow. In `bash` blocks every `arca` command line parses with the real CLI
+parser, every `make` target is a target of the Makefile and every file a command names exists.
+"""
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+from arca_rl.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def blocks(page: Path, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", page.read_text(), flags=re.S)
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    return blocks(README, "python")
+
+
+def block_with(text: str) -> tuple[str, str]:
+    """(page, block) of the one python block, on any page, that contains `text`."""
+    found = [(p.relative_to(ROOT).as_posix(), b) for p in PAGES for b in blocks(p, "python") if text in b]
+    assert len(found) == 1, f"expected one python block with {text!r} in README/docs, found {len(found)}"
+    return found[0]
 
 
 def test_readme_has_the_two_commands():
@@ -32,7 +53,8 @@ def test_api_example_runs_and_prints_weights(capsys):
 def test_trainer_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(python_blocks()[1], "README.md:trainer", "exec"), namespace)
+    page, block = block_with("ARCAGRPOTrainer(")
+    exec(compile(block, f"{page}:trainer", "exec"), namespace)
     history = namespace["trainer"].state.log_history
     assert any("credit/gini" in h for h in history)
 
@@ -41,8 +63,77 @@ def test_trainer_example_runs(tmp_path, monkeypatch):
 def test_rloo_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    block = python_blocks()[2]
-    assert "ARCARLOOTrainer" in block
-    exec(compile(block, "README.md:rloo", "exec"), namespace)
+    page, block = block_with("ARCARLOOTrainer(")
+    exec(compile(block, f"{page}:rloo", "exec"), namespace)
     history = namespace["trainer"].state.log_history
     assert any("credit/gini" in h for h in history)
+
+
+# Every other python block on every page runs too (the three above are checked more closely).
+_CHECKED = (python_blocks()[0], block_with("ARCAGRPOTrainer(")[1], block_with("ARCARLOOTrainer(")[1])
+_OTHER = [
+    pytest.param(b, id=f"{p.relative_to(ROOT).as_posix()}:{i}", marks=[pytest.mark.slow] * ("Trainer(" in b))
+    for p in PAGES
+    for i, b in enumerate(blocks(p, "python"))
+    if b not in _CHECKED
+]
+
+
+@pytest.mark.parametrize("block", _OTHER)
+def test_every_other_python_block_runs(block, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs-block", "exec"), {})
+
+
+def command_lines(block: str) -> list[list[str]]:
+    """The shell words of each command in a bash block (continuations joined, comments dropped)."""
+    text = block.replace("\\\n", " ")
+    return [words for line in text.splitlines() if (words := shlex.split(line, comments=True))]
+
+
+def make_targets() -> set[str]:
+    return set(re.findall(r"^([A-Za-z][\w-]*):", (ROOT / "Makefile").read_text(), flags=re.M))
+
+
+def arca_argv(words: list[str]) -> list[str] | None:
+    """The `arca` arguments of a command line, or None when it runs something else."""
+    if Path(words[0]).name == "arca":
+        return words[1:]
+    if "arca_rl.cli" in words:  # python -m arca_rl.cli ..., accelerate launch ... -m arca_rl.cli ...
+        return words[words.index("arca_rl.cli") + 1 :]
+    return None
+
+
+BASH = [
+    pytest.param(words, id=f"{p.relative_to(ROOT).as_posix()}:{' '.join(words)[:60]}")
+    for p in PAGES
+    for b in blocks(p, "bash")
+    for words in command_lines(b)
+]
+
+
+@pytest.mark.parametrize("words", BASH)
+def test_bash_block_commands_exist(words):
+    argv = arca_argv(words)
+    if argv is not None:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as e:
+            pytest.fail(f"`arca {' '.join(argv)}` does not parse (exit {e.code})")
+        config = getattr(args, "config", None)
+        assert config is None or (ROOT / config).is_file(), f"--config {config}: no such file"
+    elif words[0] == "make":
+        missing = {w for w in words[1:] if not w.startswith("-")} - make_targets()
+        assert not missing, f"make {' '.join(sorted(missing))}: not a Makefile target"
+    elif Path(words[0]).name.startswith("python"):
+        script = next((w for w in words[1:] if w.endswith(".py")), None)
+        assert script is None or (ROOT / script).is_file(), f"{script}: no such file"
+    else:
+        pytest.fail(f"unknown command in a docs bash block: {' '.join(words)} (teach tests/test_readme.py)")
+
+
+def test_docs_bash_blocks_are_checked():
+    """The check above sees the commands the pages really contain (it cannot pass on an empty list)."""
+    seen = {" ".join(words[:2]) for words in (p.values[0] for p in BASH)}
+    assert {"make demo", "make test", "make real-model"} <= seen
+    assert any(arca_argv(p.values[0]) and arca_argv(p.values[0])[0] == "sweep" for p in BASH)

@@ -49,7 +49,7 @@ __all__ = [
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 # Operand range and number of terms, chosen so that SmolLM2-135M-Instruct's sampled accuracy
-# (temperature 1) starts in the middle (see README, "On a real pretrained model").
+# (temperature 1) starts in the middle (see docs/guide.md, "A real pretrained model, offline").
 DEFAULT_LOW, DEFAULT_HIGH, DEFAULT_TERMS = 1, 20, 2
 TEST_BUCKETS = 10
 _SPLIT_SALT = "arca-addition-v1"
