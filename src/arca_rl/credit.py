@@ -340,8 +340,7 @@ def mix_weights(weights: Tensor, mask: Tensor, lam: float) -> Tensor:
         raise ValueError(
             f"mix_weights: weights and mask must both be [B, T], got {tuple(weights.shape)} and {tuple(mask.shape)}"
         )
-    if isinstance(lam, bool) or not isinstance(lam, int | float) or not (0.0 <= lam <= 1.0):
-        raise ValueError(f"mix_weights: lam must be a number in [0, 1], got {lam!r}")
+    _check_lambda("mix_weights: lam", lam)
     w = weights.detach().to(torch.float32)
     if lam == 1.0:
         return w  # the signal alone, untouched
@@ -350,6 +349,12 @@ def mix_weights(weights: Tensor, mask: Tensor, lam: float) -> Tensor:
     if lam == 0.0:
         return uniform.to(torch.float32)
     return torch.where(real, (1.0 - lam) * uniform + lam * w, 0.0)
+
+
+def _check_lambda(what: str, lam: object) -> None:
+    # the precondition of the two mix functions; the credit_mix setting's own range is `CreditFields`'
+    if isinstance(lam, bool) or not isinstance(lam, int | float) or not (0.0 <= lam <= 1.0):
+        raise ValueError(f"{what} must be a number in [0, 1], got {lam!r}")
 
 
 def mix_schedule(step: int, mix: float, warmup_steps: int) -> float:
@@ -362,8 +367,7 @@ def mix_schedule(step: int, mix: float, warmup_steps: int) -> float:
         raise ValueError(f"mix_schedule: step must be an integer >= 0, got {step!r}")
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"mix_schedule: warmup_steps must be an integer >= 0, got {warmup_steps!r}")
-    if isinstance(mix, bool) or not isinstance(mix, int | float) or not (0.0 <= mix <= 1.0):
-        raise ValueError(f"mix_schedule: mix must be a number in [0, 1], got {mix!r}")
+    _check_lambda("mix_schedule: mix", mix)
     if warmup_steps == 0:
         return float(mix)
     return float(mix) * min(1.0, step / warmup_steps)

@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import _credit_fields
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -230,29 +231,23 @@ _FIXED_TRAINING = (
     "generation_batch_size",
     "num_iterations",
 )
-# credit_* fields that only log: they may change.
-_CREDIT_LOGGING = ("credit_shadow", "credit_log_tokens_every", "credit_log_tokens_count")
+# ... and the credit settings that `CreditFields` declares fixed on resume (`_credit_fields.resume_fixed`).
 
 
 def _fixed_values(cfg: RunConfig) -> dict[str, Any]:
+    # TRL's defaults: imported here because it loads TRL, which reading a run folder does not need
     from .trainer_config import field_default
 
     d = cfg.to_yaml_dict()
     out: dict[str, Any] = {"trainer": d["trainer"], **{f"model.{k}": d["model"].get(k) for k in _FIXED_MODEL}}
     for section in _FIXED_SECTIONS:
         out.update({f"{section}.{k}": v for k, v in d[section].items()})
-    credit_keys = [k for k in _training_field_names() if k.startswith("credit") and k not in _CREDIT_LOGGING]
-    for key in (*_FIXED_TRAINING, *credit_keys):
+    for key in _FIXED_TRAINING:
         out[f"training.{key}"] = cfg.training.get(key, field_default(key))
+    credit_defaults = _credit_fields.defaults()
+    for key in _credit_fields.resume_fixed():
+        out[f"training.{key}"] = cfg.training.get(key, credit_defaults[key])
     return out
-
-
-def _training_field_names() -> list[str]:
-    import dataclasses
-
-    from .trainer_config import ARCAGRPOConfig
-
-    return [f.name for f in dataclasses.fields(ARCAGRPOConfig)]
 
 
 def check_resume_config(run_dir: str | Path, cfg: RunConfig) -> list[str]:

@@ -5,27 +5,36 @@
     uniform+topent0.2      credit: uniform, top_entropy_quantile: 0.2 (TRL's entropy mask)
 
 `arca demo --methods` reads these names and `arca report` labels runs with them, so a run's label
-says which mix it trained with; `final_mix` is the mix lambda a run ended with (what `arca report`
-lists and `arca diagnose` applies). No torch import.
+says which mix it trained with. The credit suffixes, their fields, ranges and defaults come from the
+credit settings' owner (`CreditFields`: a field declared with `variant=` gets a suffix); `topent` is the one
+suffix for a TRL field.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["SUFFIXES", "final_mix", "parse_variant", "variant_name"]
+from . import _credit_fields
+from ._credit_fields import Range
 
-#: suffix -> (ARCAGRPOConfig field, value type, the field's default = the suffix left out)
-SUFFIXES: dict[str, tuple[str, type, float]] = {
-    "mix": ("credit_mix", float, 1.0),
-    "warmup": ("credit_warmup_steps", int, 0),
-    "topent": ("top_entropy_quantile", float, 1.0),
+__all__ = ["SUFFIXES", "parse_variant", "variant_name"]
+
+#: suffix -> (ARCAGRPOConfig field, its range, its default = the suffix left out): the credit fields declared
+#: with a variant suffix, then TRL's entropy mask (TRL's default 1.0 = every token kept)
+SUFFIXES: dict[str, tuple[str, Range, Any]] = {
+    **_credit_fields.variant_suffixes(),
+    "topent": ("top_entropy_quantile", Range(low=0, low_open=True, high=1), 1.0),
 }
-_PART = re.compile(r"^(mix|warmup|topent)(.+)$")
-_FORM = "a signal, then +mix<lambda in [0, 1]>, +warmup<steps>, +topent<q in (0, 1]>, e.g. arca+mix0.5"
+_PART = re.compile(rf"^({'|'.join(map(re.escape, SUFFIXES))})(.+)$")
+_FORM = (
+    "a signal, then "
+    + ", ".join(
+        f"+{key}<{'steps' if check.integer else field + ' ' + check.bounds()}>" for key, (field, check, _) in SUFFIXES.items()
+    )
+    + ", e.g. arca+mix0.5"
+)
 
 
 def parse_variant(name: str, signals: Sequence[str]) -> tuple[str, dict[str, Any]]:
@@ -42,21 +51,15 @@ def parse_variant(name: str, signals: Sequence[str]) -> tuple[str, dict[str, Any
         if m is None:
             raise ValueError(f"{name!r}: cannot read {part!r}; a method is {_FORM}")
         key, text = m.groups()
-        field, kind, _ = SUFFIXES[key]
+        field, check, _ = SUFFIXES[key]
         if field in fields:
             raise ValueError(f"{name!r}: +{key} given twice")
         try:
-            value = kind(text)
+            value = int(text) if check.integer else float(text)
         except ValueError:
-            raise ValueError(f"{name!r}: +{key} needs {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-        ok = {
-            "mix": lambda v: math.isfinite(v) and 0 <= v <= 1,
-            "warmup": lambda v: v >= 0,
-            "topent": lambda v: math.isfinite(v) and 0 < v <= 1,
-        }[key](value)
-        if not ok:
-            want = {"mix": "in [0, 1]", "warmup": ">= 0", "topent": "in (0, 1]"}[key]
-            raise ValueError(f"{name!r}: +{key} must be {want} ({field}), got {text}")
+            raise ValueError(f"{name!r}: +{key} needs {'an integer' if check.integer else 'a number'}, got {text!r}") from None
+        if not check.contains(value):
+            raise ValueError(f"{name!r}: +{key} must be {check.bounds()} ({field}), got {text}")
         fields[field] = value
     return signal, fields
 
@@ -66,8 +69,8 @@ def _num(value: float) -> str:
 
 
 def variant_name(training: Mapping[str, Any], default_credit: str = "arca") -> str:
-    """The variant name of a config's `training` section: the signal, plus a suffix for each of
-    credit_mix, credit_warmup_steps, top_entropy_quantile that is not at its default."""
+    """The variant name of a config's `training` section: the signal, plus a suffix for each field of `SUFFIXES`
+    (credit_mix, credit_warmup_steps, top_entropy_quantile) that is not at its default."""
     credit = training.get("credit")
     name = credit if isinstance(credit, str) and credit else default_credit
     for key, (field, _, default) in SUFFIXES.items():
@@ -76,20 +79,3 @@ def variant_name(training: Mapping[str, Any], default_credit: str = "arca") -> s
             continue
         name += f"+{key}{_num(value)}"
     return name
-
-
-def final_mix(training: Mapping[str, Any], logged: Sequence[float] = ()) -> float | None:
-    """The credit_mix lambda in force at the end of a run: the last value it logged as `credit/mix`, else
-    (nothing logged yet) `credit_mix * min(1, max_steps / credit_warmup_steps)` from its `training` config
-    section (defaults 1 and 0). None when the config holds no readable values."""
-    if logged:
-        return float(logged[-1])
-    mix, warmup = training.get("credit_mix", 1.0), training.get("credit_warmup_steps", 0)
-    if isinstance(mix, bool) or not isinstance(mix, int | float) or isinstance(warmup, bool) or not isinstance(warmup, int):
-        return None
-    if warmup <= 0:
-        return float(mix)
-    steps = training.get("max_steps")
-    if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
-        return float(mix) * min(1.0, steps / warmup)
-    return None

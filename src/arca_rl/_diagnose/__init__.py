@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import credit
+from .._credit_fields import MIX_RANGE
 from .._passes import completion_tokens, eos_ids, has_adapter, model_name, render_prompt
 from .driver import run_diagnose
 from .results import CompletionRecord, DiagnoseResult, SignalSummary, num
@@ -110,8 +111,8 @@ def diagnose(
         raise ValueError("diagnose needs at least one prompt")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if isinstance(mix, bool) or not isinstance(mix, int | float) or not 0 <= mix <= 1:  # NaN fails too
-        raise ValueError(f"mix (credit_mix) must be a number in [0, 1] (1 = the signals alone), got {mix!r}")
+    if not MIX_RANGE.contains(mix):  # NaN fails too
+        raise ValueError(f"mix (credit_mix) must be {MIX_RANGE.describe()} (1 = the signals alone), got {mix!r}")
     if oracle_samples is not None:
         from ..oracle import check_samples
 

@@ -8,9 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import rundir
+from .. import _credit_fields, rundir
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .._config import RunConfig
     from .results import DiagnoseResult
 
 __all__ = ["run_diagnose"]
@@ -19,10 +20,35 @@ __all__ = ["run_diagnose"]
 def _finite(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
-# Without a run to take them from: sampling and weighting as a plain GRPO run with arca's defaults.
-_DEFAULTS = {
-    "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 128, "power": 1.0, "eps": 1e-8, "min_salience": 0.0, "mix": 1.0,
-}  # fmt: skip
+
+# Without a run to take them from: sampling as a plain GRPO run; the weights (power, eps, min_salience, ...)
+# and the mix lambda at the credit settings' defaults.
+_SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 128}
+
+
+def _default_settings() -> dict[str, Any]:
+    return {
+        **_SAMPLING_DEFAULTS,
+        **_credit_fields.weight_kwargs({}),
+        "mix": _credit_fields.final_lambda(_credit_fields.defaults()),
+    }
+
+
+def run_settings(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """What a run folder's validated config (`rundir.read_config`) sets for a diagnosis: sampling, every
+    `credit.token_weights` keyword of its credit settings (`token_weight_kwargs`) and the mix lambda it ended with
+    (its last logged `credit/mix`, else `_credit_fields.final_lambda` of its config; a warm-up with no step count:
+    the full `credit_mix`)."""
+    args = cfg.training_args(run_dir, for_validation=True)
+    logged = [m["credit/mix"] for m in rundir.read_metrics(run_dir) if _finite(m.get("credit/mix"))]
+    lam = _credit_fields.final_lambda(cfg.training, logged)
+    return {
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_new_tokens": args.max_completion_length,
+        **args.token_weight_kwargs(),
+        "mix": float(args.credit_mix) if lam is None else lam,
+    }
 
 
 def run_diagnose(
@@ -78,7 +104,7 @@ def run_diagnose(
     from . import diagnose
 
     say = log or (lambda _m: None)
-    settings: dict[str, Any] = dict(_DEFAULTS)
+    settings = _default_settings()
     run_name = run_task = None
     run_options: dict[str, Any] = {}
     max_prompt_tokens = None
@@ -88,16 +114,7 @@ def run_diagnose(
         adapter_dir, run_dir = rundir.resolve_adapter(adapter)
     if run_dir is not None:
         cfg = rundir.read_config(run_dir)
-        args = cfg.training_args(run_dir, for_validation=True)
-        settings.update(
-            temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_completion_length,
-            **args.token_weight_kwargs(),
-        )  # fmt: skip
-        logged = [m["credit/mix"] for m in rundir.read_metrics(run_dir) if _finite(m.get("credit/mix"))]
-        if logged:  # what the trainer used last
-            settings["mix"] = float(logged[-1])
-        else:  # nothing logged: the schedule at the run's last step (no step count: the full mix)
-            settings["mix"] = args.credit_lambda(args.max_steps) if args.max_steps > 0 else float(args.credit_mix)
+        settings.update(run_settings(cfg, run_dir))
         run_name, run_task, run_options = cfg.name, cfg.task.name, dict(cfg.task.options)
         max_prompt_tokens = cfg.task.max_prompt_tokens
         model_path = model_path or cfg.model.name_or_path
@@ -114,9 +131,10 @@ def run_diagnose(
     }  # fmt: skip
     settings.update({key: value for key, value in given.items() if value is not None})
     mix_in_force = settings["mix"]
-    if isinstance(mix_in_force, bool) or not isinstance(mix_in_force, int | float) or not 0 <= mix_in_force <= 1:
+    if not _credit_fields.MIX_RANGE.contains(mix_in_force):
         raise ConfigError(
-            f"--mix: must be a number in [0, 1] (the credit_mix lambda; 1 = the signals alone), got {mix_in_force!r}"
+            f"--mix: must be {_credit_fields.MIX_RANGE.describe()} (the credit_mix lambda; 1 = the signals alone), "
+            f"got {mix_in_force!r}"
         )
     if mix is None and mix_in_force != 1.0:
         say(f"applying the run's final credit mix lambda = {mix_in_force:g} to every signal's weights")
@@ -156,10 +174,8 @@ def run_diagnose(
         temperature=float(settings["temperature"]),
         top_p=float(settings["top_p"]),
         signals=signals,
-        power=float(settings["power"]),
-        eps=float(settings["eps"]),
-        min_salience=float(settings["min_salience"]),
         mix=float(mix_in_force),
+        **{kwarg: float(settings[kwarg]) for kwarg in _credit_fields.weight_kwargs({})},  # numbers, as diagnose takes
         seed=seed,
         batch_size=batch_size,
         progress=progress,

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import rundir
+from .._credit_fields import defaults, final_lambda
+from ..variants import variant_name
 
 __all__ = [
     "METHOD_ORDER",
@@ -119,12 +121,10 @@ class RunData:
 
     @property
     def final_mix(self) -> float | None:
-        """The credit_mix lambda in force at the end of training (`arca_rl.variants.final_mix`): the last logged
+        """The credit_mix lambda in force at the end of training (`CreditFields`' `final_lambda`): the last logged
         `credit/mix`, else computed from the config."""
-        from ..variants import final_mix
-
         training = self.config.get("training") if isinstance(self.config.get("training"), dict) else {}
-        return final_mix(training, self.series("credit/mix")[1])
+        return final_lambda(training, self.series("credit/mix")[1])
 
     def eval_value(self, key: str) -> float | None:
         if not self.eval:
@@ -161,10 +161,7 @@ def load_run(path: str | Path) -> RunData:
         raise RunLoadError(str(exc)) from None
     training = cfg.get("training") if isinstance(cfg.get("training"), dict) else {}
     lora = cfg.get("lora") if isinstance(cfg.get("lora"), dict) else {}
-    from ..trainer_config import field_default
-    from ..variants import variant_name
-
-    method = variant_name(training, default_credit=field_default("credit"))
+    method = variant_name(training, default_credit=defaults()["credit"])
     rank = _as_int(lora.get("r"))
     seed = _as_int(training.get("seed"))
     name = str(cfg.get("name") or p.name)

@@ -1,0 +1,429 @@
+"""The credit settings and their one owner, `CreditFields` (re-exported by `arca_rl.trainer_config`).
+
+Every `credit*` field of `ARCAGRPOConfig` / `ARCARLOOConfig` is declared once, in `CreditFields`, with
+`credit_field(...)`. The declaration holds everything the rest of the package asks about the setting:
+
+- its default and help text (a dataclass field; TRL's argument parser reads `help`);
+- its check (`Range`, `OneOf`, `IS_BOOL` or `SIGNAL`), run by `CreditFields.__post_init__`, so that YAML
+  configs, the trainers, `arca demo --methods arca+mix0.5` and `arca diagnose --mix` reject the same values
+  with the same words;
+- its `use` (`Use`): how it enters the credit. `Use.WEIGHTS` settings are keywords of `credit.token_weights`
+  (`kwarg`): the trainer and `arca diagnose` pass them on (`token_weight_kwargs` / `weight_kwargs`).
+  `Use.LAMBDA` settings feed the mix lambda (`CreditFields.credit_lambda`, `final_lambda`), which diagnose
+  and report show;
+- whether `--resume` may change it (`fixed_on_resume`; `rundir.check_resume_config` asks `resume_fixed()`);
+- an optional variant suffix (`variant="mix"`: `arca demo --methods arca+mix0.5`, the method labels of
+  `arca report`; `variant_suffixes()`).
+
+How to add a credit setting: add one `credit_field` to `CreditFields` (named `credit_<something>`) and a
+`Parameters` entry to its docstring. Nothing else needs editing for validation, defaults, resume, variants,
+diagnose or report. `tests/test_credit_fields.py` enumerates the fields and fails when a declaration lacks
+something a consumer needs. A new `Use.WEIGHTS` setting must also be a keyword of `credit.token_weights` and of
+`arca_rl.diagnose` (the test checks both); a new kind of use is a new `Use` member, and the test makes you say
+what `arca diagnose` does with it.
+
+This module imports neither TRL nor transformers: `rundir`, `variants` and the report read the settings without
+loading them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import credit
+
+__all__ = [
+    "CREDIT_BASES",
+    "IS_BOOL",
+    "MIX_RANGE",
+    "SIGNAL",
+    "CreditConfigError",
+    "CreditFields",
+    "OneOf",
+    "Range",
+    "Setting",
+    "Use",
+    "credit_field",
+    "defaults",
+    "final_lambda",
+    "resume_fixed",
+    "settings",
+    "variant_suffixes",
+    "weight_kwargs",
+]
+
+
+class CreditConfigError(ValueError):
+    """An invalid credit field of `ARCAGRPOConfig` / `ARCARLOOConfig`: `field` names it, the message says what is wrong.
+
+    `reason` is the message as a line that already names the field would finish it (the YAML layer
+    writes `training.<field>: <reason>`); it is the whole message unless a shorter one reads better.
+    """
+
+    def __init__(self, field: str, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason or message
+
+
+# ---------------------------------------------------------------------------------------------------
+# checks: each says what a value must be, in words shared by every consumer
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number range: `low` / `high` bounds (None = unbounded), open or closed; `integer` for whole numbers.
+
+    A real number must also be finite (NaN fails every comparison, and inf would turn the weights into NaN).
+    `note` follows "must be ..." in errors; `example` ends them ("set e.g. credit_mix: 0.5").
+    """
+
+    integer: bool = False
+    low: float | None = None
+    low_open: bool = False
+    high: float | None = None
+    high_open: bool = False
+    note: str = ""
+    example: str = ""
+
+    def contains(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return False
+        if self.integer:
+            if not isinstance(value, int):
+                return False
+        elif not (isinstance(value, int | float) and math.isfinite(value)):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def bounds(self) -> str:
+        """`in [0, 1]`, `in (0, 1]`, `>= 0`, `> 0`, ..."""
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return "any value"
+
+    def describe(self) -> str:
+        """`a number in [0, 1]`, `an integer >= 0`, `a number > 0 and finite`, ..."""
+        if self.integer:
+            return f"an integer {self.bounds()}"
+        return f"a number {self.bounds()}" + (" and finite" if self.high is None else "")
+
+    def error(self, name: str, value: Any) -> CreditConfigError | None:
+        if self.contains(value):
+            return None
+        note = f" {self.note}" if self.note else ""
+        example = f"; {self.example}" if self.example else ""
+        return CreditConfigError(name, f"{name} must be {self.describe()}{note}, got {value!r}{example}.")
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of a few strings."""
+
+    values: tuple[str, ...]
+
+    def error(self, name: str, value: Any) -> CreditConfigError | None:
+        if value in self.values:
+            return None
+        return CreditConfigError(name, f"{name} must be one of {self.values}, got {value!r}.")
+
+
+class _Bool:
+    def error(self, name: str, value: Any) -> CreditConfigError | None:
+        if isinstance(value, bool):
+            return None
+        return CreditConfigError(name, f"{name} must be true or false, got {value!r}.")
+
+
+class _Signal:
+    """A registered salience signal (`credit.registered_signals()`, read when the config is built)."""
+
+    def error(self, name: str, value: Any) -> CreditConfigError | None:
+        signals = credit.registered_signals()
+        if value in signals:
+            return None
+        close = difflib.get_close_matches(str(value), signals, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        registered = f"registered: {', '.join(signals)}"
+        return CreditConfigError(
+            name,
+            f"{name}={value!r} is not a registered signal{hint}; {registered} (register yours with "
+            "arca_rl.register_signal before building the config).",
+            reason=f"unknown signal {value!r}{hint}; {registered}",
+        )
+
+
+IS_BOOL = _Bool()
+SIGNAL = _Signal()
+Check = Range | OneOf | _Bool | _Signal
+
+#: the mix lambda's range: `credit_mix`, `arca diagnose --mix`, `diagnose(mix=...)`, `+mix<lambda>`
+MIX_RANGE = Range(low=0, high=1, note="(1 = the signal alone, 0 = uniform credit)", example="set e.g. credit_mix: 0.5")
+CREDIT_BASES = ("disabled", "reference")
+
+
+class Use(enum.Enum):
+    """How a credit setting enters the credit (what `arca diagnose` does with a run's value in brackets)."""
+
+    SIGNAL = "signal"  # which salience signal drives the gradient (diagnose scores every signal anyway)
+    WEIGHTS = "weights"  # a keyword of credit.token_weights, `Setting.kwarg` (diagnose applies the run's value)
+    LAMBDA = "lambda"  # feeds the mix lambda (diagnose applies the run's final lambda, `final_lambda`)
+    BASE = "base"  # what the adapted model is compared with (diagnose always switches the adapter off)
+    LOGGING = "logging"  # what is logged; no effect on the gradient (diagnose has nothing to apply)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the package knows about one credit field, besides its default and help (see the module docstring)."""
+
+    check: Check
+    use: Use
+    fixed_on_resume: bool
+    kwarg: str | None = None  # Use.WEIGHTS: the keyword of credit.token_weights
+    variant: str | None = None  # suffix of a method name: `arca+<variant><value>`
+
+
+_SETTING = "arca_setting"  # key of the Setting in a dataclass field's metadata
+
+
+def credit_field(
+    default: Any,
+    *,
+    help: str,
+    check: Check,
+    use: Use,
+    fixed_on_resume: bool,
+    kwarg: str | None = None,
+    variant: str | None = None,
+) -> Any:
+    """Declare a field of `CreditFields`: its default, help, check, use, whether `--resume` may change it
+    (`fixed_on_resume=False`: it may), the `credit.token_weights` keyword of a `Use.WEIGHTS` setting and an
+    optional variant suffix."""
+    if (use is Use.WEIGHTS) != (kwarg is not None):
+        raise ValueError("credit_field: kwarg names the credit.token_weights keyword of a Use.WEIGHTS setting, and only then")
+    if variant is not None and not isinstance(check, Range):
+        raise ValueError("credit_field: a variant suffix needs a numeric Range check")
+    setting = Setting(check=check, use=use, fixed_on_resume=fixed_on_resume, kwarg=kwarg, variant=variant)
+    return dataclasses.field(default=default, metadata={"help": help, _SETTING: setting})
+
+
+# ---------------------------------------------------------------------------------------------------
+# the owner
+
+
+@dataclass
+class CreditFields:
+    r"""
+    The token-credit fields, shared by `ARCAGRPOConfig` and `ARCARLOOConfig` (listed first in their bases, so that
+    they are validated before TRL's own fields). Each is declared with `credit_field` (see this module's docstring
+    for how to add one).
+
+    Parameters:
+        credit (`str`, defaults to `"arca"`):
+            Salience signal that spreads each completion's advantage over its tokens: one of the registered
+            signals (`uniform`, `surprisal`, `entropy_reduction`, `divergence`, `arca`, or one added with
+            `arca_rl.register_signal`). `uniform` reproduces stock GRPO / RLOO.
+        credit_eps (`float`, defaults to `1e-8`):
+            Floor added to the salience before the power: `w_t = (alpha_t + eps)^p / sum_k (alpha_k + eps)^p`.
+        credit_power (`float`, defaults to `1.0`):
+            Sharpening power `p` (1 = none; the paper's MATH sweep used 2.0).
+        credit_min_salience (`float`, defaults to `0.0`):
+            A completion whose largest salience is at most this falls back to uniform credit. Guards against
+            normalizing noise-level salience (e.g. a fresh DoRA adapter in bf16) into sharp credit.
+        credit_mix (`float`, defaults to `1.0`):
+            Blend of the signal's credit with uniform credit, `lambda` in [0, 1]:
+            `w_t = (1 - lambda) / T + lambda * w_signal_t`, where `w_signal` are the weights above (after the
+            power and any uniform fallback). Every token keeps at least `(1 - lambda) / T` of the credit, so no
+            token the signal starves stops being learned. 1 = the signal alone; 0 = uniform credit (stock GRPO).
+            Shadow signals get the same mix. The mixed weights are what the gradient, the `credit/*` metrics and
+            `credit_tokens.jsonl`'s `weights` use (its `salience` stays raw).
+        credit_warmup_steps (`int`, defaults to `0`):
+            Ramp the mix up over the first N optimizer steps: `lambda = credit_mix * min(1, s / N)`, s = optimizer
+            steps already taken. Credit is uniform while a fresh adapter has no residual and reaches `credit_mix`
+            after N steps; every micro-batch and `num_iterations` pass of one step uses the same lambda, logged as
+            `credit/mix`. 0 = `credit_mix` from the first step.
+        credit_base (`str`, defaults to `"disabled"`):
+            What the adapted model is compared against for `arca` and `divergence`. `"disabled"` (the paper's definition): the same
+            model with every adapter switched off; costs one no-grad forward per generation batch when `beta = 0`,
+            and nothing extra when `beta > 0` (it is captured inside TRL's reference pass). `"reference"`: TRL's
+            frozen `"ref"` adapter, which TRL loads when an existing adapter is re-trained with `beta > 0`; costs
+            nothing extra (the reference pass runs anyway). Falls back to `"disabled"` when there is no `"ref"`
+            adapter.
+        credit_shadow (`bool`, defaults to `False`):
+            Also score every other registered signal on the same batch and log its diagnostics as
+            `shadow/<signal>/...`, without using it for the gradient. Costs at most one adapter-off pass per
+            generation batch when the active signal does not already need one.
+        credit_log_tokens_every (`int`, defaults to `0`):
+            Every N optimizer steps, append the tokens, weights, raw salience and advantage of a few completions to
+            `<output_dir>/credit_tokens.jsonl` (for heatmaps), and, with TRL's `top_entropy_quantile` < 1, which
+            tokens its entropy mask keeps (`entropy_mask`). 0 turns it off.
+        credit_log_tokens_count (`int`, defaults to `4`):
+            How many completions each `credit_log_tokens_every` dump writes.
+    """
+
+    credit: str = credit_field(
+        "arca",
+        help="Salience signal for token credit: uniform, surprisal, entropy_reduction, divergence, arca, or a registered one.",
+        check=SIGNAL,
+        use=Use.SIGNAL,
+        fixed_on_resume=True,
+    )
+    credit_eps: float = credit_field(
+        1e-8,
+        help="Floor added to the salience before the power.",
+        check=Range(low=0),
+        use=Use.WEIGHTS,
+        kwarg="eps",
+        fixed_on_resume=True,
+    )
+    credit_power: float = credit_field(
+        1.0,
+        help="Sharpening power p (1 = none; the paper used 2).",
+        check=Range(low=0, low_open=True, note="(1 = no sharpening)"),
+        use=Use.WEIGHTS,
+        kwarg="power",
+        fixed_on_resume=True,
+    )
+    credit_min_salience: float = credit_field(
+        0.0,
+        help="Rows whose largest salience is at most this get uniform credit.",
+        check=Range(low=0),
+        use=Use.WEIGHTS,
+        kwarg="min_salience",
+        fixed_on_resume=True,
+    )
+    credit_mix: float = credit_field(
+        1.0,
+        help="lambda in [0, 1]: w = (1 - lambda)/T + lambda * w_signal (1 = signal alone, 0 = uniform).",
+        check=MIX_RANGE,
+        use=Use.LAMBDA,
+        variant="mix",
+        fixed_on_resume=True,
+    )
+    credit_warmup_steps: int = credit_field(
+        0,
+        help="Ramp lambda from 0 to credit_mix over this many optimizer steps (0 = no warm-up).",
+        check=Range(integer=True, low=0, note="(optimizer steps; 0 = no warm-up)"),
+        use=Use.LAMBDA,
+        variant="warmup",
+        fixed_on_resume=True,
+    )
+    credit_base: str = credit_field(
+        "disabled",
+        help="Base for arca/divergence: 'disabled' (adapter off) or 'reference' (TRL's 'ref' adapter).",
+        check=OneOf(CREDIT_BASES),
+        use=Use.BASE,
+        fixed_on_resume=True,
+    )
+    credit_shadow: bool = credit_field(
+        False,
+        help="Also log diagnostics of every other registered signal on the same batch.",
+        check=IS_BOOL,
+        use=Use.LOGGING,
+        fixed_on_resume=False,
+    )
+    credit_log_tokens_every: int = credit_field(
+        0,
+        help="Every N steps, dump tokens/weights/salience to credit_tokens.jsonl (0 = off).",
+        check=Range(integer=True, low=0),
+        use=Use.LOGGING,
+        fixed_on_resume=False,
+    )
+    credit_log_tokens_count: int = credit_field(
+        4,
+        help="How many completions each credit_tokens.jsonl dump writes.",
+        check=Range(integer=True, low=0),
+        use=Use.LOGGING,
+        fixed_on_resume=False,
+    )
+
+    def __post_init__(self) -> None:
+        # Validate our fields before TRL's (cheap, and errors name the field and the fix), in declaration order.
+        for name, setting in settings().items():
+            error = setting.check.error(name, getattr(self, name))
+            if error is not None:
+                raise error
+        super().__post_init__()  # type: ignore[misc]  # the TRL config listed after CreditFields
+
+    def token_weight_kwargs(self) -> dict[str, Any]:
+        """How this config turns salience into weights: the keyword arguments of `credit.token_weights`.
+
+        The trainer and `arca diagnose` both weight through this, so a diagnosis shows the credit a run used.
+        """
+        return weight_kwargs({name: getattr(self, name) for name in settings()})
+
+    def credit_lambda(self, step: int) -> float:
+        """The `credit_mix` lambda in force after `step` optimizer steps: `credit_mix * min(1, step / N)`,
+        N = `credit_warmup_steps` (`credit.mix_schedule`); the weights are then `credit.mix_weights(w, mask, lambda)`."""
+        return credit.mix_schedule(int(step), float(self.credit_mix), int(self.credit_warmup_steps))
+
+
+# ---------------------------------------------------------------------------------------------------
+# what the consumers ask
+
+
+def settings() -> dict[str, Setting]:
+    """Every credit field and its `Setting`, in declaration order."""
+    out = {}
+    for f in dataclasses.fields(CreditFields):
+        if _SETTING not in f.metadata:
+            raise TypeError(f"CreditFields.{f.name}: declare it with credit_field(...) (see arca_rl._credit_fields)")
+        out[f.name] = f.metadata[_SETTING]
+    return out
+
+
+def defaults() -> dict[str, Any]:
+    """Every credit field's default."""
+    return {f.name: f.default for f in dataclasses.fields(CreditFields)}
+
+
+def resume_fixed() -> list[str]:
+    """The credit fields a `--resume` may not change (the others only change what is logged)."""
+    return [name for name, s in settings().items() if s.fixed_on_resume]
+
+
+def weight_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The `credit.token_weights` keywords of the `Use.WEIGHTS` fields in `values` (missing ones at their default)."""
+    given = {**defaults(), **values}
+    return {s.kwarg: given[name] for name, s in settings().items() if s.use is Use.WEIGHTS and s.kwarg}
+
+
+def variant_suffixes() -> dict[str, tuple[str, Range, Any]]:
+    """suffix -> (credit field, its range, its default) for the fields that name a method variant (`+mix0.5`)."""
+    out: dict[str, tuple[str, Range, Any]] = {}
+    for name, s in settings().items():
+        if s.variant is not None and isinstance(s.check, Range):
+            out[s.variant] = (name, s.check, defaults()[name])
+    return out
+
+
+def final_lambda(training: Mapping[str, Any], logged: Sequence[float] = ()) -> float | None:
+    """The credit_mix lambda in force at the end of a run: the last value it logged as `credit/mix`, else (nothing
+    logged yet) the schedule at its last step, `credit_lambda(max_steps)` from its `training` config section
+    (unset fields at their defaults). None when that cannot be known: values that are not valid settings, or a
+    warm-up with no `max_steps` to end it."""
+    if logged:
+        return float(logged[-1])
+    given = defaults()
+    mix, warmup = training.get("credit_mix", given["credit_mix"]), training.get("credit_warmup_steps", given["credit_warmup_steps"])
+    for name, value in (("credit_mix", mix), ("credit_warmup_steps", warmup)):
+        if settings()[name].check.error(name, value) is not None:
+            return None
+    if warmup == 0:
+        return float(mix)
+    steps = training.get("max_steps")
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+        return credit.mix_schedule(steps, float(mix), warmup)
+    return None
