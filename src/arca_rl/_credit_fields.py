@@ -11,7 +11,8 @@ Every `credit*` field of `ARCAGRPOConfig` / `ARCARLOOConfig` is declared once, i
   (`kwarg`): the trainer and `arca diagnose` pass them on (`token_weight_kwargs` / `weight_kwargs`).
   `Use.LAMBDA` settings feed the mix lambda (`CreditFields.credit_lambda`, `final_lambda`), which diagnose
   and report show;
-- whether `--resume` may change it (`fixed_on_resume`; `rundir.check_resume_config` asks `resume_fixed()`);
+- whether `--resume` may change it (`fixed_on_resume`, by default: only a `Use.LOGGING` setting may;
+  `rundir.check_resume_config` asks `resume_fixed()`);
 - an optional variant suffix (`variant="mix"`: `arca demo --methods arca+mix0.5`, the method labels of
   `arca report`; `variant_suffixes()`).
 
@@ -190,7 +191,7 @@ class Setting:
 
     check: Check
     use: Use
-    fixed_on_resume: bool
+    fixed_on_resume: bool  # may --resume not change it?
     kwarg: str | None = None  # Use.WEIGHTS: the keyword of credit.token_weights
     variant: str | None = None  # suffix of a method name: `arca+<variant><value>`
 
@@ -204,13 +205,15 @@ def credit_field(
     help: str,
     check: Check,
     use: Use,
-    fixed_on_resume: bool,
     kwarg: str | None = None,
     variant: str | None = None,
+    fixed_on_resume: bool | None = None,
 ) -> Any:
-    """Declare a field of `CreditFields`: its default, help, check, use, whether `--resume` may change it
-    (`fixed_on_resume=False`: it may), the `credit.token_weights` keyword of a `Use.WEIGHTS` setting and an
-    optional variant suffix."""
+    """Declare a field of `CreditFields`: its default, help, check, use, the `credit.token_weights` keyword of a
+    `Use.WEIGHTS` setting, an optional variant suffix, and whether `--resume` may not change it (by default: fixed,
+    unless it only changes what is logged, `Use.LOGGING`; a run cannot change its method midway)."""
+    if fixed_on_resume is None:
+        fixed_on_resume = use is not Use.LOGGING
     if (use is Use.WEIGHTS) != (kwarg is not None):
         raise ValueError("credit_field: kwarg names the credit.token_weights keyword of a Use.WEIGHTS setting, and only then")
     if variant is not None and not isinstance(check, Range):
@@ -273,81 +276,29 @@ class CreditFields:
             How many completions each `credit_log_tokens_every` dump writes.
     """
 
-    credit: str = credit_field(
-        "arca",
-        help="Salience signal for token credit: uniform, surprisal, entropy_reduction, divergence, arca, or a registered one.",
-        check=SIGNAL,
-        use=Use.SIGNAL,
-        fixed_on_resume=True,
-    )
-    credit_eps: float = credit_field(
-        1e-8,
-        help="Floor added to the salience before the power.",
-        check=Range(low=0),
-        use=Use.WEIGHTS,
-        kwarg="eps",
-        fixed_on_resume=True,
-    )
-    credit_power: float = credit_field(
-        1.0,
-        help="Sharpening power p (1 = none; the paper used 2).",
-        check=Range(low=0, low_open=True, note="(1 = no sharpening)"),
-        use=Use.WEIGHTS,
-        kwarg="power",
-        fixed_on_resume=True,
-    )
-    credit_min_salience: float = credit_field(
-        0.0,
-        help="Rows whose largest salience is at most this get uniform credit.",
-        check=Range(low=0),
-        use=Use.WEIGHTS,
-        kwarg="min_salience",
-        fixed_on_resume=True,
-    )
-    credit_mix: float = credit_field(
-        1.0,
-        help="lambda in [0, 1]: w = (1 - lambda)/T + lambda * w_signal (1 = signal alone, 0 = uniform).",
-        check=MIX_RANGE,
-        use=Use.LAMBDA,
-        variant="mix",
-        fixed_on_resume=True,
-    )
+    # fmt: off
+    credit: str = credit_field("arca", check=SIGNAL, use=Use.SIGNAL, help=(
+        "Salience signal for token credit: uniform, surprisal, entropy_reduction, divergence, arca, or a registered one."))
+    credit_eps: float = credit_field(1e-8, check=Range(low=0), use=Use.WEIGHTS, kwarg="eps",
+                                     help="Floor added to the salience before the power.")
+    credit_power: float = credit_field(1.0, check=Range(low=0, low_open=True, note="(1 = no sharpening)"),
+                                       use=Use.WEIGHTS, kwarg="power", help="Sharpening power p (1 = none; the paper used 2).")
+    credit_min_salience: float = credit_field(0.0, check=Range(low=0), use=Use.WEIGHTS, kwarg="min_salience",
+                                              help="Rows whose largest salience is at most this get uniform credit.")
+    credit_mix: float = credit_field(1.0, check=MIX_RANGE, use=Use.LAMBDA, variant="mix", help=(
+        "lambda in [0, 1]: w = (1 - lambda)/T + lambda * w_signal (1 = signal alone, 0 = uniform)."))
     credit_warmup_steps: int = credit_field(
-        0,
-        help="Ramp lambda from 0 to credit_mix over this many optimizer steps (0 = no warm-up).",
-        check=Range(integer=True, low=0, note="(optimizer steps; 0 = no warm-up)"),
-        use=Use.LAMBDA,
-        variant="warmup",
-        fixed_on_resume=True,
-    )
-    credit_base: str = credit_field(
-        "disabled",
-        help="Base for arca/divergence: 'disabled' (adapter off) or 'reference' (TRL's 'ref' adapter).",
-        check=OneOf(CREDIT_BASES),
-        use=Use.BASE,
-        fixed_on_resume=True,
-    )
-    credit_shadow: bool = credit_field(
-        False,
-        help="Also log diagnostics of every other registered signal on the same batch.",
-        check=IS_BOOL,
-        use=Use.LOGGING,
-        fixed_on_resume=False,
-    )
-    credit_log_tokens_every: int = credit_field(
-        0,
-        help="Every N steps, dump tokens/weights/salience to credit_tokens.jsonl (0 = off).",
-        check=Range(integer=True, low=0),
-        use=Use.LOGGING,
-        fixed_on_resume=False,
-    )
-    credit_log_tokens_count: int = credit_field(
-        4,
-        help="How many completions each credit_tokens.jsonl dump writes.",
-        check=Range(integer=True, low=0),
-        use=Use.LOGGING,
-        fixed_on_resume=False,
-    )
+        0, check=Range(integer=True, low=0, note="(optimizer steps; 0 = no warm-up)"), use=Use.LAMBDA, variant="warmup",
+        help="Ramp lambda from 0 to credit_mix over this many optimizer steps (0 = no warm-up).")
+    credit_base: str = credit_field("disabled", check=OneOf(CREDIT_BASES), use=Use.BASE, help=(
+        "Base for arca/divergence: 'disabled' (adapter off) or 'reference' (TRL's 'ref' adapter)."))
+    credit_shadow: bool = credit_field(False, check=IS_BOOL, use=Use.LOGGING,
+                                       help="Also log diagnostics of every other registered signal on the same batch.")
+    credit_log_tokens_every: int = credit_field(0, check=Range(integer=True, low=0), use=Use.LOGGING, help=(
+        "Every N steps, dump tokens/weights/salience to credit_tokens.jsonl (0 = off)."))
+    credit_log_tokens_count: int = credit_field(4, check=Range(integer=True, low=0), use=Use.LOGGING,
+                                                help="How many completions each credit_tokens.jsonl dump writes.")
+    # fmt: on
 
     def __post_init__(self) -> None:
         # Validate our fields before TRL's (cheap, and errors name the field and the fix), in declaration order.
