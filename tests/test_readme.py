@@ -38,6 +38,27 @@ def test_readme_has_the_two_commands():
     assert "make demo" in text and "make test" in text
 
 
+def test_readme_is_a_landing_page_that_links_every_docs_page():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200, "README.md is the landing page: move the detail into docs/"
+    linked = set(re.findall(r"\]\((docs/[\w-]+\.md)", text))
+    assert linked == {p.relative_to(ROOT).as_posix() for p in PAGES[1:]}
+
+
+def test_readme_links_and_anchors_resolve():
+    """mkdocs --strict checks the links inside docs/; the README's own links are checked here."""
+    from markdown.extensions.toc import slugify
+
+    for target in re.findall(r"\]\(([^)\s]+)\)", README.read_text()):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        assert (ROOT / path).is_file(), f"README links to {path}: no such file"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(), flags=re.M)
+            assert anchor in {slugify(h.replace("`", ""), "-") for h in headings}, f"README: no #{anchor} in {path}"
+
+
 def test_api_example_runs_and_prints_weights(capsys):
     block = python_blocks()[0]
     assert len([line for line in block.splitlines() if line.strip()]) <= 10
