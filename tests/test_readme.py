@@ -59,6 +59,14 @@ def test_readme_links_and_anchors_resolve():
             assert anchor in {slugify(h.replace("`", ""), "-") for h in headings}, f"README: no #{anchor} in {path}"
 
 
+def test_docs_list_every_public_name():
+    import arca_rl
+
+    section = (ROOT / "docs" / "index.md").read_text().split("## The public API", 1)[1]
+    missing = [name for name in arca_rl.__all__ if f"`{name}`" not in section]
+    assert not missing, f"docs/index.md, 'The public API', does not list {missing}"
+
+
 def test_api_example_runs_and_prints_weights(capsys):
     block = python_blocks()[0]
     assert len([line for line in block.splitlines() if line.strip()]) <= 10
