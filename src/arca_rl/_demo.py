@@ -76,19 +76,17 @@ def demo_config(overrides: Sequence[str] = ()) -> RunConfig:
 
 
 def decisive_token_share(credit_tokens_path: str | Path, index: int = 0) -> float | None:
-    """Mean weight on completion token `index` over the completions logged in credit_tokens.jsonl
-    (the active signal's rows; shadow signals' rows are skipped). Where the row records TRL's entropy
+    """Mean weight on completion token `index` over the completions logged in credit_tokens.jsonl (the path
+    of a run folder or of the file; the active signal's rows, shadow signals' rows are skipped). Where the row records TRL's entropy
     mask (`top_entropy_quantile` < 1), a token the mask drops counts 0: its advantage never reaches the
     gradient."""
     shares = []
-    for row in rundir.read_jsonl(credit_tokens_path)[0]:
-        if row.get("active") is False:
+    for record in rundir.read_token_log(credit_tokens_path)[0]:
+        if record.active is False or len(record.weights) <= index:
             continue
-        weights = row.get("weights") or []
-        if len(weights) > index and weights[index] is not None:
-            keep = row.get("entropy_mask")  # TRL's top_entropy_quantile mask, applied on top of the credit
-            kept = 1.0 if not isinstance(keep, list) or len(keep) <= index else float(keep[index])
-            shares.append(float(weights[index]) * kept)
+        keep = record.entropy_mask  # TRL's top_entropy_quantile mask, applied on top of the credit
+        kept = 1.0 if keep is None or len(keep) <= index else float(keep[index])
+        shares.append(record.weights[index] * kept)
     return sum(shares) / len(shares) if shares else None
 
 
@@ -122,7 +120,7 @@ def _method_figures(run_dir: Path, before: Any) -> dict[str, Any]:
         "pass_at_k": after.get("pass_at_k"),
         "gini": _mean_metric(rows, "credit/gini"),
         "effective_token_ratio": _mean_metric(rows, "credit/effective_token_ratio"),
-        "decisive_token_share": decisive_token_share(run_dir / rundir.TOKENS_FILE),
+        "decisive_token_share": decisive_token_share(run_dir),
         "mean_train_reward": _mean_metric(rows, "reward"),
         "train_seconds": finished.get("train_seconds"),
     }
@@ -233,7 +231,7 @@ def run_demo(
         except ValueError as exc:
             raise ConfigError(f"--methods: {exc}") from None
         base.with_overrides(_method_overrides(method, fields_of[method], seed=0))
-    out = Path(out_dir) if out_dir is not None else Path("runs") / "demo"
+    out = Path(out_dir) if out_dir is not None else rundir.default_run_dir("demo")
     out.mkdir(parents=True, exist_ok=True)
 
     from ._evaluation import evaluate, load_model_for_eval, write_eval_json

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -47,23 +46,6 @@ PLOTS = {
 # callbacks
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item") and callable(value.item):  # 0-d tensors / numpy scalars
-        try:
-            return _jsonable(value.item())
-        except (TypeError, ValueError):
-            return str(value)
-    if isinstance(value, int | float | str | bool) or value is None:
-        return value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return str(value)
-
-
 class _BarOnlyProgressCallback(ProgressCallback):
     """HF's training progress bar without the log dict it prints at every logging step."""
 
@@ -72,14 +54,14 @@ class _BarOnlyProgressCallback(ProgressCallback):
 
 
 class MetricsJsonlCallback(TrainerCallback):
-    """Append each training log dict (plus "step") to a JSON-lines file, flushed per line.
+    """Append each training log dict (plus "step") to the run's metrics.jsonl (`rundir.append_metrics`).
 
     The end-of-training summary (train_runtime, train_loss, ...) is kept in `summary` instead, so
     every line is one logging step.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
         self.summary: dict[str, Any] = {}
 
     def on_log(
@@ -93,44 +75,13 @@ class MetricsJsonlCallback(TrainerCallback):
         if not logs or not state.is_world_process_zero:
             return
         if "train_runtime" in logs:
-            self.summary = _jsonable(dict(logs))
+            self.summary = dict(logs)
             return
-        row = {"step": state.global_step, **_jsonable(dict(logs))}
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-
-
-def _truncate_jsonl(path: Path, keep_below: int) -> None:
-    """Keep only the lines of a JSON-lines file whose "step" is below `keep_below` (resume drops the
-    lines written after the checkpoint; they are written again)."""
-    if not path.is_file():
-        return
-    kept = []
-    for raw in path.read_bytes().splitlines():
-        try:
-            row = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue  # a torn or damaged line: dropped, the steps after the checkpoint are logged again
-        if isinstance(row, dict) and row.get("step", 0) < keep_below:
-            kept.append(raw + b"\n")
-    path.write_bytes(b"".join(kept))
+        rundir.append_metrics(self.run_dir, state.global_step, logs)
 
 
 # ---------------------------------------------------------------------------------------------------
 # training
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for dist in ("arca-rl", "trl", "transformers", "peft", "torch", "accelerate", "datasets"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:  # pragma: no cover
-            continue
-    return out
 
 
 def build_task(cfg: RunConfig) -> Any:
@@ -165,7 +116,7 @@ def train(
     plots are written. `progress=False` silences the progress bars; `print_logs=False` keeps the
     training bar but not the log dict HF prints at each logging step (metrics.jsonl has them).
     """
-    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
+    run_dir = Path(run_dir) if run_dir is not None else rundir.default_run_dir(cfg.name)
     require_max_steps(cfg)
     # Everything that can fail on the config fails here, before the folder is touched or the model loads.
     args = cfg.training_args(run_dir)
@@ -220,17 +171,9 @@ def _train_locked(
     complete = ckpt is not None and done >= args.max_steps
 
     is_main = args.process_index == 0
-    metrics_path = run_dir / rundir.METRICS_FILE
-    config_path = run_dir / rundir.CONFIG_FILE
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(cfg.to_yaml())
-        if ckpt is not None:
-            _truncate_jsonl(metrics_path, done + 1)  # metrics.jsonl "step": steps done when logged
-            _truncate_jsonl(run_dir / rundir.TOKENS_FILE, done)  # dumps: "step" = steps done before it
-        else:
-            for stale in (metrics_path, run_dir / rundir.TOKENS_FILE):
-                stale.unlink(missing_ok=True)
+        rundir.write_config(run_dir, cfg)
+        rundir.reset_logs(run_dir, resumed_at=done if ckpt is not None else None)
 
     from transformers import AutoTokenizer
 
@@ -251,7 +194,7 @@ def _train_locked(
         return _finish(cfg, run_dir, model, tokenizer, task, global_step=done, train_seconds=0.0,
                        resumed_from=ckpt.name, train_summary={}, progress=progress)
 
-    metrics_cb = MetricsJsonlCallback(metrics_path)
+    metrics_cb = MetricsJsonlCallback(run_dir)
     from peft.utils.error import NoMatchingPeftModuleError
 
     from .trainer import ARCAGRPOTrainer, ARCARLOOTrainer
@@ -334,26 +277,19 @@ def _finish(
 
     eval_seconds = 0.0
     if cfg.eval.enabled:
-        from ._evaluation import evaluate, write_eval_json
+        from ._evaluation import evaluate
 
         t1 = time.perf_counter()
         result = evaluate(model, tokenizer, task, progress=progress, **cfg.eval_arguments())
         eval_seconds = time.perf_counter() - t1
-        write_eval_json(result, run_dir / rundir.EVAL_FILE)
+        rundir.write_eval(run_dir, result.to_json())
         logger.info("eval: %s", json.dumps(result.to_json()))
 
     plot_metrics(run_dir)
-    finished = {
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "global_step": global_step,
-        "train_seconds": round(train_seconds, 3),
-        "eval_seconds": round(eval_seconds, 3),
-        "resumed_from": resumed_from,
-        "final_weights": final_dir.name,
-        "train_summary": train_summary,
-        "versions": _versions(),
-    }
-    (run_dir / rundir.FINISHED_FILE).write_text(json.dumps(finished, indent=2) + "\n")
+    rundir.write_finished(
+        run_dir, global_step=global_step, train_seconds=train_seconds, eval_seconds=eval_seconds,
+        resumed_from=resumed_from, final_weights=final_dir.name, train_summary=train_summary,
+    )
     return run_dir
 
 

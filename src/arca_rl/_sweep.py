@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import rundir
+
 __all__ = ["SweepPlan", "SweepRun", "alpha_ratio", "dry_run_lines", "plan_sweep", "run_sweep"]
 
 
@@ -92,8 +94,6 @@ def _user_sets(overrides: Sequence[str], key: str) -> bool:
 
 
 def _decide(run_dir: Path) -> tuple[str, str]:
-    from . import rundir
-
     status = rundir.state(run_dir)
     if status == "finished":
         return "skip", "finished"
@@ -114,7 +114,7 @@ def plan_sweep(
     ranks: Sequence[int],
     seeds: Sequence[int],
     overrides: Sequence[str] = (),
-    runs_dir: str | Path = "runs",
+    runs_dir: str | Path = rundir.RUNS_DIR,
 ) -> SweepPlan:
     """Validate the base config and every grid point (no model loads) and decide what each run needs.
 
@@ -151,7 +151,7 @@ def plan_sweep(
                 grid.append(f"training.seed={seed}")
                 ovr = [*overrides, *grid]
                 base.with_overrides(grid)  # validates the grid point now (ConfigError names the key)
-                run_dir = runs_root / name
+                run_dir = rundir.default_run_dir(name, runs_root)
                 action, reason = _decide(run_dir)
                 planned.append(
                     SweepRun(

@@ -1,13 +1,15 @@
 """The run folder of `arca train`: its layout, its state, and everything other modules read from it.
 
 Every module that looks into a run folder (training, resume, sweep, demo, report, eval, diagnose)
-asks this one. A run folder holds:
+asks this one, and every file of it is written here too (the trainer's token log included): this
+module owns the layout and each file's format. A run folder (by default `runs/<name>`,
+`default_run_dir`) holds:
 
     config.yaml          the resolved config (`read_config` gives it back as a `RunConfig`)
     metrics.jsonl        one JSON line per logging step: TRL's log dict plus "step"
     checkpoint-N/        TRL / HF Trainer checkpoints (model, optimizer, scheduler, RNG state)
     adapter/             the final adapter (save_pretrained) and tokenizer; model/ for full fine-tuning
-    credit_tokens.jsonl  when training.credit_log_tokens_every > 0
+    credit_tokens.jsonl  when training.credit_log_tokens_every > 0: one `TokenRecord` per line
     eval.json            {"greedy_accuracy", "pass_at_k", "k", "samples_per_problem", "n"}
     plots/               reward.png, gini.png, effective_token_ratio.png (against step)
     finished.json        written last: the run is complete
@@ -39,6 +41,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _credit_fields
+from ._runfiles import (
+    CONFIG_FILE,
+    EVAL_FILE,
+    FINISHED_FILE,
+    LOCK_FILE,
+    METRICS_FILE,
+    PLOTS_DIR,
+    TOKENS_FILE,
+    TokenRecord,
+    append_metrics,
+    append_token_records,
+    read_eval,
+    read_finished,
+    read_jsonl,
+    read_metrics,
+    read_token_log,
+    reset_logs,
+    write_config,
+    write_eval,
+    write_finished,
+)
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,13 +75,18 @@ __all__ = [
     "PLOTS_DIR",
     "TOKENS_FILE",
     "LOCK_FILE",
+    "RUNS_DIR",
     "RunExistsError",
     "RunLockedError",
     "RunState",
+    "TokenRecord",
+    "append_metrics",
+    "append_token_records",
     "check_adapter_files",
     "check_can_start",
     "check_resume_config",
     "checkpoint_step",
+    "default_run_dir",
     "final_weights_dir",
     "is_finished",
     "is_running",
@@ -72,22 +100,26 @@ __all__ = [
     "read_jsonl",
     "read_metrics",
     "read_raw_config",
+    "read_token_log",
+    "reset_logs",
     "resolve_adapter",
     "state",
+    "write_config",
+    "write_eval",
+    "write_finished",
 ]
 
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
-TOKENS_FILE = "credit_tokens.jsonl"
-EVAL_FILE = "eval.json"
-FINISHED_FILE = "finished.json"
-PLOTS_DIR = "plots"
-LOCK_FILE = ".lock"
+RUNS_DIR = Path("runs")  # where run folders go unless another folder is given
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # What a run writes before it finishes (checkpoints aside): any of them makes a folder a run's.
 _OUTPUTS = (METRICS_FILE, "adapter", "model", EVAL_FILE)
 
 RunState = Literal["fresh", "running", "interrupted", "finished"]
+
+
+def default_run_dir(name: str, runs_dir: str | Path = RUNS_DIR) -> Path:
+    """The run folder of run `name` when no other is given: `runs/<name>` (or `<runs_dir>/<name>`)."""
+    return Path(runs_dir) / name
 
 
 class RunExistsError(RuntimeError):
@@ -285,56 +317,6 @@ def check_resume_config(run_dir: str | Path, cfg: RunConfig) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------
 # contents
-
-
-def read_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], int]:
-    """The objects of a JSON-lines file and how many lines were unreadable (a torn last line, bytes that
-    are not UTF-8, text that is not a JSON object): those are skipped and counted, never fatal."""
-    rows: list[dict[str, Any]] = []
-    bad = 0
-    path = Path(path)
-    if not path.is_file():
-        return rows, bad
-    with path.open("rb") as fh:
-        for raw in fh:
-            raw = raw.strip()
-            if not raw:
-                continue
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                bad += 1
-                continue
-            if isinstance(obj, dict):
-                rows.append(obj)
-            else:
-                bad += 1
-    return rows, bad
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of `run_dir`/metrics.jsonl (skipping a torn last line)."""
-    return read_jsonl(Path(run_dir) / METRICS_FILE)[0]
-
-
-def _read_json_object(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's eval.json object, or None when it is missing or unreadable."""
-    return _read_json_object(Path(run_dir) / EVAL_FILE)
-
-
-def read_finished(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's finished.json object (timings, final step, versions), or None."""
-    return _read_json_object(Path(run_dir) / FINISHED_FILE)
 
 
 def read_raw_config(run_dir: str | Path) -> dict[str, Any]:

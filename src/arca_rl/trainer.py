@@ -17,13 +17,11 @@ The trainers only route tensors between TRL and `credit.py` / `diagnostics.py`; 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,7 +32,7 @@ from trl import GRPOTrainer, RLOOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import is_async_callable, use_adapter
 
-from . import credit, diagnostics
+from . import credit, diagnostics, rundir
 from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 
 logger = logging.getLogger(__name__)
@@ -449,28 +447,27 @@ class _CreditRouting:
             keep = self.get_high_entropy_mask(entropies.float(), mask, 1 - quantile)
         if not self.accelerator.is_main_process:
             return
-        path = Path(self.args.output_dir) / "credit_tokens.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
         completion_ids = inputs["completion_ids"]
-        with path.open("a", encoding="utf-8") as f:
-            for row in range(min(self.args.credit_log_tokens_count, completion_ids.size(0))):
-                real = mask[row].bool()
-                ids = completion_ids[row][real].tolist()
-                tokens = [self._tokenizer.decode([i]) for i in ids]
-                for name in weights_of:
-                    record = {
-                        "step": step,
-                        "signal": name,
-                        "active": name == self.args.credit,
-                        "sample": row,
-                        "tokens": tokens,
-                        "weights": [round(v, 6) for v in weights_of[name][row][real].tolist()],
-                        "salience": [float(f"{v:.6g}") for v in salience_of[name][row][real].tolist()],
-                        "advantage": float(advantages[row]),
-                    }
-                    if keep is not None:  # top_entropy_quantile < 1: 1 where TRL's mask keeps the token
-                        record["entropy_mask"] = [int(v) for v in keep[row][real].tolist()]
-                    f.write(json.dumps(record) + "\n")
+        records = []
+        for row in range(min(self.args.credit_log_tokens_count, completion_ids.size(0))):
+            real = mask[row].bool()
+            tokens = [self._tokenizer.decode([i]) for i in completion_ids[row][real].tolist()]
+            records += [
+                rundir.TokenRecord(
+                    step=step,
+                    signal=name,
+                    active=name == self.args.credit,
+                    sample=row,
+                    tokens=tokens,
+                    weights=weights_of[name][row][real].tolist(),
+                    salience=salience_of[name][row][real].tolist(),
+                    advantage=float(advantages[row]),
+                    # top_entropy_quantile < 1: 1 where TRL's mask keeps the token
+                    entropy_mask=keep[row][real].tolist() if keep is not None else None,
+                )
+                for name in weights_of
+            ]
+        rundir.append_token_records(self.args.output_dir, records)
 
 
 def _sequence_advantage(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

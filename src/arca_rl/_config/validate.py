@@ -14,9 +14,9 @@ import math
 import re
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from .. import rundir
 from ..credit import needs_base
 from ..errors import ConfigError
 from .build import config_class
@@ -106,7 +106,7 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
         for key in ("dtype", "attn_implementation", "revision"):
             if key in training["model_init_kwargs"]:
                 raise ConfigError(f"training.model_init_kwargs.{key}: set it as model.{key} instead")
-    args = cfg.training_args(Path("runs") / name, for_validation=True)  # validates every credit field
+    args = cfg.training_args(rundir.default_run_dir(name), for_validation=True)  # validates every credit field
     if not lora.enabled and not args.beta and needs_base(args.credit):
         raise ConfigError(
             f"training.credit: {args.credit!r} compares the adapted model with its base, which needs a LoRA "

@@ -56,7 +56,7 @@ class ReportResult:
 def default_out_dir(run_dirs: Sequence[str | Path]) -> Path:
     """`<common parent of the run directories>/report` (or `./report` when they share none)."""
     parents = [
-        str(Path(p).resolve().parent if (Path(p) / "config.yaml").is_file() else Path(p).resolve())
+        str(Path(p).resolve().parent if (Path(p) / rundir.CONFIG_FILE).is_file() else Path(p).resolve())
         for p in run_dirs
     ]
     if not parents:
@@ -88,7 +88,7 @@ def _heatmap_sections(runs: Sequence[RunData], messages: list[str]):
     for r in runs:
         if r.token_log is None:
             continue
-        records, bad = rundir.read_jsonl(r.token_log)
+        records, bad = rundir.read_token_log(r.token_log)
         if bad:
             messages.append(f"{r.path}: skipped {bad} unreadable line(s) in credit_tokens.jsonl (not UTF-8 or not JSON)")
         comps = completions_from_token_log(records)
@@ -159,7 +159,7 @@ def write_report(
     out_dir = out_dir.resolve()
     runs: list[RunData] = []
     for d in found:
-        if d.resolve() == out_dir or ((d / "report.md").is_file() and not (d / "metrics.jsonl").is_file()):
+        if d.resolve() == out_dir or ((d / "report.md").is_file() and not (d / rundir.METRICS_FILE).is_file()):
             continue  # our own output folder
         try:
             run = load_run(d)

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from ..rundir import TokenRecord
 from . import _scale
 
 __all__ = ["Completion", "Section", "SummaryRow", "render_page", "write_page"]
@@ -539,56 +541,42 @@ def write_page(path: str | Path, title: str, sections: Sequence[Section], **kwar
     return p
 
 
-def completions_from_token_log(lines: Sequence[Mapping[str, object]]) -> list[Completion]:
-    """Build completions from `credit_tokens.jsonl` records (one signal per record).
+def completions_from_token_log(records: Iterable[TokenRecord | Mapping[str, Any]]) -> list[Completion]:
+    """Build completions from `credit_tokens.jsonl` records (one signal per record; `rundir.read_token_log`
+    reads them, a parsed line is read with `rundir.TokenRecord.from_json`).
 
     Records of one completion (same step and `sample` index, or, for records without `sample`,
     same step and identical tokens) merge into one Completion with one row per signal (the
     trainer logs the active signal and, with `credit_shadow`, every other one). The active signal
-    (`"active": true`) comes first. Malformed records are skipped.
+    (`"active": true`) comes first. Malformed records and records without tokens are skipped.
     """
     merged: dict[tuple[object, ...], Completion] = {}
     order: list[tuple[object, ...]] = []
     active: dict[tuple[object, ...], str] = {}
     seen: dict[tuple[object, ...], int] = {}
-    for rec in lines:
-        tokens = rec.get("tokens")
-        weights = rec.get("weights")
-        signal = str(rec.get("signal", "?"))
-        if not isinstance(tokens, list) or not isinstance(weights, list) or len(tokens) != len(weights):
+    for item in records:
+        rec = item if isinstance(item, TokenRecord) else TokenRecord.from_json(item)
+        if rec is None or rec.tokens is None:
             continue
-        try:
-            w = [float(x) for x in weights]
-            sal_raw = rec.get("salience")
-            sal = (
-                [float(x) for x in sal_raw]
-                if isinstance(sal_raw, list) and len(sal_raw) == len(tokens)
-                else None
-            )
-        except (TypeError, ValueError):
-            continue
-        toks = tuple(str(t) for t in tokens)
-        step = rec.get("step")
-        sample = rec.get("sample")
-        if isinstance(sample, int) and not isinstance(sample, bool):
+        toks, step, sample, signal = tuple(rec.tokens), rec.step, rec.sample, rec.signal
+        if sample is not None:
             key: tuple[object, ...] = (step, "sample", sample, toks)
         else:  # the n-th record of a signal with these tokens belongs to the n-th such completion
             nth = seen.get((step, toks, signal), 0)
             seen[(step, toks, signal)] = nth + 1
             key = (step, toks, nth)
         if key not in merged:
-            meta: dict[str, str | float | int | None] = {"step": step if isinstance(step, int) else None}
-            adv = rec.get("advantage")
-            if isinstance(adv, int | float) and math.isfinite(float(adv)):
-                meta["advantage"] = float(adv)
-            title = f"step {step} · sample {sample}" if isinstance(sample, int) else ""
+            meta: dict[str, str | float | int | None] = {"step": step}
+            if rec.advantage is not None:
+                meta["advantage"] = rec.advantage
+            title = f"step {step} · sample {sample}" if sample is not None else ""
             merged[key] = Completion(tokens=list(toks), weights={}, salience={}, title=title, meta=meta)
             order.append(key)
         c = merged[key]
-        c.weights[signal] = w
-        if sal is not None:
-            c.salience[signal] = sal
-        if rec.get("active") is True:
+        c.weights[signal] = rec.weights
+        if rec.salience is not None:
+            c.salience[signal] = rec.salience
+        if rec.active is True:
             active[key] = signal
     out: list[Completion] = []
     for i, key in enumerate(order):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import rundir
 from ._common import add_quiet, add_set, parse_list
 
 __all__ = ["make_parser", "run"]
@@ -33,7 +34,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--rank", required=True, help="comma-separated LoRA ranks, e.g. 4,16,64")
     p.add_argument("--seed", required=True, help="comma-separated seeds, e.g. 1,2,3")
     add_set(p, "override the base config for every run (dotted path, YAML value); repeatable")
-    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where the run folders go (default runs/)")
+    p.add_argument("--runs-dir", type=Path, default=rundir.RUNS_DIR, help="where the run folders go (default runs/)")
     p.add_argument(
         "--dry-run", action="store_true", help="print one `accelerate launch` line per run still to do; train nothing"
     )

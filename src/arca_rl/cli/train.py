@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from .._config import load_config, require_max_steps
 
     cfg = load_config(args.config, args.overrides)
-    run_dir = args.output_dir or Path("runs") / cfg.name
+    run_dir = args.output_dir or rundir.default_run_dir(cfg.name)
     if args.dry_run:
         steps = require_max_steps(cfg)
         model = cfg.model_path(check=True)
