@@ -67,6 +67,16 @@ def test_docs_list_every_public_name():
     assert not missing, f"docs/index.md, 'The public API', does not list {missing}"
 
 
+def test_trainer_page_names_every_credit_setting():
+    import dataclasses
+
+    from arca_rl._credit_fields import CreditFields
+
+    text = (ROOT / "docs" / "trainer.md").read_text()
+    missing = [f.name for f in dataclasses.fields(CreditFields) if f"`{f.name}`" not in text]
+    assert not missing, f"docs/trainer.md does not name the credit settings {missing}"
+
+
 def test_api_example_runs_and_prints_weights(capsys):
     block = python_blocks()[0]
     assert len([line for line in block.splitlines() if line.strip()]) <= 10
