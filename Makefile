@@ -10,12 +10,13 @@ STAMP := $(VENV)/.arca-installed
 setup: $(STAMP)
 
 # The CPU torch first (on machines without a GPU), so that the package's torch range is already met and
-# pip never pulls the multi-GB CUDA build.
+# pip never pulls the multi-GB CUDA build. DS_BUILD_OPS=0: DeepSpeed (dev extra) installs without building
+# any op; the one it needs on CPU ranks (a shared-memory comm extension) is JIT-compiled on first use.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch==2.13.0; fi
-	$(PY) -m pip install -q -e '.[dev]'
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -240,3 +240,36 @@ def test_resume_refuses_a_changed_trainer(tmp_path):
     assert rundir.check_resume_config(tmp_path, grpo) == []
     with pytest.raises(ConfigError, match=r"trainer: 'grpo' -> 'rloo'"):
         rundir.check_resume_config(tmp_path, grpo.with_overrides(["trainer=rloo"]))
+
+
+def test_ddp_backend_in_a_single_process_is_dropped(monkeypatch):
+    """A config written for a multi-process launch (training.ddp_backend: gloo) still validates and builds its
+    training arguments in one process (`arca eval` / `--dry-run` on such a run): transformers would otherwise try to
+    join a process group that does not exist. Found by test_distributed's `arca eval` after a ZeRO-3 run."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    cfg = parse_config({"training": {"ddp_backend": "gloo", "max_steps": 2}})
+    assert cfg.training["ddp_backend"] == "gloo"  # kept in the config (and its config.yaml) as written
+    assert cfg.training_args("runs/x").ddp_backend is None
+
+
+@pytest.mark.parametrize(
+    ("env", "want"),
+    [
+        ({}, {"ddp_backend": "gloo", "use_cpu": True}),  # data parallel on CPU ranks
+        ({"ACCELERATE_USE_DEEPSPEED": "true"}, {"ddp_backend": "gloo"}),  # DeepSpeed needs use_cpu off
+        ({"ACCELERATE_USE_FSDP": "true"}, {"ddp_backend": "gloo"}),
+    ],
+)
+def test_cpu_ranks_get_gloo(monkeypatch, env, want):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for key in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(config_module, "_accelerator_available", lambda: False)
+    kwargs = {"learning_rate": 1e-3}
+    config_module._process_defaults(kwargs)
+    assert kwargs == {"learning_rate": 1e-3, **want}
+    explicit = {"ddp_backend": "mpi", "use_cpu": False}  # the config's own choice wins
+    config_module._process_defaults(explicit)
+    assert explicit == {"ddp_backend": "mpi", "use_cpu": False}

@@ -215,6 +215,7 @@ def _train_locked(
             f"lora.target_modules: {cfg.lora.target_modules} match no module of {model_path} ({exc}); "
             "use all-linear or names of its linear layers (e.g. q_proj, v_proj)"
         ) from None
+    sharded = _check_sharded_saving(trainer, lora=cfg.lora.enabled)
     if not progress:
         trainer.remove_callback(PrinterCallback)  # disable_tqdm swaps the bar for a printer of every log dict
     elif not print_logs:
@@ -224,18 +225,55 @@ def _train_locked(
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
     train_seconds = time.perf_counter() - t0
     state = trainer.state
+    stopped = state.max_steps > 0 and state.global_step < state.max_steps
+    final_dir = rundir.final_weights_dir(run_dir, lora=cfg.lora.enabled)
+    if sharded and not stopped:
+        # DeepSpeed / FSDP: every rank holds a shard, so every rank joins the gather; the main process writes
+        # the full weights (as checkpoints are written), then evaluates an unsharded copy loaded from them.
+        trainer.save_model(str(final_dir))
     if not is_main:
         return run_dir
-    if state.max_steps > 0 and state.global_step < state.max_steps:
+    if stopped:
         logger.warning(
             "training stopped at step %d of %d; %s is resumable with --resume", state.global_step, state.max_steps, run_dir
         )
         return run_dir
 
-    model = trainer.accelerator.unwrap_model(trainer.model)
+    if sharded:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        # Training is over: a registered ZeRO-3 config would make transformers build the copy partitioned and
+        # `generate` wait for the other ranks (collectives), so this process forgets it.
+        unset_hf_deepspeed_config()
+        model = _load_checkpoint_model(cfg, model_path, final_dir, args.model_init_kwargs)
+    else:
+        model = trainer.accelerator.unwrap_model(trainer.model)
     return _finish(cfg, run_dir, model, tokenizer, task, global_step=state.global_step, train_seconds=train_seconds,
                    resumed_from=ckpt.name if ckpt is not None else None, train_summary=metrics_cb.summary,
                    progress=progress)
+
+
+def _check_sharded_saving(trainer: Any, *, lora: bool) -> bool:
+    """Is the trainer's model sharded over processes (DeepSpeed, FSDP)? Raises ConfigError, before training, when
+    the accelerate / DeepSpeed config would save only shards, which no checkpoint or final weights can be read from."""
+    if trainer.is_fsdp_enabled:
+        state_dict_type = str(trainer.accelerator.state.fsdp_plugin.state_dict_type)
+        if "FULL_STATE_DICT" not in state_dict_type:
+            raise ConfigError(
+                f"FSDP state dict type {state_dict_type.rsplit('.', 1)[-1]}: arca train saves checkpoints and the final "
+                "weights as ordinary files; set fsdp_state_dict_type: FULL_STATE_DICT in the accelerate config"
+            )
+        return True
+    if not trainer.is_deepspeed_enabled:
+        return False
+    zero = trainer.accelerator.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {})
+    # with an adapter, the Trainer gathers the trainable weights itself; full weights need DeepSpeed to gather them
+    if zero.get("stage") == 3 and not lora and not zero.get("stage3_gather_16bit_weights_on_model_save"):
+        raise ConfigError(
+            "DeepSpeed ZeRO-3 without LoRA saves only partitions; set stage3_gather_16bit_weights_on_model_save: true "
+            "in the DeepSpeed config (zero3_save_16bit_model: true in accelerate's)"
+        )
+    return True
 
 
 def _load_checkpoint_model(cfg: RunConfig, model_path: str, ckpt: Path, init_kwargs: dict[str, Any]) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .hardware import accelerator_available, bf16_available
+from .hardware import accelerator_available, bf16_available, process_defaults
 
 if TYPE_CHECKING:  # pragma: no cover
     from peft import LoraConfig
@@ -34,6 +34,7 @@ def training_args(
         kwargs["bf16"] = False
     if for_validation and not accelerator_available():
         kwargs["use_cpu"] = True
+    process_defaults(kwargs)
     try:
         return config_class(cfg.trainer)(output_dir=str(output_dir), **kwargs)
     except CreditConfigError as exc:
