@@ -44,8 +44,16 @@ CONFIG_FILE = {
     "zero3": "deepspeed_zero3.yaml",
     "fsdp2": "fsdp2.yaml",
 }
-# Measured: every compared tensor and metric of every sharded run is within 2e-6 of DDP's (see _assert_close).
-ATOL = 1e-5
+# |sharded - DDP| <= TOL * max(1, max |DDP value|) for every compared tensor and metric. Measured (torch 2.13 CPU,
+# deepspeed 0.19.8, accelerate 1.15): ZeRO-2 and FSDP2 are bit-identical to DDP; ZeRO-3 differs by at most 1.4e-6 in
+# the salience (values up to 9), 7.6e-6 in RLOO's credit-weighted old log-probs (sums of up to 8 log-probs),
+# 6.6e-7 in the LoRA weights and 9.5e-7 in a logged metric: float rounding of its gathered/partitioned arithmetic.
+TOL = 1e-5
+
+
+def _close(got, want) -> bool:
+    scale = max(1.0, _max_abs(want))
+    return _max_diff(got, want) <= TOL * scale
 
 
 def _deepspeed_missing() -> str | None:
@@ -59,7 +67,7 @@ def _deepspeed_missing() -> str | None:
     return None
 
 
-def launch(config_file: Path, args: list[str], *, fsdp_patch: bool, timeout: int = 480) -> None:
+def launch(config_file: Path, args: list[str], *, fsdp_patch: bool, timeout: int = 480) -> str:
     """`accelerate launch --config_file <config_file> <args>` from the repository root, in its own process group
     (killed whole on a timeout, so no rank outlives the test)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -77,6 +85,7 @@ def launch(config_file: Path, args: list[str], *, fsdp_patch: bool, timeout: int
         output, _ = proc.communicate()
         pytest.fail(f"{config_file.name}: timed out after {timeout} s\n{output[-4000:]}")
     assert proc.returncode == 0, f"{config_file.name}: exit {proc.returncode}\n{output[-6000:]}"
+    return output
 
 
 _launched: dict[str, Path] = {}
@@ -102,6 +111,12 @@ def runs(tmp_path_factory):
 def load(folder: Path, spec: str, rank: int) -> tuple[dict, dict]:
     sub = folder / spec.replace(":", "_")
     return torch.load(sub / f"rank{rank}.pt"), json.loads((sub / f"rank{rank}.json").read_text())
+
+
+def _max_abs(a) -> float:
+    if isinstance(a, dict):
+        return max(_max_abs(v) for v in a.values())
+    return a.abs().max().item() if a.numel() else 0.0
 
 
 def _max_diff(a, b) -> float:
@@ -154,10 +169,10 @@ def test_sharded_credit_equals_ddp(runs, backend, spec):
         if spec.startswith("rloo"):
             keys += ["weighted_logps", "weighted_old_logps"]
         for key in keys:
-            assert _max_diff(got[key], want[key]) <= ATOL, key
+            assert _close(got[key], want[key]), (key, _max_diff(got[key], want[key]))
         for step_got, step_want in zip(meta["logged"], want_meta["logged"], strict=True):
             assert step_got.keys() == step_want.keys()
-            assert all(abs(step_got[k] - step_want[k]) <= ATOL for k in step_got), (step_got, step_want)
+            assert all(abs(step_got[k] - step_want[k]) <= TOL * max(1, abs(step_want[k])) for k in step_got)
     # non-trivial credit: arca's weights are not uniform, and the token advantages are not all zero
     want, _ = load(ddp_folder, reference_spec, 0)
     mask = want["mask"].bool()
@@ -165,11 +180,9 @@ def test_sharded_credit_equals_ddp(runs, backend, spec):
     spread = (want["weights"] - uniform).abs().max().item()
     assert spread > 1e-3 if ":arca:" in spec else spread < 1e-6
     assert want["token_advantages"].abs().max() > 1e-3
-    # the LoRA weights after 2 steps: gathered from the shards on rank 0, equal to DDP's, and moved by training
+    # the LoRA weights after 2 steps, gathered from the shards on rank 0, equal to DDP's
     got, _ = load(sharded_folder, spec, 0)
-    assert _max_diff(got["lora"], want["lora"]) <= ATOL
-    start, _ = load(ddp_folder, reference_spec, 0)
-    assert len(got["lora"]) == 12
+    assert len(got["lora"]) == 12 and _close(got["lora"], want["lora"])
 
 
 @pytest.mark.parametrize("backend", ["zero3", "fsdp2"])
@@ -180,8 +193,8 @@ def test_checkpoint_under_sharding_resumes_to_the_same_adapter(runs, backend):
     assert meta["resumed_step"] == 2
     trained = {k.replace(".default", ""): v for k, v in result["lora"].items()}
     assert trained.keys() == result["checkpoint2_adapter"].keys()
-    assert _max_diff(result["checkpoint2_adapter"], trained) <= ATOL
-    assert _max_diff(result["resumed_lora"], result["lora"]) <= ATOL
+    assert _close(result["checkpoint2_adapter"], trained)
+    assert _close(result["resumed_lora"], result["lora"])
     assert min(v.abs().max().item() for v in trained.values()) > 0  # not an empty or zeroed save
 
 
@@ -201,7 +214,9 @@ def test_cli_train_under_sharding_then_arca_eval_unsharded(backend, tiny_run_con
     config, run_dir = tmp_path / "tiny.yaml", tmp_path / "run"
     config.write_text(yaml.safe_dump(raw))
     cli = ["-m", "arca_rl.cli", "train", "--config", str(config), "--output-dir", str(run_dir), "--quiet"]
-    launch(CONFIGS / CONFIG_FILE[backend], cli, fsdp_patch=backend == "fsdp2")
+    output = launch(CONFIGS / CONFIG_FILE[backend], cli, fsdp_patch=backend == "fsdp2")
+    # one report, from the main process (rank 1 is done before rank 0 has saved and evaluated)
+    assert output.count("run finished:") == 1 and "run stopped before max_steps" not in output
     assert json.loads((run_dir / "finished.json").read_text())["global_step"] == 2
     final = load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
     checkpoint = load_file(str(run_dir / "checkpoint-2" / "adapter_model.safetensors"))

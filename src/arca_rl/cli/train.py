@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ._common import add_quiet, add_set, add_threads
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     from .._run import train
 
     out = train(cfg, run_dir=run_dir, resume=args.resume, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # a distributed launch: the main process saves, evaluates and reports
     if rundir.is_finished(out):
         print(f"run finished: {out}")
         if (out / rundir.EVAL_FILE).is_file():
