@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arca_rl._config import ConfigError, RunConfig, apply_overrides, load_config, parse_config
+from arca_rl._config import ConfigError, RunConfig, apply_overrides, hardware, load_config, parse_config
 from arca_rl._config import schema as config_module
 from arca_rl.cli import main
 
@@ -266,10 +266,10 @@ def test_cpu_ranks_get_gloo(monkeypatch, env, want):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(config_module, "_accelerator_available", lambda: False)
+    monkeypatch.setattr(hardware, "accelerator_available", lambda: False)
     kwargs = {"learning_rate": 1e-3}
-    config_module._process_defaults(kwargs)
+    hardware.process_defaults(kwargs)
     assert kwargs == {"learning_rate": 1e-3, **want}
     explicit = {"ddp_backend": "mpi", "use_cpu": False}  # the config's own choice wins
-    config_module._process_defaults(explicit)
+    hardware.process_defaults(explicit)
     assert explicit == {"ddp_backend": "mpi", "use_cpu": False}
