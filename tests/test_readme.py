@@ -161,6 +161,9 @@ def test_bash_block_commands_exist(words):
             pytest.fail(f"`arca {' '.join(argv)}` does not parse (exit {e.code})")
         config = getattr(args, "config", None)
         assert config is None or (ROOT / config).is_file(), f"--config {config}: no such file"
+        if "--config_file" in words:  # accelerate launch --config_file configs/accelerate/... -m arca_rl.cli
+            config_file = words[words.index("--config_file") + 1]
+            assert (ROOT / config_file).is_file(), f"--config_file {config_file}: no such file"
     elif words[0] == "make":
         missing = {w for w in words[1:] if not w.startswith("-")} - make_targets()
         assert not missing, f"make {' '.join(sorted(missing))}: not a Makefile target"
