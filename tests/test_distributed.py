@@ -56,12 +56,17 @@ def _close(got, want) -> bool:
     return _max_diff(got, want) <= TOL * scale
 
 
+def _path() -> str:
+    """PATH with this interpreter's bin folder first: the ninja that pip installs with deepspeed lives there."""
+    return os.pathsep.join(filter(None, [str(Path(sys.executable).parent), os.environ.get("PATH")]))
+
+
 def _deepspeed_missing() -> str | None:
     try:
         import deepspeed  # noqa: F401
     except ImportError:
         return "deepspeed is not installed (it is in the dev extra: DS_BUILD_OPS=0 pip install -e '.[dev]')"
-    missing = [tool for tool in ("g++", "ninja") if shutil.which(tool) is None]
+    missing = [tool for tool in ("g++", "ninja") if shutil.which(tool, path=_path()) is None]
     if missing and not any(Path.home().joinpath(".cache", "torch_extensions").glob("*/deepspeed_shm_comm*")):
         return f"DeepSpeed's CPU comm extension is JIT-compiled and needs {' and '.join(missing)}, not found"
     return None
@@ -70,7 +75,7 @@ def _deepspeed_missing() -> str | None:
 def launch(config_file: Path, args: list[str], *, fsdp_patch: bool, timeout: int = 480) -> str:
     """`accelerate launch --config_file <config_file> <args>` from the repository root, in its own process group
     (killed whole on a timeout, so no rank outlives the test)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PATH": _path()}
     if fsdp_patch:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "fsdp_cpu"), env.get("PYTHONPATH")]))
     launcher = Path(sys.executable).with_name("accelerate")
@@ -227,3 +232,30 @@ def test_cli_train_under_sharding_then_arca_eval_unsharded(backend, tiny_run_con
     assert all(v.abs().max() > 0 for k, v in final.items() if "lora_A" in k)
     assert main(["eval", "--adapter", str(run_dir), "--out", str(tmp_path / "eval.json"), "--quiet"]) == 0
     assert json.loads((tmp_path / "eval.json").read_text()) == json.loads((run_dir / "eval.json").read_text())
+
+
+def _fake_trainer(*, fsdp: str | None = None, zero: dict | None = None):
+    """What `_check_sharded_saving` reads of a trainer: its backend and accelerate's plugin settings."""
+    from types import SimpleNamespace as NS
+
+    state = NS(fsdp_plugin=NS(state_dict_type=fsdp), deepspeed_plugin=NS(deepspeed_config={"zero_optimization": zero}))
+    return NS(is_fsdp_enabled=fsdp is not None, is_deepspeed_enabled=zero is not None, accelerator=NS(state=state))
+
+
+def test_sharded_saving_settings_that_write_no_readable_weights_are_refused():
+    """Before training: an FSDP sharded state dict, or ZeRO-3 full fine-tuning without the gather-on-save flag,
+    would leave checkpoints and final weights that no single process can load; each is a ConfigError naming the
+    setting. What the shipped files set passes."""
+    from arca_rl._run import _check_sharded_saving
+    from arca_rl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fsdp_state_dict_type: FULL_STATE_DICT"):
+        _check_sharded_saving(_fake_trainer(fsdp="StateDictType.SHARDED_STATE_DICT"), lora=True)
+    with pytest.raises(ConfigError, match="stage3_gather_16bit_weights_on_model_save: true"):
+        _check_sharded_saving(_fake_trainer(zero={"stage": 3}), lora=False)
+    assert _check_sharded_saving(_fake_trainer(fsdp="StateDictType.FULL_STATE_DICT"), lora=True)
+    assert _check_sharded_saving(_fake_trainer(zero={"stage": 3}), lora=True)  # the Trainer gathers an adapter
+    zero3 = json.loads((CONFIGS / "ds_zero3.json").read_text())["zero_optimization"]
+    assert _check_sharded_saving(_fake_trainer(zero=zero3), lora=False)
+    assert _check_sharded_saving(_fake_trainer(zero={"stage": 2}), lora=False)
+    assert not _check_sharded_saving(_fake_trainer(), lora=True)  # DDP / one process: nothing to gather
