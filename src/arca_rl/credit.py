@@ -1,4 +1,4 @@
-"""Token salience signals and the credit weights built from them (the paper's definitions; see README).
+"""Token salience signals and the credit weights built from them (the paper's definitions; see docs/trainer.md).
 
 Everything here is a pure tensor function over the completion tokens of a batch: shapes are
 `[B, T]` (B completions, T columns) or `[B, T, D]` for hidden states. `mask[b, t]` is 1 on the

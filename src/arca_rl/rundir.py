@@ -22,7 +22,7 @@ Its state (`state`) is one of:
                  `last_checkpoint`, or starts over when there is none
     finished     finished.json is there: weights, evaluation and plots were all written
 
-Guarantees (README, "Guarantees"): a training process holds `lock(run_dir)` (an OS lock on
+Guarantees (docs/guarantees.md): a training process holds `lock(run_dir)` (an OS lock on
 `run_dir/.lock`, released by the kernel when the process ends, SIGKILL included) from before it reads
 or writes anything in the folder until it returns, so two runs never share a folder; `--resume`
 compares the new config with config.yaml first (`check_resume_config`) and refuses changes a run
