@@ -273,3 +273,37 @@ def test_cpu_ranks_get_gloo(monkeypatch, env, want):
     explicit = {"ddp_backend": "mpi", "use_cpu": False}  # the config's own choice wins
     hardware.process_defaults(explicit)
     assert explicit == {"ddp_backend": "mpi", "use_cpu": False}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"eval": {"top_p": 1.5}}, "eval.top_p: must be in (0, 1] (or null), got 1.5"),
+        ({"lora": {"alpha": float("nan")}}, "lora.alpha: must be a finite number > 0 (or null for 2 * r), got nan"),
+        ({"lora": {"dropout": -0.1}}, "lora.dropout: must be in [0, 1), got -0.1"),
+        ({"model": {"dtype": "fp8"}}, "model.dtype: must be one of float32, bfloat16, float16, auto, got 'fp8'"),
+        ({"lora": {"r": True}}, "lora.r: expected an integer, got True (bool)"),
+        ({"lora": {"target_modules": [1, 2]}}, "lora.target_modules: expected a list or a string, got [1, 2] (list)"),
+        ({"lora": {"target_modules": []}}, "lora.target_modules: must name at least one module (or be all-linear)"),
+        ({"eval": {"seed": "a"}}, "eval.seed: expected an integer or null, got 'a' (str)"),
+    ],
+)
+def test_section_errors_are_whole_lines(raw, message):
+    """The owned sections' errors (pydantic's, worded by `section_error`) are exactly one line each."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    assert str(info.value) == message
+
+
+def test_owned_sections_take_yaml11_numbers_and_integral_floats():
+    cfg = parse_config(yaml.safe_load("lora: {alpha: 3e-1}\neval: {n: 20.0, temperature: 5e-1}"))
+    assert cfg.lora.alpha == 0.3 and cfg.eval.temperature == 0.5
+    assert cfg.eval.n == 20 and type(cfg.eval.n) is int  # 20.0 is the integer 20, as before
+
+
+def test_built_training_args_are_complete(tmp_path):
+    """One build: the TRL config already holds what the trainer needs (nothing is set on it later)."""
+    cfg = parse_config({"model": {"dtype": "bfloat16", "revision": "main"}, "training": {"max_steps": 2}})
+    args = cfg.training_args(tmp_path, for_validation=True, disable_tqdm=True)
+    assert args.model_init_kwargs == {"dtype": "bfloat16", "revision": "main"} and args.disable_tqdm is True
+    assert cfg.training_args(tmp_path, for_validation=True).model_init_kwargs == cfg.model_init_kwargs()

@@ -119,11 +119,9 @@ def train(
     run_dir = Path(run_dir) if run_dir is not None else rundir.default_run_dir(cfg.name)
     require_max_steps(cfg)
     # Everything that can fail on the config fails here, before the folder is touched or the model loads.
-    args = cfg.training_args(run_dir)
-    if not progress:
-        args.disable_tqdm = True
+    # The TRL config, built once and complete (the trainer and the checkpoint loader take it as is).
+    args = cfg.training_args(run_dir, disable_tqdm=True if not progress else None)
     peft_config = cfg.lora_config()
-    args.model_init_kwargs = cfg.model_init_kwargs()
     task = build_task(cfg)
     model_path = cfg.model_path(check=True)
     is_main = args.process_index == 0

@@ -287,14 +287,14 @@ def check_resume_config(run_dir: str | Path, cfg: RunConfig) -> list[str]:
 
     Raises ConfigError listing every changed setting that a run cannot change midway (model, LoRA,
     task, trainer, credit and its parameters, seed, batch shape); returns the other changes ("key: old -> new"),
-    which are allowed and get recorded. A config.yaml that no longer validates (an older version's)
-    is not compared.
+    which are allowed and get recorded. A config.yaml whose keys or values no longer validate (an
+    older version's) is not compared; its TRL and PEFT objects are not built (`read_config(build=False)`).
     """
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         return []
     try:
-        previous = read_config(run_dir)
+        previous = read_config(run_dir, build=False)  # its values only: train builds the new config's objects
     except ConfigError:
         return []
     old, new = _fixed_values(previous), _fixed_values(cfg)
@@ -359,11 +359,12 @@ def _parse_file(
         raise error(f"{unreadable} ({exc})") from exc
 
 
-def read_config(run_dir: str | Path) -> RunConfig:
-    """The run's config.yaml, validated (`arca_rl.ConfigError` when it no longer validates)."""
+def read_config(run_dir: str | Path, *, build: bool = True) -> RunConfig:
+    """The run's config.yaml, validated (`arca_rl.ConfigError` when it no longer validates). `build=False`
+    skips building its TRL and PEFT objects (`arca_rl.load_config`): for a comparison of settings."""
     from ._config import load_config
 
-    return load_config(Path(run_dir) / CONFIG_FILE)
+    return load_config(Path(run_dir) / CONFIG_FILE, build=build)
 
 
 def final_weights_dir(run_dir: str | Path, *, lora: bool) -> Path:

@@ -11,9 +11,10 @@ A config has these top-level keys::
     eval: {n, k, samples_per_problem, batch_size, max_new_tokens}
 
 Every check runs in `load_config` / `parse_config`, before any model or data set loads: unknown
-keys are named with their full path and the nearest valid key, values are type-checked against
-the dataclass (and `ARCAGRPOConfig`) annotations, and the `ARCAGRPOConfig` and `peft.LoraConfig`
-are built once so their own validation runs too. Errors are `arca_rl.ConfigError` (a `ValueError`).
+keys are named with their full path and the nearest valid key, the project's sections are pydantic
+models (types and ranges declared on their fields), `training` is type-checked against the
+`ARCAGRPOConfig` annotations, and the `ARCAGRPOConfig` and `peft.LoraConfig` are built once so their
+own validation runs too. Errors are `arca_rl.ConfigError` (a `ValueError`), one line each.
 
 Overrides use dotted paths with YAML-parsed values: `training.learning_rate=1e-5`,
 `lora.target_modules=[q_proj,v_proj]`, `task.source=data/math`. PyYAML reads `5e-6` (no dot) as a
@@ -21,7 +22,7 @@ string; float fields accept such strings, so `learning_rate: 5e-6` means what it
 
 One module per job:
 
-    schema      the sections and `RunConfig` (the dataclasses, their field docs, to/from YAML dicts)
+    schema      the sections (pydantic models) and `RunConfig`: field types, ranges, docs; to YAML dicts
     load        reading a YAML file (`load_config`)
     overrides   `--set section.key=value` (`apply_overrides`, `parse_assignment`)
     validate    every check of a mapping (`parse_config`, `require_max_steps`)

@@ -23,13 +23,17 @@ __all__ = ["config_class", "eval_arguments", "lora_config", "model_init_kwargs",
 
 
 def training_args(
-    cfg: RunConfig, output_dir: str | Path, *, for_validation: bool = False
+    cfg: RunConfig, output_dir: str | Path, *, for_validation: bool = False, disable_tqdm: bool | None = None
 ) -> ARCAGRPOConfig | ARCARLOOConfig:
-    """`RunConfig.training_args`: the `ARCAGRPOConfig` / `ARCARLOOConfig` of `cfg`, writing to `output_dir`."""
+    """`RunConfig.training_args`: the `ARCAGRPOConfig` / `ARCARLOOConfig` of `cfg`, writing to `output_dir`,
+    complete as the trainer takes it (nothing is set on it afterwards)."""
     from ..trainer_config import CreditConfigError
 
     kwargs = dict(cfg.training)
     kwargs.setdefault("run_name", cfg.name)
+    kwargs["model_init_kwargs"] = model_init_kwargs(cfg)  # model.* merged with training.model_init_kwargs
+    if disable_tqdm is not None:
+        kwargs["disable_tqdm"] = disable_tqdm
     if "bf16" not in kwargs and not kwargs.get("fp16") and not bf16_available():
         kwargs["bf16"] = False
     if for_validation and not accelerator_available():

@@ -15,10 +15,10 @@ from .validate import parse_config
 __all__ = ["load_config"]
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = (), *, build: bool = True) -> RunConfig:
     """Read a YAML config, apply `section.key=value` overrides, validate everything (no model loads).
 
-    `name` defaults to the file's stem.
+    `name` defaults to the file's stem. `build`: see `parse_config`.
     """
     path = Path(path)
     try:
@@ -39,4 +39,4 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     raw.setdefault("name", path.stem)
-    return parse_config(apply_overrides(raw, overrides))
+    return parse_config(apply_overrides(raw, overrides), build=build)

@@ -1,8 +1,9 @@
-"""The generic checks of YAML values: a value against a type annotation (`check`), and the one-line
-message for an unknown key with its nearest valid key (`unknown_key`, `suggest`).
+"""The generic checks of YAML values: a value against a type annotation (`check`), the one-line
+message for an unknown key with its nearest valid key (`unknown_key`, `suggest`), and the one-line
+message of a section's pydantic error (`section_error`).
 
-`check` reads dataclass annotations (the project's sections and TRL's `GRPOConfig` / `RLOOConfig` fields
-alike) and coerces lightly: an integral float to int, a string such as `5e-6` to float (PyYAML reads
+`check` reads dataclass annotations (TRL's `GRPOConfig` / `RLOOConfig` fields; the project's own
+sections are pydantic models, see `schema`) and coerces lightly: an integral float to int, a string such as `5e-6` to float (PyYAML reads
 YAML 1.1, where a number without a dot is a string), one string to a one-item list.
 """
 
@@ -15,9 +16,11 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from ..errors import ConfigError
 
-__all__ = ["check", "suggest", "unknown_key"]
+__all__ = ["check", "section_error", "suggest", "unknown_key"]
 
 
 # Names people bring from PEFT / HF / other tools -> the key they mean here.
@@ -64,6 +67,8 @@ def _type_name(tp: Any) -> str:
         return {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
                 "dict": "a mapping", "list": "a list"}.get(tp.__name__, tp.__name__)
     origin = typing.get_origin(tp)
+    if origin is typing.Annotated:  # the schema's Int / Float: the type is the first argument
+        return _type_name(typing.get_args(tp)[0])
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if any(isinstance(a, type) and issubclass(a, enum.Enum) for a in args):
@@ -173,3 +178,46 @@ def _match(value: Any, tp: Any, *, coerce: bool) -> Any:
     if isinstance(value, tp):
         return value
     raise _Mismatch
+
+
+# pydantic's range errors; `section_error` words them from the field's own bounds
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"}
+
+
+def section_error(exc: ValidationError, section: type[BaseModel], raw: Mapping[str, Any], path: str) -> ConfigError:
+    """The first error of validating `raw` as `section` (at key path `path`) as one line naming the key:
+    unknown key (with did-you-mean), not one of the allowed values, out of range (the field's bounds,
+    "(or null)" where null is allowed), a field validator's sentence, or the expected type."""
+    err = exc.errors(include_url=False)[0]
+    key = str(err["loc"][0]) if err["loc"] else ""
+    where = f"{path}.{key}" if key else path
+    if err["type"] == "extra_forbidden":
+        return unknown_key(path, key, section.model_fields)
+    if err["type"] == "value_error":  # a field validator's own sentence
+        return ConfigError(f"{where}: {err['ctx']['error']}")
+    info = section.model_fields[key]
+    value = raw.get(key, err["input"])
+    if err["type"] == "literal_error":
+        allowed = typing.get_args(info.annotation)
+        return ConfigError(f"{where}: must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    if err["type"] in _RANGE_ERRORS:
+        return ConfigError(f"{where}: must be {_span(info)}, got {value}")
+    return ConfigError(f"{where}: expected {_type_name(info.annotation)}, got {_describe(value)}")
+
+
+def _span(info: Any) -> str:
+    """`>= 1`, `in [0, 1)`, `a finite number > 0 (or null for 2 * r)`: a field's range in words."""
+    bound = {name: getattr(m, name) for m in info.metadata for name in ("ge", "gt", "le", "lt") if hasattr(m, name)}
+    low, high = bound.get("ge", bound.get("gt")), bound.get("le", bound.get("lt"))
+    if high is None:
+        span = f"{'>=' if 'ge' in bound else '>'} {low}"
+    else:
+        span = f"in {'[' if 'ge' in bound else '('}{low}, {high}{']' if 'le' in bound else ')'}"
+    finite = any(getattr(m, "allow_inf_nan", None) is False for m in info.metadata)
+    extra = info.json_schema_extra or {}
+    notes = []
+    if type(None) in typing.get_args(info.annotation):
+        notes.append(f"or null for {extra['null']}" if "null" in extra else "or null")
+    if "why" in extra:
+        notes.append(str(extra["why"]))
+    return ("a finite number " if finite else "") + span + (f" ({', '.join(notes)})" if notes else "")

@@ -1,10 +1,12 @@
 """Validation of a config mapping (as read from YAML) into a `RunConfig`: every check, before any model or
 data set loads.
 
-Unknown keys are named with their full path and the nearest valid key; values are type-checked against
-the section dataclasses' annotations (and those of `ARCAGRPOConfig` / `ARCARLOOConfig` for `training`);
-ranges are checked per field (TRL's unchecked ones from `arca_rl.trainer_config.TRL_FIELD_RANGES`);
-then the TRL config and `peft.LoraConfig` are built once so that their own validation runs too.
+Unknown keys are named with their full path and the nearest valid key. The project's sections are
+pydantic models (`schema`: types, defaults and ranges declared on the fields; `typecheck.section_error`
+words the first error); `training` is checked by hand against the annotations of `ARCAGRPOConfig` /
+`ARCARLOOConfig` and the ranges of `arca_rl.trainer_config.TRL_FIELD_RANGES` (why by hand: `schema`'s
+docstring); then the TRL config and `peft.LoraConfig` are built once so that their own validation runs
+too.
 """
 
 from __future__ import annotations
@@ -14,16 +16,20 @@ import math
 import re
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from .. import rundir
 from ..credit import needs_base
 from ..errors import ConfigError
 from .build import config_class
-from .schema import DTYPES, TRAINERS, EvalSection, LoraSection, ModelSection, RunConfig, TaskSection
-from .typecheck import check, suggest, unknown_key
+from .schema import TRAINERS, EvalSection, LoraSection, ModelSection, RunConfig, TaskSection
+from .typecheck import check, section_error, suggest, unknown_key
 
 __all__ = ["available_tasks", "parse_config", "require_max_steps"]
+
+_S = TypeVar("_S", bound=BaseModel)
 
 # Training fields `arca train` owns: the run folder decides where everything is written.
 _MANAGED_TRAINING_KEYS = {
@@ -34,8 +40,13 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SECTIONS_NOT_NULL = ("lora", "eval")
 
 
-def parse_config(raw: Mapping[str, Any]) -> RunConfig:
-    """Validate a config mapping (as read from YAML) into a `RunConfig`. Nothing heavy loads."""
+def parse_config(raw: Mapping[str, Any], *, build: bool = True) -> RunConfig:
+    """Validate a config mapping (as read from YAML) into a `RunConfig`. Nothing heavy loads.
+
+    `build=False` checks every key and value but skips the last step, building the TRL config and the
+    `peft.LoraConfig` (their own checks): for a config that was validated when it was written
+    (config.yaml of a run, read back to compare it on --resume).
+    """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config must be a mapping, got {type(raw).__name__}")
     raw = dict(raw)
@@ -56,8 +67,6 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
         raise ConfigError(f"name: must be a folder name (letters, digits, '.', '_', '-'), got {name!r}")
 
     model = _parse_section(ModelSection, raw.get("model"), "model")
-    if model.dtype not in DTYPES:
-        raise ConfigError(f"model.dtype: must be one of {list(DTYPES)}, got {model.dtype!r}")
 
     for key in _SECTIONS_NOT_NULL:
         if key in raw and raw[key] is None:
@@ -66,36 +75,15 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
                 "the section out for its defaults (arca train --dry-run prints them)"
             )
     lora = _parse_section(LoraSection, raw.get("lora"), "lora")
-    if lora.r < 1:
-        raise ConfigError(f"lora.r: must be >= 1, got {lora.r}")
-    if lora.alpha is not None and not (math.isfinite(lora.alpha) and lora.alpha > 0):
-        raise ConfigError(f"lora.alpha: must be a finite number > 0 (or null for 2 * r), got {lora.alpha}")
-    if not 0.0 <= lora.dropout < 1.0:
-        raise ConfigError(f"lora.dropout: must be in [0, 1), got {lora.dropout}")
-    if isinstance(lora.target_modules, list) and not lora.target_modules:
-        raise ConfigError("lora.target_modules: must name at least one module (or be all-linear)")
-    if lora.bias not in ("none", "all", "lora_only"):
-        raise ConfigError(f"lora.bias: must be one of none, all, lora_only, got {lora.bias!r}")
 
     task = _parse_task(raw.get("task"))
     training = _parse_training(raw.get("training"), training_fields, trainer)
     _check_training_ranges(training)
     evaluation = _parse_section(EvalSection, raw.get("eval"), "eval")
-    for key in ("k", "samples_per_problem", "batch_size"):
-        if getattr(evaluation, key) < 1:
-            raise ConfigError(f"eval.{key}: must be >= 1, got {getattr(evaluation, key)}")
-    for key in ("n", "max_new_tokens"):
-        value = getattr(evaluation, key)
-        if value is not None and value < 1:
-            raise ConfigError(f"eval.{key}: must be >= 1 (or null), got {value}")
     if evaluation.samples_per_problem < evaluation.k:
         raise ConfigError(
             f"eval.samples_per_problem: must be >= eval.k ({evaluation.k}) for pass@k, got {evaluation.samples_per_problem}"
         )
-    if evaluation.temperature is not None and not (math.isfinite(evaluation.temperature) and evaluation.temperature > 0):
-        raise ConfigError(f"eval.temperature: must be > 0 (greedy accuracy is always measured), got {evaluation.temperature}")
-    if evaluation.top_p is not None and not 0 < evaluation.top_p <= 1:
-        raise ConfigError(f"eval.top_p: must be in (0, 1], got {evaluation.top_p}")
 
     cfg = RunConfig(
         name=name, trainer=trainer, model=model, lora=lora, task=task, training=training, eval=evaluation
@@ -106,6 +94,8 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
         for key in ("dtype", "attn_implementation", "revision"):
             if key in training["model_init_kwargs"]:
                 raise ConfigError(f"training.model_init_kwargs.{key}: set it as model.{key} instead")
+    if not build:
+        return cfg
     args = cfg.training_args(rundir.default_run_dir(name), for_validation=True)  # validates every credit field
     if not lora.enabled and not args.beta and needs_base(args.credit):
         raise ConfigError(
@@ -116,19 +106,15 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
     return cfg
 
 
-def _parse_section(cls: type, raw: Any, path: str) -> Any:
+def _parse_section(cls: type[_S], raw: Any, path: str) -> _S:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: must be a mapping, got {type(raw).__name__} ({raw!r})")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in names:
-            raise unknown_key(path, key, names)
-        values[key] = check(value, hints[key], f"{path}.{key}")
-    return cls(**values)
+    try:
+        return cls.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise section_error(exc, cls, raw, path) from None
 
 
 def _parse_task(raw: Any) -> TaskSection:
@@ -139,13 +125,8 @@ def _parse_task(raw: Any) -> TaskSection:
     raw = dict(raw)
     if "options" in raw:
         raise ConfigError("task.options: write task options directly in the task section (e.g. task.source)")
-    hints = typing.get_type_hints(TaskSection)
-    own = {k: check(raw.pop(k), hints[k], f"task.{k}") for k in _OWN_TASK_KEYS if k in raw}
-    section = TaskSection(**own, options=raw)
-    for key in ("max_prompt_tokens", "n_train"):
-        value = getattr(section, key)
-        if value is not None and value < 1:
-            raise ConfigError(f"task.{key}: must be >= 1 (or null), got {value}")
+    own = {k: raw.pop(k) for k in _OWN_TASK_KEYS if k in raw}
+    section = _parse_section(TaskSection, {**own, "options": raw}, "task")
     _validate_task_options(section)
     return section
 
