@@ -13,7 +13,8 @@ from scipy.stats import spearmanr
 
 import arca_rl
 from arca_rl import credit
-from arca_rl._diagnose import DiagnoseResult, completion_tokens, diagnose, spearman
+from arca_rl._diagnose import DiagnoseResult, completion_tokens, diagnose
+from arca_rl.diagnostics import spearman
 from arca_rl.rundir import resolve_adapter
 from tiny import VariedReward, char_tokenizer, tiny_model
 

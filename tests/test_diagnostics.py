@@ -283,10 +283,10 @@ def test_summarize_regimes():
     ],
 )
 def test_thresholds_classify_the_papers_table(method, g, eff, regime):
-    assert diagnostics._regime(g, eff) == regime, method
+    assert diagnostics.regime(g, eff) == regime, method
     # with margin: each figure may move 0.1 toward the nearest boundary without changing regime
-    assert diagnostics._regime(min(g + 0.1, 1.0), eff) == regime or regime == "sparse"
-    assert diagnostics._regime(g, max(eff - 0.1, 0.0)) == regime or regime == "sparse"
+    assert diagnostics.regime(min(g + 0.1, 1.0), eff) == regime or regime == "sparse"
+    assert diagnostics.regime(g, max(eff - 0.1, 0.0)) == regime or regime == "sparse"
 
 
 def test_threshold_constants_are_ordered():
@@ -294,3 +294,14 @@ def test_threshold_constants_are_ordered():
     assert 0 < d.UNIFORM_MAX_GINI < 0.353 and 0.490 < d.SPARSE_MIN_GINI < 0.920
     assert 0.467 < d.UNIFORM_MIN_EFFN < 1 and 0.073 < d.SPARSE_MAX_EFFN < 0.334
     assert d.UNIFORM_MAX_GINI < d.SPARSE_MIN_GINI and d.SPARSE_MAX_EFFN < d.UNIFORM_MIN_EFFN
+
+
+def test_row_figures_of_a_plain_row_by_hand():
+    # w = (1, 1, 2) / 4 = (0.25, 0.25, 0.5): G = sum_i (2i - T - 1) w_i / T over ascending w, EffN/T = 1 / (T sum w^2)
+    g, eff = diagnostics.row_figures([1.0, 2.0, 1.0])  # not normalized: the figures normalize it
+    assert g == pytest.approx(((2 - 4) * 0.25 + (4 - 4) * 0.25 + (6 - 4) * 0.5) / 3, abs=1e-6)
+    assert eff == pytest.approx(1 / (3 * (0.25**2 + 0.25**2 + 0.5**2)), abs=1e-6)
+    assert diagnostics.row_figures([0.5, 0.5]) == pytest.approx((0.0, 1.0))
+    assert diagnostics.row_figures([1.0]) == (None, None)  # T < 2
+    assert diagnostics.row_figures([0.0, 0.0, 0.0]) == (None, None)  # no mass: undefined
+    assert diagnostics.regime(None, 0.5) is None and diagnostics.regime(0.5, None) is None

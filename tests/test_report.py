@@ -13,7 +13,8 @@ import yaml
 
 from arca_rl._report import write_report
 from arca_rl._report.html import completions_from_token_log
-from arca_rl._report.tables import discover_runs, load_run, mean_ci
+from arca_rl._report.tables import discover_runs, load_run
+from arca_rl.diagnostics import mean_ci
 
 # t_{0.975, dof}, from tables (not from scipy, which the code under test uses)
 T975 = {1: 12.706204736174707, 2: 4.302652729911275, 3: 3.182446305284263}

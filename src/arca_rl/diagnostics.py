@@ -1,14 +1,23 @@
-"""Concentration diagnostics of token credit weights (the paper's concentration diagnostics).
+"""Concentration diagnostics of token credit weights (the paper's concentration diagnostics), and the
+package's other statistics: every figure that diagnose, report and the oracle show is computed here.
 
-All functions take weights w [B, T] and a mask [B, T] (1 on real tokens, padding on either side),
+The tensor functions take weights w [B, T] and a mask [B, T] (1 on real tokens, padding on either side),
 work per row in float32 whatever the input dtype, and are vectorized over rows. Every statistic
 is scale-invariant: it sees w / sum(w) over the row's real tokens, so it equals the paper's formula
 for weights that sum to 1 (as `token_weights` returns) and stays meaningful for raw salience.
 Degenerate rows give 0, never NaN: T_b = 0, or real weights that sum to 0. Negative, NaN or inf
 weights on a real token are a ValueError.
+
+On plain lists of numbers: `row_figures` (Gini and EffN/T of one row, through the tensor functions),
+`regime` (the label of a mean Gini and EffN/T), `spearman` (rank correlation) and `mean_ci` (a mean with
+its Student t interval).
 """
 
 from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -20,6 +29,10 @@ __all__ = [
     "UNIFORM_MIN_EFFN",
     "effective_token_ratio",
     "gini",
+    "mean_ci",
+    "regime",
+    "row_figures",
+    "spearman",
     "summarize",
     "top_mass",
 ]
@@ -140,13 +153,67 @@ def summarize(weights: Tensor, mask: Tensor) -> dict[str, float | int | str | No
         "effective_token_ratio": e,
         "top10_mass": top,
         "n_rows": n_rows,
-        "regime": _regime(g, e),
+        "regime": regime(g, e),
     }
 
 
-def _regime(g: float, eff: float) -> str:
+def regime(g: float | None, eff: float | None) -> str | None:
+    """The credit regime of a mean Gini G and EffN/T: "sparse", "uniform" or "middle" (the module's
+    thresholds; sparse first, on either figure), None when either figure is unknown."""
+    if g is None or eff is None:
+        return None
     if g > SPARSE_MIN_GINI or eff < SPARSE_MAX_EFFN:
         return "sparse"
     if g < UNIFORM_MAX_GINI and eff > UNIFORM_MIN_EFFN:
         return "uniform"
     return "middle"
+
+
+# -----------------------------------------------------------------------------
+# statistics of plain lists of numbers
+
+
+def row_figures(w: Sequence[float]) -> tuple[float | None, float | None]:
+    """(Gini, EffN/T) of one row of weights (normalized by `gini` / `effective_token_ratio`); None for
+    fewer than 2 tokens or a row whose weights sum to 0, where neither is defined."""
+    if len(w) < 2 or not sum(w) > 0:
+        return None, None
+    wt = torch.tensor([list(w)], dtype=torch.float32)
+    mask = torch.ones_like(wt, dtype=torch.bool)
+    return float(gini(wt, mask)[0]), float(effective_token_ratio(wt, mask)[0])
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman rank correlation of two equally long sequences (average ranks for ties, scipy's), in
+    [-1, 1]; None when either side is constant or there are fewer than 2 values."""
+    if len(a) != len(b):
+        raise ValueError(f"spearman: the two sides have {len(a)} and {len(b)} values")
+    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    from scipy.stats import spearmanr  # scipy loads only when a figure needs it
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rho = float(spearmanr(a, b).statistic)
+    return max(-1.0, min(1.0, rho)) if math.isfinite(rho) else None
+
+
+def mean_ci(values: Iterable[float | None], confidence: float = 0.95) -> tuple[float | None, float | None, int]:
+    """(mean, interval half-width, n) of the finite values; half-width None for n < 2, everything None for n = 0.
+
+    The interval is Student t with n - 1 degrees of freedom: t_{(1+c)/2, n-1} * s / sqrt(n), s the sample
+    standard deviation (0 when every value is the same).
+    """
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(xs)
+    if n == 0:
+        return None, None, 0
+    mean = math.fsum(xs) / n
+    if n < 2:
+        return mean, None, 1
+    s = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    if s == 0:
+        return mean, 0.0, n
+    from scipy.stats import t  # scipy loads only when a figure needs it
+
+    return mean, float(t.ppf((1 + confidence) / 2, n - 1)) * s / math.sqrt(n), n

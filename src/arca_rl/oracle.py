@@ -31,11 +31,12 @@ rational arithmetic for the lift, so uniform credit scores exactly 1.0.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
+
+from .diagnostics import mean_ci, spearman
 
 __all__ = [
     "OracleRow",
@@ -175,16 +176,7 @@ def row_spearman(salience: Sequence[float], delta: Sequence[float]) -> float | N
     completion; None when either side is constant or T < 2."""
     if len(salience) != len(delta):
         raise ValueError(f"salience has {len(salience)} tokens but the oracle row has {len(delta)}")
-    a = [float(x) for x in salience]
-    b = [abs(float(d)) for d in delta]
-    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
-        return None
-    from scipy.stats import spearmanr
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rho = float(spearmanr(a, b).statistic)
-    return rho if math.isfinite(rho) else None
+    return spearman([float(x) for x in salience], [abs(float(d)) for d in delta])
 
 
 def top_match(weights: Sequence[float], delta: Sequence[float]) -> float | None:
@@ -234,22 +226,6 @@ class OracleScore:
         return {"mean": self.oracle_lift, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.rows}
 
 
-def _mean_ci95(xs: Sequence[float]) -> tuple[float | None, float | None, float | None]:
-    n = len(xs)
-    if n == 0:
-        return None, None, None
-    mean = math.fsum(xs) / n
-    if n == 1:
-        return mean, None, None
-    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
-    if sd == 0:
-        return mean, mean, mean
-    from scipy.stats import t
-
-    half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
 def score_signal(
     weights: Sequence[Sequence[float]],
     salience: Sequence[Sequence[float]] | None,
@@ -279,7 +255,8 @@ def score_signal(
             rho = row_spearman(salience[r], d)
             if rho is not None:
                 rhos.append(rho)
-    mean, lo, hi = _mean_ci95(lifts)
+    mean, half, _ = mean_ci(lifts)  # 95% Student t interval
+    lo, hi = (None, None) if mean is None or half is None else (mean - half, mean + half)
     return OracleScore(
         oracle_lift=mean,
         ci_low=lo,

@@ -40,7 +40,7 @@ from .driver import run_diagnose
 from .results import CompletionRecord, DiagnoseResult, SignalSummary, num
 from .sample import Sample, sample
 from .score import Scores, scorable, score
-from .summarize import spearman, summarize, summarize_oracle
+from .summarize import summarize, summarize_oracle
 
 __all__ = [
     "CompletionRecord",
@@ -51,7 +51,6 @@ __all__ = [
     "completion_tokens",
     "diagnose",
     "run_diagnose",
-    "spearman",
 ]
 
 

@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 
 from .. import diagnostics
+from ..diagnostics import row_figures, spearman
 from .results import CompletionRecord, SignalSummary, num
 
-__all__ = ["spearman", "summarize", "summarize_oracle"]
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Spearman rank correlation (average ranks for ties, scipy's); None if either side is constant,
-    the lengths differ, or there are fewer than 2 values."""
-    if len(a) != len(b) or len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
-        return None
-    from scipy.stats import spearmanr
-
-    rho = float(spearmanr(a, b).statistic)
-    return max(-1.0, min(1.0, rho)) if math.isfinite(rho) else None
-
-
-def _row_figures(w: list[float]) -> tuple[float | None, float | None]:
-    """(Gini, EffN/T) of one completion's weights; None for fewer than 2 tokens."""
-    if len(w) < 2:
-        return None, None
-    wt = torch.tensor([w], dtype=torch.float32)
-    m = torch.ones_like(wt, dtype=torch.bool)
-    return num(diagnostics.gini(wt, m)[0]), num(diagnostics.effective_token_ratio(wt, m)[0])
+__all__ = ["summarize", "summarize_oracle"]
 
 
 def _summarize_signal(name: str, weights: list[list[float]], saliences: list[list[float]]) -> SignalSummary:
@@ -72,7 +52,7 @@ def summarize(
     for s in signals:
         summaries[s] = _summarize_signal(s, [r.weights[s] for r in records], [r.salience[s] for r in records])
         for rec in records:
-            rec.gini[s], rec.effective_token_ratio[s] = _row_figures(rec.weights[s])
+            rec.gini[s], rec.effective_token_ratio[s] = row_figures(rec.weights[s])
     notes: list[str] = []
     if "arca" in summaries:
         for s, summ in summaries.items():

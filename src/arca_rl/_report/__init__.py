@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import rundir
+from ..diagnostics import regime
 from .tables import (
     TABLE2_COLUMNS,
     TABLE3_COLUMNS,
@@ -66,19 +67,6 @@ def default_out_dir(run_dirs: Sequence[str | Path]) -> Path:
     except ValueError:
         return Path("report")
     return common / "report"
-
-
-def regime(g: float | None, eff: float | None) -> str | None:
-    """The credit regime of mean Gini / EffN/T, with `arca_rl.diagnostics`' thresholds."""
-    from ..diagnostics import SPARSE_MAX_EFFN, SPARSE_MIN_GINI, UNIFORM_MAX_GINI, UNIFORM_MIN_EFFN
-
-    if g is None or eff is None:
-        return None
-    if g > SPARSE_MIN_GINI or eff < SPARSE_MAX_EFFN:
-        return "sparse"
-    if g < UNIFORM_MAX_GINI and eff > UNIFORM_MIN_EFFN:
-        return "uniform"
-    return "middle"
 
 
 def _heatmap_sections(runs: Sequence[RunData], messages: list[str]):

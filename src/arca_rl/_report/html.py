@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..diagnostics import SPARSE_MAX_EFFN, SPARSE_MIN_GINI, UNIFORM_MAX_GINI, UNIFORM_MIN_EFFN, row_figures
 from ..rundir import TokenRecord
 from . import _scale
 
@@ -118,18 +119,6 @@ def _signal_order(section: Section) -> list[str]:
     return list(seen)
 
 
-def _row_stats(w: Sequence[float]) -> tuple[float | None, float | None]:
-    """(Gini, EffN/T) of one row of weights (normalized here), None for T < 2 or an all-zero row."""
-    n = len(w)
-    total = sum(w)
-    if n < 2 or not total > 0:
-        return None, None
-    p = sorted(x / total for x in w)
-    g = sum((2 * (i + 1) - n - 1) * x for i, x in enumerate(p)) / n
-    eff = 1.0 / (n * sum(x * x for x in p))
-    return g, eff
-
-
 def _token_row(
     signal: str,
     tokens: Sequence[str],
@@ -180,7 +169,7 @@ def _completion_card(c: Completion, signals: Sequence[str], idx: int) -> str:
         w = c.weights.get(s)
         if w is None:
             continue
-        g, eff = _row_stats(w)
+        g, eff = row_figures(w)
         parts.append(
             f'<div class="sig" data-signal="{_e(s)}"><div class="lab"><span class="name">{_e(s)}</span>'
             f'<span class="st">G {_fmt(g, 2)} · EffN/T {_fmt(eff, 2)}</span></div>'
@@ -279,8 +268,6 @@ def _summary_table(section: Section) -> str:
     if show_first:
         foot.append("first-token mass: mean weight of the first completion token.")
     if show_regime:
-        from ..diagnostics import SPARSE_MAX_EFFN, SPARSE_MIN_GINI, UNIFORM_MAX_GINI, UNIFORM_MIN_EFFN
-
         foot.append(
             f"regime: sparse (G > {SPARSE_MIN_GINI:g} or EffN/T < {SPARSE_MAX_EFFN:g}), uniform "
             f"(G < {UNIFORM_MAX_GINI:g} and EffN/T > {UNIFORM_MIN_EFFN:g}), else middle."

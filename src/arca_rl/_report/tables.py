@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import rundir
 from .._credit_fields import defaults, final_lambda
+from ..diagnostics import mean_ci
 from ..variants import variant_name
 
 __all__ = [
@@ -235,25 +236,6 @@ def discover_runs(paths: Iterable[str | Path], *, max_depth: int = 2) -> tuple[l
             if r.resolve() not in {f.resolve() for f in found}:
                 found.append(r)
     return found, messages
-
-
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float | None, float | None, int]:
-    """(mean, CI half-width, n) of the finite values; half-width None for n < 2, everything None for n = 0.
-
-    The interval is Student t with n - 1 degrees of freedom: t_{(1+c)/2, n-1} * s / sqrt(n).
-    """
-    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    n = len(xs)
-    if n == 0:
-        return None, None, 0
-    mean = sum(xs) / n
-    if n < 2:
-        return mean, None, 1
-    from scipy.stats import t
-
-    s = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = float(t.ppf((1 + confidence) / 2, n - 1)) * s / math.sqrt(n)
-    return mean, half, n
 
 
 def _method_key(method: str) -> tuple[int, str]:
