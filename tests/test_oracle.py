@@ -17,12 +17,12 @@ import torch
 from peft import LoraConfig, get_peft_model
 from scipy.stats import t as student_t
 
+from arca_rl._diagnose.oracle_sampling import model_sampler
 from arca_rl.oracle import (
     OracleRow,
     check_samples,
     estimate_rollouts,
     mc_estimate,
-    model_sampler,
     oracle_credit,
     oracle_lift,
     oracle_values,

@@ -12,7 +12,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-import arca_rl.oracle as oracle_mod
+import arca_rl._diagnose.oracle_sampling as oracle_mod
 from arca_rl import credit
 from arca_rl._config import ConfigError
 from arca_rl._diagnose import diagnose, run_diagnose

@@ -102,7 +102,7 @@ def generate_completions(
     import torch
     from transformers import GenerationConfig
 
-    from ._passes import eos_ids, pad_id
+    from ._causal_lm import eos_ids, pad_id
 
     eos = eos_ids(model, tokenizer)
     gen_kwargs: dict[str, Any] = {
@@ -169,7 +169,7 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from ._passes import seeded
+    from ._causal_lm import seeded
 
     if not 1 <= k <= samples_per_problem:
         raise ValueError(f"need 1 <= k <= samples_per_problem, got k={k}, samples_per_problem={samples_per_problem}")

@@ -12,7 +12,7 @@
                regime, Spearman vs arca; with the oracle, oracle lift,
                Spearman vs |delta| and top match                             (summarize.py)
 
-Per-token quantities are aligned as the trainer aligns them (`arca_rl._passes`). Log-probabilities
+Per-token quantities are aligned as the trainer aligns them (`arca_rl._causal_lm`). Log-probabilities
 and entropies are taken at the sampling temperature (logits / temperature), as TRL does; top-p only
 shapes which tokens get sampled. The completion mask covers the generated tokens up to and including
 the first EOS. Everything is float32, and every figure that would be NaN is None.
@@ -34,9 +34,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import credit
+from .._causal_lm import completion_tokens, eos_ids, has_adapter, model_name, render_prompt
 from .._credit_fields import MIX_RANGE
-from .._passes import completion_tokens, eos_ids, has_adapter, model_name, render_prompt
+from ..oracle import check_samples, estimate_rollouts
 from .driver import run_diagnose
+from .oracle_sampling import sample_oracle, strict_reward
 from .results import CompletionRecord, DiagnoseResult, SignalSummary, num
 from .sample import Sample, sample
 from .score import Scores, scorable, score
@@ -113,8 +115,6 @@ def diagnose(
     if not MIX_RANGE.contains(mix):  # NaN fails too
         raise ValueError(f"mix (credit_mix) must be {MIX_RANGE.describe()} (1 = the signals alone), got {mix!r}")
     if oracle_samples is not None:
-        from ..oracle import check_samples
-
         check_samples(oracle_samples)
         if rewards is None:
             raise ValueError("oracle_samples needs rewards=fn(prompt_index, completion_text) -> reward")
@@ -146,8 +146,6 @@ def diagnose(
         # (expensive) continuations are sampled.
         first_rewards: list[float] | None = None
         if oracle_samples is not None and rewards is not None:
-            from ..oracle import strict_reward
-
             first_rewards = [
                 strict_reward(rewards, s.prompt_index, tokenizer.decode(s.completion_ids, skip_special_tokens=True))
                 for s in samples
@@ -160,8 +158,6 @@ def diagnose(
         oracle_rows = None
         oracle_settings: dict[str, Any] = {}
         if oracle_samples is not None and first_rewards is not None:
-            from ..oracle import estimate_rollouts, sample_oracle
-
             t_oracle = time.time()
             oracle_rows = sample_oracle(
                 model, tokenizer,

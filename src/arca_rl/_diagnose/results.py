@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._report.diagnose_page import write_diagnose_page
+
 __all__ = ["CompletionRecord", "DiagnoseResult", "SignalSummary", "num"]
 
 
@@ -171,13 +173,12 @@ class DiagnoseResult:
         self, out_dir: str | Path, *, title: str | None = None, max_html_completions: int = 64
     ) -> dict[str, Path]:
         """Write `diagnose.json`, `report.html` and the PNG histograms into `out_dir`."""
-        from .._report.diagnose_page import write_diagnose_page
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         files = {"diagnose.json": out / "diagnose.json"}
         self.to_json(files["diagnose.json"])
-        files.update(write_diagnose_page(self, out, title=title, max_html_completions=max_html_completions))
+        # the page is drawn from the same JSON form
+        files.update(write_diagnose_page(self.to_dict(), out, title=title, max_html_completions=max_html_completions))
         return files
 
 

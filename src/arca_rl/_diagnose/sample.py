@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .._passes import completion_tokens, device_of, eos_ids, pad_id, seeded
+from .._causal_lm import completion_tokens, device_of, eos_ids, pad_id, seeded
 
 __all__ = ["Sample", "sample"]
 

@@ -2,7 +2,7 @@
 
 Per batch of completions: one adapter-on forward (log pi, entropy, last hidden state) and, when a
 scored signal needs it (`credit.needs_base`), one adapter-off forward (log pi_ref, base hidden
-state), both aligned as the trainer aligns them (`_passes.aligned_forward`). Then
+state), both aligned as the trainer aligns them (`_causal_lm.aligned_forward`). Then
 `credit.salience` and `credit.token_weights` with the run's weight settings.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .. import credit
-from .._passes import adapter_disabled, aligned_forward, device_of, eos_ids, logps_entropies, pad_id
+from .._causal_lm import adapter_disabled, aligned_forward, device_of, eos_ids, logps_entropies, pad_id
 from .sample import Sample
 
 __all__ = ["Scores", "score", "scorable"]

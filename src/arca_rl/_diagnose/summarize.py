@@ -8,6 +8,7 @@ import torch
 
 from .. import diagnostics
 from ..diagnostics import row_figures, spearman
+from ..oracle import score_signal
 from .results import CompletionRecord, SignalSummary, num
 
 __all__ = ["summarize", "summarize_oracle"]
@@ -80,8 +81,6 @@ def summarize_oracle(
 ) -> list[str]:
     """Score every summarized signal against the records' oracle rows (`arca_rl.oracle.score_signal`:
     oracle lift with its 95% interval, Spearman vs |delta|, top match); return notes on the rows."""
-    from ..oracle import score_signal
-
     deltas = [rec.oracle["delta"] if rec.oracle else None for rec in records]
     for s, summ in summaries.items():
         got = score_signal([r.weights[s] for r in records], [r.salience[s] for r in records], deltas)

@@ -97,6 +97,12 @@ def hist_edges() -> list[float]:
     return [-HIST_RANGE + i * HIST_STEP for i in range(n + 1)]
 
 
+def relative_weights(w: Sequence[float]) -> list[float]:
+    """A row's relative weights r_t = w_t * T / sum w (1 = the uniform share); all 0 for a row summing to 0."""
+    total = sum(w)
+    return [(x / total) * len(w) if total > 0 else 0.0 for x in w]
+
+
 def relative_histogram(values: Iterable[float]) -> tuple[list[float], int, int, int]:
     """Bin relative weights r on a log2 scale.
 
@@ -120,9 +126,3 @@ def relative_histogram(values: Iterable[float]) -> tuple[list[float], int, int, 
         counts[min(len(counts) - 1, int((x - edges[0]) / HIST_STEP))] += 1
     fracs = [c / total if total else 0.0 for c in counts]
     return fracs, under, over, total
-
-
-def relative_weights(weights: Sequence[float]) -> list[float]:
-    """w_t * T for one completion's weights (T = len(weights))."""
-    n = len(weights)
-    return [w * n for w in weights]

@@ -1,4 +1,4 @@
-"""One self-contained HTML page of token-credit heatmaps (no network assets; inline CSS, JS and SVG).
+"""One self-contained HTML page of token-credit heatmaps (no network assets; CSS, JS and SVG inline in the page).
 
 Used by `arca diagnose` (one section: the sampled completions, every signal) and `arca report`
 (one section per run that logged `credit_tokens.jsonl`). The page holds, per section: a summary
@@ -9,7 +9,9 @@ token values (`arca diagnose --oracle K`) gets an "oracle" row above its signal 
 oracle credit o_t = |delta_t| / sum |delta| (hover: V before and after the token, delta, standard error).
 
 All token and prompt text is HTML-escaped; whitespace inside tokens is drawn visibly (`·` space,
-`↵` newline, `→` tab, `␣` other whitespace) so token boundaries stay readable.
+`↵` newline, `→` tab, `␣` other whitespace) so token boundaries stay readable. The page's CSS and JS
+are package data (`_report/assets/`), inlined into each page. The figures of a row (Gini, EffN/T) are
+`arca_rl.diagnostics.row_figures`.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..diagnostics import SPARSE_MAX_EFFN, SPARSE_MIN_GINI, UNIFORM_MAX_GINI, UNIFORM_MIN_EFFN, row_figures
 from ..rundir import TokenRecord
 from . import _scale
+from .svg import histogram_svg
 
 __all__ = ["Completion", "Section", "SummaryRow", "render_page", "write_page"]
 
@@ -289,67 +293,12 @@ def _summary_table(section: Section) -> str:
     return "".join(rows)
 
 
-def _histogram_svg(signal: str, values: Sequence[float]) -> str:
-    """Inline SVG histogram of relative weights w*T (log2 x axis), bars coloured by the heatmap scale."""
-    fracs, under, over, total = _scale.relative_histogram(values)
-    edges = _scale.hist_edges()
-    W, H, L, R, TOP, B = 300, 150, 34, 8, 8, 30
-    nb = len(fracs) + 2  # underflow + regular + overflow
-    bw = (W - L - R) / nb
-    all_fracs = [under / total if total else 0.0, *fracs, over / total if total else 0.0]
-    ymax = max(all_fracs) if any(all_fracs) else 1.0
-    ymax = max(ymax, 1e-9)
-    bars: list[str] = []
-    for j, f in enumerate(all_fracs):
-        if f <= 0:
-            continue
-        if j == 0:
-            r, lab = 0.0, f"< x{2 ** edges[0]:.3g} (incl. 0)"
-        elif j == nb - 1:
-            r, lab = 2 ** edges[-1] * 2, f">= x{2 ** edges[-1]:.3g}"
-        else:
-            lo, hi = edges[j - 1], edges[j]
-            r, lab = 2 ** ((lo + hi) / 2), f"x{2**lo:.3g} – x{2**hi:.3g}"
-        colour, _ = _scale.relative_colour(r)
-        h = (H - TOP - B) * f / ymax
-        x = L + j * bw
-        y = H - B - h
-        bars.append(
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bw - 1, 1):.1f}" height="{h:.1f}" fill="{colour}" '
-            f'stroke="#555" stroke-width="0.4"><title>{_e(lab)}: {f:.1%} of tokens</title></rect>'
-        )
-    ticks: list[str] = []
-    for e2, lab in ((-6, "1/64"), (-3, "1/8"), (0, "1"), (3, "8"), (6, "64")):
-        x = L + (1 + (e2 - edges[0]) / _scale.HIST_STEP) * bw
-        ticks.append(
-            f'<line x1="{x:.1f}" y1="{H - B}" x2="{x:.1f}" y2="{H - B + 4}" stroke="#444"/>'
-            f'<text x="{x:.1f}" y="{H - B + 15}" text-anchor="middle">{lab}</text>'
-        )
-    ux = L + (1 + (0 - edges[0]) / _scale.HIST_STEP) * bw
-    ticks.append(
-        f'<line x1="{ux:.1f}" y1="{TOP}" x2="{ux:.1f}" y2="{H - B}" stroke="#888" stroke-dasharray="3,3"/>'
-    )
-    yl = f'<text x="{L - 4}" y="{TOP + 8}" text-anchor="end">{ymax:.0%}</text><text x="{L - 4}" y="{H - B}" text-anchor="end">0</text>'
-    axis = f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="#444"/>'
-    xl = f'<text x="{(L + W - R) / 2:.0f}" y="{H - 3}" text-anchor="middle" class="ax">relative weight w·T (log scale, 1 = uniform)</text>'
-    return (
-        f'<figure class="hist"><figcaption>{_e(signal)} <span class="n">{total} tokens</span></figcaption>'
-        f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{_e(signal)} weight histogram">'
-        f"{''.join(bars)}{axis}{''.join(ticks)}{yl}{xl}</svg></figure>"
-    )
-
-
 def _histograms(section: Section, signals: Sequence[str]) -> str:
     figs: list[str] = []
     for s in signals:
-        vals: list[float] = []
-        for c in section.completions:
-            w = c.weights.get(s)
-            if w:
-                total = sum(w)
-                vals.extend((x / total) * len(w) if total > 0 else 0.0 for x in w)
+        vals = [r for c in section.completions for r in _scale.relative_weights(c.weights.get(s) or [])]
         if vals:
-            figs.append(_histogram_svg(s, vals))
+            figs.append(histogram_svg(s, vals))
     if not figs:
         return ""
     return f'<h3 class="sub">Token weight histograms</h3><div class="hists">{"".join(figs)}</div>'
@@ -380,101 +329,9 @@ def _legend() -> str:
 </div>"""
 
 
-_CSS = """
-:root{--fg:#1d2329;--muted:#65707b;--line:#dfe3e8;--bg:#f6f7f9;--card:#fff;--accent:#2f6fdf}
-*{box-sizing:border-box}
-body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--fg);background:var(--bg)}
-main{max-width:1280px;margin:0 auto;padding:20px 28px 60px}
-h1{font-size:22px;margin:4px 0 2px}h2{font-size:18px;margin:28px 0 6px;padding-top:10px;border-top:2px solid var(--line)}
-h3.sub{font-size:14px;margin:18px 0 6px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
-.lead{color:var(--muted);margin:0 0 12px}
-.notes{background:#fff8e6;border:1px solid #f1d48a;border-radius:6px;padding:8px 12px;margin:10px 0}
-.notes li{margin:2px 0}
-table.summary{border-collapse:collapse;background:var(--card);border:1px solid var(--line);border-radius:6px;margin:6px 0 4px;font-variant-numeric:tabular-nums}
-table.summary th,table.summary td{padding:6px 12px;border-bottom:1px solid var(--line);text-align:right}
-table.summary th{background:#eef1f5;font-weight:600;font-size:12.5px}
-table.summary td.sn,table.summary th:first-child{text-align:left;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-table.summary tr.absent td{color:var(--muted);text-align:left;font-style:italic}
-table.summary tr.absent td.sn{font-style:normal}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
-.b-uni{background:#e3ecfa;color:#234c8f}.b-sparse{background:#fbe3e3;color:#9a1f1f}.b-mid{background:#e2f4e6;color:#1f6e33}.b-other{background:#eee;color:#444}
-.legend{position:sticky;top:0;z-index:5;background:rgba(246,247,249,.96);backdrop-filter:blur(2px);border-bottom:1px solid var(--line);padding:8px 0 6px;margin-bottom:8px}
-.modes{display:flex;gap:18px;flex-wrap:wrap;font-size:13px}
-.scale{margin:6px 0 2px;max-width:520px}.scale .bar{height:12px;border-radius:3px;border:1px solid #bbb}
-.scale .ticks{position:relative;height:16px;font-size:11px;color:var(--muted)}
-.scale .ticks span{position:absolute;transform:translateX(-50%);white-space:nowrap}
-.scale .ticks span:first-child{transform:none}.scale .ticks span:last-child{transform:translateX(-100%)}
-body.mode-max .scale-rel,body:not(.mode-max) .scale-max{display:none}
-.hint{font-size:12px;color:var(--muted);margin:4px 0 0}
-p.foot{font-size:12px;color:var(--muted);margin:2px 0 8px;max-width:900px}
-.hists{display:flex;flex-wrap:wrap;gap:10px}
-figure.hist{margin:0;background:var(--card);border:1px solid var(--line);border-radius:6px;padding:6px 8px}
-figure.hist figcaption{font:600 13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-figure.hist .n{font:400 11px system-ui,sans-serif;color:var(--muted);margin-left:6px}
-figure.hist svg text{font-size:10px;fill:#444}figure.hist svg text.ax{fill:var(--muted)}
-.card{background:var(--card);border:1px solid var(--line);border-radius:8px;margin:12px 0;padding:10px 14px 12px;box-shadow:0 1px 2px rgba(0,0,0,.04)}
-.card header{display:flex;align-items:baseline;gap:14px;flex-wrap:wrap}
-.card h3{font-size:14px;margin:0}
-.meta{display:flex;gap:12px;color:var(--muted);font-size:12.5px;flex-wrap:wrap}.meta b{color:var(--fg);font-weight:600}
-details.prompt{margin:6px 0}details.prompt summary{cursor:pointer;color:var(--accent);font-size:12.5px}
-details.prompt pre{white-space:pre-wrap;background:#f3f4f6;border-radius:4px;padding:6px 8px;margin:4px 0;font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;max-height:240px;overflow:auto}
-.grid{display:flex;flex-direction:column;gap:5px;margin-top:8px}
-.sig{display:grid;grid-template-columns:150px 1fr;gap:10px;align-items:start}
-.sig+.sig{border-top:1px dashed #e6e8ec;padding-top:5px}
-.sig.oracle{background:#fbf7ef;border-radius:4px}
-.sig.oracle .name{color:#8a4b00}
-.lab{display:flex;flex-direction:column;padding-top:1px}
-.lab .name{font:600 12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-.lab .st{font-size:11px;color:var(--muted);font-variant-numeric:tabular-nums}
-.toks{display:flex;flex-wrap:wrap;row-gap:3px;column-gap:1px;font:14px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace}
-.t{white-space:pre;padding:1px 2px;border-radius:3px;box-shadow:inset 0 0 0 1px rgba(0,0,0,.07);background:var(--rb);color:var(--rf);outline:1px solid transparent;cursor:default}
-body.mode-max .t{background:var(--mb);color:var(--mf)}
-.t .ws{opacity:.45}
-.t.hl{outline:2px solid #111;outline-offset:-1px}
-.brk{flex-basis:100%;height:0}
-.ws{color:inherit}
-footer{margin-top:30px;color:var(--muted);font-size:12px}
-#js-errors:empty{display:none}#js-errors{background:#fee;border:1px solid #d66;padding:6px 10px;color:#900;white-space:pre-wrap}
-"""
-
-# Installed first, so errors in anything after it land in the DOM (tests read them with --dump-dom).
-_ERROR_HOOK = """
-window.__arcaErrors = [];
-window.addEventListener('error', function (ev) {
-  var msg = (ev && ev.message) ? ev.message : String(ev);
-  window.__arcaErrors.push(msg);
-  var box = document.getElementById('js-errors');
-  if (box) { box.textContent += msg + '\\n'; }
-});
-"""
-
-_JS = """
-(function () {
-  'use strict';
-  var body = document.body;
-  var radios = document.querySelectorAll('input[name="mode"]');
-  function setMode(m) { body.classList.toggle('mode-max', m === 'max'); }
-  radios.forEach(function (r) {
-    r.addEventListener('change', function () { if (r.checked) { setMode(r.value); } });
-    if (r.checked) { setMode(r.value); }
-  });
-  // Hover a token: outline the same token position in every signal row of that completion.
-  var lit = [];
-  function clear() { lit.forEach(function (el) { el.classList.remove('hl'); }); lit = []; }
-  document.addEventListener('mouseover', function (ev) {
-    var t = ev.target.closest ? ev.target.closest('.t') : null;
-    if (!t) { return; }
-    clear();
-    var card = t.closest('.card');
-    if (!card) { return; }
-    lit = Array.prototype.slice.call(card.querySelectorAll('.t[data-i="' + t.getAttribute('data-i') + '"]'));
-    lit.forEach(function (el) { el.classList.add('hl'); });
-  });
-  document.addEventListener('mouseleave', clear);
-  var ok = document.getElementById('js-status');
-  if (ok) { ok.setAttribute('data-status', 'ok'); }
-})();
-"""
+def _asset(name: str) -> str:
+    """A file of the page's CSS / JS, shipped as package data in `_report/assets/`."""
+    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def render_page(title: str, sections: Sequence[Section], *, subtitle: str = "", footer: str = "") -> str:
@@ -502,8 +359,10 @@ def render_page(title: str, sections: Sequence[Section], *, subtitle: str = "", 
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(title)}</title>
-<script>{_ERROR_HOOK}</script>
-<style>{_CSS}</style>
+<script>
+{_asset("error_hook.js")}</script>
+<style>
+{_asset("page.css")}</style>
 </head>
 <body>
 <main>
@@ -514,7 +373,8 @@ def render_page(title: str, sections: Sequence[Section], *, subtitle: str = "", 
 {"".join(body)}
 <footer>{_e(footer) if footer else "arca-rl token credit report"} · <span id="js-status" data-status="pending"></span></footer>
 </main>
-<script>{_JS}</script>
+<script>
+{_asset("page.js")}</script>
 </body>
 </html>
 """

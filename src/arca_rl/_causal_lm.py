@@ -1,4 +1,5 @@
-"""Model plumbing shared by evaluation and diagnose: stop tokens, adapters, and the aligned forward pass.
+"""Causal-LM helpers shared by evaluation, diagnose and the oracle: stop tokens, prompts, adapters, seeded
+sampling, and the aligned forward pass.
 
 The aligned forward returns, for completion token y_t, the values of the position whose logits
 score y_t (for t = 0, the last prompt position), as TRL aligns its log-probabilities and as the
