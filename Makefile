@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.arca-installed
 
-.PHONY: setup test lint docs demo bench tiny-model real-model clean
+.PHONY: setup test lint typecheck docs demo bench tiny-model real-model clean
 
 setup: $(STAMP)
 
@@ -22,13 +22,17 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts benchmarks
 
+# mypy on src/ (settings in pyproject.toml [tool.mypy])
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
 # The docs site (docs/*.md, mkdocs.yml) into site/. --strict: a broken link or anchor, or a page missing
 # from the nav, fails (not with --quiet: it hides the warnings that --strict counts). Offline: no web
 # fonts, no plugin that fetches anything. NO_MKDOCS_2_WARNING: silences the theme's end-of-life banner.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-test: $(STAMP) lint docs
+test: $(STAMP) lint typecheck docs
 	bash scripts/ensure_chromium.sh
 	$(VENV)/bin/pytest -q
 

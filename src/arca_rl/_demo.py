@@ -54,6 +54,12 @@ from typing import Any
 
 from . import rundir
 from ._config import RunConfig, load_config
+from ._diagnose import run_diagnose
+from ._evaluation import evaluate, load_model_for_eval, write_eval_json
+from ._run import build_task, train
+from .credit import needs_base, registered_signals
+from .errors import ConfigError
+from .variants import parse_variant
 
 __all__ = ["DEFAULT_BUDGET_S", "DEFAULT_SEEDS", "DEMO_CONFIG_PATH", "DEMO_METHODS", "decisive_token_share", "demo_config", "run_demo"]
 
@@ -129,8 +135,6 @@ def _method_figures(run_dir: Path, before: Any) -> dict[str, Any]:
 def _oracle_figures(run_dir: Path, signal: str, samples: int, progress: bool) -> dict[str, Any]:
     """The oracle lift of the run's own credit (`signal`, weighted as the run weighted it, its
     final credit mix included) on rollouts of the run's final adapter."""
-    from ._diagnose import run_diagnose
-
     result, _files = run_diagnose(
         adapter=run_dir, n=ORACLE_ROLLOUTS, k=1, signals=[signal], oracle_samples=samples,
         out=run_dir / "oracle", progress=progress, log=None,
@@ -212,14 +216,9 @@ def run_demo(
     """
     t_start = time.perf_counter()
     if not isinstance(oracle_samples, int) or isinstance(oracle_samples, bool) or oracle_samples < 0:
-        from .errors import ConfigError
-
         raise ConfigError(f"--oracle: must be an integer >= 0 (0 = no oracle), got {oracle_samples!r}")
     base = load_config(config, overrides) if config is not None else demo_config(overrides)
     methods = list(methods) if methods else list(DEMO_METHODS)
-    from .credit import needs_base, registered_signals
-    from .errors import ConfigError
-    from .variants import parse_variant
 
     # Each method is a signal or a variant (arca+mix0.5, arca+warmup10, uniform+topent0.2): check them all,
     # and every config they make, before the base model is evaluated.
@@ -233,9 +232,6 @@ def run_demo(
         base.with_overrides(_method_overrides(method, fields_of[method], seed=0))
     out = Path(out_dir) if out_dir is not None else rundir.default_run_dir("demo")
     out.mkdir(parents=True, exist_ok=True)
-
-    from ._evaluation import evaluate, load_model_for_eval, write_eval_json
-    from ._run import build_task, train
 
     eval_kwargs = {**base.eval_arguments(), "progress": progress}
     base.model_path(check=True)

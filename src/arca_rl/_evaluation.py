@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._causal_lm import eos_ids, pad_id, seeded
+from ._config import check_model_folder
+from .errors import ConfigError
+from .models import resolve_model
 from .rundir import read_adapter_config, resolve_adapter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,7 +106,6 @@ def generate_completions(
     import torch
     from transformers import GenerationConfig
 
-    from ._causal_lm import eos_ids, pad_id
 
     eos = eos_ids(model, tokenizer)
     gen_kwargs: dict[str, Any] = {
@@ -169,7 +172,6 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from ._causal_lm import seeded
 
     if not 1 <= k <= samples_per_problem:
         raise ValueError(f"need 1 <= k <= samples_per_problem, got k={k}, samples_per_problem={samples_per_problem}")
@@ -177,8 +179,6 @@ def evaluate(
         try:
             dataset = task.test_dataset(n=n)
         except ValueError as exc:  # the task's own data checks (missing columns, empty prompts)
-            from .errors import ConfigError
-
             raise ConfigError(f"task: {exc}") from exc
     elif n is not None and len(dataset) > n:
         dataset = dataset.select(range(n))
@@ -241,8 +241,6 @@ def load_model_for_eval(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ._config import check_model_folder
-    from .models import resolve_model
 
     model_path = resolve_model(model_path)  # a short name (smollm2-135m-instruct) -> its folder
     adapter_dir = resolve_adapter(adapter)[0] if adapter is not None else None

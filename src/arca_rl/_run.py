@@ -26,9 +26,16 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from . import rundir
 from ._config import ConfigError, RunConfig, require_max_steps
+from ._evaluation import evaluate
+from .tasks import get_task
+from .trainer import ARCAGRPOTrainer, ARCARLOOTrainer
 
 if TYPE_CHECKING:  # pragma: no cover
+    from peft import LoraConfig
     from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from .tasks import Task
+    from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 
 __all__ = ["MetricsJsonlCallback", "build_task", "plot_metrics", "train"]
 
@@ -84,10 +91,8 @@ class MetricsJsonlCallback(TrainerCallback):
 # training
 
 
-def build_task(cfg: RunConfig) -> Any:
+def build_task(cfg: RunConfig) -> Task:
     """`get_task(cfg.task.name, **cfg.task.options)`, with task errors turned into ConfigError."""
-    from .tasks import get_task
-
     try:
         return get_task(cfg.task.name, **cfg.task.options)
     except (ValueError, TypeError) as exc:
@@ -140,9 +145,9 @@ def _train_locked(
     cfg: RunConfig,
     run_dir: Path,
     *,
-    args: Any,
-    peft_config: Any,
-    task: Any,
+    args: ARCAGRPOConfig | ARCARLOOConfig,
+    peft_config: LoraConfig | None,
+    task: Task,
     model_path: str,
     resume: bool,
     callbacks: Sequence[TrainerCallback],
@@ -186,6 +191,7 @@ def _train_locked(
         train_dataset = task.truncate_prompts(train_dataset, tokenizer, cfg.task.max_prompt_tokens)
 
     if complete:
+        assert ckpt is not None  # a finished run is resumed from its last checkpoint
         if not is_main:
             return run_dir
         model = _load_checkpoint_model(cfg, model_path, ckpt, args.model_init_kwargs)
@@ -194,8 +200,6 @@ def _train_locked(
 
     metrics_cb = MetricsJsonlCallback(run_dir)
     from peft.utils.error import NoMatchingPeftModuleError
-
-    from .trainer import ARCAGRPOTrainer, ARCARLOOTrainer
 
     trainer_class = {"grpo": ARCAGRPOTrainer, "rloo": ARCARLOOTrainer}[cfg.trainer]
     try:
@@ -313,8 +317,6 @@ def _finish(
 
     eval_seconds = 0.0
     if cfg.eval.enabled:
-        from ._evaluation import evaluate
-
         t1 = time.perf_counter()
         result = evaluate(model, tokenizer, task, progress=progress, **cfg.eval_arguments())
         eval_seconds = time.perf_counter() - t1

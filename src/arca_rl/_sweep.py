@@ -31,7 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from . import rundir
+from ._config import apply_overrides, load_config, parse_assignment
+from ._report import write_report
+from .errors import ConfigError
 
 __all__ = ["SweepPlan", "SweepRun", "alpha_ratio", "dry_run_lines", "plan_sweep", "run_sweep"]
 
@@ -88,8 +93,6 @@ def alpha_ratio(raw_lora: Any, base_rank: int) -> tuple[float, str]:
 
 
 def _user_sets(overrides: Sequence[str], key: str) -> bool:
-    from ._config import parse_assignment
-
     return any(parse_assignment(o, "--set", example=f"{key}=...")[0] == key for o in overrides)
 
 
@@ -120,10 +123,6 @@ def plan_sweep(
 
     Raises `arca_rl.ConfigError` on a bad base config, override or grid value, naming it.
     """
-    import yaml
-
-    from ._config import ConfigError, apply_overrides, load_config
-
     if not credits or not ranks or not seeds:
         raise ConfigError("sweep: --credit, --rank and --seed each need at least one value")
     path = Path(config)
@@ -205,11 +204,10 @@ def run_sweep(
 
     `train_fn(cfg, run_dir=..., resume=...)` defaults to `arca_rl.train` (tests pass a fake).
     """
-    from ._config import load_config
-
     say = log or (lambda _m: None)
     if train_fn is None:
-        from ._run import train as train_fn  # type: ignore[no-redef]
+        # imported here: _run loads TRL, which planning a sweep (`arca sweep --dry-run`) does not need
+        from ._run import train as train_fn
 
         def _train(cfg: Any, *, run_dir: Path, resume: bool) -> Path:
             return train_fn(cfg, run_dir=run_dir, resume=resume, progress=progress)  # type: ignore[misc]
@@ -240,8 +238,6 @@ def run_sweep(
         outcomes[r.name] = "resumed" if r.action == "resume" else "trained"
         say(f"{head}: done in {time.time() - t0:.0f}s")
     if report:
-        from ._report import write_report
-
         dirs = [r.run_dir for r in plan.runs if r.run_dir.is_dir()]
         if dirs:
             write_report(dirs, plan.report_dir, log=say)

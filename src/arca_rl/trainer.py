@@ -11,7 +11,8 @@ Data flow (one generation batch, then one micro-batch at a time):
                    ->  TRL's own loss, optimizer step, logging
 
 The trainers only route tensors between TRL and `credit.py` / `diagnostics.py`; the routing is one mixin
-(`_CreditRouting`), and each trainer says in `_apply_credit` how the weights enter its TRL loss.
+(`_CreditRouting`), and each trainer says in `_apply_credit` how the weights enter its TRL loss. What is logged
+about the credit (metrics, the token dump) is the mixin `_trainer_logging._CreditLogging`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from __future__ import annotations
 import functools
 import logging
 import numbers
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,8 @@ from trl import GRPOTrainer, RLOOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import is_async_callable, use_adapter
 
-from . import credit, diagnostics, rundir
+from . import credit
+from ._trainer_logging import _CreditLogging
 from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 
 logger = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ class _Rollout:
     policy_logps: torch.Tensor | None = None  # TRL's adapter-on no-grad pass (RLOO's old log-probs)
 
 
-class _CreditRouting:
+class _CreditRouting(_CreditLogging):
     """The credit routing shared by `ARCAGRPOTrainer` and `ARCARLOOTrainer` (listed before the TRL trainer).
 
     Three TRL methods are extended, each only to route tensors: `_generate_and_score_completions` (attach the base
@@ -112,7 +114,7 @@ class _CreditRouting:
     TRL's loss is the one thing that differs between estimators: `_apply_credit`.
     """
 
-    _config_class: type
+    _config_class: type[ARCAGRPOConfig] | type[ARCARLOOConfig]
     _needs_policy_logps = False  # does `_apply_credit` read the rollout's per-token log-probs (credit_old_logps)?
 
     def __init__(self, model: Any, reward_funcs: Any, args: Any = None, *pargs: Any, **kwargs: Any):
@@ -139,7 +141,7 @@ class _CreditRouting:
         super().__init__(model, reward_funcs, args, *pargs, **kwargs)
         # TRL turns a reward function's output into a float tensor with no check of its own, so a function
         # returning strings fails with "too many dimensions 'str'"; name the function instead.
-        self.reward_funcs = [
+        self.reward_funcs: list[Any] = [
             f if isinstance(f, nn.Module) or is_async_callable(f) else _numeric_rewards(f, name)
             for f, name in zip(self.reward_funcs, self.reward_func_names, strict=True)
         ]
@@ -281,8 +283,14 @@ class _CreditRouting:
         return (torch.cat(store, dim=0) if store else None), ref_logps
 
     def _get_per_token_logps_and_entropies(
-        self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
-    ):
+        self,
+        model: nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        *args: Any,
+        **kwargs: Any,
+    ) -> tuple[Any, ...]:
         # Extends TRL's forward helper. During a rollout it records what TRL's own no-grad passes give the credit
         # (no pass is added); otherwise, on the training forward of a micro-batch, it turns the detached hidden
         # state, log-probs and entropies into token weights and hands TRL's loss the credit (`_apply_credit`).
@@ -304,13 +312,23 @@ class _CreditRouting:
         weights, mask = self._token_weights(inputs, logps=logps, entropies=entropies, hidden=hidden)
         return self._apply_credit(inputs, logps, weights, mask), entropies, aux
 
-    def _rollout_forward(self, parent, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+    def _rollout_forward(
+        self,
+        parent: Callable[..., tuple[Any, ...]],
+        model: nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        *args: Any,
+        **kwargs: Any,
+    ) -> tuple[Any, ...]:
         """One of TRL's no-grad rollout passes: record the base pass's hidden state and log-probs (when beta > 0 it
         is our base) and the policy pass's log-probs (when `_apply_credit` needs them)."""
         rollout = self._rollout
+        assert rollout is not None  # set by `_generate_and_score_completions` around TRL's rollout
         if self._wants_base and self._is_base_pass(model):
             rollout.base_seen = True
-            ctx = nullcontext()
+            ctx: AbstractContextManager[Any] = nullcontext()
             if rollout.base_hidden is not None:
                 ctx = _capture_last_hidden(self._backbone(model), logits_to_keep, rollout.base_hidden, clone=True)
             with ctx:
@@ -390,85 +408,6 @@ class _CreditRouting:
         `num_iterations` pass over a generation batch get the same lambda."""
         return self.args.credit_lambda(self.state.global_step)
 
-    # ---- metrics ---------------------------------------------------------------------------------------------
-
-    def _log_credit(self, prefix: str, weights: torch.Tensor, mask: torch.Tensor, mode: str) -> None:
-        """Per-row Gini / EffN/T / top-10% mass, gathered over processes, averaged over rows with T >= 2."""
-        rows = torch.stack(
-            [
-                diagnostics.gini(weights, mask),
-                diagnostics.effective_token_ratio(weights, mask),
-                diagnostics.top_mass(weights, mask, frac=0.1),
-                (mask.sum(dim=1) >= 2).float(),
-            ],
-            dim=1,
-        ).float()
-        rows = self.accelerator.gather(rows)
-        valid = rows[:, 3] > 0
-        if not bool(valid.any()):
-            return  # nothing to average; a missing point beats a NaN in every logger
-        means = rows[valid, :3].mean(dim=0).tolist()
-        for key, value in zip(("gini", "effective_token_ratio", "top10_mass"), means):
-            self._metrics[mode][f"{prefix}/{key}"].append(value)
-
-    def _log_residual(self, residual: torch.Tensor, mask: torch.Tensor, mode: str) -> None:
-        real = mask.bool()
-        local = torch.stack(
-            [
-                residual[real].sum(),
-                real.sum().float(),
-                residual[real].max() if real.any() else residual.new_zeros(()),
-            ]
-        ).float()
-        totals = self.accelerator.gather(local.unsqueeze(0))
-        count = totals[:, 1].sum()
-        if count > 0:
-            self._metrics[mode]["credit/residual_norm_mean"].append((totals[:, 0].sum() / count).item())
-            self._metrics[mode]["credit/residual_norm_max"].append(totals[:, 2].max().item())
-
-    def _maybe_dump_tokens(
-        self,
-        inputs: dict[str, Any],
-        mask: torch.Tensor,
-        weights_of: dict[str, torch.Tensor],
-        salience_of: dict[str, torch.Tensor],
-        advantages: torch.Tensor,
-        entropies: torch.Tensor | None = None,
-    ) -> None:
-        every, step = self.args.credit_log_tokens_every, self.state.global_step
-        if every <= 0 or step % every != 0 or step == self._last_token_dump_step:
-            return
-        self._last_token_dump_step = step
-        keep = None
-        quantile = getattr(self, "top_entropy_quantile", 1.0)  # TRL's GRPO has it; RLOO has no entropy mask
-        if quantile < 1.0 and entropies is not None and hasattr(self, "get_high_entropy_mask"):
-            # TRL's entropy mask, computed as its loss computes it (a gather: every process calls it), so the dump
-            # shows which tokens' advantages A_i * w_it * T_i actually reach the gradient
-            keep = self.get_high_entropy_mask(entropies.float(), mask, 1 - quantile)
-        if not self.accelerator.is_main_process:
-            return
-        completion_ids = inputs["completion_ids"]
-        records = []
-        for row in range(min(self.args.credit_log_tokens_count, completion_ids.size(0))):
-            real = mask[row].bool()
-            tokens = [self._tokenizer.decode([i]) for i in completion_ids[row][real].tolist()]
-            records += [
-                rundir.TokenRecord(
-                    step=step,
-                    signal=name,
-                    active=name == self.args.credit,
-                    sample=row,
-                    tokens=tokens,
-                    weights=weights_of[name][row][real].tolist(),
-                    salience=salience_of[name][row][real].tolist(),
-                    advantage=float(advantages[row]),
-                    # top_entropy_quantile < 1: 1 where TRL's mask keeps the token
-                    entropy_mask=keep[row][real].tolist() if keep is not None else None,
-                )
-                for name in weights_of
-            ]
-        rundir.append_token_records(self.args.output_dir, records)
-
 
 def _sequence_advantage(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """A_i as a (B, 1) column, back from token advantages A_it = A_i * w_it * T_i (their masked mean over the T_i
@@ -492,7 +431,9 @@ class ARCAGRPOTrainer(_CreditRouting, GRPOTrainer):
 
     _config_class = ARCAGRPOConfig
 
-    def _apply_credit(self, inputs, logps, weights, mask):
+    def _apply_credit(
+        self, inputs: dict[str, Any], logps: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         # A_it = A_i * w_it * T_i : uniform w = 1/T_i gives back A_i on every token, i.e. stock GRPO.
         advantages = inputs["advantages"]
         num_tokens = mask.sum(dim=1, keepdim=True).float()
@@ -500,14 +441,26 @@ class ARCAGRPOTrainer(_CreditRouting, GRPOTrainer):
         return logps
 
     @staticmethod
-    def get_off_policy_mask(advantages, per_token_logps, sampling_per_token_logps, mask, off_policy_threshold):
+    def get_off_policy_mask(
+        advantages: torch.Tensor,
+        per_token_logps: torch.Tensor,
+        sampling_per_token_logps: torch.Tensor,
+        mask: torch.Tensor,
+        off_policy_threshold: float,
+    ) -> torch.Tensor:
         # TRL keeps a sequence when A_i >= 0 or its mean KL is small: decide on A_i, as stock GRPO does.
         return GRPOTrainer.get_off_policy_mask(
             _sequence_advantage(advantages, mask), per_token_logps, sampling_per_token_logps, mask, off_policy_threshold
         )
 
     @staticmethod
-    def get_gamma_weights(advantages, log_ratio_per_token, mask, importance_sampling_ratio, **kwargs):
+    def get_gamma_weights(
+        advantages: torch.Tensor,
+        log_ratio_per_token: torch.Tensor,
+        mask: torch.Tensor,
+        importance_sampling_ratio: torch.Tensor,
+        **kwargs: Any,
+    ) -> torch.Tensor:
         # VESPO's sequence weight picks its (k, lambda) by the sign of A_i: one weight per sequence, as stock.
         return GRPOTrainer.get_gamma_weights(
             _sequence_advantage(advantages, mask), log_ratio_per_token, mask, importance_sampling_ratio, **kwargs
@@ -532,7 +485,9 @@ class ARCARLOOTrainer(_CreditRouting, RLOOTrainer):
     _config_class = ARCARLOOConfig
     _needs_policy_logps = True
 
-    def _apply_credit(self, inputs, logps, weights, mask):
+    def _apply_credit(
+        self, inputs: dict[str, Any], logps: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         scale = weights * mask.sum(dim=1, keepdim=True).float()  # T_i * w_it: 1 on every real token when uniform
         old_logps = inputs["old_logps"]
         inputs["old_logps"] = (inputs["credit_old_logps"].float() * scale).sum(dim=1).to(old_logps.dtype)

@@ -79,7 +79,9 @@ def field_default(name: str, config: type = ARCAGRPOConfig) -> Any:
     inherited field)."""
     for f in dataclasses.fields(config):
         if f.name == name:
-            return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if f.default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            return f.default
     raise KeyError(name)
 
 

@@ -119,4 +119,5 @@ def config_class(trainer: str) -> type[ARCAGRPOConfig | ARCARLOOConfig]:
     """`trainer:` -> `ARCAGRPOConfig` or `ARCARLOOConfig`."""
     from ..trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 
-    return {"grpo": ARCAGRPOConfig, "rloo": ARCARLOOConfig}[trainer]
+    classes: dict[str, type[ARCAGRPOConfig | ARCARLOOConfig]] = {"grpo": ARCAGRPOConfig, "rloo": ARCARLOOConfig}
+    return classes[trainer]

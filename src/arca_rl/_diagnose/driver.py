@@ -8,10 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import _credit_fields, rundir
+from .. import _credit_fields, _evaluation, rundir
+from .._config import ConfigError, RunConfig, default_model_path
+from ..tasks import get_task
+from .pipeline import diagnose
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .._config import RunConfig
     from .results import DiagnoseResult
 
 __all__ = ["run_diagnose"]
@@ -87,8 +89,6 @@ def run_diagnose(
     folder's name or the model's. `oracle_samples=K` adds the Monte Carlo oracle (see `diagnose`).
     Returns the result and the written files.
     """
-    from .._config import ConfigError, default_model_path
-
     # bad counts fail here, before any model or data loads
     for name, value in (("n", n), ("k", k)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -99,10 +99,6 @@ def run_diagnose(
         raise ConfigError(
             f"oracle samples (--oracle K) must be an integer >= 1 (continuations per prefix), got {oracle_samples!r}"
         )
-    from .._evaluation import adapter_base_model, load_model_for_eval
-    from ..tasks import get_task
-    from . import diagnose
-
     say = log or (lambda _m: None)
     settings = _default_settings()
     run_name = run_task = None
@@ -119,7 +115,7 @@ def run_diagnose(
         max_prompt_tokens = cfg.task.max_prompt_tokens
         model_path = model_path or cfg.model.name_or_path
     if model_path is None and adapter_dir is not None:
-        model_path = adapter_base_model(adapter_dir)
+        model_path = _evaluation.adapter_base_model(adapter_dir)
     if model_path is None:
         model_path = default_model_path()
         if not Path(model_path).is_dir():
@@ -149,7 +145,7 @@ def run_diagnose(
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"task: {exc}") from exc
     say(f"loading {model_path}" + (f" + adapter {adapter_dir}" if adapter_dir else " (no adapter)"))
-    lm, tok = load_model_for_eval(str(model_path), adapter_dir, dtype="float32", device=device)
+    lm, tok = _evaluation.load_model_for_eval(str(model_path), adapter_dir, dtype="float32", device=device)
     try:
         data = task_obj.test_dataset(n)
     except ValueError as exc:  # the task's own data checks (missing columns, empty prompts)
@@ -161,6 +157,9 @@ def run_diagnose(
 
     if oracle_samples is not None and solutions is None:
         raise ConfigError(f"task {task_name}: its test split has no solution column, so the oracle has no reward")
+
+    # the run's (or given) credit.token_weights keywords: numbers, as diagnose takes them
+    weights: dict[str, Any] = {kwarg: float(settings[kwarg]) for kwarg in _credit_fields.weight_kwargs({})}
 
     def reward(i: int, text: str) -> float | None:
         return None if solutions is None else task_obj.score(text, solutions[i])
@@ -175,7 +174,7 @@ def run_diagnose(
         top_p=float(settings["top_p"]),
         signals=signals,
         mix=float(mix_in_force),
-        **{kwarg: float(settings[kwarg]) for kwarg in _credit_fields.weight_kwargs({})},  # numbers, as diagnose takes
+        **weights,
         seed=seed,
         batch_size=batch_size,
         progress=progress,

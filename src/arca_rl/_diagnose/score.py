@@ -84,8 +84,8 @@ def score(
         ids = torch.full((B, P + C), fill, dtype=torch.long)
         att = torch.zeros((B, P + C), dtype=torch.long)
         mask = torch.zeros((B, C), dtype=torch.bool)
-        for b, s in enumerate(batch):
-            p_ids, c_ids = s.prompt_ids, s.completion_ids
+        for b, smp in enumerate(batch):
+            p_ids, c_ids = smp.prompt_ids, smp.completion_ids
             ids[b, P - len(p_ids) : P] = torch.tensor(p_ids, dtype=torch.long)
             att[b, P - len(p_ids) : P] = 1
             if c_ids:
@@ -123,8 +123,8 @@ def score(
                 out.failed[s] = f"scoring failed: {type(exc).__name__}: {exc}"
                 continue
             salience_b[s], weights_b[s] = alpha.cpu(), w.cpu()
-        for b, s in enumerate(batch):
-            n = len(s.completion_ids)
+        for b, smp in enumerate(batch):
+            n = len(smp.completion_ids)
             out.weights.append({name: [float(x) for x in w[b, :n]] for name, w in weights_b.items()})
             out.salience.append({name: [float(x) for x in a[b, :n]] for name, a in salience_b.items()})
         say(f"scored {min(start + batch_size, len(samples))}/{len(samples)} completions")

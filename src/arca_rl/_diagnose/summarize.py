@@ -36,7 +36,7 @@ def _summarize_signal(name: str, weights: list[list[float]], saliences: list[lis
         gini=num(summ.get("gini")),
         effective_token_ratio=num(summ.get("effective_token_ratio")),
         top10_mass=num(summ.get("top10_mass")),
-        regime=summ.get("regime") if isinstance(summ.get("regime"), str) else None,
+        regime=regime if isinstance(regime := summ.get("regime"), str) else None,
         n_rows=int(summ.get("n_rows") or 0),
         first_token_mass=num(first),
         salience_mean=num(sum(flat) / len(flat)) if flat else None,

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from .. import rundir
 from ..diagnostics import regime
+from .html import Section, SummaryRow, completions_from_token_log, write_page
+from .plots import plot_curves
 from .tables import (
     TABLE2_COLUMNS,
     TABLE3_COLUMNS,
@@ -70,8 +72,6 @@ def default_out_dir(run_dirs: Sequence[str | Path]) -> Path:
 
 
 def _heatmap_sections(runs: Sequence[RunData], messages: list[str]):
-    from .html import Section, SummaryRow, completions_from_token_log
-
     sections = []
     for r in runs:
         if r.token_log is None:
@@ -83,7 +83,7 @@ def _heatmap_sections(runs: Sequence[RunData], messages: list[str]):
         if not comps:
             messages.append(f"{r.path}: credit_tokens.jsonl has no usable records")
             continue
-        steps = sorted({c.meta.get("step") for c in comps if isinstance(c.meta.get("step"), int)})
+        steps = sorted({step for c in comps if isinstance(step := c.meta.get("step"), int)})
         keep_steps = {steps[0], steps[-1]} if steps else set()
         chosen = []
         for s in sorted(keep_steps):
@@ -166,8 +166,6 @@ def write_report(
     result.files["table3.csv"] = write_csv(t3, out_dir / "table3.csv", TABLE3_COLUMNS)
 
     if runs:
-        from .plots import plot_curves
-
         curves = plot_curves(runs, out_dir / "curves.png")
         if curves is not None:
             result.files["curves.png"] = curves
@@ -178,8 +176,6 @@ def write_report(
 
     sections = _heatmap_sections(runs, messages)
     if sections:
-        from .html import write_page
-
         result.files["heatmaps.html"] = write_page(
             out_dir / "heatmaps.html",
             "arca report: token credit heatmaps",

@@ -185,10 +185,10 @@ def _completion_card(c: Completion, signals: Sequence[str], idx: int) -> str:
 
 def _oracle_row(c: Completion) -> str:
     """The oracle row of a card: tokens shaded by o_t; the tip gives V_{t-1} -> V_t, delta and errors."""
-    o = c.oracle or {}
-    values = [float(v) for v in o.get("values") or []]  # type: ignore[union-attr]
-    delta = [float(d) for d in o.get("delta") or []]  # type: ignore[union-attr]
-    errs = list(o.get("stderr") or [])  # type: ignore[call-overload]
+    o: Mapping[str, Any] = c.oracle or {}
+    values = [float(v) for v in o.get("values") or []]
+    delta = [float(d) for d in o.get("delta") or []]
+    errs = list(o.get("stderr") or [])
     credit = o.get("credit")
     shares = [float(x) for x in credit] if isinstance(credit, list) else [0.0] * len(delta)
 

@@ -124,7 +124,7 @@ class RunData:
     def final_mix(self) -> float | None:
         """The credit_mix lambda in force at the end of training (`CreditFields`' `final_lambda`): the last logged
         `credit/mix`, else computed from the config."""
-        training = self.config.get("training") if isinstance(self.config.get("training"), dict) else {}
+        training = _section(self.config, "training")
         return final_lambda(training, self.series("credit/mix")[1])
 
     def eval_value(self, key: str) -> float | None:
@@ -134,6 +134,12 @@ class RunData:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             return None
         return float(v)
+
+
+def _section(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """A section of a raw config.yaml, {} when it is missing or not a mapping."""
+    value = cfg.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def _as_int(x: Any) -> int | None:
@@ -160,8 +166,7 @@ def load_run(path: str | Path) -> RunData:
         cfg = rundir.read_raw_config(p)
     except ValueError as exc:
         raise RunLoadError(str(exc)) from None
-    training = cfg.get("training") if isinstance(cfg.get("training"), dict) else {}
-    lora = cfg.get("lora") if isinstance(cfg.get("lora"), dict) else {}
+    training, lora = _section(cfg, "training"), _section(cfg, "lora")
     method = variant_name(training, default_credit=defaults()["credit"])
     rank = _as_int(lora.get("r"))
     seed = _as_int(training.get("seed"))

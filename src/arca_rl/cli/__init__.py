@@ -8,7 +8,7 @@
     arca sweep     sweep.py      a grid of runs, then the report       -> arca_rl.plan_sweep / run_sweep
 
 The options several commands share (--set, --threads, --quiet, --task-option, comma lists) are in
-`_common.py`. Heavy imports happen inside the commands, so `arca --help` is instant.
+`_common.py`. The imports that load TRL or transformers happen inside the commands, so `arca --help` is quick.
 `python -m arca_rl.cli` (and `accelerate launch -m arca_rl.cli`) runs `main`.
 """
 
@@ -20,6 +20,9 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from .. import __version__
+from ..errors import ConfigError
+from ..rundir import RunExistsError
 from . import demo, diagnose, evaluate, report, sweep, train
 from ._common import set_threads
 
@@ -57,8 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from .. import __version__
-
     return __version__
 
 
@@ -72,9 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         # Library deprecation notices (transformers' v6 renames that TRL still calls) are not for `arca` users.
         warnings.filterwarnings("ignore", category=FutureWarning)
-    from ..errors import ConfigError
-    from ..rundir import RunExistsError
-
     try:
         set_threads(args)
         result = args.func(args)

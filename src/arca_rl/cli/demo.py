@@ -59,6 +59,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: _demo loads TRL, which `arca --help` does not need
     from .._demo import DEFAULT_BUDGET_S, DEFAULT_ORACLE_SAMPLES, run_demo
 
     run_demo(

@@ -81,7 +81,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._diagnose import run_diagnose
+    from .._diagnose import run_diagnose  # here: it loads transformers, which `arca --help` does not need
 
     if args.n < 1 or args.k < 1:
         raise ConfigError("--n and --k must be >= 1")

@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from .. import rundir
+from .._config import RunConfig, load_config, parse_config
+from .._evaluation import adapter_base_model, evaluate, load_model_for_eval, write_eval_json
 from ._common import add_quiet, add_task_options, add_threads, task_options
 
 __all__ = ["make_parser", "run"]
@@ -46,10 +49,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import rundir
-    from .._config import RunConfig, load_config, parse_config
-    from .._evaluation import adapter_base_model, evaluate, load_model_for_eval, write_eval_json
-    from .._run import build_task
+    from .._run import build_task  # here: _run loads TRL, which `arca --help` does not need
 
     config_path = args.config
     if config_path is None and args.adapter is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .._report import write_report
+
 __all__ = ["make_parser", "run"]
 
 
@@ -33,7 +35,5 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._report import write_report
-
     res = write_report(args.runs, args.out)
     return 0 if res.runs else 1

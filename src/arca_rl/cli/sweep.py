@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import rundir
+# _sweep's functions are looked up at call time, so tests can stand in for run_sweep
+from .. import _sweep, rundir
 from ._common import add_quiet, add_set, parse_list
 
 __all__ = ["make_parser", "run"]
@@ -48,7 +49,6 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import _sweep  # looked up at call time, so tests can stand in for run_sweep
 
     plan = _sweep.plan_sweep(
         args.config,

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from .. import rundir
+from .._config import load_config, require_max_steps
 from ._common import add_quiet, add_set, add_threads
 
 __all__ = ["make_parser", "run"]
@@ -40,9 +42,6 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import rundir
-    from .._config import load_config, require_max_steps
-
     cfg = load_config(args.config, args.overrides)
     run_dir = args.output_dir or rundir.default_run_dir(cfg.name)
     if args.dry_run:
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             f"# run folder: {run_dir} ({state})"
         )
         return 0
-    from .._run import train
+    from .._run import train  # here: it loads TRL, which --dry-run and `arca --help` do not need
 
     out = train(cfg, run_dir=run_dir, resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) != 0:

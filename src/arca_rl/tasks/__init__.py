@@ -19,6 +19,7 @@ Every task's ``train_dataset(n)`` / ``test_dataset(n)`` have a plain-text ``prom
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ._common import Task, last_boxed
@@ -37,6 +38,8 @@ def get_task(name: str, **options: Any) -> Task:
     value (the message names the option). Datasets load lazily, on the first
     ``train_dataset()`` / ``test_dataset()`` call, so building a task never touches the network.
     """
+    # each task's module is imported when asked for: math loads math-verify, gsm8k and math the datasets library
+    make_task: Callable[..., Task]
     if name == "arithmetic":
         from .arithmetic import make_task
     elif name == "math":

@@ -122,7 +122,7 @@ def problems(split: Literal["train", "test"], n: int, seed: int = 0, *, unique: 
         raise ValueError(f"at most {limit} distinct {split} problems can be drawn, asked for {n}")
 
     def draw(rng: random.Random) -> Problem:
-        return tuple(rng.randint(LOW, HIGH) for _ in range(N_TERMS))  # type: ignore[return-value]
+        return tuple(rng.randint(LOW, HIGH) for _ in range(N_TERMS))
 
     return draw_split(split, n, f"{seed}:{split}", draw, is_test_problem, unique=unique)
 

@@ -1,0 +1,199 @@
+"""`diagnose`: sample -> score -> (oracle) -> summarize, the steps of this package (see its docstring)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import credit
+from .._causal_lm import eos_ids, has_adapter, model_name, render_prompt
+from .._credit_fields import MIX_RANGE
+from ..oracle import check_samples, estimate_rollouts
+from .oracle_sampling import sample_oracle, strict_reward
+from .results import CompletionRecord, DiagnoseResult, num
+from .sample import sample
+from .score import scorable, score
+from .summarize import summarize, summarize_oracle
+
+__all__ = ["diagnose"]
+
+
+def diagnose(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Any],
+    *,
+    k: int = 4,
+    max_new_tokens: int = 128,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    signals: Sequence[str] | None = None,
+    power: float = 1.0,
+    eps: float = 1e-8,
+    min_salience: float = 0.0,
+    mix: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: bool = True,
+    rewards: Callable[[int, str], float | None] | None = None,
+    oracle_samples: int | None = None,
+    oracle_batch_rows: int = 1024,
+) -> DiagnoseResult:
+    """Sample k completions per prompt and score every credit signal on them.
+
+    Args:
+        model: a causal LM, optionally a `peft.PeftModel` (or a transformers model with a loaded
+            adapter); without an adapter, signals needing the adapter-off pass are reported absent.
+        tokenizer: its tokenizer (left padding is set for generation and restored after).
+        prompts: strings, or chat-message lists rendered with the tokenizer's chat template.
+        k: completions per prompt. max_new_tokens, temperature, top_p: sampling (temperature 0 =
+            greedy; log-probs and entropies then use temperature 1).
+        signals: which registered signals to score (default: all, in registration order).
+        power, eps, min_salience: how salience becomes weights (`credit.token_weights`; a run's
+            are `ARCAGRPOConfig.token_weight_kwargs()`).
+        mix: the `credit_mix` lambda applied to every signal's weights, `(1 - mix) / T + mix * w`
+            (`credit.mix_weights`; 1 = the signals alone). Salience is reported raw.
+        seed: sampling seed (the global RNG state is restored afterwards).
+        batch_size: sequences per generate / forward call.
+        progress: print a progress line per batch to stderr.
+        rewards: optional `fn(prompt_index, completion_text) -> reward` stored on each completion.
+        oracle_samples: K >= 1 turns on the Monte Carlo oracle (`arca_rl.oracle`): K continuations
+            of every prefix of every completion, with the same policy and sampling settings, give
+            each completion its token values (`CompletionRecord.oracle`) and every scored signal its
+            oracle lift, Spearman vs |delta| and top match. Needs `rewards`; the rollouts are
+            rewarded first, and a reward that raises or is not a finite number stops it there,
+            before any continuation. Costs K x (prompts + sum of (T - 1)) sampled continuations.
+        oracle_batch_rows: most continuations per batched sampling call (bounds memory).
+
+    Returns:
+        DiagnoseResult with per-signal summaries, `absent` reasons, and per-completion records.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if not prompts:
+        raise ValueError("diagnose needs at least one prompt")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not MIX_RANGE.contains(mix):  # NaN fails too
+        raise ValueError(f"mix (credit_mix) must be {MIX_RANGE.describe()} (1 = the signals alone), got {mix!r}")
+    if oracle_samples is not None:
+        check_samples(oracle_samples)
+        if rewards is None:
+            raise ValueError("oracle_samples needs rewards=fn(prompt_index, completion_text) -> reward")
+        if oracle_batch_rows < 1:
+            raise ValueError(f"oracle_batch_rows must be >= 1, got {oracle_batch_rows}")
+    registered = credit.registered_signals()
+    names = list(registered if signals is None else signals)
+    unknown = [s for s in names if s not in registered]
+    if unknown:
+        raise ValueError(f"unknown signals {unknown}; registered: {registered}")
+
+    adapter = has_adapter(model)
+    scored, absent = scorable(names, adapter)
+    texts = [render_prompt(tokenizer, p) for p in prompts]
+    t0 = time.time()
+
+    def say(msg: str) -> None:
+        if progress:
+            print(f"[diagnose {time.time() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    was_training = model.training
+    model.eval()
+    try:
+        samples = sample(
+            model, tokenizer, texts, k=k, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_p=top_p, seed=seed, batch_size=batch_size, say=say,
+        )  # fmt: skip
+        # With the oracle the rollouts are rewarded now: a broken reward must stop it before the
+        # (expensive) continuations are sampled.
+        first_rewards: list[float] | None = None
+        if oracle_samples is not None and rewards is not None:
+            first_rewards = [
+                strict_reward(rewards, s.prompt_index, tokenizer.decode(s.completion_ids, skip_special_tokens=True))
+                for s in samples
+            ]
+        weight_kwargs = {"eps": eps, "power": power, "min_salience": min_salience}
+        scores = score(
+            model, tokenizer, samples, scored, temperature=temperature, weight_kwargs=weight_kwargs,
+            batch_size=batch_size, say=say, mix=mix,
+        )  # fmt: skip
+        oracle_rows = None
+        oracle_settings: dict[str, Any] = {}
+        if oracle_samples is not None and first_rewards is not None and rewards is not None:
+            t_oracle = time.time()
+            oracle_rows = sample_oracle(
+                model, tokenizer,
+                [(s.prompt_index, s.prompt_ids, s.completion_ids, r) for s, r in zip(samples, first_rewards)],
+                rewards, samples=oracle_samples, max_new_tokens=max_new_tokens, temperature=temperature,
+                top_p=top_p, eos_ids=eos_ids(model, tokenizer), seed=seed + 1, batch_rows=oracle_batch_rows,
+                progress=progress, say=say,
+            )  # fmt: skip
+            lengths: dict[int, list[int]] = {}
+            for s in samples:
+                lengths.setdefault(s.prompt_index, []).append(len(s.completion_ids))
+            oracle_settings = {
+                "oracle_samples": oracle_samples,
+                "oracle_rollouts": estimate_rollouts(list(lengths.values()), oracle_samples),
+                "oracle_seconds": round(time.time() - t_oracle, 2),
+                "oracle_zero_rows": sum(row.credit is None for row in oracle_rows),
+                "oracle_no_signal_rows": sum(row.no_signal for row in oracle_rows),
+            }
+    finally:
+        if was_training:
+            model.train()
+    absent.update(scores.failed)
+    scored = [s for s in scored if s not in scores.failed]
+
+    records: list[CompletionRecord] = []
+    for s, weights, salience in zip(samples, scores.weights, scores.salience):
+        rec = CompletionRecord(
+            prompt_index=s.prompt_index,
+            sample_index=s.sample_index,
+            prompt=texts[s.prompt_index],
+            completion=tokenizer.decode(s.completion_ids, skip_special_tokens=True),
+            tokens=[
+                tokenizer.decode([t], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+                for t in s.completion_ids
+            ],
+            token_ids=list(s.completion_ids),
+            finished=s.finished,
+            weights=weights,
+            salience=salience,
+        )
+        if first_rewards is not None:
+            rec.reward = first_rewards[len(records)]
+        elif rewards is not None:
+            try:
+                rec.reward = num(rewards(rec.prompt_index, rec.completion))
+            except Exception:  # never let a scoring bug lose the diagnosis
+                rec.reward = None
+        if oracle_rows is not None:
+            rec.oracle = oracle_rows[len(records)].to_dict()
+        records.append(rec)
+
+    summaries, notes = summarize(records, scored, max_new_tokens=max_new_tokens)
+    if oracle_samples is not None:
+        notes += summarize_oracle(records, summaries, oracle_samples)
+    settings = {
+        "model": model_name(model),
+        "adapter": None,
+        "n_prompts": len(texts),
+        "k": k,
+        "n_completions": len(records),
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "power": power,
+        "eps": eps,
+        "min_salience": min_salience,
+        "mix": mix,
+        "seed": seed,
+        "signals": names,
+        **oracle_settings,
+        "seconds": round(time.time() - t0, 2),
+    }
+    return DiagnoseResult(
+        signals=summaries, absent=absent, completions=records, settings=settings, has_adapter=adapter, notes=notes
+    )
