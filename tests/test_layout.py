@@ -1,0 +1,115 @@
+"""The package's shape: no module over 500 lines, and imports between its own modules run one way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "src" / "arca_rl"
+
+
+def _module_name(path: Path) -> tuple[str, bool]:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    is_package = parts[-1] == "__init__"
+    return ".".join(parts[:-1] if is_package else parts), is_package
+
+
+def _own_imports(path: Path, name: str, is_package: bool, known: set[str], *, everywhere: bool) -> set[str]:
+    """The package's own modules that `path` imports. `everywhere=False`: those imported when it is imported
+    (module level, outside functions and `if TYPE_CHECKING:`); `everywhere=True`: every import statement.
+    A package's `__init__` runs before its modules anyway, so a module importing its parent is no edge."""
+    found: set[str] = set()
+
+    def absolute(module: str | None, level: int) -> str:
+        if level == 0:
+            return module or ""
+        base = name.split(".") if is_package else name.split(".")[:-1]
+        base = base[: len(base) - (level - 1)]
+        return ".".join(base + ([module] if module else []))
+
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if everywhere else _import_time(path):
+        if isinstance(node, ast.ImportFrom):
+            base = absolute(node.module, node.level)
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m in known and m != name and not name.startswith(m + ".")}
+
+
+def _import_time(path: Path) -> list[ast.stmt]:
+    out: list[ast.stmt] = []
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If):
+                if "TYPE_CHECKING" not in ast.unparse(node.test):
+                    visit(node.body)
+                    visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+            elif isinstance(node, ast.ClassDef):
+                visit(node.body)
+            else:
+                out.append(node)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return out
+
+
+def _graph(*, everywhere: bool) -> dict[str, set[str]]:
+    paths = {(m := _module_name(p))[0]: (p, m[1]) for p in PACKAGE.rglob("*.py")}
+    known = set(paths)
+    return {name: _own_imports(p, name, pkg, known, everywhere=everywhere) for name, (p, pkg) in paths.items()}
+
+
+def _circles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[set[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(component)
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return out
+
+
+def test_no_module_is_over_500_lines():
+    sizes = {str(p.relative_to(PACKAGE)): len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert sizes and {p: n for p, n in sizes.items() if n > 500} == {}
+
+
+def test_own_imports_form_no_circle():
+    # when a module is imported, it imports the package's modules one way: no circle at all
+    at_import = _graph(everywhere=False)
+    assert "arca_rl._report.diagnose_page" in at_import["arca_rl._diagnose.results"]  # the walk sees imports
+    assert _circles(at_import) == []
+    # counting the imports inside functions and for the type checker too, the one circle left is between the
+    # config reader and the run folder (`rundir.read_config` builds a RunConfig; `_config` validates run folders)
+    config_and_run_folder = {"arca_rl._config", "arca_rl.rundir", "arca_rl._runfiles"}
+    for circle in _circles(_graph(everywhere=True)):
+        outside = {m for m in circle if not any(m == k or m.startswith(k + ".") for k in config_and_run_folder)}
+        assert not outside, f"import circle through {sorted(circle)}"
