@@ -53,6 +53,8 @@ __all__ = [
     "oracle_values",
     "row_spearman",
     "score_signal",
+    "score_signed",
+    "signed_cosine",
     "top_match",
 ]
 
@@ -267,6 +269,46 @@ def score_signal(
         zero_rows=zero,
         spearman_n=len(rhos),
     )
+
+
+def signed_cosine(token_advantages: Sequence[float], delta: Sequence[float]) -> float | None:
+    """The signed oracle measure of one completion: cos(A, delta) = sum_t A_t delta_t / (||A|| ||delta||) in
+    [-1, 1], A a method's signed token advantages (A_i * w_t * T for a weighting signal). Uniform credit gets
+    sign(A_i) (R - V_0) / (sqrt(T) ||delta||), since sum_t delta_t = R - V_0. None when every A_t or delta_t is 0."""
+    if len(token_advantages) != len(delta):
+        raise ValueError(f"token advantages have {len(token_advantages)} tokens but the oracle row has {len(delta)}")
+    a = [float(x) for x in token_advantages]
+    d = [float(x) for x in delta]
+    na = math.sqrt(math.fsum(x * x for x in a))  # ||A||
+    nd = math.sqrt(math.fsum(x * x for x in d))  # ||delta||
+    if not (na > 0 and nd > 0):
+        return None
+    return max(-1.0, min(1.0, math.fsum(x * y for x, y in zip(a, d)) / (na * nd)))
+
+
+def score_signed(
+    token_advantages: Sequence[Sequence[float] | None], deltas: Sequence[Sequence[float] | None]
+) -> dict[str, Any]:
+    """The signed oracle measure of one method over completions: {"mean", "ci_low", "ci_high", "n", "zero_rows"},
+    the mean per-completion `signed_cosine` with its 95% Student t interval; `zero_rows` counts completions left
+    out because their advantages or deltas are all 0 (None entries are skipped)."""
+    if len(token_advantages) != len(deltas):
+        raise ValueError("score_signed: token_advantages and deltas must cover the same completions")
+    cos: list[float] = []
+    zero = 0
+    for a, d in zip(token_advantages, deltas):
+        if a is None or d is None:
+            continue
+        c = signed_cosine(a, d)
+        if c is None:
+            zero += 1
+        else:
+            cos.append(c)
+    mean, half, n = mean_ci(cos)
+    lo = hi = None
+    if mean is not None and half is not None:
+        lo, hi = mean - half, mean + half
+    return {"mean": mean, "ci_low": lo, "ci_high": hi, "n": n, "zero_rows": zero}
 
 
 # -----------------------------------------------------------------------------
