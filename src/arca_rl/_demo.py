@@ -46,7 +46,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,6 +70,8 @@ DEFAULT_ORACLE_SAMPLES = 16  # K: continuations per prefix
 ORACLE_ROLLOUTS = 16  # completions (one per held-out prompt) whose credit the oracle scores
 DEMO_METHODS = ("uniform", "arca", "entropy_reduction", "surprisal", "divergence")
 REQUIRED_METHODS = 2  # the first two methods always run
+BASE_EVAL_FILE = "base_eval.json"
+SUMMARY_FILE = "summary.json"
 
 #: The demo's base config, shipped in the package; the repository's configs/demo.yaml links to it.
 DEMO_CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "demo.yaml"
@@ -231,19 +232,54 @@ def run_demo(
             raise ConfigError(f"--methods: {exc}") from None
         base.with_overrides(_method_overrides(method, fields_of[method], seed=0))
     out = Path(out_dir) if out_dir is not None else rundir.default_run_dir("demo")
-    out.mkdir(parents=True, exist_ok=True)
+    seeds = list(seeds) if seeds else list(DEFAULT_SEEDS)
+    # The demo holds its folder for its whole length (a second demo there is refused), and each run
+    # folder is only ever emptied by `train(replace=True)` under that run's own lock. Refused before
+    # any work: a folder of someone else's files, a run folder another process is training in.
+    run_dirs = [_run_dir(out, method, j, seed) for method in methods for j, seed in enumerate(seeds)]
+    ours = tuple(d.name for d in run_dirs if rundir.is_ours(d) and d.is_dir())
+    rundir.check_ours(out, also=(BASE_EVAL_FILE, SUMMARY_FILE, *ours))
+    for run_dir in run_dirs:
+        rundir.check_ours(run_dir)
+        if rundir.is_running(run_dir):
+            raise rundir.RunLockedError(
+                f"{run_dir} is in use by another run; wait for it to end or stop it, or pick another --output-dir"
+            )
+    with rundir.lock(out):
+        return _run_demo_locked(
+            base, methods, signal_of, fields_of, out=out, seeds=seeds, budget_s=budget_s, progress=progress,
+            oracle_samples=oracle_samples, t_start=t_start,
+        )
 
+
+def _run_dir(out: Path, method: str, j: int, seed: int) -> Path:
+    """Seed 0's (the first seed's) run of a method is <out>/<method>/, the others <out>/<method>-s<seed>/."""
+    return out / method if j == 0 else out / f"{method}-s{seed}"
+
+
+def _run_demo_locked(
+    base: RunConfig,
+    methods: list[str],
+    signal_of: dict[str, str],
+    fields_of: dict[str, dict[str, Any]],
+    *,
+    out: Path,
+    seeds: list[int],
+    budget_s: float,
+    progress: bool,
+    oracle_samples: int,
+    t_start: float,
+) -> dict[str, Any]:
     eval_kwargs = {**base.eval_arguments(), "progress": progress}
     base.model_path(check=True)
     print(f"arca demo: model {base.model_path()}, task {base.task.name}, methods {', '.join(methods)}, budget {budget_s:.0f} s")
     model, tokenizer = load_model_for_eval(base.model_path(), dtype=base.model.dtype)
     task = build_task(base)
     before = evaluate(model, tokenizer, task, **eval_kwargs)
-    write_eval_json(before, out / "base_eval.json")
+    write_eval_json(before, out / BASE_EVAL_FILE)
     del model
     print(f"base model: greedy {before.greedy_accuracy:.3f}, pass@{before.k} {before.pass_at_k:.3f} on {before.n} held-out problems")
 
-    seeds = list(seeds) if seeds else list(DEFAULT_SEEDS)
     results: dict[str, dict[str, Any]] = {}
     seconds_of: dict[str, float] = {}  # method -> seconds of its last run (for the projection)
     oracle_seconds = 0.0  # the last oracle's time (for the projection)
@@ -260,14 +296,12 @@ def run_demo(
         per_seed: dict[str, dict[str, Any]] = {}
         for j, seed in enumerate(seeds):
             overrides_m = _method_overrides(method, fields_of[method], seed=seed, suffix=j > 0)
-            run_dir = out / method if j == 0 else out / f"{method}-s{seed}"
+            run_dir = _run_dir(out, method, j, seed)
             cfg = base.with_overrides(overrides_m)
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
             seed_note = f", seed {seed}" if len(seeds) > 1 else ""
             print(f"[{i + 1}/{len(methods)}] training {method} ({cfg.training.get('max_steps')} steps{seed_note}) ...")
             t0 = time.perf_counter()
-            train(cfg, run_dir=run_dir, progress=progress, print_logs=False)
+            train(cfg, run_dir=run_dir, progress=progress, print_logs=False, replace=True)
             seconds_of[method] = time.perf_counter() - t0
             per_seed[str(seed)] = _method_figures(run_dir, before)
             after = per_seed[str(seed)]
@@ -297,12 +331,12 @@ def run_demo(
         "budget_seconds": budget_s,
         "oracle": {"samples": oracle_samples, "rollouts": ORACLE_ROLLOUTS, "seed": 0} if oracle_samples else None,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     print()
     print(format_table(results, before.k))
     if len(seeds) > 1:
         print(f"(means over seeds {', '.join(map(str, seeds))}; per-seed figures in summary.json)")
     if skipped:
         print(f"(skipped for time: {', '.join(skipped)}; run them with --methods {','.join(skipped)})")
-    print(f"\n{total:.0f} s in all; summary in {out / 'summary.json'}")
+    print(f"\n{total:.0f} s in all; summary in {out / SUMMARY_FILE}")
     return summary

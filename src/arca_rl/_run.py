@@ -107,6 +107,8 @@ def train(
     callbacks: Sequence[TrainerCallback] = (),
     progress: bool = True,
     print_logs: bool = True,
+    replace: bool = False,
+    allow_other_files: bool = False,
 ) -> Path:
     """Train `cfg` into `run_dir` (default runs/<cfg.name>/), evaluate, plot; return the run folder.
 
@@ -120,6 +122,11 @@ def train(
     training before `max_steps`, the run is left unfinished (resumable) and no adapter, eval or
     plots are written. `progress=False` silences the progress bars; `print_logs=False` keeps the
     training bar but not the log dict HF prints at each logging step (metrics.jsonl has them).
+
+    `replace=True` starts over in a folder that holds a run (the demo's runs): its contents are removed
+    once the lock is held, never before. A non-empty folder that no `arca` command made (the user's
+    files: a README.md, the input config) is refused (RunExistsError, `rundir.check_ours`) unless
+    `allow_other_files=True`.
     """
     run_dir = Path(run_dir) if run_dir is not None else rundir.default_run_dir(cfg.name)
     require_max_steps(cfg)
@@ -132,12 +139,14 @@ def train(
     is_main = args.process_index == 0
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: exists and is not a folder; pick another --output-dir (or name)")
+    if not allow_other_files:
+        rundir.check_ours(run_dir)
     # The main process holds the folder until it returns (other ranks of a distributed run only read
     # it); taken before anything in it is read, so a second run is refused before it sees any state.
     with rundir.lock(run_dir) if is_main else nullcontext():
         return _train_locked(
             cfg, run_dir, args=args, peft_config=peft_config, task=task, model_path=model_path, resume=resume,
-            callbacks=callbacks, progress=progress, print_logs=print_logs,
+            callbacks=callbacks, progress=progress, print_logs=print_logs, replace=replace and is_main,
         )
 
 
@@ -153,7 +162,10 @@ def _train_locked(
     callbacks: Sequence[TrainerCallback],
     progress: bool,
     print_logs: bool,
+    replace: bool = False,
 ) -> Path:
+    if replace and not resume:
+        rundir.clear(run_dir)  # under the lock: nobody else is writing here
     rundir.check_can_start(run_dir, resume)
     if resume:
         # Before anything is written: a changed fixed setting refuses, the others are recorded.

@@ -84,6 +84,9 @@ __all__ = [
     "append_token_records",
     "check_adapter_files",
     "check_can_start",
+    "check_ours",
+    "clear",
+    "is_ours",
     "check_resume_config",
     "checkpoint_step",
     "default_run_dir",
@@ -162,6 +165,54 @@ def lock(run_dir: str | Path) -> Iterator[Path]:
         yield run_dir / LOCK_FILE
     finally:
         os.close(fd)  # releases the lock
+
+
+def is_ours(folder: str | Path, *, also: tuple[str, ...] = ()) -> bool:
+    """True when `folder` is absent, empty, or was made by an `arca` command (see `check_ours`)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return not folder.exists()
+    entries = {p.name for p in folder.iterdir()}
+    mine = {LOCK_FILE, METRICS_FILE, FINISHED_FILE, *also}
+    return not entries or bool(mine & entries) or last_checkpoint(folder) is not None
+
+
+def check_ours(folder: str | Path, *, flag: str = "--output-dir", also: tuple[str, ...] = ()) -> None:
+    """Refuse (RunExistsError) to write into `folder` when it is not empty and no `arca` command made it.
+
+    A folder is ours when it is absent or empty, holds the `.lock` every `arca` writer takes, or holds
+    what a run writes before it finishes (a checkpoint, metrics.jsonl, finished.json; runs of versions
+    before the lock). `also` names further entries that make it ours (the demo's files). Anything else
+    is the user's: `config.yaml`, `README.md` and the rest would be overwritten, so it is refused,
+    naming what it holds.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: exists and is not a folder; pick another {flag} (or name)")
+    if is_ours(folder, also=also):
+        return
+    entries = sorted(p.name for p in folder.iterdir())
+    shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
+    raise RunExistsError(
+        f"{folder}: not empty and not a folder written by arca (it holds {shown}); pick a new or empty "
+        f"{flag}, so none of these files is overwritten"
+    )
+
+
+def clear(run_dir: str | Path) -> None:
+    """Remove everything in `run_dir` but its lock file, to start a run over. Call it only while holding
+    `lock(run_dir)`: nothing may delete what another process is writing."""
+    import shutil
+
+    for child in Path(run_dir).iterdir():
+        if child.name == LOCK_FILE:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -35,6 +35,12 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="validate and print the resolved config; load no model or data"
     )
     p.add_argument("--output-dir", "-o", type=Path, default=None, help="run folder (default: runs/<name>)")
+    p.add_argument(
+        "--allow-other-files",
+        action="store_true",
+        help="train into a non-empty folder that is not a run folder (refused otherwise); files there with "
+        "the names a run writes (config.yaml, README.md, metrics.jsonl, ...) are overwritten",
+    )
     add_quiet(p)
     add_threads(p, default=None)
     p.set_defaults(func=run)
@@ -44,6 +50,8 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     run_dir = args.output_dir or rundir.default_run_dir(cfg.name)
+    if not args.allow_other_files:
+        rundir.check_ours(run_dir)  # with or without --dry-run
     if args.dry_run:
         steps = require_max_steps(cfg)
         model = cfg.model_path(check=True)
@@ -73,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from .._run import train  # here: it loads TRL, which --dry-run and `arca --help` do not need
 
-    out = train(cfg, run_dir=run_dir, resume=args.resume, progress=not args.quiet)
+    out = train(cfg, run_dir=run_dir, resume=args.resume, progress=not args.quiet, allow_other_files=args.allow_other_files)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # a distributed launch: the main process saves, evaluates and reports
     if rundir.is_finished(out):
