@@ -7,10 +7,10 @@ import json
 
 import pytest
 import yaml
-from runfiles import one_error_line, snapshot
 
 from arca_rl import rundir
 from arca_rl.cli import main
+from runfiles import one_error_line, snapshot
 
 
 def _demo_argv(out, tiny_model_dir, *extra):

@@ -219,7 +219,9 @@ def run_demo(
     if not isinstance(oracle_samples, int) or isinstance(oracle_samples, bool) or oracle_samples < 0:
         raise ConfigError(f"--oracle: must be an integer >= 0 (0 = no oracle), got {oracle_samples!r}")
     base = load_config(config, overrides) if config is not None else demo_config(overrides)
-    methods = list(methods) if methods else list(DEMO_METHODS)
+    methods = list(methods) if methods is not None else list(DEMO_METHODS)
+    if not methods:
+        raise ConfigError("--methods: needs at least one method, e.g. --methods uniform,arca")
 
     # Each method is a signal or a variant (arca+mix0.5, arca+warmup10, uniform+topent0.2): check them all,
     # and every config they make, before the base model is evaluated.
@@ -230,9 +232,13 @@ def run_demo(
             signal_of[method], fields_of[method] = parse_variant(method, registered_signals())
         except ValueError as exc:
             raise ConfigError(f"--methods: {exc}") from None
-        base.with_overrides(_method_overrides(method, fields_of[method], seed=0))
     out = Path(out_dir) if out_dir is not None else rundir.default_run_dir("demo")
-    seeds = list(seeds) if seeds else list(DEFAULT_SEEDS)
+    seeds = list(seeds) if seeds is not None else list(DEFAULT_SEEDS)
+    if not seeds:
+        raise ConfigError("--seeds: needs at least one seed")
+    for method in methods:
+        for seed in seeds:  # every run's config, every seed included, is valid before any work
+            base.with_overrides(_method_overrides(method, fields_of[method], seed=seed))
     # The demo holds its folder for its whole length (a second demo there is refused), and each run
     # folder is only ever emptied by `train(replace=True)` under that run's own lock. Refused before
     # any work: a folder of someone else's files, a run folder another process is training in.

@@ -91,6 +91,7 @@ def field_default(name: str, config: type = ARCAGRPOConfig) -> Any:
 # ranges are `CreditFields.__post_init__`'s.
 _POSITIVE = (0, False, None)
 _NON_NEGATIVE = (0, True, None)
+SEED_RANGE = (0, True, 2**32 - 1)  # numpy.random.seed's range (HF's set_seed calls it)
 TRL_FIELD_RANGES: dict[str, tuple[float, bool, float | None]] = {
     "max_steps": _POSITIVE,
     "per_device_train_batch_size": _POSITIVE,
@@ -118,4 +119,6 @@ TRL_FIELD_RANGES: dict[str, tuple[float, bool, float | None]] = {
     "logging_steps": _POSITIVE,
     "save_steps": _POSITIVE,
     "eval_steps": _POSITIVE,
+    "seed": SEED_RANGE,
+    "data_seed": SEED_RANGE,
 }

@@ -158,8 +158,8 @@ class EvalSection(_Section):
     """Sampling temperature for pass@k; null: `training.temperature`."""
     top_p: Float | None = Field(None, gt=0, le=1)
     """Nucleus sampling for pass@k; null: `training.top_p`."""
-    seed: Int | None = None
-    """Seed of the sampling for pass@k; null: `training.seed`."""
+    seed: Int | None = Field(None, ge=0, le=2**32 - 1)
+    """Seed of the sampling for pass@k (numpy's range, [0, 2**32 - 1]); null: `training.seed`."""
 
 
 @dataclass

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from .. import _credit_fields, _evaluation, rundir
 from .._config import ConfigError, RunConfig, default_model_path
 from ..tasks import get_task
-from .pipeline import diagnose
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import DiagnoseResult
@@ -89,16 +88,31 @@ def run_diagnose(
     folder's name or the model's. `oracle_samples=K` adds the Monte Carlo oracle (see `diagnose`).
     Returns the result and the written files.
     """
-    # bad counts fail here, before any model or data loads
-    for name, value in (("n", n), ("k", k)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    if oracle_samples is not None and (
-        not isinstance(oracle_samples, int) or isinstance(oracle_samples, bool) or oracle_samples < 1
-    ):
-        raise ConfigError(
-            f"oracle samples (--oracle K) must be an integer >= 1 (continuations per prefix), got {oracle_samples!r}"
-        )
+    from .._checks import (
+        check_count,
+        check_device,
+        check_names,
+        check_number,
+        check_output_folder,
+        check_seed,
+    )
+    from ..credit import registered_signals
+
+    # Every argument is checked here, before any model or data loads (the CLI checked its flags already).
+    check_count(n, "--n")
+    check_count(k, "--k")
+    check_count(batch_size, "--batch-size")
+    check_seed(seed, "--seed")
+    if oracle_samples is not None:
+        check_count(oracle_samples, "--oracle")
+    if signals is not None:
+        signals = check_names(signals, "--signals", valid=registered_signals, what="signal")
+    if device is not None:
+        check_device(device, "--device")
+    if out is not None:
+        check_output_folder(out, "--out")
+    from . import diagnose
+
     say = log or (lambda _m: None)
     settings = _default_settings()
     run_name = run_task = None
@@ -126,6 +140,10 @@ def run_diagnose(
         "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "power": power, "eps": eps, "mix": mix,
     }  # fmt: skip
     settings.update({key: value for key, value in given.items() if value is not None})
+    check_count(settings["max_new_tokens"], "--max-new-tokens")
+    check_number(settings["temperature"], "--temperature", low=0, low_open=True)
+    check_number(settings["top_p"], "--top-p", low=0, low_open=True, high=1)
+    check_number(settings["power"], "--power", low=0, low_open=True)
     mix_in_force = settings["mix"]
     if not _credit_fields.MIX_RANGE.contains(mix_in_force):
         raise ConfigError(
@@ -144,6 +162,14 @@ def run_diagnose(
         task_obj = get_task(task_name, **opts)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"task: {exc}") from exc
+    if out is None:
+        if run_name:
+            name = run_name
+        elif adapter_dir is not None:
+            name = (adapter_dir.parent if adapter_dir.name == "adapter" else adapter_dir).name
+        else:
+            name = Path(str(model_path)).name or "model"
+        out = check_output_folder(Path("diagnose") / name, "--out")
     say(f"loading {model_path}" + (f" + adapter {adapter_dir}" if adapter_dir else " (no adapter)"))
     lm, tok = _evaluation.load_model_for_eval(str(model_path), adapter_dir, dtype="float32", device=device)
     try:
@@ -184,14 +210,6 @@ def run_diagnose(
     result.settings.update(
         model=str(model_path), adapter=str(adapter_dir) if adapter_dir else None, task=task_name
     )
-    if out is None:
-        if run_name:
-            name = run_name
-        elif adapter_dir is not None:
-            name = (adapter_dir.parent if adapter_dir.name == "adapter" else adapter_dir).name
-        else:
-            name = Path(str(model_path)).name or "model"
-        out = Path("diagnose") / name
     title = f"arca diagnose: {Path(str(model_path)).name}" + (f" + {adapter}" if adapter else " (no adapter)")
     files = result.write(out, title=title)
     say(result.table())

@@ -19,6 +19,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .. import __version__
 from ..errors import ConfigError
@@ -43,8 +44,20 @@ examples:
 """
 
 
+class UsageError(Exception):
+    """A command line argparse refuses: `main` prints it as one line and returns 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line (`arca <command>: error: --flag: ...`), not the usage
+    block, and `main` returns 2 instead of argparse exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: error: {message.removeprefix('argument ')}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="arca",
         description="Token-level credit assignment for GRPO with LoRA (ARCA and intrinsic baselines) on TRL.",
         epilog=_EPILOG,
@@ -66,7 +79,11 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `arca` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"{exc} (see {exc.args[0].split(':')[0]} --help)", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

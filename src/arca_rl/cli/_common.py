@@ -18,6 +18,7 @@ __all__ = [
     "add_threads",
     "parse_list",
     "set_threads",
+    "signal_names",
     "task_options",
 ]
 
@@ -47,11 +48,20 @@ def add_quiet(p: argparse.ArgumentParser, what: str = "no progress bars") -> Non
     p.add_argument("--quiet", "-q", action="store_true", help=what)
 
 
+def signal_names() -> list[str]:
+    """The registered credit signals (for `--signals`, `--credit`)."""
+    from ..credit import registered_signals
+
+    return list(registered_signals())
+
+
 def add_threads(p: argparse.ArgumentParser, default: int | None) -> None:
+    from .._checks import arg, check_count
+
     what = "torch's default" if default is None else str(default)
     p.add_argument(
         "--threads",
-        type=int,
+        type=arg(check_count, "--threads"),
         default=default,
         help=f"CPU threads for torch (default: {what}). The tiny model's matrices are too small to gain from "
         "more than one, and on a busy CPU extra threads spin-wait and slow everything down",

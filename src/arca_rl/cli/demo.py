@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .._checks import arg, check_count, check_number, check_output_folder, check_seeds
 from ._common import add_quiet, add_set, add_threads, parse_list
 
 __all__ = ["make_parser", "run"]
@@ -31,22 +32,23 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--budget",
-        type=float,
+        type=arg(check_number, "--budget", low=0),
         default=None,
         help="wall-clock seconds for the whole demo; methods after uniform and arca run only while the "
         "projection fits (default 540)",
     )
     p.add_argument(
         "--seeds",
+        type=arg(check_seeds, "--seeds"),
         default=None,
         help="comma-separated training seeds: each method trains once per seed and the table shows means "
         "(default 0,1,2)",
     )
     add_set(p, "override the demo config; repeatable")
-    p.add_argument("--output-dir", "-o", type=Path, default=None, help="demo folder (default: runs/demo)")
+    p.add_argument("--output-dir", "-o", type=arg(check_output_folder, "--output-dir"), default=None, help="demo folder (default: runs/demo)")
     p.add_argument(
         "--oracle",
-        type=int,
+        type=arg(check_count, "--oracle", low=0),
         default=None,
         metavar="K",
         help="continuations per prefix for each method's oracle lift on 16 rollouts of its seed-0 adapter "
@@ -65,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
     run_demo(
         config=args.config,
         overrides=args.overrides,
-        methods=parse_list(args.methods, flag="--methods") if args.methods else None,
+        methods=parse_list(args.methods, flag="--methods") if args.methods is not None else None,
         budget_s=args.budget if args.budget is not None else DEFAULT_BUDGET_S,
         out_dir=args.output_dir,
-        seeds=parse_list(args.seeds, int, flag="--seeds") if args.seeds else None,
+        seeds=args.seeds,
         progress=not args.quiet,
         oracle_samples=DEFAULT_ORACLE_SAMPLES if args.oracle is None else args.oracle,
     )

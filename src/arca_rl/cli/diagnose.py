@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..errors import ConfigError
-from ._common import add_quiet, add_task_options, add_threads, parse_list, task_options
+from .._checks import (
+    arg,
+    check_count,
+    check_device,
+    check_names,
+    check_number,
+    check_output_folder,
+    check_seed,
+)
+from ._common import add_quiet, add_task_options, add_threads, signal_names, task_options
 
 __all__ = ["make_parser", "run"]
 
@@ -38,42 +45,42 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--task", "-t", default=None, help="task name: arithmetic, math, gsm8k (default: the run's task; required otherwise)"
     )
     add_task_options(p)
-    p.add_argument("--n", type=int, default=32, help="number of held-out prompts (default 32)")
-    p.add_argument("--k", type=int, default=4, help="completions per prompt (default 4)")
+    p.add_argument("--n", type=arg(check_count, "--n"), default=32, help="number of held-out prompts (default 32)")
+    p.add_argument("--k", type=arg(check_count, "--k"), default=4, help="completions per prompt (default 4)")
     p.add_argument(
         "--max-new-tokens",
-        type=int,
+        type=arg(check_count, "--max-new-tokens"),
         default=None,
         help="completion budget (default: the run's max_completion_length, else 128)",
     )
-    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the run's, else 1.0)")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default: the run's, else 1.0)")
+    p.add_argument("--temperature", type=arg(check_number, "--temperature", low=0, low_open=True), default=None, help="sampling temperature (default: the run's, else 1.0)")
+    p.add_argument("--top-p", type=arg(check_number, "--top-p", low=0, low_open=True, high=1), default=None, help="nucleus sampling (default: the run's, else 1.0)")
     p.add_argument(
         "--power",
-        type=float,
+        type=arg(check_number, "--power", low=0, low_open=True),
         default=None,
         help="sharpening power p of the weights (default: the run's credit_power, else 1)",
     )
     p.add_argument(
         "--mix",
-        type=float,
+        type=arg(check_number, "--mix", low=0, high=1),
         default=None,
         help="credit_mix lambda applied to every signal's weights, (1 - lambda)/T + lambda * w "
         "(default: the lambda the run ended with, else 1 = the signals alone)",
     )
-    p.add_argument("--signals", default=None, help="comma-separated signals to score (default: all registered)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per generate / forward call (default 16)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--signals", type=arg(check_names, "--signals", valid=signal_names, what="signal"), default=None, help="comma-separated signals to score (default: all registered)")
+    p.add_argument("--seed", type=arg(check_seed, "--seed"), default=0, help="sampling seed (default 0)")
+    p.add_argument("--batch-size", type=arg(check_count, "--batch-size"), default=16, help="sequences per generate / forward call (default 16)")
+    p.add_argument("--device", type=arg(check_device, "--device"), default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument(
         "--oracle",
-        type=int,
+        type=arg(check_count, "--oracle"),
         default=None,
         metavar="K",
         help="Monte Carlo token values as ground truth: K continuations of every prefix of every completion "
         "(about n*k*(T+1)*K sampled rollouts; default off)",
     )
-    p.add_argument("--out", "-o", type=Path, default=None, help="output folder (default: diagnose/<name>)")
+    p.add_argument("--out", "-o", type=arg(check_output_folder, "--out"), default=None, help="output folder (default: diagnose/<name>)")
     add_quiet(p, "no progress lines")
     add_threads(p, default=1)
     p.set_defaults(func=run)
@@ -83,10 +90,6 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from .._diagnose import run_diagnose  # here: it loads transformers, which `arca --help` does not need
 
-    if args.n < 1 or args.k < 1:
-        raise ConfigError("--n and --k must be >= 1")
-    if args.oracle is not None and args.oracle < 1:
-        raise ConfigError("--oracle K must be >= 1 (continuations per prefix)")
     run_diagnose(
         task=args.task,
         task_options=task_options(args.task_options),
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         mix=args.mix,
         seed=args.seed,
         batch_size=args.batch_size,
-        signals=parse_list(args.signals, flag="--signals") if args.signals else None,
+        signals=args.signals,
         device=args.device,
         progress=not args.quiet,
         oracle_samples=args.oracle,

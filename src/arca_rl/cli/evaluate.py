@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from .. import rundir
-from .._config import RunConfig, load_config, parse_config
+from .._checks import arg, check_count, check_number, check_output_file, check_seed
+from .._config import ConfigError, RunConfig, load_config, parse_config
 from .._evaluation import adapter_base_model, evaluate, load_model_for_eval, write_eval_json
 from ._common import add_quiet, add_task_options, add_threads, task_options
 
@@ -31,17 +32,17 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--task", "-t", default=None, help="task name: arithmetic, math, gsm8k (default: arithmetic)")
     add_task_options(p)
     p.add_argument("--config", "-c", type=Path, default=None, help="take model, task and eval settings from a config")
-    p.add_argument("--n", type=int, default=None, help="number of held-out problems (default 200)")
-    p.add_argument("--k", type=int, default=None, help="k of pass@k (default 4)")
-    p.add_argument("--samples-per-problem", type=int, default=None, help="samples per problem for pass@k (default 4)")
-    p.add_argument("--batch-size", type=int, default=None, help="prompts per generate call (default 64)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="completion budget (default 256)")
-    p.add_argument("--temperature", type=float, default=None, help="sampling temperature for pass@k (default 1.0)")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling for pass@k (default 1.0)")
-    p.add_argument("--seed", type=int, default=None, help="sampling seed (default 42)")
-    p.add_argument("--max-prompt-tokens", type=int, default=None, help="left-truncate prompts to this many tokens")
+    p.add_argument("--n", type=arg(check_count, "--n"), default=None, help="number of held-out problems (default 200)")
+    p.add_argument("--k", type=arg(check_count, "--k"), default=None, help="k of pass@k (default 4)")
+    p.add_argument("--samples-per-problem", type=arg(check_count, "--samples-per-problem"), default=None, help="samples per problem for pass@k (default 4)")
+    p.add_argument("--batch-size", type=arg(check_count, "--batch-size"), default=None, help="prompts per generate call (default 64)")
+    p.add_argument("--max-new-tokens", type=arg(check_count, "--max-new-tokens"), default=None, help="completion budget (default 256)")
+    p.add_argument("--temperature", type=arg(check_number, "--temperature", low=0, low_open=True), default=None, help="sampling temperature for pass@k (default 1.0)")
+    p.add_argument("--top-p", type=arg(check_number, "--top-p", low=0, low_open=True, high=1), default=None, help="nucleus sampling for pass@k (default 1.0)")
+    p.add_argument("--seed", type=arg(check_seed, "--seed"), default=None, help="sampling seed (default 42)")
+    p.add_argument("--max-prompt-tokens", type=arg(check_count, "--max-prompt-tokens"), default=None, help="left-truncate prompts to this many tokens")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16", "auto"], help="weight dtype")
-    p.add_argument("--out", type=Path, default=None, help="also write the eval.json object to this file")
+    p.add_argument("--out", type=arg(check_output_file, "--out"), default=None, help="also write the eval.json object to this file")
     add_quiet(p, "no progress bar")
     add_threads(p, default=None)
     p.set_defaults(func=run)
@@ -70,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
         model_path = adapter_base_model(args.adapter)
     if model_path is None:
         model_path = cfg.model_path(check=True)
-    model, tokenizer = load_model_for_eval(model_path, args.adapter, dtype=args.dtype or cfg.model.dtype)
     eval_args = cfg.eval_arguments(
         n=args.n,
         k=args.k,
@@ -82,7 +82,13 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_prompt_tokens=args.max_prompt_tokens,
     )
-    result = evaluate(model, tokenizer, build_task(cfg), progress=not args.quiet, **eval_args)
+    if eval_args["samples_per_problem"] < eval_args["k"]:  # the flags and the config together
+        raise ConfigError(
+            f"--samples-per-problem: must be >= --k ({eval_args['k']}) for pass@k, got {eval_args['samples_per_problem']}"
+        )
+    task = build_task(cfg)
+    model, tokenizer = load_model_for_eval(model_path, args.adapter, dtype=args.dtype or cfg.model.dtype)
+    result = evaluate(model, tokenizer, task, progress=not args.quiet, **eval_args)
     print(json.dumps(result.to_json(), indent=2))
     if args.out is not None:
         write_eval_json(result, args.out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .._checks import arg, check_output_folder
 from .._report import write_report
 
 __all__ = ["make_parser", "run"]
@@ -28,7 +29,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders, or folders containing run folders"
     )
     p.add_argument(
-        "--out", "-o", type=Path, default=None, help="output folder (default: <common parent>/report)"
+        "--out", "-o", type=arg(check_output_folder, "--out"), default=None, help="output folder (default: <common parent>/report)"
     )
     p.set_defaults(func=run)
     return p

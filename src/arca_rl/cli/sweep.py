@@ -7,7 +7,8 @@ from pathlib import Path
 
 # _sweep's functions are looked up at call time, so tests can stand in for run_sweep
 from .. import _sweep, rundir
-from ._common import add_quiet, add_set, parse_list
+from .._checks import arg, check_count, check_names, check_output_folder, check_seeds
+from ._common import add_quiet, add_set, parse_list, signal_names
 
 __all__ = ["make_parser", "run"]
 
@@ -31,11 +32,11 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", "-c", required=True, type=Path, help="base YAML config")
-    p.add_argument("--credit", required=True, help="comma-separated credit signals, e.g. uniform,surprisal,arca")
+    p.add_argument("--credit", required=True, type=arg(check_names, "--credit", valid=signal_names, what="signal"), help="comma-separated credit signals, e.g. uniform,surprisal,arca")
     p.add_argument("--rank", required=True, help="comma-separated LoRA ranks, e.g. 4,16,64")
-    p.add_argument("--seed", required=True, help="comma-separated seeds, e.g. 1,2,3")
+    p.add_argument("--seed", required=True, type=arg(check_seeds, "--seed"), help="comma-separated seeds, e.g. 1,2,3")
     add_set(p, "override the base config for every run (dotted path, YAML value); repeatable")
-    p.add_argument("--runs-dir", type=Path, default=rundir.RUNS_DIR, help="where the run folders go (default runs/)")
+    p.add_argument("--runs-dir", type=arg(check_output_folder, "--runs-dir"), default=rundir.RUNS_DIR, help="where the run folders go (default runs/)")
     p.add_argument(
         "--dry-run", action="store_true", help="print one `accelerate launch` line per run still to do; train nothing"
     )
@@ -52,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
     plan = _sweep.plan_sweep(
         args.config,
-        credits=parse_list(args.credit, flag="--credit"),
-        ranks=parse_list(args.rank, int, flag="--rank"),
-        seeds=parse_list(args.seed, int, flag="--seed"),
+        credits=args.credit,
+        ranks=[check_count(r, "--rank") for r in parse_list(args.rank, int, flag="--rank")],
+        seeds=args.seed,
         overrides=args.overrides,
         runs_dir=args.runs_dir,
     )

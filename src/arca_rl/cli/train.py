@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from .. import rundir
+from .._checks import arg, check_output_folder
 from .._config import load_config, require_max_steps
 from ._common import add_quiet, add_set, add_threads
 
@@ -34,7 +35,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run", action="store_true", help="validate and print the resolved config; load no model or data"
     )
-    p.add_argument("--output-dir", "-o", type=Path, default=None, help="run folder (default: runs/<name>)")
+    p.add_argument("--output-dir", "-o", type=arg(check_output_folder, "--output-dir"), default=None, help="run folder (default: runs/<name>)")
     p.add_argument(
         "--allow-other-files",
         action="store_true",
