@@ -258,7 +258,7 @@ def test_cli_on_a_mixed_run_applies_its_final_lambda(tmp_path, tok, capsys):
     assert json.loads((tmp_path / "d3" / "diagnose.json").read_text())["settings"]["mix"] == 1.0
     capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "d4"), "--mix", "1.5"]) == 2
-    assert "--mix: must be a number in [0, 1]" in capsys.readouterr().err
+    assert "--mix: must be a finite number in [0, 1]" in capsys.readouterr().err
 
 
 def test_cli_on_run_folder_and_plain_model(tmp_path, tok, capsys):
