@@ -166,16 +166,16 @@ def test_run_diagnose_refuses_bad_counts_before_loading(monkeypatch, capsys):
 
     monkeypatch.setattr(ev, "load_model_for_eval", no_load)
     for kwargs, match in (
-        ({"oracle_samples": 0}, r"--oracle K\) must be an integer >= 1"),
-        ({"n": 0, "oracle_samples": 4}, "n must be an integer >= 1"),
-        ({"k": 0}, "k must be an integer >= 1"),
+        ({"oracle_samples": 0}, "--oracle: must be an integer >= 1"),
+        ({"n": 0, "oracle_samples": 4}, "--n: must be an integer >= 1"),
+        ({"k": 0}, "--k: must be an integer >= 1"),
     ):
         with pytest.raises(ConfigError, match=match):
             run_diagnose(task="arithmetic", model="/nonexistent/model", **{"n": 2, **kwargs})
     from arca_rl.cli import main
 
     assert main(["diagnose", "--task", "arithmetic", "--oracle", "0", "--model", "/nonexistent"]) == 2
-    assert "--oracle K must be >= 1" in capsys.readouterr().err
+    assert "--oracle: must be an integer >= 1" in capsys.readouterr().err
 
 
 def test_cli_oracle_on_a_plain_model(tmp_path, tok, capsys):
