@@ -60,6 +60,15 @@ class _BarOnlyProgressCallback(ProgressCallback):
         return None
 
 
+class _StepsFromConfig(TrainerCallback):
+    """logging_steps, save_steps and eval_steps as the config says, also on --resume: HF Trainer would keep
+    the values of the checkpoint's trainer_state.json, so a change `--resume` allows and records would
+    not take effect."""
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        state.compute_steps(args, state.max_steps)
+
+
 class MetricsJsonlCallback(TrainerCallback):
     """Append each training log dict (plus "step") to the run's metrics.jsonl (`rundir.append_metrics`).
 
@@ -179,6 +188,13 @@ def _train_locked(
     done = rundir.checkpoint_step(ckpt) if ckpt is not None else 0
     if ckpt is not None and cfg.lora.enabled:
         rundir.check_adapter_files(ckpt)  # a damaged checkpoint fails here, before the folder is touched
+    if ckpt is not None:
+        rundir.check_checkpoint_files(ckpt)  # optimizer, scheduler and RNG state: loadable, or refused now
+        if done > args.max_steps:
+            raise ConfigError(
+                f"training.max_steps: {args.max_steps} is below the {done} steps already trained ({ckpt.name}); "
+                f"resume with training.max_steps >= {done}, or start a new run (another name or --output-dir)"
+            )
     if resume and ckpt is None:
         logger.warning("%s has no checkpoint to resume from; starting from step 0", run_dir)
     # A checkpoint at max_steps: training is complete (the run stopped during its final save or
@@ -211,6 +227,7 @@ def _train_locked(
                        resumed_from=ckpt.name, train_summary={}, progress=progress)
 
     metrics_cb = MetricsJsonlCallback(run_dir)
+    callbacks = [_StepsFromConfig(), *callbacks]
     from peft.utils.error import NoMatchingPeftModuleError
 
     trainer_class = {"grpo": ARCAGRPOTrainer, "rloo": ARCARLOOTrainer}[cfg.trainer]

@@ -84,6 +84,7 @@ __all__ = [
     "append_token_records",
     "check_adapter_files",
     "check_can_start",
+    "check_checkpoint_files",
     "check_ours",
     "clear",
     "is_ours",
@@ -299,9 +300,17 @@ def check_can_start(run_dir: str | Path, resume: bool) -> None:
         )
 
 
-# Settings a run cannot change midway (`check_resume_config`): the weights, the data, the method and
-# the batch shape the checkpoint's optimizer and data order were built with. Everything else (logging,
-# checkpointing, evaluation, max_steps, ...) may change on --resume and is recorded in config.yaml.
+# Settings a run cannot change midway (`check_resume_config`), two kinds:
+#  - what defines the run: the weights, the data, the method and the batch shape the checkpoint's
+#    optimizer and data order were built with;
+#  - what the checkpoint restores over the config: HF Trainer loads optimizer.pt (its param groups carry
+#    the learning rate, betas, eps and weight decay) and scheduler.pt (base learning rates, step count),
+#    so a new value there would be recorded but never applied.
+# Everything else may change on --resume, takes effect and is recorded in config.yaml: what TRL reads
+# from the config at every step (sampling, loss clipping, beta, max_grad_norm, ...), eval.*, max_steps
+# (never below the last checkpoint), and logging_steps / save_steps / eval_steps, which HF would take
+# from the checkpoint's trainer_state.json but `arca_rl.train` sets from the config again
+# (`_run._StepsFromConfig`).
 _FIXED_SECTIONS = ("lora", "task")
 _FIXED_MODEL = ("name_or_path", "dtype", "revision")
 _FIXED_TRAINING = (
@@ -315,17 +324,35 @@ _FIXED_TRAINING = (
     "num_iterations",
 )
 # ... and the credit settings that `CreditFields` declares fixed on resume (`_credit_fields.resume_fixed`).
+_RESTORED_TRAINING = (
+    "learning_rate",
+    "lr_scheduler_type",
+    "lr_scheduler_kwargs",
+    "warmup_steps",
+    "warmup_ratio",
+    "optim",
+    "optim_args",
+    "optim_target_modules",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "weight_decay",
+)
 
 
 def _fixed_values(cfg: RunConfig) -> dict[str, Any]:
     # TRL's defaults: imported here because it loads TRL, which reading a run folder does not need
-    from .trainer_config import field_default
+    import dataclasses
+
+    from .trainer_config import ARCAGRPOConfig, field_default
 
     d = cfg.to_yaml_dict()
     out: dict[str, Any] = {"trainer": d["trainer"], **{f"model.{k}": d["model"].get(k) for k in _FIXED_MODEL}}
     for section in _FIXED_SECTIONS:
         out.update({f"{section}.{k}": v for k, v in d[section].items()})
-    for key in _FIXED_TRAINING:
+    fields = {f.name for f in dataclasses.fields(ARCAGRPOConfig)}
+    restored = [k for k in _RESTORED_TRAINING if k in fields]  # the ones this TRL version has
+    for key in (*_FIXED_TRAINING, *restored):
         out[f"training.{key}"] = cfg.training.get(key, field_default(key))
     credit_defaults = _credit_fields.defaults()
     for key in _credit_fields.resume_fixed():
@@ -337,23 +364,44 @@ def check_resume_config(run_dir: str | Path, cfg: RunConfig) -> list[str]:
     """Compare the config a --resume brings with the run's config.yaml, before anything is touched.
 
     Raises ConfigError listing every changed setting that a run cannot change midway (model, LoRA,
-    task, trainer, credit and its parameters, seed, batch shape); returns the other changes ("key: old -> new"),
-    which are allowed and get recorded. A config.yaml whose keys or values no longer validate (an
-    older version's) is not compared; its TRL and PEFT objects are not built (`read_config(build=False)`).
+    task, trainer, credit and its parameters, seed, batch shape) or that the checkpoint restores over
+    the config (learning rate, optimizer, scheduler and warm-up); returns the other changes
+    ("key: old -> new"), which are allowed, take effect and get recorded. A config.yaml that cannot be
+    read or no longer validates (damaged, or an older version's) refuses the resume too: without it
+    nothing can be compared. Only a run with no checkpoint and no config.yaml (nothing to continue)
+    passes without one.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        return []
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        ckpt = last_checkpoint(run_dir)
+        if ckpt is None:
+            return []
+        raise ConfigError(
+            f"{path}: missing, so --resume cannot check that {ckpt.name} was trained with these settings; "
+            "restore it, or start a new run (another name or --output-dir)"
+        )
     try:
         previous = read_config(run_dir, build=False)  # its values only: train builds the new config's objects
-    except ConfigError:
-        return []
-    old, new = _fixed_values(previous), _fixed_values(cfg)
-    fixed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    if fixed:
+    except (ConfigError, OSError) as exc:
         raise ConfigError(
-            f"{run_dir}: --resume with changed settings a run cannot change midway: {'; '.join(fixed)}. "
-            f"Resume with the settings in {run_dir / CONFIG_FILE}, or start a new run (another name or --output-dir)"
+            f"{path}: cannot be read, so --resume cannot compare settings ({str(exc).splitlines()[0]}); "
+            "restore or fix it, or start a new run (another name or --output-dir)"
+        ) from None
+    old, new = _fixed_values(previous), _fixed_values(cfg)
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    restored = {f"training.{k}" for k in _RESTORED_TRAINING}
+    fixed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed if k not in restored]
+    from_ckpt = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed if k in restored]
+    if fixed or from_ckpt:
+        parts = []
+        if fixed:
+            parts.append(f"settings a run cannot change midway: {'; '.join(fixed)}")
+        if from_ckpt:
+            parts.append(f"settings the checkpoint restores (optimizer, scheduler): {'; '.join(from_ckpt)}")
+        raise ConfigError(
+            f"{run_dir}: --resume with changed {'; and '.join(parts)}. "
+            f"Resume with the settings in {path}, or start a new run (another name or --output-dir)"
         )
     before, after = previous.to_yaml_dict(), cfg.to_yaml_dict()
     changes = []
@@ -456,6 +504,27 @@ def read_adapter_config(folder: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not data.get("peft_type"):
         raise ConfigError(f"{path}: not a PEFT adapter config (no peft_type); {_ADAPTER_FIX}")
     return data
+
+
+def check_checkpoint_files(checkpoint: str | Path) -> None:
+    """Load what `--resume` will restore from `checkpoint` (optimizer.pt, scheduler.pt, rng_state*.pth) as HF
+    Trainer loads it, so a damaged file raises ConfigError naming it before the run folder is touched."""
+    import torch
+    from transformers.trainer_pt_utils import safe_globals
+
+    checkpoint = Path(checkpoint)
+    files = [checkpoint / "optimizer.pt", checkpoint / "scheduler.pt", *sorted(checkpoint.glob("rng_state*.pth"))]
+    for path in files:
+        if not path.is_file():
+            continue
+        try:
+            with safe_globals():
+                torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, empty or foreign bytes: torch raises many kinds
+            why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise ConfigError(
+                f"{path}: unreadable ({why}); remove {checkpoint.name}/ to resume from the checkpoint before it"
+            ) from None
 
 
 def check_adapter_files(folder: str | Path) -> None:
