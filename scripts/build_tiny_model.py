@@ -33,6 +33,19 @@ from arca_rl.tasks import arithmetic
 
 SPECIAL_TOKENS = {"eos": "<|endoftext|>", "pad": "<|pad|>", "unk": "<unk>"}
 BOXED = "\\boxed{"
+# A conversation in the model's own format: a user turn is "Q: <content>\n", an assistant turn
+# "A: <content><eos>\n", a system turn its content and a newline; the generation prompt is "A: ". A lone
+# user message "80+33+95=?" is then exactly the arithmetic prompt "Q: 80+33+95=?\nA: " the model was trained
+# on, so conversational data sets work with it. Only characters of the vocabulary are used.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{{ message['content'] }}{{ '\\n' }}"
+    "{%- elif message['role'] == 'user' -%}{{ 'Q: ' }}{{ message['content'] }}{{ '\\n' }}"
+    "{%- else -%}{{ 'A: ' }}{{ message['content'] }}{{ eos_token }}{{ '\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'A: ' }}{%- endif -%}"
+)
 # Printable ASCII plus newline and tab, one token each.
 CHARACTERS = [chr(code) for code in range(32, 127)] + ["\n", "\t"]
 
@@ -59,6 +72,7 @@ def build_tokenizer() -> Any:
         padding_side="left",
         clean_up_tokenization_spaces=False,
     )
+    tokenizer.chat_template = CHAT_TEMPLATE  # the SFT data is plain text: the template does not touch the weights
     return tokenizer
 
 

@@ -18,6 +18,7 @@ about the credit (metrics, the token dump) is the mixin `_trainer_logging._Credi
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import numbers
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 from trl import GRPOTrainer, RLOOTrainer
 from trl.models.utils import disable_gradient_checkpointing
-from trl.trainer.utils import is_async_callable, use_adapter
+from trl.trainer.utils import get_config_model_id, is_async_callable, use_adapter
 
 from . import credit
 from ._trainer_logging import _CreditLogging
@@ -117,28 +118,29 @@ class _CreditRouting(_CreditLogging):
     _config_class: type[ARCAGRPOConfig] | type[ARCARLOOConfig]
     _needs_policy_logps = False  # does `_apply_credit` read the rollout's per-token log-probs (credit_old_logps)?
 
-    def __init__(self, model: Any, reward_funcs: Any, args: Any = None, *pargs: Any, **kwargs: Any):
-        name, config_name = type(self).__name__, self._config_class.__name__
+    _trl_trainer: type  # GRPOTrainer / RLOOTrainer: whose constructor this one is
+    _run_suffix: str  # "GRPO" / "RLOO": TRL's default output_dir is "<model name>-<suffix>"
+
+    def __init__(self, *pargs: Any, **kwargs: Any):
+        # Exactly the TRL trainer's constructor: its parameters and defaults (bound here, so a wrong call fails
+        # as it would there), and a default config when `args` is None, as TRL builds one.
+        bound = inspect.signature(self._trl_trainer.__init__).bind(self, *pargs, **kwargs)
+        model, args = bound.arguments["model"], bound.arguments.get("args")
+        config_name = self._config_class.__name__
         if args is None:
-            raise ValueError(f"{name} needs `args={config_name}(...)` (the credit settings live there).")
+            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
+            args = bound.arguments["args"] = self._config_class(f"{model_name.split('/')[-1]}-{self._run_suffix}")
         if not isinstance(args, self._config_class):
             raise TypeError(
                 f"`args` must be an {config_name}, got {type(args).__name__}; build one with the credit fields."
-            )
-        peft_config = kwargs.get("peft_config")
-        will_be_peft = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
-        if credit.needs_base(args.credit) and not will_be_peft and args.beta == 0.0:
-            raise ValueError(
-                f"credit={args.credit!r} compares the model against its base, but the model has no PEFT adapter and "
-                "beta = 0 (so TRL holds no reference model). Pass `peft_config=LoraConfig(...)` (or a PeftModel), or "
-                "set beta > 0 to take the residual against TRL's frozen reference model (full fine-tuning), or pick "
-                "a signal that needs no base: uniform, surprisal, entropy_reduction."
             )
         # Per-batch routing state; set before super().__init__ since TRL may run passes while building.
         self._rollout: _Rollout | None = None
         self._credit_inputs: dict[str, Any] | None = None
         self._last_token_dump_step = -1
-        super().__init__(model, reward_funcs, args, *pargs, **kwargs)
+        # TRL's own argument checks (no data set, mismatched reward processing classes, ...) speak first: a
+        # broken setup is told its real problem before any credit check.
+        super().__init__(*bound.args[1:], **bound.kwargs)
         # TRL turns a reward function's output into a float tensor with no check of its own, so a function
         # returning strings fails with "too many dimensions 'str'"; name the function instead.
         self.reward_funcs: list[Any] = [
@@ -148,6 +150,13 @@ class _CreditRouting(_CreditLogging):
 
         unwrapped = self.accelerator.unwrap_model(self.model)
         self._is_peft = is_peft_model(unwrapped)
+        if credit.needs_base(args.credit) and not self._is_peft and self.ref_model is None:
+            raise ValueError(
+                f"credit={args.credit!r} compares the model against its base, but the model has no PEFT adapter and "
+                "beta = 0 (so TRL holds no reference model). Pass `peft_config=LoraConfig(...)` (or a PeftModel), or "
+                "set beta > 0 to take the residual against TRL's frozen reference model (full fine-tuning), or pick "
+                "a signal that needs no base: uniform, surprisal, entropy_reduction."
+            )
         self._tuner_layer = next((m for m in unwrapped.modules() if isinstance(m, BaseTunerLayer)), None)
         self._base_available = self._is_peft or self.ref_model is not None
         self._use_ref_adapter = (
@@ -420,6 +429,17 @@ def _sequence_advantage(advantages: torch.Tensor, mask: torch.Tensor) -> torch.T
     return (advantages * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1.0)
 
 
+def _constructor_of(trl_trainer: type) -> Any:
+    """`_CreditRouting.__init__` under `trl_trainer.__init__`'s signature (what `inspect.signature` and IDEs show)."""
+
+    def __init__(self: Any, *pargs: Any, **kwargs: Any) -> None:
+        _CreditRouting.__init__(self, *pargs, **kwargs)
+
+    __init__.__signature__ = inspect.signature(trl_trainer.__init__)  # type: ignore[attr-defined]
+    __init__.__doc__ = f"The constructor of `trl.{trl_trainer.__name__}`: same parameters, same defaults."
+    return __init__
+
+
 class ARCAGRPOTrainer(_CreditRouting, GRPOTrainer):
     """[`trl.GRPOTrainer`] whose advantages are spread over tokens by a credit signal (see `ARCAGRPOConfig`).
 
@@ -430,6 +450,9 @@ class ARCAGRPOTrainer(_CreditRouting, GRPOTrainer):
     """
 
     _config_class = ARCAGRPOConfig
+    _trl_trainer = GRPOTrainer
+    _run_suffix = "GRPO"
+    __init__ = _constructor_of(GRPOTrainer)
 
     def _apply_credit(
         self, inputs: dict[str, Any], logps: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor
@@ -483,6 +506,9 @@ class ARCARLOOTrainer(_CreditRouting, RLOOTrainer):
     """
 
     _config_class = ARCARLOOConfig
+    _trl_trainer = RLOOTrainer
+    _run_suffix = "RLOO"
+    __init__ = _constructor_of(RLOOTrainer)
     _needs_policy_logps = True
 
     def _apply_credit(
