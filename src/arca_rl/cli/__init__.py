@@ -36,7 +36,7 @@ examples:
   arca train --config configs/demo.yaml
   arca train --config configs/paper/arca_r16.yaml --dry-run
   arca train --config configs/demo.yaml --set training.learning_rate=1e-4 --set name=demo-lr
-  arca train --config configs/demo.yaml --resume
+  arca train --config configs/demo.yaml --set training.save_strategy=steps --set training.save_steps=10 --resume
   arca eval --adapter runs/demo-arca --task arithmetic --n 200
   arca demo
   arca demo --methods uniform,arca --seeds 0
