@@ -381,3 +381,39 @@ def test_model_sampler_respects_budgets_and_stops_at_eos(tok):
     assert any(g and g[-1] == eos for g in got)  # some stop at EOS (1/V per step)
     with pytest.raises(ValueError, match="each cut must be in 1 .. len"):
         sampler(seq, [len(seq) + 1], [2])
+
+
+def test_the_oracle_streams_so_memory_does_not_grow_with_k():
+    """With K far above batch_rows, no sampler call or reward call ever holds more than batch_rows
+    continuations, and the values equal mc_estimate over the same rewards (recomputed here)."""
+    calls: list[int] = []
+
+    def sampler(seq, cuts, budgets):
+        calls.append(len(cuts))
+        return [[(c + i) % 3] for i, c in enumerate(cuts)]  # deterministic continuations
+
+    seen: list[list[float]] = []
+
+    def reward(g, comps):
+        assert len(comps) <= 7
+        out = [float(sum(x) % 2) for x in comps]
+        seen.append(out)
+        return out
+
+    K, y = 50, [1, 2, 0]
+    (row,) = oracle_values([([5, 6], [(y, 1.0)])], sampler, reward, samples=K, max_new_tokens=4, batch_rows=7)[0]
+    assert max(calls) <= 7 and sum(calls) == K * 3  # V_0 and the prefixes of 1 and 2 tokens
+    flat = [r for chunk in seen for r in chunk]
+    by_cut = [flat[i * K:(i + 1) * K] for i in range(3)]  # rows are drawn cut by cut
+    for t in range(3):
+        assert (row.values[t], row.stderr[t]) == mc_estimate(by_cut[t])
+
+
+def test_the_oracle_refuses_a_request_too_large_before_any_model_loads(monkeypatch, capsys):
+    import arca_rl._evaluation as ev
+    from arca_rl.cli import main
+
+    monkeypatch.setattr(ev, "load_model_for_eval", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    assert main(["diagnose", "--task", "arithmetic", "--n", "2", "--k", "1", "--oracle", "100000000", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--oracle" in err[0] and "25,600,000,000" in err[0], err  # 1e8 x (2 + 2 x 127)

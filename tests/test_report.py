@@ -14,6 +14,7 @@ import yaml
 from arca_rl._report import write_report
 from arca_rl._report.html import completions_from_token_log
 from arca_rl._report.tables import discover_runs, load_run
+from arca_rl.cli import main
 from arca_rl.diagnostics import mean_ci
 
 # t_{0.975, dof}, from tables (not from scipy, which the code under test uses)
@@ -393,3 +394,29 @@ def test_credit_variants_are_their_own_methods_and_show_the_mix_in_force(tmp_pat
     md = (tmp_path / "report" / "report.md").read_text()
     assert "| credit mix |" in md and "| mix | arca+mix0.5 | 16 | 0 | 0.5 |" in md
     assert "| warm | arca+warmup10 | 16 | 0 | 0.4 |" in md
+
+
+def test_runs_that_differ_in_trainer_are_never_averaged(tmp_path):
+    """A GRPO and an RLOO run of one credit are two methods: two rows, each labelled with its trainer."""
+    g = make_run(tmp_path, "g", credit="arca", rank=16, seed=0, rewards=[0.2, 0.4], greedy=0.5, pass_k=0.7)
+    r = make_run(tmp_path, "r", credit="arca", rank=16, seed=1, rewards=[0.1, 0.3], greedy=0.3, pass_k=0.6)
+    u = make_run(tmp_path, "u", credit="uniform", rank=16, seed=0, rewards=[0.2], greedy=0.4, pass_k=0.6)
+    cfg = yaml.safe_load((r / "config.yaml").read_text())
+    cfg["trainer"] = "rloo"
+    (r / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = write_report([g, r, u], out=tmp_path / "report")
+    rows = {row["method"]: row for row in res.table2}
+    assert set(rows) == {"arca (grpo)", "arca (rloo)", "uniform"}  # uniform's runs agree: its label is unchanged
+    assert rows["arca (grpo)"]["n"] == 1 and rows["arca (rloo)"]["n"] == 1
+    assert rows["arca (rloo)"]["greedy_acc"] == pytest.approx(0.3)  # its own figure, not the mean with GRPO's
+    assert "| arca (rloo) |" in (tmp_path / "report" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["eval.json", "config.yaml"])
+def test_report_reads_a_non_utf8_run_file_without_a_traceback(tmp_path, name, capsys):
+    run = make_run(tmp_path, "a", credit="arca", rank=16, seed=0, rewards=[0.2], greedy=0.5, pass_k=0.7)
+    (run / name).write_bytes(b"\xff\xfe{not utf-8")
+    keep = make_run(tmp_path, "b", credit="uniform", rank=16, seed=0, rewards=[0.2], greedy=0.5, pass_k=0.7)
+    assert main(["report", str(run), str(keep), "--out", str(tmp_path / "report")]) == 0
+    said = "".join(capsys.readouterr())
+    assert str(run) in said and name in said

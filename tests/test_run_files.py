@@ -3,6 +3,8 @@ skipped with a note; nothing already written changes. Each test works on a copy 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from arca_rl.cli import main
@@ -60,3 +62,37 @@ def test_report_skips_non_utf8_lines_and_says_so(finished_run, tmp_path, name, c
     said = captured.out + captured.err
     assert name in said and "skipped" in said, said
     assert (tmp_path / "report" / "report.md").is_file()
+
+
+@pytest.mark.parametrize(
+    "field, value, named",
+    [("r", "x", "r must be"), ("peft_type", "NOT_A_METHOD", "peft_type"), ("lora_alpha", -1, "lora_alpha"),
+     ("target_modules", 3, "target_modules")],
+)
+def test_adapter_config_with_wrong_values_is_one_line(finished_run, tmp_path, field, value, named, capsys):
+    _, run_dir = copy_run(finished_run, tmp_path)
+    path = run_dir / "adapter" / "adapter_config.json"
+    data = json.loads(path.read_text())
+    data[field] = value
+    path.write_text(json.dumps(data))
+    assert main(["eval", "--adapter", str(run_dir), "--n", "2", "--quiet"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "adapter_config.json" in line and named in line, line
+
+
+def test_an_adapter_on_another_base_model_names_both(finished_run, tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny import save_tiny
+
+    other = save_tiny(tmp_path / "wider", hidden=64)  # another architecture size than the run's base model
+    _, run_dir = copy_run(finished_run, tmp_path)
+    for argv in (["eval", "--adapter", str(run_dir), "--model", str(other), "--n", "2", "--quiet"],
+                 ["diagnose", "--adapter", str(run_dir), "--model", str(other), "--n", "1", "--k", "1", "--quiet",
+                  "--out", str(tmp_path / "d")]):
+        assert main(argv) == 2
+        line = one_error_line(capsys.readouterr().err)
+        base = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+        assert str(other) in line and base in line, line

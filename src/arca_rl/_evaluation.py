@@ -252,7 +252,16 @@ def load_model_for_eval(
     if adapter_dir is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        try:
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
+        except (RuntimeError, ValueError) as exc:  # torch's "size mismatch", PEFT's "target modules not found"
+            if "size mismatch" not in str(exc) and "not found in the base model" not in str(exc):
+                raise
+            base = read_adapter_config(adapter_dir).get("base_model_name_or_path") or "another model"
+            raise ConfigError(
+                f"--adapter {adapter_dir}: trained on {base}, but the model is {model_path} (its layers do not fit "
+                f"the adapter); pass --model {base}, or an adapter trained on {model_path}"
+            ) from None
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)

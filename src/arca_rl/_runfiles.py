@@ -87,7 +87,7 @@ def _read_json_object(path: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):  # damaged: the caller says it is unreadable
         return None
     return data if isinstance(data, dict) else None
 

@@ -32,8 +32,9 @@ oracle for `arca diagnose` are `arca_rl._diagnose.oracle_sampling`.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -46,7 +47,9 @@ __all__ = [
     "Sampler",
     "check_reward",
     "check_samples",
+    "MAX_ROLLOUTS",
     "estimate_rollouts",
+    "max_rollouts",
     "mc_estimate",
     "oracle_credit",
     "oracle_lift",
@@ -371,45 +374,40 @@ def oracle_values(
     for g, (_p, completions) in enumerate(groups):
         for c, (_ids, r) in enumerate(completions):
             check_reward(r, f"completion {c} of prompt {g}")
+    for g, (prompt_ids, completions) in enumerate(groups):
+        if len(prompt_ids) < 1:
+            raise ValueError(f"prompt {g} has no tokens; the oracle needs a prompt to continue from")
+        for ids, _r in completions:
+            if len(ids) > max_new_tokens:
+                raise ValueError(f"a completion has {len(ids)} tokens, more than max_new_tokens={max_new_tokens}")
     out: list[list[OracleRow]] = []
     for g, (prompt_ids, completions) in enumerate(groups):
         P = len(prompt_ids)
-        if P < 1:
-            raise ValueError(f"prompt {g} has no tokens; the oracle needs a prompt to continue from")
-        draws: dict[tuple[int, int], list[list[int]]] = {}  # (completion, t) -> continuations; t = 0: V_0
+        # Streamed: at most `batch_rows` continuations exist at a time, each scored as soon as it is sampled
+        # and kept only as a running tally per prefix, so memory does not grow with K.
+        tallies: dict[tuple[int, int], _Tally] = {}  # (completion, t) -> rewards so far; t = 0: V_0
         for c, (ids, _r) in enumerate(completions):
-            if len(ids) > max_new_tokens:
-                raise ValueError(
-                    f"a completion has {len(ids)} tokens, more than max_new_tokens={max_new_tokens}"
-                )
             cuts = ([0] if c == 0 else []) + list(range(1, len(ids)))
-            keys = [(c, t) for t in cuts for _ in range(samples)]
             seq = list(prompt_ids) + list(ids[: max(len(ids) - 1, 0)])
-            for s in range(0, len(keys), batch_rows):
-                chunk = keys[s : s + batch_rows]
+            for chunk in _chunks(((c, t) for t in cuts for _ in range(samples)), batch_rows):
                 got = sampler(seq, [P + t for _c, t in chunk], [max_new_tokens - t for _c, t in chunk])
                 if len(got) != len(chunk):
                     raise RuntimeError(f"sampler returned {len(got)} continuations for {len(chunk)} rows")
-                for key, x in zip(chunk, got):
-                    draws.setdefault(key, []).append(list(ids[: key[1]]) + list(x))
+                full = [list(ids[: key[1]]) + list(x) for key, x in zip(chunk, got)]
+                scores = list(reward(g, full))
+                if len(scores) != len(full):
+                    raise RuntimeError(f"reward function returned {len(scores)} rewards for {len(full)} completions")
+                for key, score in zip(chunk, scores):
+                    tallies.setdefault(key, _Tally()).add(check_reward(score, f"a continuation of prompt {g}"))
                 if on_rollouts is not None:
                     on_rollouts(len(got))
-        keys_all = list(draws)
-        full = [x for key in keys_all for x in draws[key]]
-        scores = list(reward(g, full)) if full else []
-        if len(scores) != len(full):
-            raise RuntimeError(f"reward function returned {len(scores)} rewards for {len(full)} completions")
-        by_key: dict[tuple[int, int], list[float]] = {}
-        it = iter(scores)
-        for key in keys_all:
-            by_key[key] = [check_reward(next(it), f"a continuation of prompt {g}") for _ in draws[key]]
         rows_g: list[OracleRow] = []
         if completions:
-            v0, se0 = mc_estimate(by_key[(0, 0)])
+            v0, se0 = tallies[(0, 0)].estimate()
         for c, (ids, r) in enumerate(completions):
             values, errs = [v0], [se0]
             for t in range(1, len(ids)):
-                v, se = mc_estimate(by_key[(c, t)])
+                v, se = tallies[(c, t)].estimate()
                 values.append(v)
                 errs.append(se)
             values.append(check_reward(r, f"completion {c} of prompt {g}"))
@@ -417,3 +415,54 @@ def oracle_values(
             rows_g.append(OracleRow(values=values, stderr=errs, samples=samples))
         out.append(rows_g)
     return out
+
+
+def _chunks(items: Iterator[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
+    """Lists of at most `size` items, drawn lazily (the rows of one sampler call)."""
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+class _Tally:
+    """`mc_estimate` of a stream of rewards in constant memory: the count and exact (rational) sums of the
+    rewards and of their squares. The mean is `mc_estimate`'s to the last bit (its fsum is the exact sum
+    rounded once); the standard error agrees with it to rounding."""
+
+    def __init__(self) -> None:
+        self.k = 0
+        self.total = Fraction(0)
+        self.squares = Fraction(0)
+        self.binary = True
+
+    def add(self, reward: float) -> None:
+        self.k += 1
+        self.total += Fraction(reward)
+        self.squares += Fraction(reward) ** 2
+        self.binary = self.binary and reward in (0.0, 1.0)
+
+    def estimate(self) -> tuple[float, float]:
+        if self.k == 0:
+            raise ValueError("mc_estimate needs at least one reward")
+        mean = float(self.total) / self.k  # = math.fsum(rewards) / k
+        if self.binary:
+            return mean, math.sqrt(max(mean * (1.0 - mean), 0.0) / self.k)
+        if self.k == 1:
+            return mean, math.nan
+        m = Fraction(mean)
+        # sum_i (r_i - m)^2 = sum r^2 - 2 m sum r + k m^2, exactly
+        var = float(self.squares - 2 * m * self.total + self.k * m * m) / (self.k - 1)
+        return mean, math.sqrt(max(var, 0.0) / self.k)
+
+
+def max_rollouts(prompts: int, completions: int, max_new_tokens: int, samples: int) -> int:
+    """The most continuations the oracle can sample before the completions are known: K per prompt (V_0)
+    plus K per prefix of 1 .. max_new_tokens - 1 tokens of every completion (`estimate_rollouts` with every
+    completion at full length)."""
+    return samples * (prompts + completions * max(max_new_tokens - 1, 0))
+
+
+#: The most continuations one `arca diagnose --oracle` run may ask for (a larger request is refused up
+#: front, with its figure). Memory stays bounded whatever K is; this bounds the time.
+MAX_ROLLOUTS = 10**8
+
+

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -429,7 +430,7 @@ def read_raw_config(run_dir: str | Path) -> dict[str, Any]:
     data = _parse_file(
         path,
         yaml.safe_load,
-        (OSError, yaml.YAMLError),
+        (OSError, UnicodeDecodeError, yaml.YAMLError),
         missing=f"{path.parent}: no {CONFIG_FILE} (not a run folder written by `arca train`)",
         unreadable=f"{path}: cannot read config",
         error=ValueError,
@@ -503,7 +504,36 @@ def read_adapter_config(folder: str | Path) -> dict[str, Any]:
     data = _parse_file(path, json.loads, bad, missing=f"{path}: missing; {fix}", unreadable=f"{path}: not valid JSON; {fix}", error=ConfigError)
     if not isinstance(data, dict) or not data.get("peft_type"):
         raise ConfigError(f"{path}: not a PEFT adapter config (no peft_type); {_ADAPTER_FIX}")
+    from peft import PeftType
+
+    known = [t.value for t in PeftType]
+    if data["peft_type"] not in known:
+        raise ConfigError(f"{path}: peft_type {data['peft_type']!r} is not a PEFT method (LORA, ...); {_ADAPTER_FIX}")
+    if data["peft_type"] == "LORA":  # the values PEFT would only trip over while building the layers
+        problem = _lora_config_problem(data)
+        if problem:
+            raise ConfigError(f"{path}: {problem}; {_ADAPTER_FIX}")
     return data
+
+
+def _lora_config_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a LoRA adapter_config.json's values, or None."""
+
+    def number(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+    r, alpha, dropout, targets = data.get("r"), data.get("lora_alpha"), data.get("lora_dropout", 0.0), data.get("target_modules")
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+        return f"r must be an integer >= 1, got {r!r}"
+    if alpha is not None and not (number(alpha) and alpha > 0):
+        return f"lora_alpha must be a number > 0, got {alpha!r}"
+    if not (number(dropout) and 0 <= dropout < 1):
+        return f"lora_dropout must be a number in [0, 1), got {dropout!r}"
+    if targets is not None and not (
+        isinstance(targets, str) or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))
+    ):
+        return f"target_modules must be a module name, a list of them or a regex, got {targets!r}"
+    return None
 
 
 def check_checkpoint_files(checkpoint: str | Path) -> None:

@@ -144,6 +144,16 @@ def run_diagnose(
     check_number(settings["temperature"], "--temperature", low=0, low_open=True)
     check_number(settings["top_p"], "--top-p", low=0, low_open=True, high=1)
     check_number(settings["power"], "--power", low=0, low_open=True)
+    if oracle_samples is not None:  # its cost is bounded before anything is spent (memory is bounded whatever K)
+        from ..oracle import MAX_ROLLOUTS, max_rollouts
+
+        most = max_rollouts(n, n * k, int(settings["max_new_tokens"]), oracle_samples)
+        if most > MAX_ROLLOUTS:
+            raise ConfigError(
+                f"--oracle: K={oracle_samples} asks for up to {most:,} sampled continuations (K x (n + n*k x "
+                f"(max_new_tokens - 1)) with n={n}, k={k}, max_new_tokens={int(settings['max_new_tokens'])}), "
+                f"more than the {MAX_ROLLOUTS:,} one run may sample; lower --oracle, --n, --k or --max-new-tokens"
+            )
     mix_in_force = settings["mix"]
     if not _credit_fields.MIX_RANGE.contains(mix_in_force):
         raise ConfigError(

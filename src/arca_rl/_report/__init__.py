@@ -30,6 +30,7 @@ from .tables import (
     RunData,
     RunLoadError,
     discover_runs,
+    label_methods,
     load_run,
     markdown_table,
     mixed_settings,
@@ -157,6 +158,7 @@ def write_report(
         messages.extend(run.warnings)
         runs.append(run)
 
+    label_methods(runs)  # runs that differ in trainer (or loss) are different methods, labelled as such
     messages.extend(mixed_settings(runs))
     t2 = table2(runs)
     t3 = table3(runs)

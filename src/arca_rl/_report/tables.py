@@ -37,6 +37,7 @@ __all__ = [
     "RunLoadError",
     "discover_runs",
     "group_runs",
+    "label_methods",
     "mixed_settings",
     "load_run",
     "markdown_table",
@@ -246,6 +247,28 @@ def discover_runs(paths: Iterable[str | Path], *, max_depth: int = 2) -> tuple[l
 def _method_key(method: str) -> tuple[int, str]:
     signal = method.split("+")[0]  # a variant sorts right after its signal
     return (METHOD_ORDER.index(signal) if signal in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+# Settings that define the method beyond the credit variant: runs that differ in one of them are different
+# methods, never seeds of one. (key in the flattened config, default when the config leaves it out)
+_METHOD_KEYS = (("trainer", "grpo"), ("training.loss_type", None))
+
+
+def label_methods(runs: Sequence[RunData]) -> None:
+    """Make `method` name what each run is: where runs of one credit method differ in a setting that defines
+    the method (the trainer, TRL's loss_type), each run's label gets those settings, e.g. `arca (rloo)` and
+    `arca (grpo)`, so they are grouped, averaged and plotted apart. Labels of runs that agree stay as they are."""
+    by_method: dict[str, list[tuple[RunData, dict[str, Any]]]] = {}
+    for r in runs:
+        flat = _flatten(r.config)
+        by_method.setdefault(r.method, []).append((r, {k: flat.get(k, d) for k, d in _METHOD_KEYS}))
+    for members in by_method.values():
+        differing = [k for k, _d in _METHOD_KEYS if len({json.dumps(v[k], default=str) for _r, v in members}) > 1]
+        if not differing:
+            continue
+        for r, values in members:
+            parts = [str(values[k]) if k == "trainer" else f"{k.rsplit('.', 1)[-1]}={values[k]}" for k in differing]
+            r.method = f"{r.method} ({', '.join(parts)})"
 
 
 def group_runs(runs: Iterable[RunData]) -> dict[tuple[str, int | None], list[RunData]]:
