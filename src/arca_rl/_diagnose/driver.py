@@ -88,29 +88,22 @@ def run_diagnose(
     folder's name or the model's. `oracle_samples=K` adds the Monte Carlo oracle (see `diagnose`).
     Returns the result and the written files.
     """
-    from .._checks import (
-        check_count,
-        check_device,
-        check_names,
-        check_number,
-        check_output_folder,
-        check_seed,
-    )
+    from .. import _checks as checks
     from ..credit import registered_signals
 
     # Every argument is checked here, before any model or data loads (the CLI checked its flags already).
-    check_count(n, "--n")
-    check_count(k, "--k")
-    check_count(batch_size, "--batch-size")
-    check_seed(seed, "--seed")
+    checks.check_count(n, "--n")
+    checks.check_count(k, "--k")
+    checks.check_count(batch_size, "--batch-size")
+    checks.check_seed(seed, "--seed")
     if oracle_samples is not None:
-        check_count(oracle_samples, "--oracle")
+        checks.check_count(oracle_samples, "--oracle")
     if signals is not None:
-        signals = check_names(signals, "--signals", valid=registered_signals, what="signal")
+        signals = checks.check_names(signals, "--signals", valid=registered_signals, what="signal")
     if device is not None:
-        check_device(device, "--device")
+        checks.check_device(device, "--device")
     if out is not None:
-        check_output_folder(out, "--out")
+        checks.check_output_folder(out, "--out")
     from . import diagnose
 
     say = log or (lambda _m: None)
@@ -140,10 +133,10 @@ def run_diagnose(
         "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "power": power, "eps": eps, "mix": mix,
     }  # fmt: skip
     settings.update({key: value for key, value in given.items() if value is not None})
-    check_count(settings["max_new_tokens"], "--max-new-tokens")
-    check_number(settings["temperature"], "--temperature", low=0, low_open=True)
-    check_number(settings["top_p"], "--top-p", low=0, low_open=True, high=1)
-    check_number(settings["power"], "--power", low=0, low_open=True)
+    checks.check_count(settings["max_new_tokens"], "--max-new-tokens")
+    checks.check_number(settings["temperature"], "--temperature", low=0, low_open=True)
+    checks.check_number(settings["top_p"], "--top-p", low=0, low_open=True, high=1)
+    checks.check_number(settings["power"], "--power", low=0, low_open=True)
     if oracle_samples is not None:  # its cost is bounded before anything is spent (memory is bounded whatever K)
         from ..oracle import MAX_ROLLOUTS, max_rollouts
 
@@ -179,7 +172,7 @@ def run_diagnose(
             name = (adapter_dir.parent if adapter_dir.name == "adapter" else adapter_dir).name
         else:
             name = Path(str(model_path)).name or "model"
-        out = check_output_folder(Path("diagnose") / name, "--out")
+        out = checks.check_output_folder(Path("diagnose") / name, "--out")
     say(f"loading {model_path}" + (f" + adapter {adapter_dir}" if adapter_dir else " (no adapter)"))
     lm, tok = _evaluation.load_model_for_eval(str(model_path), adapter_dir, dtype="float32", device=device)
     try:
