@@ -60,7 +60,10 @@ def test_tokenizer_round_trip(tokenizer) -> None:
     assert tokenizer.eos_token is not None and tokenizer.pad_token is not None
     assert tokenizer.eos_token_id != tokenizer.pad_token_id
     assert tokenizer.decode([*ids, tokenizer.eos_token_id], skip_special_tokens=True) == text
-    assert tokenizer.chat_template is None  # prompts are plain text
+    # The task's prompts are plain text; the chat template (for conversational data sets) renders a lone
+    # user turn as exactly that plain prompt.
+    chat = [{"role": "user", "content": "80+33+95=?"}]
+    assert tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == arith.prompt_text((80, 33, 95))
 
 
 def test_model_architecture(model, tokenizer) -> None:

@@ -181,7 +181,7 @@ def check_output_file(path: str | Path, flag: str) -> Path:
     """A file the command may write: not a folder, in a folder that can be created or written."""
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"{flag}: {path} is a folder; give a file name (e.g. {path / 'eval.json'})")
+        raise ConfigError(f"{flag}: {path} is a folder; give the name of a file to write in it")
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{flag}: {path} is not writable; pick another {flag}")
     check_output_folder(path.parent, flag)
