@@ -81,11 +81,11 @@ def check_number(
     except ValueError:
         number = None
     ok = number is not None and math.isfinite(number)
-    if ok and low is not None:
+    if number is not None and ok and low is not None:
         ok = number > low if low_open else number >= low
-    if ok and high is not None:
+    if number is not None and ok and high is not None:
         ok = number < high if high_open else number <= high
-    if not ok:
+    if number is None or not ok:
         if low is not None and high is not None:
             span = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         elif low is not None:
@@ -95,7 +95,7 @@ def check_number(
         else:
             span = "a finite number"
         raise ConfigError(f"{flag}: must be {'a finite number ' if span != 'a finite number' else ''}{span}, got {value!r}")
-    return number  # type: ignore[return-value]
+    return number
 
 
 def check_seed(value: Any, flag: str) -> int:

@@ -124,7 +124,7 @@ class _CreditRouting(_CreditLogging):
     def __init__(self, *pargs: Any, **kwargs: Any):
         # Exactly the TRL trainer's constructor: its parameters and defaults (bound here, so a wrong call fails
         # as it would there), and a default config when `args` is None, as TRL builds one.
-        bound = inspect.signature(self._trl_trainer.__init__).bind(self, *pargs, **kwargs)
+        bound = inspect.signature(self._trl_trainer).bind(*pargs, **kwargs)  # the class's: no `self`
         model, args = bound.arguments["model"], bound.arguments.get("args")
         config_name = self._config_class.__name__
         if args is None:
@@ -140,7 +140,7 @@ class _CreditRouting(_CreditLogging):
         self._last_token_dump_step = -1
         # TRL's own argument checks (no data set, mismatched reward processing classes, ...) speak first: a
         # broken setup is told its real problem before any credit check.
-        super().__init__(*bound.args[1:], **bound.kwargs)
+        super().__init__(*bound.args, **bound.kwargs)
         # TRL turns a reward function's output into a float tensor with no check of its own, so a function
         # returning strings fails with "too many dimensions 'str'"; name the function instead.
         self.reward_funcs: list[Any] = [
@@ -435,7 +435,7 @@ def _constructor_of(trl_trainer: type) -> Any:
     def __init__(self: Any, *pargs: Any, **kwargs: Any) -> None:
         _CreditRouting.__init__(self, *pargs, **kwargs)
 
-    __init__.__signature__ = inspect.signature(trl_trainer.__init__)  # type: ignore[attr-defined]
+    __init__.__signature__ = inspect.signature(trl_trainer.__init__)  # type: ignore[attr-defined,misc]
     __init__.__doc__ = f"The constructor of `trl.{trl_trainer.__name__}`: same parameters, same defaults."
     return __init__
 
