@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from arca_rl import _evaluation
 from arca_rl.cli import main
 from runfiles import one_error_line
 
@@ -20,7 +19,13 @@ def no_model_load(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the flags were checked")
 
-    monkeypatch.setattr(_evaluation, "load_model_for_eval", refuse)
+    import importlib
+
+    # every module that holds the name (imported at its top) gets the stand-in; monkeypatch restores them all
+    for name in ("arca_rl._evaluation", "arca_rl._demo", "arca_rl._diagnose.driver", "arca_rl.cli.evaluate"):
+        module = importlib.import_module(name)
+        if hasattr(module, "load_model_for_eval"):
+            monkeypatch.setattr(module, "load_model_for_eval", refuse)
 
 
 BAD = [
