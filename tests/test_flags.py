@@ -22,8 +22,9 @@ def no_model_load(monkeypatch):
     import importlib
 
     # every module that holds the name (imported at its top) gets the stand-in; monkeypatch restores them all
-    for name in ("arca_rl._evaluation", "arca_rl._demo", "arca_rl._diagnose.driver", "arca_rl.cli.evaluate"):
-        module = importlib.import_module(name)
+    names = ("arca_rl._evaluation", "arca_rl._demo", "arca_rl._diagnose.driver", "arca_rl.cli.evaluate")
+    modules = [importlib.import_module(name) for name in names]  # all imported first, then patched
+    for module in modules:
         if hasattr(module, "load_model_for_eval"):
             monkeypatch.setattr(module, "load_model_for_eval", refuse)
 
