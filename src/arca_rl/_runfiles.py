@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import ConfigError
+
 if TYPE_CHECKING:  # pragma: no cover
     from ._config import RunConfig
 
 __all__ = [
+    "check_checkpoint_files",
+    "clear",
     "CONFIG_FILE",
     "EVAL_FILE",
     "FINISHED_FILE",
@@ -317,3 +321,58 @@ def read_token_log(path: str | Path) -> tuple[list[TokenRecord], int]:
     rows, bad = read_jsonl(path / TOKENS_FILE if path.is_dir() else path)
     records = [r for r in map(TokenRecord.from_json, rows) if r is not None]
     return records, bad
+
+
+def clear(run_dir: str | Path) -> None:
+    """Remove everything in `run_dir` but its lock file, to start a run over. Call it only while holding
+    `lock(run_dir)`: nothing may delete what another process is writing."""
+    import shutil
+
+    for child in Path(run_dir).iterdir():
+        if child.name == LOCK_FILE:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def check_checkpoint_files(checkpoint: str | Path) -> None:
+    """Load what `--resume` will restore from `checkpoint` (optimizer.pt, scheduler.pt, rng_state*.pth) as HF
+    Trainer loads it, so a damaged file raises ConfigError naming it before the run folder is touched."""
+    import torch
+    from transformers.trainer_pt_utils import safe_globals
+
+    checkpoint = Path(checkpoint)
+    files = [checkpoint / "optimizer.pt", checkpoint / "scheduler.pt", *sorted(checkpoint.glob("rng_state*.pth"))]
+    for path in files:
+        if not path.is_file():
+            continue
+        try:
+            with safe_globals():
+                torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, empty or foreign bytes: torch raises many kinds
+            why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise ConfigError(
+                f"{path}: unreadable ({why}); remove {checkpoint.name}/ to resume from the checkpoint before it"
+            ) from None
+
+
+def _lora_config_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a LoRA adapter_config.json's values, or None."""
+
+    def number(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+    r, alpha, dropout, targets = data.get("r"), data.get("lora_alpha"), data.get("lora_dropout", 0.0), data.get("target_modules")
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+        return f"r must be an integer >= 1, got {r!r}"
+    if alpha is not None and not (number(alpha) and alpha > 0):
+        return f"lora_alpha must be a number > 0, got {alpha!r}"
+    if not (number(dropout) and 0 <= dropout < 1):
+        return f"lora_dropout must be a number in [0, 1), got {dropout!r}"
+    if targets is not None and not (
+        isinstance(targets, str) or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))
+    ):
+        return f"target_modules must be a module name, a list of them or a regex, got {targets!r}"
+    return None

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -51,8 +50,11 @@ from ._runfiles import (
     PLOTS_DIR,
     TOKENS_FILE,
     TokenRecord,
+    _lora_config_problem,
     append_metrics,
     append_token_records,
+    check_checkpoint_files,
+    clear,
     read_eval,
     read_finished,
     read_jsonl,
@@ -182,11 +184,8 @@ def is_ours(folder: str | Path, *, also: tuple[str, ...] = ()) -> bool:
 def check_ours(folder: str | Path, *, flag: str = "--output-dir", also: tuple[str, ...] = ()) -> None:
     """Refuse (RunExistsError) to write into `folder` when it is not empty and no `arca` command made it.
 
-    A folder is ours when it is absent or empty, holds the `.lock` every `arca` writer takes, or holds
-    what a run writes before it finishes (a checkpoint, metrics.jsonl, finished.json; runs of versions
-    before the lock). `also` names further entries that make it ours (the demo's files). Anything else
-    is the user's: `config.yaml`, `README.md` and the rest would be overwritten, so it is refused,
-    naming what it holds.
+    Ours: absent, empty, or holding the `.lock` every `arca` writer takes, a checkpoint, metrics.jsonl or
+    finished.json (or an entry named in `also`). Anything else is the user's and is refused, naming it.
     """
     folder = Path(folder)
     if not folder.exists():
@@ -202,19 +201,6 @@ def check_ours(folder: str | Path, *, flag: str = "--output-dir", also: tuple[st
         f"{flag}, so none of these files is overwritten"
     )
 
-
-def clear(run_dir: str | Path) -> None:
-    """Remove everything in `run_dir` but its lock file, to start a run over. Call it only while holding
-    `lock(run_dir)`: nothing may delete what another process is writing."""
-    import shutil
-
-    for child in Path(run_dir).iterdir():
-        if child.name == LOCK_FILE:
-            continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -301,43 +287,20 @@ def check_can_start(run_dir: str | Path, resume: bool) -> None:
         )
 
 
-# Settings a run cannot change midway (`check_resume_config`), two kinds:
-#  - what defines the run: the weights, the data, the method and the batch shape the checkpoint's
-#    optimizer and data order were built with;
-#  - what the checkpoint restores over the config: HF Trainer loads optimizer.pt (its param groups carry
-#    the learning rate, betas, eps and weight decay) and scheduler.pt (base learning rates, step count),
-#    so a new value there would be recorded but never applied.
-# Everything else may change on --resume, takes effect and is recorded in config.yaml: what TRL reads
-# from the config at every step (sampling, loss clipping, beta, max_grad_norm, ...), eval.*, max_steps
-# (never below the last checkpoint), and logging_steps / save_steps / eval_steps, which HF would take
-# from the checkpoint's trainer_state.json but `arca_rl.train` sets from the config again
-# (`_run._StepsFromConfig`).
+# Settings a run cannot change midway (`check_resume_config`): what defines the run (weights, data, method,
+# batch shape) and what the checkpoint restores over the config (optimizer.pt, scheduler.pt: learning rate,
+# betas, eps, weight decay, schedule), which would be recorded but never applied. Everything else may change,
+# takes effect and is recorded (logging/save/eval steps too: `_run._StepsFromConfig` sets them again).
 _FIXED_SECTIONS = ("lora", "task")
 _FIXED_MODEL = ("name_or_path", "dtype", "revision")
 _FIXED_TRAINING = (
-    "seed",
-    "data_seed",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "num_generations",
-    "steps_per_generation",
-    "generation_batch_size",
-    "num_iterations",
+    "seed", "data_seed", "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
+    "steps_per_generation", "generation_batch_size", "num_iterations",
 )
 # ... and the credit settings that `CreditFields` declares fixed on resume (`_credit_fields.resume_fixed`).
 _RESTORED_TRAINING = (
-    "learning_rate",
-    "lr_scheduler_type",
-    "lr_scheduler_kwargs",
-    "warmup_steps",
-    "warmup_ratio",
-    "optim",
-    "optim_args",
-    "optim_target_modules",
-    "adam_beta1",
-    "adam_beta2",
-    "adam_epsilon",
-    "weight_decay",
+    "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "optim",
+    "optim_args", "optim_target_modules", "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay",
 )
 
 
@@ -364,13 +327,9 @@ def _fixed_values(cfg: RunConfig) -> dict[str, Any]:
 def check_resume_config(run_dir: str | Path, cfg: RunConfig) -> list[str]:
     """Compare the config a --resume brings with the run's config.yaml, before anything is touched.
 
-    Raises ConfigError listing every changed setting that a run cannot change midway (model, LoRA,
-    task, trainer, credit and its parameters, seed, batch shape) or that the checkpoint restores over
-    the config (learning rate, optimizer, scheduler and warm-up); returns the other changes
-    ("key: old -> new"), which are allowed, take effect and get recorded. A config.yaml that cannot be
-    read or no longer validates (damaged, or an older version's) refuses the resume too: without it
-    nothing can be compared. Only a run with no checkpoint and no config.yaml (nothing to continue)
-    passes without one.
+    Raises ConfigError listing every changed setting a run cannot change midway or the checkpoint restores
+    (see `_FIXED_TRAINING`); returns the other changes ("key: old -> new"), allowed and recorded. A config.yaml
+    that is missing (with a checkpoint), unreadable or no longer valid refuses the resume too.
     """
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
@@ -516,45 +475,6 @@ def read_adapter_config(folder: str | Path) -> dict[str, Any]:
     return data
 
 
-def _lora_config_problem(data: dict[str, Any]) -> str | None:
-    """What is wrong with a LoRA adapter_config.json's values, or None."""
-
-    def number(x: Any) -> bool:
-        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-    r, alpha, dropout, targets = data.get("r"), data.get("lora_alpha"), data.get("lora_dropout", 0.0), data.get("target_modules")
-    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
-        return f"r must be an integer >= 1, got {r!r}"
-    if alpha is not None and not (number(alpha) and alpha > 0):
-        return f"lora_alpha must be a number > 0, got {alpha!r}"
-    if not (number(dropout) and 0 <= dropout < 1):
-        return f"lora_dropout must be a number in [0, 1), got {dropout!r}"
-    if targets is not None and not (
-        isinstance(targets, str) or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))
-    ):
-        return f"target_modules must be a module name, a list of them or a regex, got {targets!r}"
-    return None
-
-
-def check_checkpoint_files(checkpoint: str | Path) -> None:
-    """Load what `--resume` will restore from `checkpoint` (optimizer.pt, scheduler.pt, rng_state*.pth) as HF
-    Trainer loads it, so a damaged file raises ConfigError naming it before the run folder is touched."""
-    import torch
-    from transformers.trainer_pt_utils import safe_globals
-
-    checkpoint = Path(checkpoint)
-    files = [checkpoint / "optimizer.pt", checkpoint / "scheduler.pt", *sorted(checkpoint.glob("rng_state*.pth"))]
-    for path in files:
-        if not path.is_file():
-            continue
-        try:
-            with safe_globals():
-                torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # truncated, empty or foreign bytes: torch raises many kinds
-            why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-            raise ConfigError(
-                f"{path}: unreadable ({why}); remove {checkpoint.name}/ to resume from the checkpoint before it"
-            ) from None
 
 
 def check_adapter_files(folder: str | Path) -> None:
