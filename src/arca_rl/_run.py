@@ -136,13 +136,17 @@ def train(
     once the lock is held, never before. A non-empty folder that no `arca` command made (the user's
     files: a README.md, the input config) is refused (RunExistsError, `rundir.check_ours`) unless
     `allow_other_files=True`.
+
+    The TRL and PEFT configs are built here, once (`RunConfig.build`); `arca train` reads the config with
+    `load_config(path, build=False)`, so they are not also built on their own to be checked.
     """
     run_dir = Path(run_dir) if run_dir is not None else rundir.default_run_dir(cfg.name)
     require_max_steps(cfg)
     # Everything that can fail on the config fails here, before the folder is touched or the model loads.
-    # The TRL config, built once and complete (the trainer and the checkpoint loader take it as is).
-    args = cfg.training_args(run_dir, disable_tqdm=True if not progress else None)
-    peft_config = cfg.lora_config()
+    # The TRL and PEFT configs, built once and complete for this run folder and this machine (bf16 without a
+    # bf16 device is refused here); the trainer and the checkpoint loader take them as they are.
+    built = cfg.build(run_dir, disable_tqdm=True if not progress else None)
+    args, peft_config = built.args, built.peft_config
     task = build_task(cfg)
     model_path = cfg.model_path(check=True)
     is_main = args.process_index == 0

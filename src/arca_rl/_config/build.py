@@ -7,9 +7,11 @@ load them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..credit import needs_base
 from ..errors import ConfigError
 from .hardware import accelerator_available, bf16_available, process_defaults
 
@@ -19,7 +21,44 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..trainer_config import ARCAGRPOConfig, ARCARLOOConfig
     from .schema import RunConfig
 
-__all__ = ["config_class", "eval_arguments", "lora_config", "model_init_kwargs", "training_args", "trl_default"]
+__all__ = [
+    "BuiltRun",
+    "build_run",
+    "config_class",
+    "eval_arguments",
+    "lora_config",
+    "model_init_kwargs",
+    "training_args",
+    "trl_default",
+]
+
+
+@dataclass(frozen=True)
+class BuiltRun:
+    """A run's config built for its run folder, once: the objects the trainer takes as they are."""
+
+    args: ARCAGRPOConfig | ARCARLOOConfig
+    """The TRL config (`ARCAGRPOConfig`, or `ARCARLOOConfig` with `trainer: rloo`); `output_dir` is the run folder."""
+    peft_config: LoraConfig | None
+    """The `peft.LoraConfig`, or None for full fine-tuning."""
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.args.output_dir)
+
+
+def build_run(
+    cfg: RunConfig, output_dir: str | Path, *, for_validation: bool = False, disable_tqdm: bool | None = None
+) -> BuiltRun:
+    """`RunConfig.build`: the TRL config (its own checks and every credit field's), the checks that need it, then
+    the PEFT config."""
+    args = training_args(cfg, output_dir, for_validation=for_validation, disable_tqdm=disable_tqdm)
+    if not cfg.lora.enabled and not args.beta and needs_base(args.credit):
+        raise ConfigError(
+            f"training.credit: {args.credit!r} compares the adapted model with its base, which needs a LoRA "
+            "adapter (lora.enabled: true) or, for full fine-tuning, a reference model (training.beta > 0)"
+        )
+    return BuiltRun(args, lora_config(cfg))
 
 
 def training_args(

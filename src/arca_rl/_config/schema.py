@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from . import build, paths
+from . import build as _build
+from . import paths
 
 if TYPE_CHECKING:  # pragma: no cover
     from peft import LoraConfig
@@ -225,11 +226,19 @@ class RunConfig:
         flag). With `for_validation`, device checks are skipped (`use_cpu`), so a GPU config validates
         on a CPU-only machine.
         """
-        return build.training_args(self, output_dir, for_validation=for_validation, disable_tqdm=disable_tqdm)
+        return _build.training_args(self, output_dir, for_validation=for_validation, disable_tqdm=disable_tqdm)
+
+    def build(
+        self, output_dir: str | Path, *, for_validation: bool = False, disable_tqdm: bool | None = None
+    ) -> _build.BuiltRun:
+        """The TRL config (`training_args`, same arguments) and the PEFT config (`lora_config`) of this run, each
+        built once, with the checks that need them (a credit signal that compares with the base model needs an
+        adapter or a reference model). `arca train` builds them once and trains with them."""
+        return _build.build_run(self, output_dir, for_validation=for_validation, disable_tqdm=disable_tqdm)
 
     def lora_config(self) -> LoraConfig | None:
         """The `peft.LoraConfig`, or None for full fine-tuning."""
-        return build.lora_config(self)
+        return _build.lora_config(self)
 
     def model_path(self, *, check: bool = False) -> str:
         """`model.name_or_path`, with null resolved to the embedded tiny model's folder. With `check`, a
@@ -238,7 +247,7 @@ class RunConfig:
 
     def model_init_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `from_pretrained` (dtype and friends, plus training.model_init_kwargs)."""
-        return build.model_init_kwargs(self)
+        return _build.model_init_kwargs(self)
 
     def eval_arguments(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments of `arca_rl.evaluate` for this run (all but `progress`).
@@ -247,4 +256,4 @@ class RunConfig:
         seed; TRL's defaults where `training` leaves them out). `overrides` that are not None win;
         an overridden `k` raises `samples_per_problem` to at least `k` unless that is given too.
         """
-        return build.eval_arguments(self, **overrides)
+        return _build.eval_arguments(self, **overrides)

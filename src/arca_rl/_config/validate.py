@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .. import rundir
-from ..credit import needs_base
 from ..errors import ConfigError
 from .build import config_class
 from .schema import TRAINERS, EvalSection, LoraSection, ModelSection, RunConfig, TaskSection
@@ -44,8 +43,9 @@ def parse_config(raw: Mapping[str, Any], *, build: bool = True) -> RunConfig:
     """Validate a config mapping (as read from YAML) into a `RunConfig`. Nothing heavy loads.
 
     `build=False` checks every key and value but skips the last step, building the TRL config and the
-    `peft.LoraConfig` (their own checks): for a config that was validated when it was written
-    (config.yaml of a run, read back to compare it on --resume).
+    `peft.LoraConfig` (`RunConfig.build`: their own checks): for a config that was validated when it was
+    written (config.yaml of a run, read back to compare it on --resume), or one that is built right after
+    for its run folder (`arca train`).
     """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config must be a mapping, got {type(raw).__name__}")
@@ -96,13 +96,8 @@ def parse_config(raw: Mapping[str, Any], *, build: bool = True) -> RunConfig:
                 raise ConfigError(f"training.model_init_kwargs.{key}: set it as model.{key} instead")
     if not build:
         return cfg
-    args = cfg.training_args(rundir.default_run_dir(name), for_validation=True)  # validates every credit field
-    if not lora.enabled and not args.beta and needs_base(args.credit):
-        raise ConfigError(
-            f"training.credit: {args.credit!r} compares the adapted model with its base, which needs a LoRA "
-            "adapter (lora.enabled: true) or, for full fine-tuning, a reference model (training.beta > 0)"
-        )
-    cfg.lora_config()
+    # The TRL and PEFT configs, built for their own checks (as on any machine: device checks off), then dropped.
+    cfg.build(rundir.default_run_dir(name), for_validation=True)
     return cfg
 
 

@@ -49,14 +49,17 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    # Every check but building the TRL and PEFT configs, which happens once, for the run folder: below with
+    # --dry-run (as on any machine: a GPU config validates on a laptop), else in `train` (for this machine).
+    cfg = load_config(args.config, args.overrides, build=False)
     run_dir = args.output_dir or rundir.default_run_dir(cfg.name)
+    built = cfg.build(run_dir, for_validation=True) if args.dry_run else None
     if not args.allow_other_files:
         rundir.check_ours(run_dir)  # with or without --dry-run
-    if args.dry_run:
+    if built is not None:  # --dry-run
         steps = require_max_steps(cfg)
         model = cfg.model_path(check=True)
-        training = cfg.training_args(run_dir, for_validation=True)
+        training = built.args
         print(f"# {args.config}: valid. Resolved config (arca train would write {run_dir}/config.yaml):")
         print(cfg.to_yaml(), end="")
         per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps * training.world_size
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
             f"# run folder: {run_dir} ({state})"
         )
         return 0
-    from .._run import train  # here: it loads TRL, which --dry-run and `arca --help` do not need
+    # imported here: it loads the trainer (TRL's), which --dry-run and `arca --help` do not need
+    from .._run import train
 
     out = train(cfg, run_dir=run_dir, resume=args.resume, progress=not args.quiet, allow_other_files=args.allow_other_files)
     if int(os.environ.get("RANK", "0")) != 0:
