@@ -149,13 +149,16 @@ def test_demo_writes_summary_and_respects_the_budget(tmp_path, tiny_model_dir, c
         assert {"greedy_before", "greedy_after", "pass_at_k", "gini", "effective_token_ratio",
                 "decisive_token_share"} <= set(figures)
     assert summary["methods"]["uniform"]["gini"] == pytest.approx(0.0, abs=1e-6)
-    assert summary["oracle"] == {"samples": 2, "rollouts": 16, "seed": 0}
+    # 4 prompts x 4 completions: each prompt's completions are a group (group methods and A_i need one)
+    assert summary["oracle"] == {"samples": 2, "rollouts": 16, "prompts": 4, "k": 4, "seed": 0}
     for method in ("uniform", "arca"):  # each method's own credit on its seed-0 adapter's rollouts
-        assert "oracle_lift" in summary["methods"][method]
+        assert "oracle_lift" in summary["methods"][method] and "oracle_signed" in summary["methods"][method]
         d = json.loads((out / method / "oracle" / "diagnose.json").read_text())
         assert list(d["signals"]) == [method] and d["settings"]["oracle_samples"] == 2
         assert d["settings"]["n_completions"] == 16 and d["settings"]["max_new_tokens"] == 4
+        assert d["settings"]["n_prompts"] == 4 and d["settings"]["k"] == 4
         assert summary["methods"][method]["oracle_lift"] == d[method]["oracle_lift"]["mean"]
+        assert summary["methods"][method]["oracle_signed"] == d[method]["oracle_signed"]["mean"]
     assert summary["methods"]["uniform"]["oracle_lift"] in (1.0, None)  # None: every delta 0
     assert is_finished(out / "uniform") and is_finished(out / "arca")
     check_eval_json(out / "base_eval.json", n=4, k=4, samples=4)

@@ -13,9 +13,9 @@ import math
 import pytest
 import yaml
 
-from arca_rl import _credit_fields, credit, diagnose, rundir
+from arca_rl import _credit_fields, credit, diagnose, group_credit, rundir
 from arca_rl._config import ConfigError, parse_config
-from arca_rl._credit_fields import IS_BOOL, SIGNAL, CreditFields, OneOf, Range, Use
+from arca_rl._credit_fields import IS_BOOL, SIGNAL, TEXT, CreditFields, OneOf, Range, Use
 from arca_rl._diagnose.driver import run_settings
 from arca_rl.trainer_config import ARCAGRPOConfig, ARCARLOOConfig, CreditConfigError
 from arca_rl.variants import SUFFIXES, parse_variant, variant_name
@@ -36,6 +36,8 @@ def other_value(name: str):
         return next(s for s in credit.registered_signals() if s != default)
     if check is IS_BOOL:
         return not default
+    if check is TEXT:
+        return default + "x"
     if isinstance(check, OneOf):
         return next(v for v in check.values if v != default)
     assert isinstance(check, Range), f"{name}: no rule for a check of type {type(check).__name__}"
@@ -93,7 +95,7 @@ def test_checks_of_the_other_kinds_reject_what_they_should():
         check = SETTINGS[name].check
         if isinstance(check, Range):
             continue
-        bad = {id(SIGNAL): "no_such_signal", id(IS_BOOL): 1}.get(id(check), "no_such_value")
+        bad = {id(SIGNAL): "no_such_signal", id(IS_BOOL): 1, id(TEXT): 3}.get(id(check), "no_such_value")
         with pytest.raises(CreditConfigError) as err:
             config(**{name: bad})
         assert err.value.field == name
@@ -136,7 +138,7 @@ def test_every_variant_suffix_reads_checks_and_names_its_field():
 
 def test_diagnose_applies_every_weight_setting_and_the_final_lambda_of_a_run(tmp_path):
     # every kind of use is one diagnose knows what to do with: apply it, or say why not (Use's docstring)
-    assert set(Use) == {Use.SIGNAL, Use.WEIGHTS, Use.LAMBDA, Use.BASE, Use.LOGGING}
+    assert set(Use) == {Use.SIGNAL, Use.WEIGHTS, Use.LAMBDA, Use.BASE, Use.LOGGING, Use.GROUP}
     weights = {name: s.kwarg for name, s in SETTINGS.items() if s.use is Use.WEIGHTS}
     for kwarg in weights.values():
         assert kwarg in inspect.signature(credit.token_weights).parameters
@@ -166,3 +168,18 @@ def test_final_lambda_follows_the_schedule():
     assert f({"credit_mix": 0.4, "credit_warmup_steps": 10}) is None  # no step count: unknown
     assert f({"credit_mix": "x"}) is None
     assert f({"credit_mix": 0.4}, [0.1, 0.3]) == 0.3
+
+
+def test_every_group_setting_reaches_its_method():
+    """A Use.GROUP setting is a keyword of `group_credit.group_credit` named <method>_..., for a registered group method:
+    the config hands it to that method (`group_credit_kwargs`, what the trainer and diagnose call)."""
+    group = {name: s.kwarg for name, s in SETTINGS.items() if s.use is Use.GROUP}
+    assert group
+    for name, kwarg in group.items():
+        method = kwarg.split("_")[0]
+        assert method in group_credit.registered_group_methods(), name
+        fn = group_credit._GROUP_METHODS[method].fn
+        assert kwarg in inspect.signature(fn).parameters, name
+        if isinstance(SETTINGS[name].check, Range):
+            value = other_value(name)
+            assert config(**{name: value}).group_credit_kwargs(method)[kwarg] == value, name

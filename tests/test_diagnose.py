@@ -12,7 +12,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from scipy.stats import spearmanr
 
 import arca_rl
-from arca_rl import credit
+from arca_rl import credit, group_credit
 from arca_rl._diagnose import DiagnoseResult, completion_tokens, diagnose
 from arca_rl.diagnostics import spearman
 from arca_rl.rundir import resolve_adapter
@@ -73,7 +73,10 @@ def _manual(model, tok, prompt: str, ids: list[int], temperature: float):
 
 def test_arca_salience_matches_manual_forwards(result, peft_model, tok):
     assert len(result.completions) == len(PROMPTS) * 3
-    assert result.has_adapter and not result.absent
+    assert result.has_adapter
+    # no reward here: only the group methods are absent, each saying why
+    assert set(result.absent) == set(group_credit.registered_group_methods())
+    assert all("needs the completions' rewards" in why for why in result.absent.values())
     for rec in result.completions:
         arca, logp = _manual(peft_model, tok, rec.prompt, rec.token_ids, 0.7)
         assert rec.length == len(rec.salience["arca"]) == len(rec.weights["arca"]) >= 1
@@ -168,9 +171,9 @@ def test_model_without_adapter_omits_arca_and_divergence(tok):
     model = tiny_model(tok, seed=0)
     res = diagnose(model, tok, PROMPTS[:2], k=2, max_new_tokens=6, progress=False)
     assert not res.has_adapter
-    assert set(res.absent) == {"arca", "divergence"}
-    for why in res.absent.values():
-        assert "adapter" in why
+    assert set(res.absent) == {"arca", "divergence", *group_credit.registered_group_methods()}  # no adapter, no reward
+    for name in ("arca", "divergence"):
+        assert "adapter" in res.absent[name]
     assert set(res.signals) == {"uniform", "surprisal", "entropy_reduction"}
     assert all(s.spearman_vs_arca is None for s in res.signals.values())
     d = json.loads(res.to_json())

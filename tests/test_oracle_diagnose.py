@@ -13,7 +13,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 import arca_rl._diagnose.oracle_sampling as oracle_mod
-from arca_rl import credit
+from arca_rl import credit, group_credit
 from arca_rl._config import ConfigError
 from arca_rl._diagnose import diagnose, run_diagnose
 from tiny import char_tokenizer, tiny_model
@@ -124,7 +124,8 @@ def test_no_adapter_still_scores_uniform(tok):
         tiny_model(tok, seed=0), tok, PROMPTS[:1], k=2, max_new_tokens=4, rewards=odd_share,
         oracle_samples=2, progress=False,
     )  # fmt: skip
-    assert set(res.signals) == {"uniform", "surprisal", "entropy_reduction"}
+    # without an adapter: the signals that need no base, and the group methods (there is a reward)
+    assert set(res.signals) == {"uniform", "surprisal", "entropy_reduction", *group_credit.registered_group_methods()}
     assert all(s.oracle_lift is not None for s in res.signals.values())
 
 
@@ -223,3 +224,79 @@ def test_oracle_finds_the_decisive_first_token_of_the_embedded_task():
     first = sum(c.oracle["credit"][0] for c in rows) / len(rows)
     uniform = sum(1 / c.length for c in rows) / len(rows)
     assert first >= 1.5 * uniform and first >= 0.2, (first, uniform)
+
+
+# ---- group methods and the signed measure -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def group_result(peft_model, tok):
+    """3 completions per prompt at temperature 1.5, whose rewards differ within both prompts (checked below)."""
+    return diagnose(
+        peft_model, tok, PROMPTS, k=3, max_new_tokens=6, temperature=1.5, seed=0, rewards=odd_share,
+        oracle_samples=2, progress=False,
+    )  # fmt: skip
+
+
+def test_group_methods_scored_with_their_group(group_result):
+    """Every group method is scored (the k completions of a prompt are its group); its token advantages are
+    `group_credit.group_credit` on the records (A_i = GRPO's advantage of the rewards) and its weights their shares."""
+    result = group_result
+    recs = result.completions
+    for i in range(len(PROMPTS)):  # each group has a contrast, so the methods are not all 0
+        assert len({r.reward for r in recs if r.prompt_index == i}) > 1
+    for name in group_credit.registered_group_methods():
+        assert name in result.signals, name
+    rewards = [r.reward for r in recs]
+    groups = [r.prompt_index for r in recs]
+    for i, rec in enumerate(recs):  # GRPO's A_i by hand: (R - mean) / (std + 1e-4), std with K - 1
+        mine = [rewards[j] for j in range(len(recs)) if groups[j] == groups[i]]
+        m = sum(mine) / len(mine)
+        sd = math.sqrt(sum((x - m) ** 2 for x in mine) / (len(mine) - 1))
+        assert rec.advantage == pytest.approx((rec.reward - m) / (sd + 1e-4), abs=1e-6)
+    T = max(r.length for r in recs)
+    mask = torch.zeros(len(recs), T, dtype=torch.bool)
+    ids = torch.zeros(len(recs), T, dtype=torch.long)
+    for b, r in enumerate(recs):
+        mask[b, : r.length] = True
+        ids[b, : r.length] = torch.tensor(r.token_ids)
+    adv = torch.tensor([r.advantage for r in recs])
+    for name in ("ktae", "tempo"):  # the methods that read no entropies
+        want = group_credit.group_credit(
+            name, mask=mask, groups=torch.tensor(groups), completion_ids=ids, rewards=torch.tensor(rewards),
+            advantages=adv,
+        )  # fmt: skip
+        for b, rec in enumerate(recs):
+            assert rec.token_advantages[name] == pytest.approx(want[b, : rec.length].tolist(), abs=1e-6)
+            shares = [abs(x) for x in rec.token_advantages[name]]
+            if sum(shares) > 0:
+                assert rec.weights[name] == pytest.approx([x / sum(shares) for x in shares], abs=1e-6)
+
+
+def test_signed_measure_matches_an_independent_computation(group_result):
+    result = group_result
+    for name, summ in result.signals.items():
+        cos = []
+        for rec in result.completions:
+            a = np.array(rec.token_advantages[name], dtype=np.float64)
+            if name in credit.registered_signals():  # a signal's token advantages: A_i * w_it * T_i
+                w = np.array(rec.weights[name], dtype=np.float64)
+                assert a == pytest.approx(rec.advantage * w * len(w))
+            d = np.array(rec.oracle["delta"], dtype=np.float64)
+            if np.linalg.norm(a) > 0 and np.linalg.norm(d) > 0:
+                cos.append(float(a @ d / (np.linalg.norm(a) * np.linalg.norm(d))))
+        signed = summ.oracle_signed
+        assert signed["n"] == len(cos) >= 2, name
+        assert signed["mean"] == pytest.approx(np.mean(cos), rel=1e-9), name
+        assert signed["ci_low"] <= signed["mean"] <= signed["ci_high"]
+    d = json.loads(result.to_json())
+    assert set(d["signals"]["tempo"]["oracle_signed"]) == {"mean", "ci_low", "ci_high", "n", "zero_rows"}
+    assert "signed cos" in result.table()
+
+
+def test_group_methods_absent_without_a_reward(peft_model, tok):
+    res = diagnose(peft_model, tok, PROMPTS, k=2, max_new_tokens=3, progress=False)
+    for name in group_credit.registered_group_methods():
+        assert name not in res.signals
+        assert "needs the completions' rewards" in res.absent[name]
+    assert "uniform" in res.signals

@@ -60,6 +60,8 @@ def test_resume_after_stop_at_max_steps_trains_no_extra_step(finished_run, tmp_p
         ("training.credit_power=2.0", "training.credit_power"),
         ("training.credit_mix=0.5", "training.credit_mix"),
         ("training.credit_warmup_steps=3", "training.credit_warmup_steps"),
+        ("training.credit_tempo_td_weight=0.5", "training.credit_tempo_td_weight"),  # a group method's setting
+        ("training.credit_hicra_entropy_frac=0.5", "training.credit_hicra_entropy_frac"),
         ("training.seed=4", "training.seed"),
         ("training.per_device_train_batch_size=8", "training.per_device_train_batch_size"),
         ("task.n_train=8", "task.n_train"),

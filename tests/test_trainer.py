@@ -10,7 +10,7 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
-from arca_rl import ARCAGRPOConfig, ARCAGRPOTrainer, credit
+from arca_rl import ARCAGRPOConfig, ARCAGRPOTrainer, credit, group_credit
 from tiny import char_tokenizer, save_tiny, tiny_model
 from tiny import tiny_lora as lora
 
@@ -233,11 +233,18 @@ def test_forward_pass_counts(tmp_path, beta):
         trainer.train()
         extra_here = extra if beta == 0.0 else 0  # beta > 0: the base is captured inside TRL's reference pass
         assert len(calls) == len(stock_calls) + extra_here * micro_batches, signal
-    # shadow scoring of every signal costs at most one adapter-off pass per micro-batch
+    # group methods: gtpo and hicra read the sampling entropies, one no-grad adapter-on pass over each generation
+    # batch (whatever beta); ktae and tempo read only ids and rewards
+    for method, extra in {"ktae": 0, "tempo": 0, "gtpo": 1, "hicra": 1}.items():
+        trainer = build(tmp_path / method, credit=method, beta=beta)
+        calls = count_scoring_forwards(trainer)
+        trainer.train()
+        assert len(calls) == len(stock_calls) + extra * micro_batches, method
+    # shadow scoring of every method costs at most one adapter-off pass and one entropy pass per micro-batch
     trainer = build(tmp_path / "shadow", credit="uniform", credit_shadow=True, beta=beta)
     calls = count_scoring_forwards(trainer)
     trainer.train()
-    assert len(calls) <= len(stock_calls) + micro_batches
+    assert len(calls) <= len(stock_calls) + 2 * micro_batches
 
 
 # ---- robustness ------------------------------------------------------------------------------------------------
@@ -299,7 +306,7 @@ def test_token_dump(tmp_path):
     assert {x["step"] for x in lines} == {0, 1}
     active = [x for x in lines if x["active"]]
     assert len(active) == 4 and all(x["signal"] == "arca" for x in active)
-    assert {x["signal"] for x in lines} == set(credit.registered_signals())
+    assert {x["signal"] for x in lines} == set(group_credit.registered_methods())  # signals and group methods
     for x in lines:
         assert set(x) >= {"step", "signal", "tokens", "weights", "salience", "advantage"}
         assert len(x["tokens"]) == len(x["weights"]) == len(x["salience"]) > 0
@@ -468,6 +475,11 @@ def test_credit_warmup_schedule_per_optimizer_step(tmp_path, monkeypatch):
     for d in dumps:
         sal = torch.tensor([d["salience"]], dtype=torch.float32)
         ones = torch.ones_like(sal)
+        if group_credit.is_group_method(d["signal"]):  # signed: (1 - lam) A_i + lam A_it, A_it the raw output
+            lam = hand[d["step"]]
+            want = (1 - lam) * d["advantage"] + lam * sal
+            torch.testing.assert_close(torch.tensor([d["token_advantages"]]), want, rtol=1e-4, atol=2e-5)
+            continue
         signal = credit.token_weights(sal, ones, eps=trainer.args.credit_eps, power=trainer.args.credit_power)
         want = real_mix(signal, ones, hand[d["step"]])
         torch.testing.assert_close(torch.tensor([d["weights"]]), want, rtol=1e-4, atol=2e-6)

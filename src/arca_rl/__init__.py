@@ -1,7 +1,7 @@
 """arca-rl: token-level credit assignment for GRPO with LoRA adapters.
 
 The public API is what this module exports, plus the modules without a leading underscore:
-`arca_rl.credit` and `arca_rl.diagnostics` (the tensor functions), `arca_rl.trainer` and
+`arca_rl.credit`, `arca_rl.group_credit` and `arca_rl.diagnostics` (the tensor functions), `arca_rl.trainer` and
 `arca_rl.trainer_config` (the TRL classes), `arca_rl.rundir` (what a run folder holds),
 `arca_rl.models`, `arca_rl.oracle`, `arca_rl.tasks` and `arca_rl.cli` (the `arca` command).
 Modules whose name starts with an underscore are private. The tensor functions import torch only;
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .credit import register_signal, registered_signals, salience, signal_needs, token_entropy, token_weights
 from .diagnostics import effective_token_ratio, gini, summarize, top_mass
+from .group_credit import register_group_method, registered_group_methods
 
 __version__ = "0.1.0"
 
@@ -69,7 +70,9 @@ __all__ = [
     "gini",
     "load_config",
     "plan_sweep",
+    "register_group_method",
     "register_signal",
+    "registered_group_methods",
     "registered_signals",
     "run_sweep",
     "salience",

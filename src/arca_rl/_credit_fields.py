@@ -4,13 +4,14 @@ Every `credit*` field of `ARCAGRPOConfig` / `ARCARLOOConfig` is declared once, i
 `credit_field(...)`. The declaration holds everything the rest of the package asks about the setting:
 
 - its default and help text (a dataclass field; TRL's argument parser reads `help`);
-- its check (`Range`, `OneOf`, `IS_BOOL` or `SIGNAL`), run by `CreditFields.__post_init__`, so that YAML
+- its check (`Range`, `OneOf`, `IS_BOOL`, `TEXT` or `SIGNAL`), run by `CreditFields.__post_init__`, so that YAML
   configs, the trainers, `arca demo --methods arca+mix0.5` and `arca diagnose --mix` reject the same values
   with the same words;
 - its `use` (`Use`): how it enters the credit. `Use.WEIGHTS` settings are keywords of `credit.token_weights`
   (`kwarg`): the trainer and `arca diagnose` pass them on (`token_weight_kwargs` / `weight_kwargs`).
   `Use.LAMBDA` settings feed the mix lambda (`CreditFields.credit_lambda`, `final_lambda`), which diagnose
-  and report show;
+  and report show. `Use.GROUP` settings are hyper-parameters of a group method (`kwarg`, a keyword of
+  `group_credit.group_credit` named `<method>_<name>`): the trainer and diagnose pass them on (`group_credit_kwargs`);
 - whether `--resume` may change it (`fixed_on_resume`, by default: only a `Use.LOGGING` setting may;
   `rundir.check_resume_config` asks `resume_fixed()`);
 - an optional variant suffix (`variant="mix"`: `arca demo --methods arca+mix0.5`, the method labels of
@@ -37,13 +38,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import credit
+from . import credit, group_credit
 
 __all__ = [
     "CREDIT_BASES",
     "IS_BOOL",
     "MIX_RANGE",
     "SIGNAL",
+    "TEXT",
     "CreditConfigError",
     "CreditFields",
     "OneOf",
@@ -148,11 +150,21 @@ class _Bool:
         return CreditConfigError(name, f"{name} must be true or false, got {value!r}.")
 
 
-class _Signal:
-    """A registered salience signal (`credit.registered_signals()`, read when the config is built)."""
+class _Text:
+    """A string (e.g. `|`-separated phrases)."""
 
     def error(self, name: str, value: Any) -> CreditConfigError | None:
-        signals = credit.registered_signals()
+        if isinstance(value, str):
+            return None
+        return CreditConfigError(name, f"{name} must be a string, got {value!r}.")
+
+
+class _Signal:
+    """A registered credit method: a salience signal or a group method (`group_credit.registered_methods()`, read when
+    the config is built)."""
+
+    def error(self, name: str, value: Any) -> CreditConfigError | None:
+        signals = group_credit.registered_methods()
         if value in signals:
             return None
         close = difflib.get_close_matches(str(value), signals, n=1, cutoff=0.6)
@@ -161,14 +173,15 @@ class _Signal:
         return CreditConfigError(
             name,
             f"{name}={value!r} is not a registered signal{hint}; {registered} (register yours with "
-            "arca_rl.register_signal before building the config).",
+            "arca_rl.register_signal or arca_rl.register_group_method before building the config).",
             reason=f"unknown signal {value!r}{hint}; {registered}",
         )
 
 
 IS_BOOL = _Bool()
 SIGNAL = _Signal()
-Check = Range | OneOf | _Bool | _Signal
+TEXT = _Text()
+Check = Range | OneOf | _Bool | _Signal | _Text
 
 #: the mix lambda's range: `credit_mix`, `arca diagnose --mix`, `diagnose(mix=...)`, `+mix<lambda>`
 MIX_RANGE = Range(low=0, high=1, note="(1 = the signal alone, 0 = uniform credit)", example="set e.g. credit_mix: 0.5")
@@ -183,6 +196,8 @@ class Use(enum.Enum):
     LAMBDA = "lambda"  # feeds the mix lambda (diagnose applies the run's final lambda, `final_lambda`)
     BASE = "base"  # what the adapted model is compared with (diagnose always switches the adapter off)
     LOGGING = "logging"  # what is logged; no effect on the gradient (diagnose has nothing to apply)
+    GROUP = "group"  # a group method's hyper-parameter, `Setting.kwarg` of group_credit.group_credit, named
+    # <method>_<name> (diagnose applies the run's value through `group_credit_kwargs`)
 
 
 @dataclass(frozen=True)
@@ -192,7 +207,7 @@ class Setting:
     check: Check
     use: Use
     fixed_on_resume: bool  # may --resume not change it?
-    kwarg: str | None = None  # Use.WEIGHTS: the keyword of credit.token_weights
+    kwarg: str | None = None  # Use.WEIGHTS: the keyword of credit.token_weights; Use.GROUP: of group_credit.group_credit
     variant: str | None = None  # suffix of a method name: `arca+<variant><value>`
 
 
@@ -214,8 +229,11 @@ def credit_field(
     unless it only changes what is logged, `Use.LOGGING`; a run cannot change its method midway)."""
     if fixed_on_resume is None:
         fixed_on_resume = use is not Use.LOGGING
-    if (use is Use.WEIGHTS) != (kwarg is not None):
-        raise ValueError("credit_field: kwarg names the credit.token_weights keyword of a Use.WEIGHTS setting, and only then")
+    if (use in (Use.WEIGHTS, Use.GROUP)) != (kwarg is not None):
+        raise ValueError(
+            "credit_field: kwarg names the credit.token_weights keyword of a Use.WEIGHTS setting, or the "
+            "group_credit.group_credit keyword of a Use.GROUP one, and only then"
+        )
     if variant is not None and not isinstance(check, Range):
         raise ValueError("credit_field: a variant suffix needs a numeric Range check")
     setting = Setting(check=check, use=use, fixed_on_resume=fixed_on_resume, kwarg=kwarg, variant=variant)
@@ -274,6 +292,28 @@ class CreditFields:
             tokens its entropy mask keeps (`entropy_mask`). 0 turns it off.
         credit_log_tokens_count (`int`, defaults to `4`):
             How many completions each `credit_log_tokens_every` dump writes.
+        credit_ktae_scale (`float`, defaults to `1.0`):
+            KTAE (`credit: ktae`): `A_it = A_i + scale * k(y_t)`, k the key-token value in [-1, 1] of the token's id
+            from the group's correct/incorrect x contains/not table (`group_credit.ktae_key_values`).
+        credit_tempo_td_weight (`float`, defaults to `1.0`):
+            TEMPO (`credit: tempo`): `A_it = A_i + weight * (V(y_<=t) - V(y_<t))`, V the mean sequence advantage
+            of the group's completions below a prefix of the group's prefix tree (non-zero only at branching tokens).
+        credit_gtpo_alpha1 (`float`, defaults to `1.0`):
+            GTPO (`credit: gtpo`): weight of the sequence reward in the token reward
+            `alpha1 * R_i +- alpha2 * (entropy share) * (completions alive)`.
+        credit_gtpo_alpha2 (`float`, defaults to `1.0`):
+            GTPO: weight of the entropy term (entropy for correct completions, 1 / entropy for incorrect ones, so
+            confident mistakes are penalised harder); token rewards are then normalised over the group's tokens.
+        credit_hicra_alpha (`float`, defaults to `0.2`):
+            HICRA (`credit: hicra`): `A_it = A_i + alpha * |A_i|` on planning tokens (`A_i (1 + alpha)` for
+            positive, `A_i (1 - alpha)` for negative A_i), `A_i` elsewhere.
+        credit_hicra_entropy_frac (`float`, defaults to `0.2`):
+            HICRA's planning tokens without strategic grams: the top share of each group's tokens by sampling
+            entropy.
+        credit_hicra_grams (`str`, defaults to `""`):
+            HICRA's strategic grams (the paper's rule), `|`-separated phrases (e.g. `"let's try|we can use"`); each
+            is matched as the tokenizer's ids for the phrase, with and without a leading space. Empty: the
+            top-entropy rule above.
     """
 
     # fmt: off
@@ -298,6 +338,21 @@ class CreditFields:
         "Every N steps, dump tokens/weights/salience to credit_tokens.jsonl (0 = off)."))
     credit_log_tokens_count: int = credit_field(4, check=Range(integer=True, low=0), use=Use.LOGGING,
                                                 help="How many completions each credit_tokens.jsonl dump writes.")
+    credit_ktae_scale: float = credit_field(1.0, check=Range(low=0), use=Use.GROUP, kwarg="ktae_scale",
+                                            help="KTAE: A_it = A_i + scale * key-token value.")
+    credit_tempo_td_weight: float = credit_field(1.0, check=Range(low=0), use=Use.GROUP, kwarg="tempo_td_weight",
+                                                 help="TEMPO: A_it = A_i + weight * prefix-tree TD (branching tokens).")
+    credit_gtpo_alpha1: float = credit_field(1.0, check=Range(low=0), use=Use.GROUP, kwarg="gtpo_alpha1",
+                                             help="GTPO: weight of the sequence reward in the token reward.")
+    credit_gtpo_alpha2: float = credit_field(1.0, check=Range(low=0), use=Use.GROUP, kwarg="gtpo_alpha2",
+                                             help="GTPO: weight of the entropy-shaped term of the token reward.")
+    credit_hicra_alpha: float = credit_field(0.2, check=Range(low=0, high=1), use=Use.GROUP, kwarg="hicra_alpha",
+                                             help="HICRA: A_it = A_i + alpha * |A_i| on planning tokens.")
+    credit_hicra_entropy_frac: float = credit_field(
+        0.2, check=Range(low=0, low_open=True, high=1), use=Use.GROUP, kwarg="hicra_entropy_frac",
+        help="HICRA without grams: share of a group's tokens (top entropy) that are planning tokens.")
+    credit_hicra_grams: str = credit_field("", check=TEXT, use=Use.GROUP, kwarg="hicra_grams", help=(
+        "HICRA strategic grams, '|'-separated phrases (empty: top-entropy planning tokens)."))
     # fmt: on
 
     def __post_init__(self) -> None:
@@ -306,7 +361,43 @@ class CreditFields:
             error = setting.check.error(name, getattr(self, name))
             if error is not None:
                 raise error
+        if group_credit.is_group_method(self.credit) and group_credit.group_method_output(self.credit) == "advantages":
+            given = defaults()
+            for name, setting in settings().items():  # salience-weight settings mean nothing to signed advantages
+                if setting.use is Use.WEIGHTS and getattr(self, name) != given[name]:
+                    reason = (
+                        f"applies to salience weights only, but credit={self.credit!r} gives signed token "
+                        f"advantages; remove {name} (or use credit_mix to soften the method)"
+                    )
+                    raise CreditConfigError(name, f"{name} {reason}.", reason=reason)
         super().__post_init__()  # type: ignore[misc]  # the TRL config listed after CreditFields
+
+    def hicra_phrases(self) -> list[str]:
+        """The `credit_hicra_grams` phrases, in order, without empty ones."""
+        return [p.strip() for p in str(self.credit_hicra_grams).split("|") if p.strip()]
+
+    def group_credit_kwargs(self, name: str, tokenizer: Any = None) -> dict[str, Any]:
+        """The hyper-parameters of group method `name`: the keyword arguments of `group_credit.group_credit`, from the
+        `Use.GROUP` settings named `<name>_...` (none for a user-registered method). HICRA's strategic-gram
+        phrases become token-id sequences through `tokenizer` (each phrase with and without a leading space, as
+        it may sit inside a completion); without phrases HICRA uses its top-entropy rule."""
+        kwargs = {
+            s.kwarg: getattr(self, field)
+            for field, s in settings().items()
+            if s.use is Use.GROUP and s.kwarg and s.kwarg.startswith(f"{name}_")
+        }
+        if "hicra_grams" in kwargs:
+            grams: list[list[int]] = []
+            phrases = self.hicra_phrases()
+            if phrases and tokenizer is None:
+                raise ValueError("credit_hicra_grams needs a tokenizer to turn the phrases into token ids")
+            for phrase in phrases:
+                for text in (phrase, " " + phrase):
+                    ids = list(tokenizer.encode(text, add_special_tokens=False))
+                    if ids and ids not in grams:
+                        grams.append(ids)
+            kwargs["hicra_grams"] = grams
+        return kwargs
 
     def token_weight_kwargs(self) -> dict[str, Any]:
         """How this config turns salience into weights: the keyword arguments of `credit.token_weights`.

@@ -6,10 +6,11 @@
    same budget (`arca_rl.train`: 40 steps of 4 prompts x 8 completions, LoRA r=16, lr 3e-4) and
    evaluate again. Seed 0's run of a method is runs/demo/<method>/ (so `arca diagnose --adapter
    runs/demo/arca` works afterwards), the other seeds' runs/demo/<method>-s<seed>/.
-3. After each method's training, its oracle lift (`arca_rl.oracle`): the method's own credit on
-   16 rollouts of its seed-0 final adapter, scored against Monte Carlo token values with K = 16
-   continuations per prefix (`arca diagnose --adapter runs/demo/<method> --n 16 --k 1 --oracle 16
-   --signals <method>`, written to runs/demo/<method>/oracle/).
+3. After each method's training, its oracle lift and signed oracle measure (`arca_rl.oracle`): the
+   method's own credit on 16 rollouts of its seed-0 final adapter (4 held-out prompts x 4 completions,
+   so every prompt's completions form a group: group methods and every A_i need one), scored against
+   Monte Carlo token values with K = 16 continuations per prefix (`arca diagnose --adapter
+   runs/demo/<method> --n 4 --k 4 --oracle 16 --signals <method>`, written to runs/demo/<method>/oracle/).
 4. Print a table (means over seeds; the oracle lift is seed 0's) and write runs/demo/summary.json:
    {"methods": {name: {"greedy_before", "greedy_after", "pass_at_k", "gini",
    "effective_token_ratio", "decisive_token_share", "oracle_lift", "oracle_lift_ci", ...}},
@@ -56,8 +57,8 @@ from ._config import RunConfig, load_config
 from ._diagnose import run_diagnose
 from ._evaluation import evaluate, load_model_for_eval, write_eval_json
 from ._run import build_task, train
-from .credit import needs_base, registered_signals
 from .errors import ConfigError
+from .group_credit import method_needs_base, registered_methods
 from .variants import parse_variant
 
 __all__ = ["DEFAULT_BUDGET_S", "DEFAULT_SEEDS", "DEMO_CONFIG_PATH", "DEMO_METHODS", "decisive_token_share", "demo_config", "run_demo"]
@@ -67,7 +68,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_BUDGET_S = 540.0
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_ORACLE_SAMPLES = 16  # K: continuations per prefix
-ORACLE_ROLLOUTS = 16  # completions (one per held-out prompt) whose credit the oracle scores
+ORACLE_PROMPTS, ORACLE_K = 4, 4  # the oracle scores 4 held-out prompts x 4 completions each: a group per prompt
+ORACLE_ROLLOUTS = ORACLE_PROMPTS * ORACLE_K  # completions whose credit the oracle scores
 DEMO_METHODS = ("uniform", "arca", "entropy_reduction", "surprisal", "divergence")
 REQUIRED_METHODS = 2  # the first two methods always run
 BASE_EVAL_FILE = "base_eval.json"
@@ -137,15 +139,18 @@ def _oracle_figures(run_dir: Path, signal: str, samples: int, progress: bool) ->
     """The oracle lift of the run's own credit (`signal`, weighted as the run weighted it, its
     final credit mix included) on rollouts of the run's final adapter."""
     result, _files = run_diagnose(
-        adapter=run_dir, n=ORACLE_ROLLOUTS, k=1, signals=[signal], oracle_samples=samples,
+        adapter=run_dir, n=ORACLE_PROMPTS, k=ORACLE_K, signals=[signal], oracle_samples=samples,
         out=run_dir / "oracle", progress=progress, log=None,
     )  # fmt: skip
     summ = result.signals.get(signal)
     lift = (summ.oracle_lift if summ is not None else None) or {}
     ci = [lift["ci_low"], lift["ci_high"]] if lift.get("ci_low") is not None else None
+    signed = (summ.oracle_signed if summ is not None else None) or {}
     return {
         "oracle_lift": lift.get("mean"),
         "oracle_lift_ci": ci,
+        "oracle_signed": signed.get("mean"),
+        "oracle_signed_ci": [signed["ci_low"], signed["ci_high"]] if signed.get("ci_low") is not None else None,
         "oracle_rows": lift.get("n"),
         "oracle_top_match": summ.oracle_top_match if summ is not None else None,
         "oracle_seconds": result.settings.get("oracle_seconds"),
@@ -170,7 +175,7 @@ def format_table(methods: dict[str, dict[str, Any]], k: int) -> str:
     """The demo's table as aligned text."""
     header = [
         "method", "greedy before", "greedy after", f"pass@{k}", "Gini", "EffN/T", "decisive share", "oracle lift",
-        "train s",
+        "signed cos", "train s",
     ]  # fmt: skip
     lines = [header]
     for name, m in methods.items():
@@ -184,6 +189,7 @@ def format_table(methods: dict[str, dict[str, Any]], k: int) -> str:
                 _fmt(m["effective_token_ratio"]),
                 _fmt(m["decisive_token_share"]),
                 _fmt(m.get("oracle_lift")),
+                _fmt(m.get("oracle_signed")),
                 _fmt(m.get("train_seconds"), 0),
             ]
         )
@@ -229,7 +235,7 @@ def run_demo(
     fields_of: dict[str, dict[str, Any]] = {}
     for method in methods:
         try:
-            signal_of[method], fields_of[method] = parse_variant(method, registered_signals())
+            signal_of[method], fields_of[method] = parse_variant(method, registered_methods())
         except ValueError as exc:
             raise ConfigError(f"--methods: {exc}") from None
     out = Path(out_dir) if out_dir is not None else rundir.default_run_dir("demo")
@@ -293,7 +299,7 @@ def _run_demo_locked(
     for i, method in enumerate(methods):
         elapsed = time.perf_counter() - t_start
         if i >= REQUIRED_METHODS and seconds_of:
-            like = "arca" if needs_base(signal_of[method]) and "arca" in seconds_of else "uniform" if "uniform" in seconds_of else None
+            like = "arca" if method_needs_base(signal_of[method]) and "arca" in seconds_of else "uniform" if "uniform" in seconds_of else None
             projected = (seconds_of[like] if like else max(seconds_of.values())) * len(seeds) + oracle_seconds
             if elapsed + projected > budget_s:
                 print(f"skipping {method}: {elapsed:.0f} s used, about {projected:.0f} s more would pass the {budget_s:.0f} s budget")
@@ -320,8 +326,11 @@ def _run_demo_locked(
             t0 = time.perf_counter()
             results[method].update(_oracle_figures(out / method, signal_of[method], oracle_samples, progress))
             oracle_seconds = time.perf_counter() - t0
-            lift = results[method]["oracle_lift"]
-            print(f"    {method}: oracle lift {_fmt(lift)} on {ORACLE_ROLLOUTS} rollouts, K={oracle_samples} ({oracle_seconds:.0f} s)")
+            lift, signed = results[method]["oracle_lift"], results[method]["oracle_signed"]
+            print(
+                f"    {method}: oracle lift {_fmt(lift)}, signed cos {_fmt(signed)} on {ORACLE_ROLLOUTS} rollouts "
+                f"({ORACLE_PROMPTS} prompts x {ORACLE_K}), K={oracle_samples} ({oracle_seconds:.0f} s)"
+            )
         if len(seeds) > 1:
             results[method]["seeds"] = per_seed
 
@@ -335,7 +344,9 @@ def _run_demo_locked(
         "seeds": seeds,
         "skipped": skipped,
         "budget_seconds": budget_s,
-        "oracle": {"samples": oracle_samples, "rollouts": ORACLE_ROLLOUTS, "seed": 0} if oracle_samples else None,
+        "oracle": {"samples": oracle_samples, "rollouts": ORACLE_ROLLOUTS, "prompts": ORACLE_PROMPTS, "k": ORACLE_K, "seed": 0}
+        if oracle_samples
+        else None,
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     print()

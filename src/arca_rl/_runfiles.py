@@ -262,6 +262,9 @@ class TokenRecord:
     """The completion's (sequence) advantage A_i."""
     entropy_mask: list[int] | None = None
     """With TRL's `top_entropy_quantile` < 1: 1 where its mask keeps the token's advantage in the loss."""
+    token_advantages: list[float] | None = None
+    """For a group method with signed output: its token advantages A_it as the loss gets them (mixed with A_i);
+    `weights` are then their shares |A_it| / sum |A_ik| and `salience` the method's raw output."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of the line (weights to 6 decimals, salience to 6 significant digits)."""
@@ -277,6 +280,8 @@ class TokenRecord:
         }
         if self.entropy_mask is not None:
             out["entropy_mask"] = [int(v) for v in self.entropy_mask]
+        if self.token_advantages is not None:
+            out["token_advantages"] = [float(f"{v:.6g}") for v in self.token_advantages]
         return out
 
     @classmethod
@@ -302,7 +307,18 @@ class TokenRecord:
             salience=salience,
             advantage=float(adv) if isinstance(adv, int | float) and not isinstance(adv, bool) and math.isfinite(adv) else None,
             entropy_mask=[int(v) for v in mask] if isinstance(mask, list) and all(_is_int(v) for v in mask) else None,
+            token_advantages=_numbers(obj.get("token_advantages"), len(w)),
         )
+
+
+def _numbers(values: Any, n: int) -> list[float] | None:
+    """`values` as n floats, else None."""
+    if not isinstance(values, list) or len(values) != n:
+        return None
+    try:
+        return [float(x) for x in values]
+    except (TypeError, ValueError):
+        return None
 
 
 def _is_int(value: Any) -> bool:

@@ -66,6 +66,7 @@ class _CreditLogging(_TRLTrainer):
         salience_of: dict[str, torch.Tensor],
         advantages: torch.Tensor,
         entropies: torch.Tensor | None = None,
+        advantages_of: dict[str, torch.Tensor] | None = None,
     ) -> None:
         every, step = self.args.credit_log_tokens_every, self.state.global_step
         if every <= 0 or step % every != 0 or step == self._last_token_dump_step:
@@ -96,6 +97,8 @@ class _CreditLogging(_TRLTrainer):
                     advantage=float(advantages[row]),
                     # top_entropy_quantile < 1: 1 where TRL's mask keeps the token
                     entropy_mask=keep[row][real].tolist() if keep is not None else None,
+                    # a signed group method: its token advantages as the loss gets them
+                    token_advantages=advantages_of[name][row][real].tolist() if advantages_of and name in advantages_of else None,
                 )
                 for name in weights_of
             ]

@@ -7,8 +7,6 @@ It returns either signed token advantages A_it [B, T] (the four built-ins) or a 
 advantages with A_i: `(1 - lam) A_i + lam A_it`; `advantage_shares` gives the |A_it| shares the weight
 diagnostics read. Each method is implemented from its paper's definition; where a paper leaves a detail open
 the choice is ours and is named in a comment (docs/group-credit.md lists them).
-
-The trainer and `arca diagnose` wiring of these methods is on branch h19; this module is the tested maths.
 """
 
 from __future__ import annotations
@@ -32,6 +30,7 @@ __all__ = [
     "group_method_output",
     "is_group_method",
     "ktae_key_values",
+    "method_needs_base",
     "mix_advantages",
     "register_group_method",
     "registered_group_methods",
@@ -112,6 +111,12 @@ def registered_methods() -> list[str]:
 def is_group_method(name: str) -> bool:
     """Is `name` a registered group method (rather than a per-completion signal)?"""
     return name in _GROUP_METHODS
+
+
+def method_needs_base(name: str) -> bool:
+    """Does credit method `name` need the adapter-off pass (`credit.needs_base`)? Never for a group method: it
+    reads the group, not the base."""
+    return False if name in _GROUP_METHODS else credit.needs_base(name)
 
 
 def _group_lookup(name: str) -> _GroupMethod:

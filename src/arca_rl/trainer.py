@@ -5,14 +5,16 @@ Data flow (one generation batch, then one micro-batch at a time):
 
     rollout (TRL)  ->  adapter-off pass (no grad)        base hidden state, log pi_ref   [only if the signal needs it]
                    ->  training forward (adapter on)     log pi, entropy, last hidden state (captured by a hook)
+                   ->  group methods (ktae, tempo, ...)  once per generation batch, over the group (_trainer_group.py)
                    ->  salience -> token_weights         credit.py, float32, detached
                    ->  GRPO: A_it = A_i * w_it * T_i     uniform w = 1/T_i gives stock GRPO for every loss_type
+                             or A_it = (1 - lam) A_i + lam A_it(method)   for a group method's signed token advantages
                        RLOO: log pi_i = sum_t T_i w_it log pi_t (and the same for the old log-prob)
                    ->  TRL's own loss, optimizer step, logging
 
 The trainers only route tensors between TRL and `credit.py` / `diagnostics.py`; the routing is one mixin
-(`_CreditRouting`), and each trainer says in `_apply_credit` how the weights enter its TRL loss. What is logged
-about the credit (metrics, the token dump) is the mixin `_trainer_logging._CreditLogging`.
+(`_CreditRouting`), and each trainer says in `_apply_credit` how the weights enter its TRL loss. Mixins beside it:
+what is logged (`_trainer_logging`) and the group methods' per-batch pass (`_trainer_group`).
 """
 
 from __future__ import annotations
@@ -32,17 +34,13 @@ from trl import GRPOTrainer, RLOOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, is_async_callable, use_adapter
 
-from . import credit
+from . import credit, group_credit
+from ._trainer_group import _GroupCredit
 from ._trainer_hooks import _capture_last_hidden, _completion_positions, _numeric_rewards
 from ._trainer_logging import _CreditLogging
 from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 
 logger = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Trainers
-# --------------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -53,9 +51,10 @@ class _Rollout:
     base_logps: torch.Tensor | None = None  # set when TRL ran the base pass itself (its reference pass)
     base_seen: bool = False
     policy_logps: torch.Tensor | None = None  # TRL's adapter-on no-grad pass (RLOO's old log-probs)
+    rewards_per_func: torch.Tensor | None = None  # TRL's rewards, gathered over processes (group methods read them)
 
 
-class _CreditRouting(_CreditLogging):
+class _CreditRouting(_CreditLogging, _GroupCredit):
     """The credit routing shared by `ARCAGRPOTrainer` and `ARCARLOOTrainer` (listed before the TRL trainer).
 
     Three TRL methods are extended, each only to route tensors: `_generate_and_score_completions` (attach the base
@@ -100,7 +99,7 @@ class _CreditRouting(_CreditLogging):
 
         unwrapped = self.accelerator.unwrap_model(self.model)
         self._is_peft = is_peft_model(unwrapped)
-        if credit.needs_base(args.credit) and not self._is_peft and self.ref_model is None:
+        if group_credit.method_needs_base(args.credit) and not self._is_peft and self.ref_model is None:
             raise ValueError(
                 f"credit={args.credit!r} compares the model against its base, but the model has no PEFT adapter and "
                 "beta = 0 (so TRL holds no reference model). Pass `peft_config=LoraConfig(...)` (or a PeftModel), or "
@@ -117,22 +116,25 @@ class _CreditRouting(_CreditLogging):
                 "credit_base='reference' but the model holds no 'ref' adapter (TRL adds one only when an existing "
                 "adapter is re-trained with beta > 0); comparing against the adapter-disabled model instead."
             )
-        # Shadow signals: every other registered signal whose inputs this setup can provide.
+        # Shadow signals: every other registered method whose inputs this setup can provide.
         self._shadow_signals: list[str] = []
         if args.credit_shadow:
-            for signal in credit.registered_signals():
+            for signal in group_credit.registered_methods():
                 if signal == args.credit:
                     continue
-                if credit.needs_base(signal) and not self._base_available:
+                if group_credit.method_needs_base(signal) and not self._base_available:
                     logger.warning(
                         f"credit_shadow: skipping {signal!r}, it needs an adapter or a reference model."
                     )
                     continue
                 self._shadow_signals.append(signal)
         scored = [args.credit, *self._shadow_signals]
-        self._wants_base = any(credit.needs_base(s) for s in scored)
-        self._wants_hidden = any({"hidden", "base_hidden"} & credit.signal_needs(s) for s in scored)
-        self._wants_ref_logps = any("ref_logps" in credit.signal_needs(s) for s in scored)
+        # group methods run once per generation batch (`_group_credit`); signals once per micro-batch
+        self._group_methods = [s for s in scored if group_credit.is_group_method(s)]
+        self._token_signals = [s for s in scored if not group_credit.is_group_method(s)]
+        self._wants_base = any(group_credit.method_needs_base(s) for s in self._token_signals)
+        self._wants_hidden = any({"hidden", "base_hidden"} & credit.signal_needs(s) for s in self._token_signals)
+        self._wants_ref_logps = any("ref_logps" in credit.signal_needs(s) for s in self._token_signals)
 
     # ---- which model is "the base" -------------------------------------------------------------------------
 
@@ -191,6 +193,8 @@ class _CreditRouting(_CreditLogging):
                     "log-probs with; this TRL version is not supported (arca-rl needs trl 1.16)."
                 )
             output["credit_old_logps"] = rollout.policy_logps
+        if self._group_methods:
+            output.update(self._group_credit(output, rollout.rewards_per_func))
         if not self._wants_base:
             return output
         if rollout.base_seen:
@@ -204,6 +208,13 @@ class _CreditRouting(_CreditLogging):
             output["credit_ref_logps"] = ref_logps.detach()
         return output
 
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # Extends TRL's reward step only to record its output (gathered over processes) for the group methods.
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if self._rollout is not None:
+            self._rollout.rewards_per_func = rewards_per_func
+        return rewards_per_func
+
     @torch.no_grad()
     def _base_pass(self, batch: dict[str, Any]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """One no-grad forward of the base over the generation batch, in micro-batch chunks.
@@ -212,13 +223,7 @@ class _CreditRouting(_CreditLogging):
         a Qwen3-1.7B forward). Sharded setups (FSDP, DeepSpeed) always go through the full model call, whose
         wrapper gathers the root module's parameters (calling the inner backbone directly would skip that).
         """
-        input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
-        attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-        logits_to_keep = batch["completion_ids"].size(1)
-        mode = "train" if self.model.training else "eval"
-        batch_size = (
-            self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
-        )
+        input_ids, attention_mask, logits_to_keep, batch_size = self._pass_inputs(batch)
         store: list[torch.Tensor] = []
         sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
         # As in TRL's own no-grad passes: checkpointing buys nothing without a backward pass.
@@ -314,8 +319,9 @@ class _CreditRouting(_CreditLogging):
     def _apply_credit(
         self, inputs: dict[str, Any], logps: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """Make TRL's loss use the token weights `weights` ([B, T], rows sum to 1, 0 off `mask`): edit the
-        micro-batch copy `inputs` and return the per-token log-probs TRL's loss should read."""
+        """Make TRL's loss use the token weights `weights` ([B, T], rows sum to 1, 0 off `mask`), or a signed group
+        method's mixed token advantages `inputs["credit_token_advantages"]`: edit the micro-batch copy `inputs` and
+        return the per-token log-probs TRL's loss should read."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -327,8 +333,9 @@ class _CreditRouting(_CreditLogging):
         entropies: torch.Tensor | None,
         hidden: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The active signal's token weights (float32, detached) and the mask they live on; logs every scored
-        signal's diagnostics."""
+        """The active method's token weights (float32, detached) and their mask; logs every scored method's
+        diagnostics. A signed group method's mixed token advantages go to `inputs["credit_token_advantages"]` (for
+        `_apply_credit`); its weights are its shares |A_it| / sum_k |A_ik| (what the metrics and the dump read)."""
         mask = inputs["completion_mask"]
         if "tool_mask" in inputs:
             mask = mask * inputs["tool_mask"]
@@ -343,9 +350,20 @@ class _CreditRouting(_CreditLogging):
         lam = self._credit_lambda()
         weights_of: dict[str, torch.Tensor] = {}
         salience_of: dict[str, torch.Tensor] = {}
+        advantages_of: dict[str, torch.Tensor] = {}
         for name in [args.credit, *self._shadow_signals]:
-            alpha = credit.salience(name, mask=mask, **signal_inputs)  # [B, T] float32, 0 on padding
-            salience_of[name] = alpha  # raw: the dump keeps it, so the mix can be recomputed
+            if group_credit.is_group_method(name):
+                raw = inputs[f"credit_group/{name}"].float()  # computed once per generation batch, over the group
+                salience_of[name] = raw  # raw: the dump keeps it, so the mix can be recomputed
+                if group_credit.group_method_output(name) == "advantages":
+                    # (1 - lam) A_i + lam A_it: what the gradient, the credit metrics and the dump all use
+                    advantages_of[name] = group_credit.mix_advantages(raw, inputs["advantages"], mask, lam)
+                    weights_of[name] = group_credit.advantage_shares(advantages_of[name], mask)
+                    continue
+                alpha = raw
+            else:
+                alpha = credit.salience(name, mask=mask, **signal_inputs)  # [B, T] float32, 0 on padding
+                salience_of[name] = alpha  # raw: the dump keeps it, so the mix can be recomputed
             signal_weights = credit.token_weights(alpha, mask, **args.token_weight_kwargs())
             # (1 - lam) / T + lam * w: what the gradient, the credit metrics and the dump all use
             weights_of[name] = credit.mix_weights(signal_weights, mask, lam)
@@ -358,7 +376,9 @@ class _CreditRouting(_CreditLogging):
         if "arca" in salience_of:  # arca's salience is the residual norm itself
             self._log_residual(salience_of["arca"], mask, mode)
         if mode == "train":
-            self._maybe_dump_tokens(inputs, mask, weights_of, salience_of, inputs["advantages"], entropies)
+            self._maybe_dump_tokens(inputs, mask, weights_of, salience_of, inputs["advantages"], entropies, advantages_of)
+        if args.credit in advantages_of:
+            inputs["credit_token_advantages"] = advantages_of[args.credit]
         return weights, mask
 
     def _credit_lambda(self) -> float:
@@ -407,8 +427,12 @@ class ARCAGRPOTrainer(_CreditRouting, GRPOTrainer):
     def _apply_credit(
         self, inputs: dict[str, Any], logps: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        # A_it = A_i * w_it * T_i : uniform w = 1/T_i gives back A_i on every token, i.e. stock GRPO.
         advantages = inputs["advantages"]
+        token_advantages = inputs.pop("credit_token_advantages", None)
+        if token_advantages is not None:  # a group method's signed token advantages, already mixed with A_i
+            inputs["advantages"] = token_advantages.to(advantages.dtype)
+            return logps
+        # A_it = A_i * w_it * T_i : uniform w = 1/T_i gives back A_i on every token, i.e. stock GRPO.
         num_tokens = mask.sum(dim=1, keepdim=True).float()
         inputs["advantages"] = (advantages.float().unsqueeze(1) * weights * num_tokens).to(advantages.dtype)
         return logps
@@ -464,6 +488,8 @@ class ARCARLOOTrainer(_CreditRouting, RLOOTrainer):
     def _apply_credit(
         self, inputs: dict[str, Any], logps: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
+        if inputs.pop("credit_token_advantages", None) is not None:  # refused by ARCARLOOConfig; a guard
+            raise ValueError("RLOO's per-sequence loss takes token weights only, not signed token advantages")
         scale = weights * mask.sum(dim=1, keepdim=True).float()  # T_i * w_it: 1 on every real token when uniform
         old_logps = inputs["old_logps"]
         inputs["old_logps"] = (inputs["credit_old_logps"].float() * scale).sum(dim=1).to(old_logps.dtype)

@@ -15,6 +15,7 @@ from typing import Any
 
 from trl import GRPOConfig, RLOOConfig
 
+from . import group_credit
 from ._credit_fields import CREDIT_BASES, CreditConfigError, CreditFields
 
 __all__ = [
@@ -71,7 +72,20 @@ class ARCARLOOConfig(CreditFields, RLOOConfig):
     r"""
     [`trl.RLOOConfig`] plus token credit assignment (the fields of `CreditFields`). Every inherited field keeps
     TRL's default (TRL's default `beta` for RLOO is 0.05, so `arca`'s base is captured inside TRL's reference pass).
+
+    RLOO's loss is per sequence (one clipped ratio times the leave-one-out advantage): it takes token weights,
+    not signed token advantages, so the group methods that give signed advantages (ktae, tempo, gtpo, hicra)
+    are refused here.
     """
+
+    def __post_init__(self) -> None:
+        if group_credit.is_group_method(self.credit) and group_credit.group_method_output(self.credit) == "advantages":
+            reason = (
+                f"{self.credit!r} gives signed token advantages, but RLOO's per-sequence loss takes token weights "
+                "only; use trainer: grpo for it"
+            )
+            raise CreditConfigError("credit", f"credit={self.credit!r}: {reason}.", reason=reason)
+        super().__post_init__()
 
 
 def field_default(name: str, config: type = ARCAGRPOConfig) -> Any:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..credit import needs_base
 from ..errors import ConfigError
+from ..group_credit import method_needs_base
 from .hardware import accelerator_available, bf16_available, process_defaults
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,7 +53,7 @@ def build_run(
     """`RunConfig.build`: the TRL config (its own checks and every credit field's), the checks that need it, then
     the PEFT config."""
     args = training_args(cfg, output_dir, for_validation=for_validation, disable_tqdm=disable_tqdm)
-    if not cfg.lora.enabled and not args.beta and needs_base(args.credit):
+    if not cfg.lora.enabled and not args.beta and method_needs_base(args.credit):
         raise ConfigError(
             f"training.credit: {args.credit!r} compares the adapted model with its base, which needs a LoRA "
             "adapter (lora.enabled: true) or, for full fine-tuning, a reference model (training.beta > 0)"

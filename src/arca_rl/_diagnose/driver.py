@@ -89,7 +89,7 @@ def run_diagnose(
     Returns the result and the written files.
     """
     from .. import _checks as checks
-    from ..credit import registered_signals
+    from ..group_credit import registered_methods
 
     # Every argument is checked here, before any model or data loads (the CLI checked its flags already).
     checks.check_count(n, "--n")
@@ -99,7 +99,7 @@ def run_diagnose(
     if oracle_samples is not None:
         checks.check_count(oracle_samples, "--oracle")
     if signals is not None:
-        signals = checks.check_names(signals, "--signals", valid=registered_signals, what="signal")
+        signals = checks.check_names(signals, "--signals", valid=registered_methods, what="signal")
     if device is not None:
         checks.check_device(device, "--device")
     if out is not None:
@@ -113,11 +113,13 @@ def run_diagnose(
     max_prompt_tokens = None
     model_path = model
     adapter_dir = run_dir = None
+    group_args = None  # the run's config, whose group-method settings diagnose then uses
     if adapter is not None:
         adapter_dir, run_dir = rundir.resolve_adapter(adapter)
     if run_dir is not None:
         cfg = rundir.read_config(run_dir)
         settings.update(run_settings(cfg, run_dir))
+        group_args = cfg.training_args(run_dir, for_validation=True)
         run_name, run_task, run_options = cfg.name, cfg.task.name, dict(cfg.task.options)
         max_prompt_tokens = cfg.task.max_prompt_tokens
         model_path = model_path or cfg.model.name_or_path
@@ -209,6 +211,7 @@ def run_diagnose(
         progress=progress,
         rewards=reward,
         oracle_samples=oracle_samples,
+        group_kwargs=_group_kwargs(group_args, tok),
     )
     result.settings.update(
         model=str(model_path), adapter=str(adapter_dir) if adapter_dir else None, task=task_name
@@ -221,3 +224,13 @@ def run_diagnose(
         say(f"mean reward of the {len(seen)} sampled completions: {sum(seen) / len(seen):.3f}")
     say(f"wrote {', '.join(sorted(files))} to {out}/")
     return result, files
+
+
+def _group_kwargs(args: Any, tokenizer: Any) -> dict[str, dict[str, Any]] | None:
+    """A run's group-method settings (`group_credit_kwargs`, HICRA's grams tokenized as the trainer tokenizes
+    them); None without a run (the methods' defaults)."""
+    if args is None:
+        return None
+    from .. import group_credit
+
+    return {name: args.group_credit_kwargs(name, tokenizer) for name in group_credit.registered_group_methods()}

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .. import credit
+from .. import group_credit
 from .._causal_lm import eos_ids, has_adapter, model_name, render_prompt
 from .._credit_fields import MIX_RANGE
 from ..oracle import check_samples, estimate_rollouts
 from .oracle_sampling import sample_oracle, strict_reward
 from .results import CompletionRecord, DiagnoseResult, num
 from .sample import sample
-from .score import scorable, score
+from .score import grpo_advantages, scorable, score, score_groups
 from .summarize import summarize, summarize_oracle
 
 __all__ = ["diagnose"]
@@ -40,6 +40,7 @@ def diagnose(
     rewards: Callable[[int, str], float | None] | None = None,
     oracle_samples: int | None = None,
     oracle_batch_rows: int = 1024,
+    group_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> DiagnoseResult:
     """Sample k completions per prompt and score every credit signal on them.
 
@@ -66,6 +67,14 @@ def diagnose(
             rewarded first, and a reward that raises or is not a finite number stops it there,
             before any continuation. Costs K x (prompts + sum of (T - 1)) sampled continuations.
         oracle_batch_rows: most continuations per batched sampling call (bounds memory).
+        group_kwargs: per group method, its hyper-parameters (`ARCAGRPOConfig.group_credit_kwargs`); the
+            methods' defaults otherwise.
+
+    Group methods (ktae, tempo, gtpo, hicra, or registered ones) are scored whenever there is a reward: the k
+    completions of a prompt are the group, A_i is GRPO's advantage of their rewards, and `mix` blends their
+    token advantages with A_i as the trainer does. Every scored method also gets signed token advantages
+    (`CompletionRecord.token_advantages`: A_i * w_it * T_i for a signal), which the oracle's signed measure
+    scores. With k = 1 every A_i is 0, so the signed measure needs k >= 2.
 
     Returns:
         DiagnoseResult with per-signal summaries, `absent` reasons, and per-completion records.
@@ -84,7 +93,7 @@ def diagnose(
             raise ValueError("oracle_samples needs rewards=fn(prompt_index, completion_text) -> reward")
         if oracle_batch_rows < 1:
             raise ValueError(f"oracle_batch_rows must be >= 1, got {oracle_batch_rows}")
-    registered = credit.registered_signals()
+    registered = group_credit.registered_methods()
     names = list(registered if signals is None else signals)
     unknown = [s for s in names if s not in registered]
     if unknown:
@@ -92,6 +101,13 @@ def diagnose(
 
     adapter = has_adapter(model)
     scored, absent = scorable(names, adapter)
+    group_methods = [s for s in scored if group_credit.is_group_method(s)]
+    if group_methods and rewards is None:  # the group's rewards are what these methods read
+        for m in group_methods:
+            absent[m] = "a group method: it needs the completions' rewards, and there is no reward (pick a task with one)"
+        scored = [s for s in scored if s not in group_methods]
+        group_methods = []
+    token_signals = [s for s in scored if s not in group_methods]
     texts = [render_prompt(tokenizer, p) for p in prompts]
     t0 = time.time()
 
@@ -115,10 +131,37 @@ def diagnose(
                 for s in samples
             ]
         weight_kwargs = {"eps": eps, "power": power, "min_salience": min_salience}
+        need_entropies = any("entropies" in group_credit.group_method_needs(m) for m in group_methods)
         scores = score(
-            model, tokenizer, samples, scored, temperature=temperature, weight_kwargs=weight_kwargs,
-            batch_size=batch_size, say=say, mix=mix,
+            model, tokenizer, samples, token_signals, temperature=temperature, weight_kwargs=weight_kwargs,
+            batch_size=batch_size, say=say, mix=mix, keep_entropies=need_entropies,
         )  # fmt: skip
+        # every completion's reward (the group methods read them, and every method's token advantages A_i)
+        seen_rewards: list[float | None] = []
+        if rewards is not None:
+            for s in samples:
+                if first_rewards is not None:
+                    seen_rewards.append(first_rewards[len(seen_rewards)])
+                    continue
+                try:
+                    seen_rewards.append(num(rewards(s.prompt_index, tokenizer.decode(s.completion_ids, skip_special_tokens=True))))
+                except Exception:  # never let a scoring bug lose the diagnosis
+                    seen_rewards.append(None)
+        group_scores = None
+        advantages: list[float | None] = [None] * len(samples)
+        if seen_rewards and all(r is None for r in seen_rewards):
+            for m in group_methods:
+                absent[m] = "a group method: it needs the completions' rewards, and the reward gave none"
+            group_methods = []
+        elif seen_rewards:
+            filled = _fill_rewards(seen_rewards, [s.prompt_index for s in samples])
+            advantages = list(grpo_advantages(filled, [s.prompt_index for s in samples]))
+            if group_methods:
+                group_scores = score_groups(
+                    samples, group_methods, rewards=filled, entropies=scores.entropies if need_entropies else None,
+                    mix=mix, method_kwargs=group_kwargs,
+                )  # fmt: skip
+                absent.update(group_scores.failed)
         oracle_rows = None
         oracle_settings: dict[str, Any] = {}
         if oracle_samples is not None and first_rewards is not None and rewards is not None:
@@ -144,10 +187,14 @@ def diagnose(
         if was_training:
             model.train()
     absent.update(scores.failed)
-    scored = [s for s in scored if s not in scores.failed]
+    scored = [s for s in scored if s not in absent]
+    if group_scores is not None:
+        for b in range(len(samples)):
+            scores.weights[b].update(group_scores.weights[b])
+            scores.salience[b].update(group_scores.salience[b])
 
     records: list[CompletionRecord] = []
-    for s, weights, salience in zip(samples, scores.weights, scores.salience):
+    for b, (s, weights, salience) in enumerate(zip(samples, scores.weights, scores.salience)):
         rec = CompletionRecord(
             prompt_index=s.prompt_index,
             sample_index=s.sample_index,
@@ -162,13 +209,15 @@ def diagnose(
             weights=weights,
             salience=salience,
         )
-        if first_rewards is not None:
-            rec.reward = first_rewards[len(records)]
-        elif rewards is not None:
-            try:
-                rec.reward = num(rewards(rec.prompt_index, rec.completion))
-            except Exception:  # never let a scoring bug lose the diagnosis
-                rec.reward = None
+        if seen_rewards:
+            rec.reward = seen_rewards[b]
+        a_i = rec.advantage = advantages[b]
+        for name in scored:  # signed token advantages: a group method's own, A_i * w_it * T_i for a signal
+            if group_scores is not None and name in group_scores.token_advantages[b]:
+                rec.token_advantages[name] = group_scores.token_advantages[b][name]
+            elif a_i is not None and name in weights:
+                T = len(weights[name])
+                rec.token_advantages[name] = [a_i * w * T for w in weights[name]]
         if oracle_rows is not None:
             rec.oracle = oracle_rows[len(records)].to_dict()
         records.append(rec)
@@ -197,3 +246,13 @@ def diagnose(
     return DiagnoseResult(
         signals=summaries, absent=absent, completions=records, settings=settings, has_adapter=adapter, notes=notes
     )
+
+
+def _fill_rewards(rewards: Sequence[float | None], groups: Sequence[int]) -> list[float]:
+    """Rewards with a missing one (None) replaced by its prompt's mean (0 when the prompt has none): neither
+    correct nor incorrect for the group methods."""
+    by_group: dict[int, list[float]] = {}
+    for r, g in zip(rewards, groups):
+        if r is not None:
+            by_group.setdefault(g, []).append(r)
+    return [r if r is not None else (sum(by_group[g]) / len(by_group[g]) if by_group.get(g) else 0.0) for r, g in zip(rewards, groups)]

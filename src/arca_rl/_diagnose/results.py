@@ -31,6 +31,9 @@ class SignalSummary:
     deltas are not all 0), oracle_spearman (mean per-completion Spearman of salience vs |delta|, over
     oracle_spearman_n completions where neither is constant), oracle_top_match (share of completions
     whose largest-weight token is the largest-|delta| token, ties split). None without the oracle.
+    oracle_signed {"mean", "ci_low", "ci_high", "n", "zero_rows"}: the signed measure, the mean per-completion
+    cosine between the method's token advantages and the oracle's deltas (`arca_rl.oracle.score_signed`).
+    A group method's weights are its credit shares |A_it| / sum |A_ik|.
     """
 
     name: str
@@ -48,6 +51,7 @@ class SignalSummary:
     oracle_spearman: float | None = None
     oracle_spearman_n: int = 0
     oracle_top_match: float | None = None
+    oracle_signed: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +77,8 @@ class CompletionRecord:
     spearman_vs_arca: dict[str, float | None] = field(default_factory=dict)
     reward: float | None = None
     oracle: dict[str, Any] | None = None
+    advantage: float | None = None  # GRPO's A_i of the reward within the prompt's k completions
+    token_advantages: dict[str, list[float]] = field(default_factory=dict)  # per method, signed A_it
 
     @property
     def length(self) -> int:
@@ -132,7 +138,7 @@ class DiagnoseResult:
         head = ["signal", "gini", "EffN/T", "top10%", "first tok", "regime", "rho vs arca", "rows"]
         with_oracle = any(s.oracle_lift is not None for s in self.signals.values())
         if with_oracle:
-            head += ["oracle lift", "95% CI", "rho vs |delta|", "top match"]
+            head += ["oracle lift", "95% CI", "rho vs |delta|", "top match", "signed cos", "95% CI"]
         rows = [head]
         for s in self.signals.values():
             row = [
@@ -148,7 +154,12 @@ class DiagnoseResult:
             if with_oracle:
                 lift = s.oracle_lift or {}
                 ci = "-" if lift.get("ci_low") is None else f"[{_f3(lift['ci_low'])}, {_f3(lift.get('ci_high'))}]"
+                signed = s.oracle_signed or {}
+                ci_s = (
+                    "-" if signed.get("ci_low") is None else f"[{_f3(signed['ci_low'])}, {_f3(signed.get('ci_high'))}]"
+                )
                 row += [_f3(lift.get("mean")), ci, _f3(s.oracle_spearman), _f3(s.oracle_top_match)]
+                row += [_f3(signed.get("mean")), ci_s]
             rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = [

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .. import diagnostics
+from .. import diagnostics, group_credit
 from ..diagnostics import row_figures, spearman
-from ..oracle import score_signal
+from ..oracle import score_signal, score_signed
 from .results import CompletionRecord, SignalSummary, num
 
 __all__ = ["summarize", "summarize_oracle"]
@@ -83,11 +83,16 @@ def summarize_oracle(
     oracle lift with its 95% interval, Spearman vs |delta|, top match); return notes on the rows."""
     deltas = [rec.oracle["delta"] if rec.oracle else None for rec in records]
     for s, summ in summaries.items():
-        got = score_signal([r.weights[s] for r in records], [r.salience[s] for r in records], deltas)
+        # a signed group method's rank correlation reads its credit shares |A_it| (its raw output is signed)
+        signed = group_credit.is_group_method(s) and group_credit.group_method_output(s) == "advantages"
+        ranked = [r.weights[s] if signed else r.salience[s] for r in records]
+        got = score_signal([r.weights[s] for r in records], ranked, deltas)
         summ.oracle_lift = got.lift_dict()
         summ.oracle_spearman = got.oracle_spearman
         summ.oracle_spearman_n = got.spearman_n
         summ.oracle_top_match = got.oracle_top_match
+        # the signed measure: cos(A_it, delta_t) of the token advantages (A_i * w_it * T_i for a signal)
+        summ.oracle_signed = score_signed([r.token_advantages.get(s) for r in records], deltas)
     notes = []
     zero = sum(1 for r in records if r.oracle and r.oracle.get("credit") is None)
     quiet = sum(1 for r in records if r.oracle and r.oracle.get("no_signal"))

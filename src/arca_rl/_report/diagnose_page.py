@@ -47,13 +47,11 @@ def write_diagnose_page(
             first_token_mass=s["first_token_mass"],
             n_rows=s["n_rows"],
             oracle_lift=(s["oracle_lift"] or {}).get("mean"),
-            oracle_lift_ci=(
-                (s["oracle_lift"]["ci_low"], s["oracle_lift"]["ci_high"])
-                if s["oracle_lift"] is not None and s["oracle_lift"].get("ci_low") is not None
-                else None
-            ),
+            oracle_lift_ci=_ci(s["oracle_lift"]),
             oracle_spearman=s["oracle_spearman"],
             oracle_top_match=s["oracle_top_match"],
+            oracle_signed=(s.get("oracle_signed") or {}).get("mean"),
+            oracle_signed_ci=_ci(s.get("oracle_signed")),
         )
         for s in signals.values()
     ]
@@ -112,3 +110,10 @@ def write_diagnose_page(
     return files
 
 
+
+
+def _ci(figure: dict[str, Any] | None) -> tuple[float | None, float | None] | None:
+    """(ci_low, ci_high) of an oracle figure {"mean", "ci_low", "ci_high", ...}; None without an interval."""
+    if figure is None or figure.get("ci_low") is None:
+        return None
+    return figure["ci_low"], figure["ci_high"]

@@ -61,6 +61,8 @@ class SummaryRow:
     oracle_lift_ci: tuple[float | None, float | None] | None = None
     oracle_spearman: float | None = None
     oracle_top_match: float | None = None
+    oracle_signed: float | None = None
+    oracle_signed_ci: tuple[float | None, float | None] | None = None
 
 
 @dataclass
@@ -228,6 +230,7 @@ def _summary_table(section: Section) -> str:
     show_rho = any(r.spearman_vs_arca is not None for r in rows_in)
     show_n = any(r.n_rows is not None for r in rows_in)
     show_oracle = any(r.oracle_lift is not None for r in rows_in)
+    show_signed = any(r.oracle_signed is not None for r in rows_in)
     head = ["signal", "mean Gini", "EffN/T", "top-10% mass"]
     head += (
         ["first-token mass"] * show_first
@@ -235,6 +238,7 @@ def _summary_table(section: Section) -> str:
         + ["ρ vs arca"] * show_rho
         + ["rows"] * show_n
         + ["oracle lift [95% CI]", "ρ vs |Δ|", "top match"] * show_oracle
+        + ["signed cos(A, Δ) [95% CI]"] * show_signed
     )
     rows = [
         "<table class='summary'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
@@ -260,6 +264,10 @@ def _summary_table(section: Section) -> str:
             cells.append(f"<td>{_fmt(r.oracle_lift)}{ci_txt}</td>")
             cells.append(f"<td>{_fmt(r.oracle_spearman)}</td>")
             cells.append(f"<td>{_fmt(r.oracle_top_match)}</td>")
+        if show_signed:
+            ci = r.oracle_signed_ci
+            ci_txt = f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci is not None else ""
+            cells.append(f"<td>{_fmt(r.oracle_signed)}{ci_txt}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     for name, why in section.absent.items():
         span = len(head) - 1
@@ -288,6 +296,12 @@ def _summary_table(section: Section) -> str:
             "mean and 95% t interval over completions. ρ vs |Δ|: mean per-completion Spearman of the salience "
             "with |Δ|. top match: share of completions whose largest-weight token is the largest-|Δ| token "
             "(ties split)."
+        )
+    if show_signed:
+        foot.append(
+            "signed cos(A, Δ): mean per-completion cosine between the method's signed token advantages "
+            "(A_i · w_t · T for a signal; a group method's own A_it) and the oracle's Δ_t, with its 95% t interval; "
+            "uniform gets sign(A_i) (R − V_0) / (√T ‖Δ‖). A group method's weights above are its shares |A_t| / Σ|A|."
         )
     rows.append(f'<p class="foot">{_e(" ".join(foot))}</p>')
     return "".join(rows)

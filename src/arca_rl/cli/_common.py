@@ -49,10 +49,10 @@ def add_quiet(p: argparse.ArgumentParser, what: str = "no progress bars") -> Non
 
 
 def signal_names() -> list[str]:
-    """The registered credit signals (for `--signals`, `--credit`)."""
-    from ..credit import registered_signals
+    """The registered credit methods: signals and group methods (for `--signals`, `--credit`)."""
+    from ..group_credit import registered_methods
 
-    return list(registered_signals())
+    return list(registered_methods())
 
 
 def add_threads(p: argparse.ArgumentParser, default: int | None) -> None:

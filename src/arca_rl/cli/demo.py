@@ -25,9 +25,9 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         default=None,
-        help="comma-separated credit methods, in order: a signal, optionally followed by +mix<lambda> "
-        "(credit_mix), +warmup<N> (credit_warmup_steps), +topent<q> (TRL's top_entropy_quantile), e.g. "
-        "uniform,arca,arca+mix0.5,arca+warmup10,uniform+topent0.2 "
+        help="comma-separated credit methods, in order: a signal or a group method (ktae, tempo, gtpo, hicra), "
+        "optionally followed by +mix<lambda> (credit_mix), +warmup<N> (credit_warmup_steps), +topent<q> (TRL's "
+        "top_entropy_quantile), e.g. uniform,arca,arca+mix0.5,tempo,tempo+mix0.5,uniform+topent0.2 "
         "(default: uniform,arca,entropy_reduction,surprisal,divergence)",
     )
     p.add_argument(
@@ -51,7 +51,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=arg(check_count, "--oracle", low=0),
         default=None,
         metavar="K",
-        help="continuations per prefix for each method's oracle lift on 16 rollouts of its seed-0 adapter "
+        help="continuations per prefix for each method's oracle lift and signed measure on 16 rollouts (4 prompts x 4) of its seed-0 adapter "
         "(default 16; 0 = off)",
     )
     add_quiet(p)
