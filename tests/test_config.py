@@ -11,6 +11,7 @@ import yaml
 
 from arca_rl._config import ConfigError, RunConfig, apply_overrides, hardware, load_config, parse_config
 from arca_rl._config import schema as config_module
+from arca_rl._config import sections as sections_module
 from arca_rl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,10 +138,10 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 
 def test_every_section_field_has_a_docstring():
-    tree = ast.parse(inspect.getsource(config_module))
+    nodes = [node for module in (sections_module, config_module) for node in ast.parse(inspect.getsource(module)).body]
     sections = {"ModelSection", "LoraSection", "TaskSection", "EvalSection", "RunConfig"}
     seen = set()
-    for node in tree.body:
+    for node in nodes:
         if isinstance(node, ast.ClassDef) and node.name in sections:
             seen.add(node.name)
             body = node.body

@@ -12,12 +12,10 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ._config import RunConfig
 from .errors import ConfigError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._config import RunConfig
 
 __all__ = [
     "check_checkpoint_files",

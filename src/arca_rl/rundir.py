@@ -38,9 +38,10 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from . import _credit_fields
+from ._config import RunConfig, load_config
 from ._runfiles import (
     CONFIG_FILE,
     EVAL_FILE,
@@ -66,9 +67,6 @@ from ._runfiles import (
     write_finished,
 )
 from .errors import ConfigError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._config import RunConfig
 
 __all__ = [
     "CONFIG_FILE",
@@ -421,8 +419,6 @@ def _parse_file(
 def read_config(run_dir: str | Path, *, build: bool = True) -> RunConfig:
     """The run's config.yaml, validated (`arca_rl.ConfigError` when it no longer validates). `build=False`
     skips building its TRL and PEFT objects (`arca_rl.load_config`): for a comparison of settings."""
-    from ._config import load_config
-
     return load_config(Path(run_dir) / CONFIG_FILE, build=build)
 
 

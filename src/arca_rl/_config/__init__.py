@@ -22,14 +22,18 @@ string; float fields accept such strings, so `learning_rate: 5e-6` means what it
 
 One module per job:
 
-    schema      the sections (pydantic models) and `RunConfig`: field types, ranges, docs; to YAML dicts
+    sections    the sections the project owns (pydantic models): field types, ranges, docs
+    schema      `RunConfig` (to YAML dicts, what it builds) and `parse_config`, `require_max_steps`
     load        reading a YAML file (`load_config`)
     overrides   `--set section.key=value` (`apply_overrides`, `parse_assignment`)
-    validate    every check of a mapping (`parse_config`, `require_max_steps`)
+    validate    every check of a mapping (`check_fields`: the values of a `RunConfig`'s fields)
     typecheck   a YAML value against an annotation; unknown-key messages with did-you-mean
     build       the TRL config, the PEFT config, `from_pretrained` and `evaluate` arguments
     hardware    what the machine has (bf16, an accelerator)
     paths       where `model.name_or_path` points (hub id, folder, short name, embedded tiny model)
+
+Imports run one way (tests/test_layout.py): sections, typecheck, hardware, paths and overrides import none
+of the others; build imports sections and hardware; validate imports build; schema all of these; load schema.
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ from ..errors import ConfigError
 from .load import load_config
 from .overrides import apply_overrides, parse_assignment
 from .paths import check_model_folder, default_model_path
-from .schema import DTYPES, TRAINERS, EvalSection, LoraSection, ModelSection, RunConfig, TaskSection
-from .validate import available_tasks, parse_config, require_max_steps
+from .schema import RunConfig, parse_config, require_max_steps
+from .sections import DTYPES, TRAINERS, EvalSection, LoraSection, ModelSection, TaskSection
+from .validate import available_tasks
 
 __all__ = [
     "DTYPES",

@@ -9,8 +9,7 @@ import yaml
 
 from ..errors import ConfigError
 from .overrides import apply_overrides
-from .schema import RunConfig
-from .validate import parse_config
+from .schema import RunConfig, parse_config
 
 __all__ = ["load_config"]
 

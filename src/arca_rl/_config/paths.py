@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..models import MODELS, model_dir, resolve_model
+from ..tasks import tiny_model_path
 
 __all__ = ["check_model_folder", "default_model_path", "resolve"]
 
@@ -14,8 +16,6 @@ def resolve(name_or_path: str | None, *, check: bool = False) -> str:
     """`RunConfig.model_path`: `name_or_path`, with null resolved to the embedded tiny model's folder.
     With `check`, a missing embedded model raises FileNotFoundError saying how to build it."""
     if name_or_path:
-        from ..models import MODELS, model_dir, resolve_model
-
         # A short name (`arca_rl.models.MODELS`) means its converted folder; unchecked, the
         # folder's path even before `make real-model` has built it.
         if check or name_or_path.strip().lower() not in MODELS:
@@ -52,6 +52,4 @@ def check_model_folder(name_or_path: str | Path, what: str = "model") -> None:
 
 def default_model_path() -> str:
     """Folder of the tiny model shipped with the package (`arca_rl.tasks.TINY_MODEL_PATH`)."""
-    from ..tasks import tiny_model_path
-
     return tiny_model_path()

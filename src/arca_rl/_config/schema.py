@@ -1,166 +1,44 @@
-"""The run config's schema: one pydantic model per section the project owns (`model`, `lora`, `task`,
-`eval`), and `RunConfig`, the whole run.
+"""`RunConfig`, the whole run, and `parse_config`, which makes one from a config mapping.
 
-The sections declare each key's type, default, range and documentation in one place; pydantic checks
-them (unknown keys, strict types, ranges) and `typecheck.section_error` turns its first error into
-today's one-line `ConfigError` (full key path, did-you-mean, the range). Types are strict (no "3" for an
-integer, no 1 for true) with two coercions the YAML files need: a string such as `5e-6` is a number
-(YAML 1.1 reads a number without a dot as a string), and an integral float such as `200.0` an integer.
+The sections the project owns (`model`, `lora`, `task`, `eval`) are pydantic models (`sections`). `training`
+is not a model: its keys are TRL's `GRPOConfig` / `RLOOConfig` fields (plus the credit fields), which change
+with TRL and whose annotations are TRL's own (`SchedulerType | str`, `dict | str`, ...); `validate` checks them
+against those annotations with the hand-written `typecheck.check`, and TRL's own validation runs when `build`
+constructs the config. The top level (`name`, `trainer`, which keys exist) is checked by hand in `validate` as
+well: what it checks depends on `trainer` (an unknown top-level key's hint is "it is a training field: put it
+under training:" when it is one of that trainer's fields, and `training` is checked against that trainer's
+class), `trainer` is checked first, and the task section's options are written flat beside its own keys.
 
-`training` is not a model here: its keys are TRL's `GRPOConfig` / `RLOOConfig` fields (plus the credit
-fields), which change with TRL and whose annotations are TRL's own (`SchedulerType | str`, `dict | str`,
-...); `validate` checks them against those annotations with the hand-written `typecheck.check`, and TRL's
-own validation runs when `build` constructs the config. The top level (`name`, `trainer`, which keys
-exist) is checked by hand in `validate` as well: an unknown top-level key's hint depends on the trainer's
-fields (it is a training field: put it under training:).
-
-Measured when pydantic replaced the hand-written checks of these sections (code lines of schema,
-validate and typecheck, without blanks, comments and docstrings): 427 before, 449 after. The range
-checks (30 lines in `parse_config`) became field declarations, but pydantic's messages need a wording
-step (`section_error`, ~35 lines) to stay one line with the key path and the range, and the two
-coercions above are small validators. The gain is one place per key (type, default, range, doc) and
-sections that check themselves when built in Python, not fewer lines.
-
-What a `RunConfig` turns into (the TRL and PEFT objects, the model's folder, the evaluation's
-arguments) is built by `build` and `paths`; the methods here only hand over to them.
+What a `RunConfig` turns into (the TRL and PEFT objects, the model's folder, the evaluation's arguments) is
+built by `build` and `paths`; the methods here hand them the sections they read. Imports run one way
+(tests/test_layout.py): `build` and `validate` never see a `RunConfig`, this module imports them, and `load`
+imports this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from . import build as _build
-from . import paths
+from ..errors import ConfigError
+from ..group_credit import method_needs_base
+from . import build, paths
+from .build import BuiltRun
+from .overrides import apply_overrides
+from .sections import EvalSection, LoraSection, ModelSection, TaskSection
+from .validate import check_fields
 
 if TYPE_CHECKING:  # pragma: no cover
     from peft import LoraConfig
 
     from ..trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 
-__all__ = ["DTYPES", "TRAINERS", "EvalSection", "LoraSection", "ModelSection", "RunConfig", "TaskSection"]
-
-DTYPES = ("float32", "bfloat16", "float16", "auto")
-TRAINERS = ("grpo", "rloo")  # `trainer:` -> ARCAGRPOTrainer / ARCARLOOTrainer
-
-
-def _yaml11_number(value: Any) -> Any:
-    """`5e-6` read as a string by YAML 1.1 -> the float it spells (anything else is left to the type check)."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _integral(value: Any) -> Any:
-    """`200.0` -> 200 (an integer written as a float); anything else is left to the type check."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-Float = Annotated[float, BeforeValidator(_yaml11_number)]
-Int = Annotated[int, BeforeValidator(_integral)]
-
-
-class _Section(BaseModel):
-    # strict: no "3" for 3 or 1 for true; the field docstrings are the field descriptions
-    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
-
-
-class ModelSection(_Section):
-    """Which causal LM to train."""
-
-    name_or_path: str | None = None
-    """Hub id or local folder (anything `AutoModelForCausalLM.from_pretrained` takes), or a short name
-    of `arca_rl.models.MODELS` (smollm2-135m-instruct, built by `make real-model`). null: the tiny
-    model shipped inside the package (see `arca_rl.assets`)."""
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
-    """Weight dtype when loading: float32, bfloat16, float16 or auto (the checkpoint's own)."""
-    attn_implementation: str | None = None
-    """Passed to `from_pretrained` when set (e.g. sdpa, eager, flash_attention_2)."""
-    revision: str | None = None
-    """Hub revision (branch, tag or commit) when loading from the hub."""
-
-
-class LoraSection(_Section):
-    """The adapter TRL attaches (`peft.LoraConfig`), or full fine-tuning with `enabled: false`."""
-
-    enabled: bool = True
-    """false: train every weight (no adapter). `arca` and `divergence` then need `training.beta > 0`,
-    so that there is a reference model to compare against."""
-    r: Int = Field(16, ge=1)
-    """LoRA rank."""
-    alpha: Float | None = Field(None, gt=0, allow_inf_nan=False, json_schema_extra={"null": "2 * r"})
-    """LoRA alpha (the update is scaled by alpha / r, or alpha / sqrt(r) with rsLoRA). null: 2 * r."""
-    dropout: Float = Field(0.05, ge=0, lt=1)
-    """Dropout on the adapter's input."""
-    target_modules: list[str] | str = "all-linear"
-    """A list of module names to adapt, "all-linear" (every linear layer but the output head; on Qwen3
-    the q, k, v, o, gate, up and down projections), or another string, which PEFT reads as a regex."""
-    use_dora: bool = False
-    """Weight-decomposed LoRA (DoRA)."""
-    use_rslora: bool = False
-    """Rank-stabilized LoRA: scale by alpha / sqrt(r)."""
-    bias: Literal["none", "all", "lora_only"] = "none"
-    """Which biases to train: none, all or lora_only."""
-
-    @property
-    def lora_alpha(self) -> float:
-        """The alpha actually used (2 * r when `alpha` is null)."""
-        return float(2 * self.r) if self.alpha is None else float(self.alpha)
-
-    @field_validator("target_modules")
-    @classmethod
-    def _some_module(cls, value: list[str] | str) -> list[str] | str:
-        if isinstance(value, list) and not value:
-            raise ValueError("must name at least one module (or be all-linear)")
-        return value
-
-
-class TaskSection(_Section):
-    """The data set and reward. Keys other than the ones below are options of the named task
-    (`arca_rl.tasks.get_task(name, **options)`), e.g. `source` for math and gsm8k."""
-
-    name: str = "arithmetic"
-    """Task name: arithmetic (embedded, offline), addition (offline, chat format), math or gsm8k."""
-    max_prompt_tokens: Int | None = Field(None, ge=1)
-    """Keep at most this many prompt tokens (TRL 1.16 has no prompt-length limit); null: no limit."""
-    n_train: Int | None = Field(None, ge=1)
-    """Use the first n training examples; null: all of them."""
-    options: dict[str, Any] = Field(default_factory=dict)
-    """Task-specific options, written flat in the YAML section (validated against the task's
-    signature)."""
-
-
-class EvalSection(_Section):
-    """Held-out evaluation after training (`eval.json`): greedy accuracy and unbiased pass@k."""
-
-    enabled: bool = True
-    """false: skip the evaluation after `arca train`."""
-    n: Int | None = Field(200, ge=1)
-    """Number of held-out problems (the first n of the test split); null: all."""
-    k: Int = Field(4, ge=1)
-    """k of pass@k."""
-    samples_per_problem: Int = Field(4, ge=1)
-    """Sampled completions per problem for pass@k (>= k; the estimator is unbiased for any n >= k)."""
-    batch_size: Int = Field(64, ge=1)
-    """Prompts per `generate` call (sampling generates batch_size * samples_per_problem rows)."""
-    max_new_tokens: Int | None = Field(None, ge=1)
-    """Generation budget per completion; null: `training.max_completion_length`."""
-    temperature: Float | None = Field(
-        None, gt=0, allow_inf_nan=False, json_schema_extra={"why": "greedy accuracy is always measured"}
-    )
-    """Sampling temperature for pass@k; null: `training.temperature`."""
-    top_p: Float | None = Field(None, gt=0, le=1)
-    """Nucleus sampling for pass@k; null: `training.top_p`."""
-    seed: Int | None = Field(None, ge=0, le=2**32 - 1)
-    """Seed of the sampling for pass@k (numpy's range, [0, 2**32 - 1]); null: `training.seed`."""
+__all__ = ["RunConfig", "parse_config", "require_max_steps"]
 
 
 @dataclass
@@ -208,9 +86,6 @@ class RunConfig:
 
     def with_overrides(self, overrides: Iterable[str]) -> RunConfig:
         """A new validated config with `section.key=value` overrides applied."""
-        from .overrides import apply_overrides
-        from .validate import parse_config  # imported here: validate builds this module's classes
-
         return parse_config(apply_overrides(self.to_yaml_dict(), overrides))
 
     # -- what the trainer takes -------------------------------------------------------------------
@@ -226,19 +101,28 @@ class RunConfig:
         flag). With `for_validation`, device checks are skipped (`use_cpu`), so a GPU config validates
         on a CPU-only machine.
         """
-        return _build.training_args(self, output_dir, for_validation=for_validation, disable_tqdm=disable_tqdm)
+        return build.training_args(
+            self.trainer, self.name, self.model, self.training, output_dir,
+            for_validation=for_validation, disable_tqdm=disable_tqdm,
+        )
 
     def build(
         self, output_dir: str | Path, *, for_validation: bool = False, disable_tqdm: bool | None = None
-    ) -> _build.BuiltRun:
+    ) -> BuiltRun:
         """The TRL config (`training_args`, same arguments) and the PEFT config (`lora_config`) of this run, each
         built once, with the checks that need them (a credit signal that compares with the base model needs an
         adapter or a reference model). `arca train` builds them once and trains with them."""
-        return _build.build_run(self, output_dir, for_validation=for_validation, disable_tqdm=disable_tqdm)
+        args = self.training_args(output_dir, for_validation=for_validation, disable_tqdm=disable_tqdm)
+        if not self.lora.enabled and not args.beta and method_needs_base(args.credit):
+            raise ConfigError(
+                f"training.credit: {args.credit!r} compares the adapted model with its base, which needs a LoRA "
+                "adapter (lora.enabled: true) or, for full fine-tuning, a reference model (training.beta > 0)"
+            )
+        return BuiltRun(args, self.lora_config())
 
     def lora_config(self) -> LoraConfig | None:
         """The `peft.LoraConfig`, or None for full fine-tuning."""
-        return _build.lora_config(self)
+        return build.lora_config(self.lora)
 
     def model_path(self, *, check: bool = False) -> str:
         """`model.name_or_path`, with null resolved to the embedded tiny model's folder. With `check`, a
@@ -247,7 +131,7 @@ class RunConfig:
 
     def model_init_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `from_pretrained` (dtype and friends, plus training.model_init_kwargs)."""
-        return _build.model_init_kwargs(self)
+        return build.model_init_kwargs(self.model, self.training)
 
     def eval_arguments(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments of `arca_rl.evaluate` for this run (all but `progress`).
@@ -256,4 +140,32 @@ class RunConfig:
         seed; TRL's defaults where `training` leaves them out). `overrides` that are not None win;
         an overridden `k` raises `samples_per_problem` to at least `k` unless that is given too.
         """
-        return _build.eval_arguments(self, **overrides)
+        return build.eval_arguments(self.eval, self.training, self.trainer, self.task.max_prompt_tokens, overrides)
+
+
+def parse_config(raw: Mapping[str, Any], *, build: bool = True) -> RunConfig:
+    """Validate a config mapping (as read from YAML) into a `RunConfig` (`validate.check_fields`). Nothing heavy
+    loads.
+
+    `build=False` checks every key and value but skips the last step, building the TRL config and the
+    `peft.LoraConfig` (`RunConfig.build`: their own checks): for a config that was validated when it was
+    written (config.yaml of a run, read back to compare it on --resume), or one that is built right after
+    for its run folder (`arca train`).
+    """
+    cfg = RunConfig(**check_fields(raw, [f.name for f in dataclasses.fields(RunConfig)]))
+    if build:
+        # Built for their own checks, as on any machine (device checks off), then dropped: no output_dir is used.
+        cfg.build(cfg.name, for_validation=True)
+    return cfg
+
+
+def require_max_steps(cfg: RunConfig) -> int:
+    """`training.max_steps` of a config that is about to train: it must be set (an unset or negative
+    value would make TRL train by epochs, for hours on a large data set)."""
+    steps = cfg.training.get("max_steps")
+    if steps is None:
+        raise ConfigError(
+            "training.max_steps: required before training (the number of optimizer steps), "
+            "e.g. --set training.max_steps=100"
+        )
+    return int(steps)

@@ -1,12 +1,12 @@
-"""Validation of a config mapping (as read from YAML) into a `RunConfig`: every check, before any model or
-data set loads.
+"""The checks of a config mapping (as read from YAML): every key and value, before any model or data set loads.
+`check_fields` gives the validated values of a `RunConfig`'s fields; `schema.parse_config` makes the
+`RunConfig` and builds its TRL and PEFT configs once, so that their own validation runs too.
 
 Unknown keys are named with their full path and the nearest valid key. The project's sections are
-pydantic models (`schema`: types, defaults and ranges declared on the fields; `typecheck.section_error`
+pydantic models (`sections`: types, defaults and ranges declared on the fields; `typecheck.section_error`
 words the first error); `training` is checked by hand against the annotations of `ARCAGRPOConfig` /
-`ARCARLOOConfig` and the ranges of `arca_rl.trainer_config.TRL_FIELD_RANGES` (why by hand: `schema`'s
-docstring); then the TRL config and `peft.LoraConfig` are built once so that their own validation runs
-too.
+`ARCARLOOConfig` and the ranges of `arca_rl.trainer_config.TRL_FIELD_RANGES` (why by hand, and why the top
+level is checked here too: `schema`'s docstring).
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ import dataclasses
 import math
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .. import rundir
 from ..errors import ConfigError
+from ..tasks import TASKS, get_task
 from .build import config_class
-from .schema import TRAINERS, EvalSection, LoraSection, ModelSection, RunConfig, TaskSection
+from .sections import TRAINERS, EvalSection, LoraSection, ModelSection, TaskSection
 from .typecheck import check, section_error, suggest, unknown_key
 
-__all__ = ["available_tasks", "parse_config", "require_max_steps"]
+__all__ = ["available_tasks", "check_fields"]
 
 _S = TypeVar("_S", bound=BaseModel)
 
@@ -39,14 +39,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SECTIONS_NOT_NULL = ("lora", "eval")
 
 
-def parse_config(raw: Mapping[str, Any], *, build: bool = True) -> RunConfig:
-    """Validate a config mapping (as read from YAML) into a `RunConfig`. Nothing heavy loads.
-
-    `build=False` checks every key and value but skips the last step, building the TRL config and the
-    `peft.LoraConfig` (`RunConfig.build`: their own checks): for a config that was validated when it was
-    written (config.yaml of a run, read back to compare it on --resume), or one that is built right after
-    for its run folder (`arca train`).
-    """
+def check_fields(raw: Mapping[str, Any], top_level: Collection[str]) -> dict[str, Any]:
+    """Check a config mapping (as read from YAML) whose known top-level keys are `top_level` (the fields of
+    `RunConfig`); return the validated value of each field. Nothing heavy loads."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config must be a mapping, got {type(raw).__name__}")
     raw = dict(raw)
@@ -54,7 +49,7 @@ def parse_config(raw: Mapping[str, Any], *, build: bool = True) -> RunConfig:
     if trainer not in TRAINERS:
         raise ConfigError(f"trainer: must be one of {', '.join(TRAINERS)} (the TRL estimator), got {trainer!r}")
     training_fields = _training_fields(trainer)
-    top = {f.name for f in dataclasses.fields(RunConfig)}
+    top = set(top_level)
     for key in raw:
         if key not in top:
             hint = ""
@@ -85,20 +80,13 @@ def parse_config(raw: Mapping[str, Any], *, build: bool = True) -> RunConfig:
             f"eval.samples_per_problem: must be >= eval.k ({evaluation.k}) for pass@k, got {evaluation.samples_per_problem}"
         )
 
-    cfg = RunConfig(
-        name=name, trainer=trainer, model=model, lora=lora, task=task, training=training, eval=evaluation
-    )
-
-    # Cross-section checks, then the real constructors (their own validation, still no weights).
+    # A cross-section check (the TRL and PEFT configs' own checks follow in `schema.parse_config`).
     if "model_init_kwargs" in training and isinstance(training["model_init_kwargs"], dict):
         for key in ("dtype", "attn_implementation", "revision"):
             if key in training["model_init_kwargs"]:
                 raise ConfigError(f"training.model_init_kwargs.{key}: set it as model.{key} instead")
-    if not build:
-        return cfg
-    # The TRL and PEFT configs, built for their own checks (as on any machine: device checks off), then dropped.
-    cfg.build(rundir.default_run_dir(name), for_validation=True)
-    return cfg
+    return {"name": name, "trainer": trainer, "model": model, "lora": lora, "task": task, "training": training,
+            "eval": evaluation}
 
 
 def _parse_section(cls: type[_S], raw: Any, path: str) -> _S:
@@ -131,15 +119,11 @@ _OWN_TASK_KEYS = ("name", "max_prompt_tokens", "n_train")
 
 def available_tasks() -> list[str]:
     """Names `task.name` accepts."""
-    from ..tasks import TASKS
-
     return list(TASKS)
 
 
 def _validate_task_options(section: TaskSection) -> None:
     """Build the task once (cheap: data loads lazily) so its own option checks run now."""
-    from ..tasks import get_task
-
     names = available_tasks()
     if section.name not in names:
         raise ConfigError(
@@ -203,15 +187,3 @@ def _check_training_ranges(training: Mapping[str, Any]) -> None:
             span = f"{'>=' if inclusive else '>'} {low}" if high is None else f"in {'[' if inclusive else '('}{low}, {high}]"
             hint = "; arca runs are counted in optimizer steps" if key == "max_steps" else ""
             raise ConfigError(f"training.{key}: must be {span}, got {value}{hint}")
-
-
-def require_max_steps(cfg: RunConfig) -> int:
-    """`training.max_steps` of a config that is about to train: it must be set (an unset or negative
-    value would make TRL train by epochs, for hours on a large data set)."""
-    steps = cfg.training.get("max_steps")
-    if steps is None:
-        raise ConfigError(
-            "training.max_steps: required before training (the number of optimizer steps), "
-            "e.g. --set training.max_steps=100"
-        )
-    return int(steps)
