@@ -9,6 +9,14 @@ well: what it checks depends on `trainer` (an unknown top-level key's hint is "i
 under training:" when it is one of that trainer's fields, and `training` is checked against that trainer's
 class), `trainer` is checked first, and the task section's options are written flat beside its own keys.
 
+Why the top level is not a pydantic model too (tried with pydantic 2.14): today's first error comes in the
+order above (`trainer`, then unknown keys, then `name` and the sections in turn), while pydantic lists field
+errors in declaration order and unknown keys (`extra_forbidden`) after them, still validates `training` when
+`trainer` failed (its validator then sees no trainer), and wraps a `ConfigError` raised in a validator as
+"Value error, ...". Keeping each message and which one comes first would take a priority sort and an
+unwrapping step around a model whose own fields are two strings, in place of the plain sequence of checks in
+`validate.check_fields`, for the same messages.
+
 What a `RunConfig` turns into (the TRL and PEFT objects, the model's folder, the evaluation's arguments) is
 built by `build` and `paths`; the methods here hand them the sections they read. Imports run one way
 (tests/test_layout.py): `build` and `validate` never see a `RunConfig`, this module imports them, and `load`
