@@ -8,9 +8,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import _credit_fields, _evaluation, rundir
+from .. import _checks as checks
+from .. import _credit_fields, _evaluation, group_credit, rundir
 from .._config import ConfigError, RunConfig, default_model_path
+from ..group_credit import registered_methods
+from ..oracle import MAX_ROLLOUTS, max_rollouts
 from ..tasks import get_task
+from .pipeline import diagnose
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import DiagnoseResult
@@ -88,9 +92,6 @@ def run_diagnose(
     folder's name or the model's. `oracle_samples=K` adds the Monte Carlo oracle (see `diagnose`).
     Returns the result and the written files.
     """
-    from .. import _checks as checks
-    from ..group_credit import registered_methods
-
     # Every argument is checked here, before any model or data loads (the CLI checked its flags already).
     checks.check_count(n, "--n")
     checks.check_count(k, "--k")
@@ -104,7 +105,6 @@ def run_diagnose(
         checks.check_device(device, "--device")
     if out is not None:
         checks.check_output_folder(out, "--out")
-    from . import diagnose
 
     say = log or (lambda _m: None)
     settings = _default_settings()
@@ -140,8 +140,6 @@ def run_diagnose(
     checks.check_number(settings["top_p"], "--top-p", low=0, low_open=True, high=1)
     checks.check_number(settings["power"], "--power", low=0, low_open=True)
     if oracle_samples is not None:  # its cost is bounded before anything is spent (memory is bounded whatever K)
-        from ..oracle import MAX_ROLLOUTS, max_rollouts
-
         most = max_rollouts(n, n * k, int(settings["max_new_tokens"]), oracle_samples)
         if most > MAX_ROLLOUTS:
             raise ConfigError(
@@ -231,6 +229,4 @@ def _group_kwargs(args: Any, tokenizer: Any) -> dict[str, dict[str, Any]] | None
     them); None without a run (the methods' defaults)."""
     if args is None:
         return None
-    from .. import group_credit
-
     return {name: args.group_credit_kwargs(name, tokenizer) for name in group_credit.registered_group_methods()}

@@ -8,8 +8,10 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from .._checks import arg, check_count
 from .._config import parse_assignment
 from ..errors import ConfigError
+from ..group_credit import registered_methods
 
 __all__ = [
     "add_quiet",
@@ -50,14 +52,10 @@ def add_quiet(p: argparse.ArgumentParser, what: str = "no progress bars") -> Non
 
 def signal_names() -> list[str]:
     """The registered credit methods: signals and group methods (for `--signals`, `--credit`)."""
-    from ..group_credit import registered_methods
-
     return list(registered_methods())
 
 
 def add_threads(p: argparse.ArgumentParser, default: int | None) -> None:
-    from .._checks import arg, check_count
-
     what = "torch's default" if default is None else str(default)
     p.add_argument(
         "--threads",
