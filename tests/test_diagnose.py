@@ -74,9 +74,10 @@ def _manual(model, tok, prompt: str, ids: list[int], temperature: float):
 def test_arca_salience_matches_manual_forwards(result, peft_model, tok):
     assert len(result.completions) == len(PROMPTS) * 3
     assert result.has_adapter
-    # no reward here: only the group methods are absent, each saying why
+    # no reward here: only the group methods are absent, each saying why (vine: it is the oracle itself)
     assert set(result.absent) == set(group_credit.registered_group_methods())
-    assert all("needs the completions' rewards" in why for why in result.absent.values())
+    assert all("needs the completions' rewards" in why for m, why in result.absent.items() if m != "vine")
+    assert "the Monte Carlo oracle itself" in result.absent["vine"]
     for rec in result.completions:
         arca, logp = _manual(peft_model, tok, rec.prompt, rec.token_ids, 0.7)
         assert rec.length == len(rec.salience["arca"]) == len(rec.weights["arca"]) >= 1
@@ -279,7 +280,7 @@ def test_cli_on_run_folder_and_plain_model(tmp_path, tok, capsys):
     assert "arca" in printed and "entropy_reduction" in printed
     d = json.loads((out / "diagnose.json").read_text())
     assert d["settings"]["power"] == 2.0 and d["settings"]["max_new_tokens"] == 6  # from the run's config
-    assert d["arca"]["gini"] is not None and not d["absent"]
+    assert d["arca"]["gini"] is not None and list(d["absent"]) == ["vine"]  # vine: the oracle itself
     assert (out / "report.html").is_file()
 
     out2 = tmp_path / "diag2"
@@ -287,7 +288,7 @@ def test_cli_on_run_folder_and_plain_model(tmp_path, tok, capsys):
                "--max-new-tokens", "4", "--out", str(out2), "--quiet"])  # fmt: skip
     assert rc == 0
     d2 = json.loads((out2 / "diagnose.json").read_text())
-    assert set(d2["absent"]) == {"arca", "divergence"} and "surprisal" in d2["signals"]
+    assert set(d2["absent"]) == {"arca", "divergence", "vine"} and "surprisal" in d2["signals"]
 
     rc = main(["diagnose", "--adapter", str(tmp_path / "nothing"), "--task", "arithmetic"])
     assert rc == 2  # FileNotFoundError -> a clean CLI error

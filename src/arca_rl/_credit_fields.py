@@ -285,7 +285,7 @@ class CreditFields:
         credit_shadow (`bool`, defaults to `False`):
             Also score every other registered signal on the same batch and log its diagnostics as
             `shadow/<signal>/...`, without using it for the gradient. Costs at most one adapter-off pass per
-            generation batch when the active signal does not already need one.
+            generation batch when the active signal does not already need one. `vine`, which samples, is never a shadow.
         credit_log_tokens_every (`int`, defaults to `0`):
             Every N optimizer steps, append the tokens, weights, raw salience and advantage of a few completions to
             `<output_dir>/credit_tokens.jsonl` (for heatmaps), and, with TRL's `top_entropy_quantile` < 1, which
@@ -314,6 +314,13 @@ class CreditFields:
             HICRA's strategic grams (the paper's rule), `|`-separated phrases (e.g. `"let's try|we can use"`); each
             is matched as the tokenizer's ids for the phrase, with and without a leading space. Empty: the
             top-entropy rule above.
+        credit_vine_samples (`int`, defaults to `8`):
+            VinePPO (`credit: vine`): K, the continuations of every prefix of each completion, sampled by the current
+            policy, whose mean reward is the prefix's value V_t; `A_it = V_t - V_{t-1}` (`arca_rl.oracle`). Costs
+            K * (prompts + sum of (T - 1)) sampled continuations per generation batch (`credit/vine_rollouts`).
+        credit_vine_batch_rows (`int`, defaults to `256`):
+            vine: the most continuations sampled in one batched call (each holds a copy of its prefix's KV cache);
+            a completion with more is split over several calls. Bounds memory, not the result.
     """
 
     # fmt: off
@@ -353,6 +360,11 @@ class CreditFields:
         help="HICRA without grams: share of a group's tokens (top entropy) that are planning tokens.")
     credit_hicra_grams: str = credit_field("", check=TEXT, use=Use.GROUP, kwarg="hicra_grams", help=(
         "HICRA strategic grams, '|'-separated phrases (empty: top-entropy planning tokens)."))
+    credit_vine_samples: int = credit_field(8, check=Range(integer=True, low=1), use=Use.GROUP, kwarg="vine_samples",
+                                            help="vine: K continuations of every prefix (A_it = V_t - V_{t-1}).")
+    credit_vine_batch_rows: int = credit_field(
+        256, check=Range(integer=True, low=1), use=Use.GROUP, kwarg="vine_batch_rows",
+        help="vine: most continuations per batched sampling call (bounds memory).")
     # fmt: on
 
     def __post_init__(self) -> None:

@@ -11,9 +11,11 @@
    so every prompt's completions form a group: group methods and every A_i need one), scored against
    Monte Carlo token values with K = 16 continuations per prefix (`arca diagnose --adapter
    runs/demo/<method> --n 4 --k 4 --oracle 16 --signals <method>`, written to runs/demo/<method>/oracle/).
+   `vine` gets none: its token advantages are the oracle's own values.
 4. Print a table (means over seeds; the oracle lift is seed 0's) and write runs/demo/summary.json:
    {"methods": {name: {"greedy_before", "greedy_after", "pass_at_k", "gini",
-   "effective_token_ratio", "decisive_token_share", "oracle_lift", "oracle_lift_ci", ...}},
+   "effective_token_ratio", "decisive_token_share", "oracle_lift", "oracle_lift_ci", "train_seconds",
+   "seconds_per_step", ...}},
    "seconds": ...}.
 
 Gini and EffN/T are the means over logging steps of the trainer's `credit/gini` and
@@ -58,7 +60,7 @@ from ._diagnose import run_diagnose
 from ._evaluation import evaluate, load_model_for_eval, write_eval_json
 from ._run import build_task, train
 from .errors import ConfigError
-from .group_credit import method_needs_base, registered_methods
+from .group_credit import is_sampled_method, method_needs_base, registered_methods
 from .variants import parse_variant
 
 __all__ = ["DEFAULT_BUDGET_S", "DEFAULT_SEEDS", "DEMO_CONFIG_PATH", "DEMO_METHODS", "decisive_token_share", "demo_config", "run_demo"]
@@ -132,6 +134,8 @@ def _method_figures(run_dir: Path, before: Any) -> dict[str, Any]:
         "decisive_token_share": decisive_token_share(run_dir),
         "mean_train_reward": _mean_metric(rows, "reward"),
         "train_seconds": finished.get("train_seconds"),
+        # the training time over the optimizer steps it took (vine's sampling included)
+        "seconds_per_step": finished["train_seconds"] / finished["global_step"] if finished.get("global_step") else None,
     }
 
 
@@ -175,7 +179,7 @@ def format_table(methods: dict[str, dict[str, Any]], k: int) -> str:
     """The demo's table as aligned text."""
     header = [
         "method", "greedy before", "greedy after", f"pass@{k}", "Gini", "EffN/T", "decisive share", "oracle lift",
-        "signed cos", "train s",
+        "signed cos", "train s", "s/step",
     ]  # fmt: skip
     lines = [header]
     for name, m in methods.items():
@@ -191,6 +195,7 @@ def format_table(methods: dict[str, dict[str, Any]], k: int) -> str:
                 _fmt(m.get("oracle_lift")),
                 _fmt(m.get("oracle_signed")),
                 _fmt(m.get("train_seconds"), 0),
+                _fmt(m.get("seconds_per_step"), 2),
             ]
         )
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
@@ -322,7 +327,9 @@ def _run_demo_locked(
                 f"pass@{before.k} {after['pass_at_k']:.3f} ({seconds_of[method]:.0f} s)"
             )
         results[method] = _average(per_seed)
-        if oracle_samples:
+        if oracle_samples and is_sampled_method(signal_of[method]):
+            print(f"    {method}: no oracle lift (its token advantages are the oracle's own values)")
+        elif oracle_samples:
             t0 = time.perf_counter()
             results[method].update(_oracle_figures(out / method, signal_of[method], oracle_samples, progress))
             oracle_seconds = time.perf_counter() - t0

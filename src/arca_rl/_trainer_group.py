@@ -5,22 +5,18 @@ A mixin of `trainer._CreditRouting`, apart so that the routing between TRL and `
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from trl.models.utils import disable_gradient_checkpointing
 
 from . import group_credit
-
-if TYPE_CHECKING:  # the type checker reads the mixin as part of the TRL trainer it ends up in
-    from trl import GRPOTrainer as _TRLTrainer
-else:
-    _TRLTrainer = object
+from ._trainer_vine import _VineCredit
 
 
-class _GroupCredit(_TRLTrainer):
+class _GroupCredit(_VineCredit):
     """The group methods' per-batch pass of `_CreditRouting` (listed after it and before the TRL trainer, so that
-    `super()` here is TRL's own forward helper, not the routing's override)."""
+    `super()` here is TRL's own forward helper, not the routing's override); `vine` samples in `_VineCredit`."""
 
     _group_methods: list[str]  # the scored group methods (the active one and shadow ones; set by the routing)
 
@@ -69,6 +65,9 @@ class _GroupCredit(_TRLTrainer):
         all_mask = acc.gather(acc.pad_across_processes(mask.long(), dim=1, pad_index=0)).bool()
         out: dict[str, torch.Tensor] = {}
         for name in self._group_methods:
+            if group_credit.is_sampled_method(name):  # vine: sampled on this process's own rows
+                out[f"credit_group/{name}"] = self._vine_credit(batch, mask, groups[start : start + B], rewards[start : start + B])
+                continue
             full = group_credit.group_credit(
                 name,
                 mask=all_mask,

@@ -29,6 +29,7 @@ __all__ = [
     "group_method_needs",
     "group_method_output",
     "is_group_method",
+    "is_sampled_method",
     "ktae_key_values",
     "method_needs_base",
     "mix_advantages",
@@ -111,6 +112,11 @@ def registered_methods() -> list[str]:
 def is_group_method(name: str) -> bool:
     """Is `name` a registered group method (rather than a per-completion signal)?"""
     return name in _GROUP_METHODS
+
+
+def is_sampled_method(name: str) -> bool:
+    """Does method `name` sample the policy (`vine`)? The trainer computes it (`_trainer_vine`), not `group_credit`."""
+    return name in _SAMPLED_METHODS
 
 
 def method_needs_base(name: str) -> bool:
@@ -482,3 +488,12 @@ register_group_method("ktae", _ktae, needs=("completion_ids", "rewards", "advant
 register_group_method("tempo", _tempo, needs=("completion_ids", "advantages"))
 register_group_method("gtpo", _gtpo, needs=("rewards", "entropies"))
 register_group_method("hicra", _hicra, needs=("advantages", "entropies", "completion_ids"))
+
+
+def _vine(*, mask: Tensor, groups: Tensor, vine_samples: int = 8, vine_batch_rows: int = 256, **_: Any) -> Tensor:
+    # VinePPO's A_it = V_t - V_{t-1} (V: K continuations of each prefix): registered here, computed by the trainer
+    raise ValueError("credit method 'vine' samples continuations from the policy; only the trainer computes it")
+
+
+_SAMPLED_METHODS = frozenset({"vine"})
+register_group_method("vine", _vine, needs=())

@@ -35,11 +35,17 @@ class Scores:
 
 def scorable(signals: Sequence[str], has_adapter: bool) -> tuple[list[str], dict[str, str]]:
     """(the signals that can be scored, {signal: why not} for the others): without an adapter there is
-    no adapter-off pass, so signals that need the base cannot be scored."""
+    no adapter-off pass, so signals that need the base cannot be scored; a method that samples the policy (vine)
+    is the oracle itself, never scored."""
     scored: list[str] = []
     absent: dict[str, str] = {}
     for s in signals:
-        if group_credit.method_needs_base(s) and not has_adapter:
+        if group_credit.is_sampled_method(s):
+            absent[s] = (
+                "vine is the Monte Carlo oracle itself (its token advantages are the oracle's delta_t); "
+                "score the other methods against it with --oracle K"
+            )
+        elif group_credit.method_needs_base(s) and not has_adapter:
             missing = sorted(credit.signal_needs(s) & credit.BASE_INPUTS)
             absent[s] = (
                 f"needs the adapter-off pass ({', '.join(missing)}), but the model has no PEFT adapter "
