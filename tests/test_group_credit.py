@@ -320,3 +320,15 @@ def test_score_signed_mean_and_interval():
     assert got["n"] == 3 and got["zero_rows"] == 1
     assert got["mean"] == pytest.approx(2 / 3)
     assert got["ci_low"] == pytest.approx(2 / 3 - half) and got["ci_high"] == pytest.approx(2 / 3 + half)
+
+
+def test_signal_and_group_method_names_are_one_namespace():
+    """A signal cannot take a group method's name (nor the reverse): `--credit tempo` must mean one thing."""
+    from arca_rl.credit import register_signal, registered_signals
+
+    with pytest.raises(ValueError, match="'tempo' is already registered"):
+        register_signal("tempo", lambda *, mask, **_: mask.float(), needs=())
+    assert "tempo" not in registered_signals()
+    with pytest.raises(ValueError, match="'surprisal' is already registered"):
+        register_group_method("surprisal", lambda *, mask, **_: mask.float(), needs=())
+    assert "surprisal" not in credit.registered_group_methods()

@@ -17,8 +17,9 @@ with w >= 0 and sum_t w[b, t] = 1 on every row that has a real token. Both are d
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -55,6 +56,8 @@ class _Signal:
 
 
 _SIGNALS: dict[str, _Signal] = {}  # name -> signal, in registration order (built-ins first)
+_METHOD_NAMES: set[str] = set()  # every registered credit method's name: signals and group methods
+_Entry = TypeVar("_Entry")
 
 
 # -----------------------------------------------------------------------------
@@ -71,22 +74,27 @@ def register_signal(name: str, fn: SignalFn, *, needs: Iterable[str]) -> None:
     (a subset of `INPUTS`); `salience` refuses to call it when one of them is None, and a trainer
     uses it to know whether the adapter-off pass (`ref_logps`, `base_hidden`) is required.
     """
+    _SIGNALS[name] = _Signal(fn, _check_registration("signal", name, fn, needs, INPUTS, "mask is always passed"))
+
+
+def _check_registration(kind: str, name: Any, fn: Any, needs: Any, valid: Iterable[str], always: str) -> frozenset[str]:
+    """A new credit method's `needs` as a frozenset, after checking its name (unique across signals and
+    `group_credit`'s methods: `_METHOD_NAMES`), `fn` and `needs` (a subset of `valid`); the name is then taken.
+    One check for `register_signal` and `group_credit.register_group_method`."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"signal name must be a non-empty string, got {name!r}")
-    if name in _SIGNALS:
-        raise ValueError(f"salience signal {name!r} is already registered")
+        raise ValueError(f"{kind} name must be a non-empty string, got {name!r}")
+    if name in _METHOD_NAMES:
+        raise ValueError(f"credit method {name!r} is already registered")
     if not callable(fn):
-        raise ValueError(f"signal {name!r}: fn must be callable, got {type(fn).__name__}")
+        raise ValueError(f"{kind} {name!r}: fn must be callable, got {type(fn).__name__}")
     if isinstance(needs, str):  # needs="hidden" would otherwise be read as the letters h, i, d, ...
-        raise ValueError(f"signal {name!r}: needs must be an iterable of input names, e.g. ({needs!r},)")
+        raise ValueError(f"{kind} {name!r}: needs must be an iterable of input names, e.g. ({needs!r},)")
     needs = frozenset(needs)
-    unknown = sorted(needs - set(INPUTS))
+    unknown = sorted(needs - set(valid))
     if unknown:
-        raise ValueError(
-            f"signal {name!r}: unknown inputs {unknown} in needs; valid inputs are {list(INPUTS)} "
-            "(mask is always passed)"
-        )
-    _SIGNALS[name] = _Signal(fn, needs)
+        raise ValueError(f"{kind} {name!r}: unknown inputs {unknown} in needs; valid inputs are {list(valid)} ({always})")
+    _METHOD_NAMES.add(name)
+    return needs
 
 
 def registered_signals() -> list[str]:
@@ -94,21 +102,30 @@ def registered_signals() -> list[str]:
     return list(_SIGNALS)
 
 
-def _lookup(name: str) -> _Signal:
+def _check_given(what: str, name: str, needs: frozenset[str], inputs: Mapping[str, Tensor | None]) -> None:
+    """A ValueError naming every input that method `name` needs and `inputs` holds as None."""
+    missing = [k for k, x in inputs.items() if k in needs and x is None]
+    if missing:
+        passed = ", ".join(f"{k}=None" for k in missing)
+        raise ValueError(f"{what} {name!r} needs {' and '.join(missing)}, but {passed} was passed")
+
+
+def _lookup(registry: Mapping[str, _Entry], name: str, what: str) -> _Entry:
+    """`registry[name]`, or a ValueError listing what is registered (`what`: "salience signal", "group method")."""
     try:
-        return _SIGNALS[name]
+        return registry[name]
     except KeyError:
-        raise ValueError(f"unknown salience signal {name!r}; registered: {registered_signals()}") from None
+        raise ValueError(f"unknown {what} {name!r}; registered: {list(registry)}") from None
 
 
 def signal_needs(name: str) -> frozenset[str]:
     """The inputs (a subset of `INPUTS`) that signal `name` reads."""
-    return _lookup(name).needs
+    return _lookup(_SIGNALS, name, "salience signal").needs
 
 
 def needs_base(name: str) -> bool:
     """Does signal `name` read an input (`BASE_INPUTS`) that only a base pass, adapter off, provides?"""
-    return bool(_lookup(name).needs & BASE_INPUTS)
+    return bool(_lookup(_SIGNALS, name, "salience signal").needs & BASE_INPUTS)
 
 
 # -----------------------------------------------------------------------------
@@ -131,7 +148,7 @@ def salience(
     inputs that signal `name` needs (see `signal_needs`) must be given; a missing one raises a
     ValueError naming the signal and the tensor.
     """
-    sig = _lookup(name)
+    sig = _lookup(_SIGNALS, name, "salience signal")
     inputs = {
         "logps": logps,
         "entropies": entropies,
@@ -139,11 +156,7 @@ def salience(
         "hidden": hidden,
         "base_hidden": base_hidden,
     }
-    missing = [k for k in INPUTS if k in sig.needs and inputs[k] is None]
-    if missing:
-        raise ValueError(
-            f"salience signal {name!r} needs {' and '.join(missing)}, but {', '.join(f'{k}=None' for k in missing)} was passed"
-        )
+    _check_given("salience signal", name, sig.needs, inputs)
     if mask.dim() != 2:
         raise ValueError(f"salience {name!r}: mask must be [B, T], got shape {tuple(mask.shape)}")
     for k, x in inputs.items():

@@ -79,24 +79,10 @@ def register_group_method(name: str, fn: GroupFn, *, needs: Iterable[str], outpu
     `token_weights` turns into weights (A_it = A_i * w_it * T_i), as a signal's. `needs` names the
     inputs `fn` reads (a subset of `GROUP_INPUTS`). A name is unique across signals and group methods.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"group method name must be a non-empty string, got {name!r}")
-    if name in _GROUP_METHODS or name in credit.registered_signals():
-        raise ValueError(f"credit method {name!r} is already registered")
-    if not callable(fn):
-        raise ValueError(f"group method {name!r}: fn must be callable, got {type(fn).__name__}")
-    if isinstance(needs, str):  # needs="rewards" would otherwise be read as the letters r, e, w, ...
-        raise ValueError(f"group method {name!r}: needs must be an iterable of input names, e.g. ({needs!r},)")
-    needs = frozenset(needs)
-    unknown = sorted(needs - set(GROUP_INPUTS))
-    if unknown:
-        raise ValueError(
-            f"group method {name!r}: unknown inputs {unknown} in needs; valid inputs are {list(GROUP_INPUTS)} "
-            "(mask and groups are always passed)"
-        )
-    if output not in GROUP_OUTPUTS:
+    if output not in GROUP_OUTPUTS:  # checked first: a refused registration takes no name
         raise ValueError(f"group method {name!r}: output must be one of {GROUP_OUTPUTS}, got {output!r}")
-    _GROUP_METHODS[name] = _GroupMethod(fn, needs, output)
+    checked = credit._check_registration("group method", name, fn, needs, GROUP_INPUTS, "mask and groups are always passed")
+    _GROUP_METHODS[name] = _GroupMethod(fn, checked, output)
 
 
 def registered_group_methods() -> list[str]:
@@ -125,21 +111,14 @@ def method_needs_base(name: str) -> bool:
     return False if name in _GROUP_METHODS else credit.needs_base(name)
 
 
-def _group_lookup(name: str) -> _GroupMethod:
-    try:
-        return _GROUP_METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown group method {name!r}; registered: {registered_group_methods()}") from None
-
-
 def group_method_needs(name: str) -> frozenset[str]:
     """The inputs (a subset of `GROUP_INPUTS`) that group method `name` reads."""
-    return _group_lookup(name).needs
+    return credit._lookup(_GROUP_METHODS, name, "group method").needs
 
 
 def group_method_output(name: str) -> str:
     """`"advantages"` (signed token advantages) or `"weights"` (a salience for `token_weights`)."""
-    return _group_lookup(name).output
+    return credit._lookup(_GROUP_METHODS, name, "group method").output
 
 
 def group_credit(
@@ -159,13 +138,9 @@ def group_credit(
     (`group_method_output`). Only the inputs the method needs must be given; a missing one or a wrong
     shape is a ValueError naming it. `params` are passed to the method (its hyper-parameters).
     """
-    method = _group_lookup(name)
+    method = credit._lookup(_GROUP_METHODS, name, "group method")
     inputs = {"completion_ids": completion_ids, "rewards": rewards, "advantages": advantages, "entropies": entropies}
-    missing = [k for k in GROUP_INPUTS if k in method.needs and inputs[k] is None]
-    if missing:
-        raise ValueError(
-            f"group method {name!r} needs {' and '.join(missing)}, but {', '.join(f'{k}=None' for k in missing)} was passed"
-        )
+    credit._check_given("group method", name, method.needs, inputs)
     if mask.dim() != 2:
         raise ValueError(f"group method {name!r}: mask must be [B, T], got shape {tuple(mask.shape)}")
     B = mask.shape[0]
