@@ -12,30 +12,26 @@ pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build_tiny_model.py"
 
 
-def build(out: Path, seed: int = 0) -> str:
-    cmd = [
-        sys.executable,
-        str(SCRIPT),
-        "--out",
-        str(out),
-        "--steps",
-        "3",
-        "--eval-n",
-        "4",
-        "--eval-samples",
-        "1",
-        "--seed",
-        str(seed),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
+def _start(out: Path, seed: int) -> subprocess.Popen:
+    cmd = [sys.executable, str(SCRIPT), "--out", str(out), "--steps", "3", "--eval-n", "4", "--eval-samples", "1",
+           "--seed", str(seed)]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def build_all(jobs: list[tuple[Path, int]]) -> list[str]:
+    """Build every (folder, seed) at once (each build is one process; they share nothing) and return the
+    sha256 of each model.safetensors, in order."""
+    procs = [_start(out, seed) for out, seed in jobs]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    return [hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest() for out, _ in jobs]
 
 
 def test_rebuild_is_bit_identical_and_loadable(tmp_path):
-    first, second = build(tmp_path / "a"), build(tmp_path / "b")
+    first, second, other_seed = build_all([(tmp_path / "a", 0), (tmp_path / "b", 0), (tmp_path / "c", 1)])
     assert first == second
-    assert build(tmp_path / "c", seed=1) != first  # the seed matters, so equality above is not vacuous
+    assert other_seed != first  # the seed matters, so equality above is not vacuous
     info = json.loads((tmp_path / "a" / "build_info.json").read_text())
     assert info["steps"] == 3 and info["seed"] == 0 and 0.0 <= info["greedy_accuracy"] <= 1.0
 
