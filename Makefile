@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.arca-installed
 
-.PHONY: setup test lint typecheck docs demo bench tiny-model real-model clean
+.PHONY: setup test test-sharded lint typecheck docs demo bench tiny-model real-model clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,11 @@ docs: $(STAMP)
 test: $(STAMP) lint typecheck docs
 	bash scripts/ensure_chromium.sh
 	$(VENV)/bin/pytest -q
+
+# Every sharded backend on two CPU ranks, ZeRO-2 and the CLI under FSDP2 included (make test leaves those two
+# launches out for its 10-minute budget; see docs/many-gpus.md).
+test-sharded: $(STAMP)
+	ARCA_TEST_ALL_BACKENDS=1 $(VENV)/bin/pytest -q tests/test_distributed.py tests/test_distributed_group.py
 
 demo: $(STAMP)
 	$(VENV)/bin/arca demo
