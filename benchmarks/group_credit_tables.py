@@ -30,16 +30,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from arca_rl.rundir import read_jsonl
+
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a torn last line
-                continue
-    return rows
+    """The rows of a run's JSON-lines file, read as the package reads it (a torn last line is skipped)."""
+    return read_jsonl(path)[0]
 
 
 def _seconds_per_step(demo: Path, method: str, seeds: list[int]) -> float | None:

@@ -29,18 +29,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from arca_rl.rundir import read_jsonl
+
 METRICS = ("gini", "effective_token_ratio", "top10_mass")
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a torn last line of a killed run
-                continue
-    return rows
+    """The rows of a run's JSON-lines file, read as the package reads it (a torn last line is skipped)."""
+    return read_jsonl(path)[0]
 
 
 def _config(run_dir: Path) -> dict[str, Any]:
