@@ -3,15 +3,17 @@
 1. *What training gains*: per method, the held-out greedy accuracy and pass@k of its 20-step runs, one row per
    seed and a summary per method (mean, and the seed range). Rows come from `arca train` run folders
    (`smollm2_tables.table2`: eval.json, finished.json, metrics.jsonl) and, with ``--previous``, from the
-   rows an earlier ``smollm2_tables.py`` run stored (their run folders need not exist any more). A
+   rows an earlier ``smollm2_tables.py`` or ``smollm2_compare.py`` run stored (their run folders need not
+   exist any more; several files: later ones win). A
    ``credit_shadow`` run trains with its active method (the shadow signals are only logged), so it counts
    as a seed of that method.
 2. *Where credit should go*: per method, the oracle lift and the signed oracle measure, with 95% intervals,
    on one shared set of rollouts, from an ``arca diagnose --oracle K`` diagnose.json (``--diagnose``, one or
-   more: e.g. the base model's and an adapter's).
+   more: e.g. the base model's and an adapter's); the oracle tables of a ``--previous`` compare file are
+   kept unless a diagnosis of the same name is given again.
 
     python benchmarks/smollm2_compare.py --runs runs/smollm2-uniform-s2 runs/smollm2-tempo-s0 ... \\
-        --previous benchmarks/results/smollm2_tables.json \\
+        --previous benchmarks/results/smollm2_tables.json benchmarks/results/smollm2_compare.json \\
         --diagnose runs/smollm2-oracle-uniform-s2/diagnose.json --out benchmarks/results/smollm2_compare.json
 """
 
@@ -29,12 +31,20 @@ from smollm2_tables import table2  # noqa: E402
 __all__ = ["method_summary", "oracle_table", "training_rows"]
 
 
-def training_rows(runs: list[Path], previous: Path | None) -> list[dict[str, Any]]:
-    """One row per trained run (no base row): the stored rows of ``previous`` first, then ``runs``'; a run
-    folder given again replaces its stored row."""
+def _stored_rows(stored: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trained-run rows of an earlier JSON: a compare file's ``runs``, or a tables file's ``table2``."""
+    return [r for r in stored.get("runs", stored.get("table2", [])) if r.get("run")]
+
+
+def training_rows(runs: list[Path], previous: Path | list[Path] | None) -> list[dict[str, Any]]:
+    """One row per trained run (no base row): the stored rows of ``previous`` first (a run stored again in a
+    later file replaces its earlier row), then ``runs``'; a run folder given again replaces its stored row."""
+    files = [] if previous is None else [previous] if isinstance(previous, Path) else previous
     rows: list[dict[str, Any]] = []
-    if previous is not None:
-        rows = [r for r in json.loads(previous.read_text()).get("table2", []) if r.get("run")]
+    for path in files:
+        stored = _stored_rows(json.loads(path.read_text()))
+        names = {r["run"] for r in stored}
+        rows = [r for r in rows if r["run"] not in names] + stored
     fresh = table2(runs, None)
     names = {r["run"] for r in fresh}
     rows = [r for r in rows if r["run"] not in names] + fresh
@@ -121,16 +131,17 @@ def markdown(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="20-step run folders")
-    parser.add_argument("--previous", type=Path, default=None, help="an earlier smollm2_tables.py JSON (its table2 rows)")
+    parser.add_argument("--previous", type=Path, nargs="*", default=[],
+                        help="earlier smollm2_tables.py / smollm2_compare.py JSON files (their rows; later files win)")
     parser.add_argument("--diagnose", type=Path, nargs="*", default=[], help="diagnose.json files of `arca diagnose --oracle`")
     parser.add_argument("--out", type=Path, default=None, help="write both tables as JSON here")
     args = parser.parse_args(argv)
     rows = training_rows(args.runs, args.previous)
-    result = {
-        "runs": rows,
-        "training": method_summary(rows),
-        "oracle": {str(p.parent.name): oracle_table(p) for p in args.diagnose},
-    }
+    oracle: dict[str, Any] = {}
+    for path in args.previous:
+        oracle.update(json.loads(path.read_text()).get("oracle", {}))
+    oracle.update({str(p.parent.name): oracle_table(p) for p in args.diagnose})
+    result = {"runs": rows, "training": method_summary(rows), "oracle": oracle}
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(markdown(result))

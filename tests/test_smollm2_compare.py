@@ -63,3 +63,31 @@ def test_oracle_table(tmp_path: Path) -> None:
     assert "| tempo | 1.20 | [1.10, 1.30] | 0.40 | [0.30, 0.50] | 28 |" in compare.markdown(
         {"training": {}, "oracle": {"oracle-run": table}}
     )
+
+
+def test_an_earlier_compare_file_keeps_its_rows_and_oracle_tables(tmp_path: Path) -> None:
+    """--previous takes a tables file and a compare file: the compare file's rows replace the tables file's rows
+    of the same run, its oracle tables are kept, and a new run folder and diagnosis are added beside them."""
+    tables = tmp_path / "tables.json"
+    tables.write_text(json.dumps({"table2": [
+        {"method": "surprisal", "run": "s0", "seed": 0, "greedy_accuracy": 0.9, "pass_at_k": 0.9, "seconds_per_step": 80.0},
+        {"method": "uniform", "run": "u0", "seed": 0, "greedy_accuracy": 0.1, "pass_at_k": 0.1, "seconds_per_step": 1.0},
+    ]}))  # fmt: skip
+    earlier = tmp_path / "compare.json"
+    earlier.write_text(json.dumps({
+        "runs": [{"method": "uniform", "run": "u0", "seed": 0, "greedy_accuracy": 0.7, "pass_at_k": 0.8, "seconds_per_step": 40.0}],
+        "oracle": {"oracle-adapter": {"rows": 32, "no_signal_rows": 18, "methods": {}}},
+    }))  # fmt: skip
+    run = _run(tmp_path / "s1", "surprisal", 1, 0.5, 0.6, 1000.0)
+    diag = tmp_path / "oracle-base" / "diagnose.json"
+    diag.parent.mkdir()
+    diag.write_text(json.dumps({"settings": {"n_completions": 32, "oracle_no_signal_rows": 20}, "signals": {}}))
+    out = tmp_path / "out.json"
+    assert compare.main(["--runs", str(run), "--previous", str(tables), str(earlier), "--diagnose", str(diag),
+                         "--out", str(out)]) == 0  # fmt: skip
+    result = json.loads(out.read_text())
+    assert [r["run"] for r in result["runs"]] == ["s0", "u0", "s1"]
+    assert result["training"]["uniform"]["greedy_accuracy"]["mean"] == pytest.approx(0.7)  # the compare file's row
+    assert result["training"]["surprisal"]["greedy_accuracy"] == pytest.approx({"mean": 0.7, "min": 0.5, "max": 0.9})
+    assert result["oracle"]["oracle-adapter"]["no_signal_rows"] == 18
+    assert result["oracle"]["oracle-base"]["no_signal_rows"] == 20
