@@ -9,7 +9,8 @@
    as a seed of that method.
 2. *Where credit should go*: per method, the oracle lift and the signed oracle measure, with 95% intervals,
    on one shared set of rollouts, from an ``arca diagnose --oracle K`` diagnose.json (``--diagnose``, one or
-   more: e.g. the base model's and an adapter's); the oracle tables of a ``--previous`` compare file are
+   more: e.g. the base model's and an adapter's), and, paired completion by completion, each method's signed
+   measure minus uniform's, with its interval; the oracle tables of a ``--previous`` compare file are
    kept unless a diagnosis of the same name is given again.
 
     python benchmarks/smollm2_compare.py --runs runs/smollm2-uniform-s2 runs/smollm2-tempo-s0 ... \\
@@ -28,7 +29,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from smollm2_tables import table2  # noqa: E402
 
-__all__ = ["method_summary", "oracle_table", "training_rows"]
+from arca_rl.diagnostics import mean_ci  # noqa: E402
+from arca_rl.oracle import signed_cosine  # noqa: E402
+
+__all__ = ["method_summary", "oracle_table", "paired_signed", "training_rows"]
 
 
 def _stored_rows(stored: dict[str, Any]) -> list[dict[str, Any]]:
@@ -74,6 +78,24 @@ def method_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def paired_signed(completions: list[dict[str, Any]], method: str, reference: str = "uniform") -> dict[str, Any]:
+    """The signed measure of ``method`` minus ``reference``'s, completion by completion on the same rollouts:
+    mean of cos(A_method, delta) - cos(A_reference, delta) with its 95% Student t interval, over the completions
+    where both are defined. Paired, so it resolves a difference the two methods' own intervals (which overlap
+    whenever the rows vary much) cannot."""
+    diffs = []
+    for c in completions:
+        advantages, delta = c.get("token_advantages") or {}, (c.get("oracle") or {}).get("delta")
+        if delta is None or method not in advantages or reference not in advantages:
+            continue
+        a, b = signed_cosine(advantages[method], delta), signed_cosine(advantages[reference], delta)
+        if a is not None and b is not None:
+            diffs.append(a - b)
+    mean, half, n = mean_ci(diffs)
+    ci = [None, None] if mean is None or half is None else [mean - half, mean + half]
+    return {"mean": mean, "ci": ci, "n": n}
+
+
 def oracle_table(diagnose_json: Path) -> dict[str, Any]:
     """Per scored method of one diagnosis: oracle lift and signed measure (mean, 95% interval, rows)."""
     d = json.loads(diagnose_json.read_text())
@@ -87,6 +109,7 @@ def oracle_table(diagnose_json: Path) -> dict[str, Any]:
             "oracle_signed": signed.get("mean"),
             "oracle_signed_ci": [signed.get("ci_low"), signed.get("ci_high")],
             "signed_rows": signed.get("n"),
+            "signed_minus_uniform": paired_signed(d.get("completions", []), name),
             "gini": s.get("gini"),
             "effective_token_ratio": s.get("effective_token_ratio"),
         }
@@ -119,11 +142,16 @@ def markdown(result: dict[str, Any]) -> str:
         )
     for label, table in result["oracle"].items():
         lines += ["", f"{label}: {table['rows']} rollouts, no_signal {table['no_signal_rows']}", ""]
-        lines += ["| method | oracle lift | 95% CI | signed cos | 95% CI | rows |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| method | oracle lift | 95% CI | signed cos | 95% CI | rows | signed - uniform's (paired) | 95% CI |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, m in table["methods"].items():
+            paired = m.get("signed_minus_uniform") or {}
             lines.append(
                 f"| {name} | {_fmt(m['oracle_lift'], 2)} | {_ci(m['oracle_lift_ci'])} | {_fmt(m['oracle_signed'], 2)} | "
-                f"{_ci(m['oracle_signed_ci'])} | {m['signed_rows']} |"
+                f"{_ci(m['oracle_signed_ci'])} | {m['signed_rows']} | {_fmt(paired.get('mean'), 2)} | "
+                f"{_ci(paired.get('ci', []))} |"
             )
     return "\n".join(lines)
 

@@ -91,3 +91,22 @@ def test_an_earlier_compare_file_keeps_its_rows_and_oracle_tables(tmp_path: Path
     assert result["training"]["surprisal"]["greedy_accuracy"] == pytest.approx({"mean": 0.7, "min": 0.5, "max": 0.9})
     assert result["oracle"]["oracle-adapter"]["no_signal_rows"] == 18
     assert result["oracle"]["oracle-base"]["no_signal_rows"] == 20
+
+
+def test_paired_signed_measure_against_uniform_by_hand() -> None:
+    """cos(A, delta) worked out by hand for two completions; a third, whose deltas are all 0, is left out."""
+    completions = [
+        # uniform: cos([1, 1], [1, 0]) = 1/sqrt(2); method: cos([2, 0], [1, 0]) = 1
+        {"token_advantages": {"uniform": [1.0, 1.0], "m": [2.0, 0.0]}, "oracle": {"delta": [1.0, 0.0]}},
+        # uniform: cos([-1, -1], [0, -1]) = 1/sqrt(2); method: cos([1, 0], [0, -1]) = 0
+        {"token_advantages": {"uniform": [-1.0, -1.0], "m": [1.0, 0.0]}, "oracle": {"delta": [0.0, -1.0]}},
+        {"token_advantages": {"uniform": [1.0, 1.0], "m": [1.0, 0.0]}, "oracle": {"delta": [0.0, 0.0]}},
+        {"token_advantages": {"uniform": [1.0]}, "oracle": {"delta": [1.0]}},  # the method has no advantages here
+    ]
+    d1, d2 = 1 - 2**-0.5, 0 - 2**-0.5
+    mean = (d1 + d2) / 2
+    half = 12.706204736 * (abs(d1 - d2) / 2**0.5) / 2**0.5  # t_{0.975, 1} * s / sqrt(n)
+    got = compare.paired_signed(completions, "m")
+    assert got["n"] == 2 and got["mean"] == pytest.approx(mean)
+    assert got["ci"] == pytest.approx([mean - half, mean + half], rel=1e-6)
+    assert compare.paired_signed(completions, "uniform") == {"mean": 0.0, "ci": [0.0, 0.0], "n": 3}
