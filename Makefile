@@ -36,8 +36,8 @@ test: $(STAMP) lint typecheck docs
 	bash scripts/ensure_chromium.sh
 	$(VENV)/bin/pytest -q
 
-# Every sharded backend on two CPU ranks, ZeRO-2 and the CLI under FSDP2 included (make test leaves those two
-# launches out for its 10-minute budget; see docs/many-gpus.md).
+# Every sharded backend on two CPU ranks with every run, ZeRO-2 and the CLI launches included (make test launches
+# DDP, ZeRO-3 and FSDP2 with a subset of the runs, for its 10-minute budget; see docs/many-gpus.md).
 test-sharded: $(STAMP)
 	ARCA_TEST_ALL_BACKENDS=1 $(VENV)/bin/pytest -q tests/test_distributed.py tests/test_distributed_group.py
 
