@@ -89,6 +89,8 @@ def _deepspeed_missing() -> str | None:
 def launch(config_file: Path, args: list[str], *, fsdp_patch: bool, timeout: int = 480) -> str:
     """`accelerate launch --config_file <config_file> <args>` from the repository root, in its own process group
     (killed whole on a timeout, so no rank outlives the test)."""
+    if "deepspeed" in config_file.name:
+        _wait_for_shm_build()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PATH": _path()}
     if fsdp_patch:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "fsdp_cpu"), env.get("PYTHONPATH")]))
@@ -112,10 +114,12 @@ def _prebuild_shm_comm() -> subprocess.Popen | None:
     (`create_op_builder("ShareMemCommBuilder").load()`), when this module is collected. On a fresh clone (a new
     venv) that compile takes about 45 s of one core; this way it runs on the spare core while the one-process
     tests run, and the DeepSpeed launches find it built. Best effort: if it fails, a launch compiles it itself.
-    Never killed: torch's build lock must not be left behind (a launch waits on the lock while it builds)."""
+    Never killed: torch's build lock must not be left behind (a launch waits on the lock while it builds).
+    Checked without importing deepspeed here, so collection stays cheap."""
     import importlib.util
 
-    if _deepspeed_missing() is not None or importlib.util.find_spec("deepspeed") is None:
+    tools = all(shutil.which(tool, path=_path()) for tool in ("g++", "ninja"))
+    if importlib.util.find_spec("deepspeed") is None or not tools:
         return None
     code = "from deepspeed.accelerator import get_accelerator; get_accelerator().create_op_builder('ShareMemCommBuilder').load()"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": _path()}
@@ -132,6 +136,8 @@ def _wait_for_shm_build() -> None:
     if _SHM_BUILD is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             _SHM_BUILD.wait(timeout=300)
+
+
 _launched: dict[str, Path] = {}
 
 _FULL_ONLY = pytest.mark.skipif(not ALL_BACKENDS, reason="in `make test-sharded` only (ARCA_TEST_ALL_BACKENDS=1)")
@@ -150,8 +156,6 @@ def runs(tmp_path_factory):
         if backend != "ddp" and backend != "fsdp2" and (reason := _deepspeed_missing()):
             pytest.skip(reason)
         if backend not in _launched:
-            if backend in ("zero2", "zero3"):
-                _wait_for_shm_build()
             out = tmp_path_factory.mktemp(backend)
             worker = str(HERE / "dist_worker.py")
             launch(CONFIGS / CONFIG_FILE[backend], [worker, str(out), *RUNS[backend]], fsdp_patch=backend == "fsdp2")
@@ -266,8 +270,6 @@ def test_cli_train_under_sharding_then_arca_eval_unsharded(backend, tiny_run_con
 
     if backend == "zero3" and (reason := _deepspeed_missing()):
         pytest.skip(reason)
-    if backend == "zero3":
-        _wait_for_shm_build()
     raw = tiny_run_config  # no ddp_backend: `arca train` picks gloo for CPU ranks by itself
     config, run_dir = tmp_path / "tiny.yaml", tmp_path / "run"
     config.write_text(yaml.safe_dump(raw))
