@@ -39,7 +39,7 @@ of the others; build imports sections and hardware; validate imports build; sche
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .load import load_config
+from .load import config_path, load_config, packaged_configs
 from .overrides import apply_overrides, parse_assignment
 from .paths import check_model_folder, default_model_path
 from .schema import RunConfig, parse_config, require_max_steps
@@ -58,8 +58,10 @@ __all__ = [
     "apply_overrides",
     "available_tasks",
     "check_model_folder",
+    "config_path",
     "default_model_path",
     "load_config",
+    "packaged_configs",
     "parse_assignment",
     "parse_config",
     "require_max_steps",

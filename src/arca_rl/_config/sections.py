@@ -108,7 +108,8 @@ class TaskSection(_Section):
     (`arca_rl.tasks.get_task(name, **options)`), e.g. `source` for math and gsm8k."""
 
     name: str = "arithmetic"
-    """Task name: arithmetic (embedded, offline), addition (offline, chat format), math or gsm8k."""
+    """Task name: arithmetic (embedded, offline), addition (offline, chat format), reasoning_gym (offline, any
+    reasoning-gym data set: `dataset: chain_sum`, its options in `config`), math or gsm8k."""
     max_prompt_tokens: Int | None = Field(None, ge=1)
     """Keep at most this many prompt tokens (TRL 1.16 has no prompt-length limit); null: no limit."""
     n_train: Int | None = Field(None, ge=1)

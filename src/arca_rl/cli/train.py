@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import rundir
 from .._checks import arg, check_output_folder
-from .._config import load_config, require_max_steps
+from .._config import load_config, packaged_configs, require_max_steps
 from ._common import add_quiet, add_set, add_threads
 
 __all__ = ["make_parser", "run"]
@@ -25,7 +25,14 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", "-c", required=True, type=Path, help="YAML config file")
+    p.add_argument(
+        "--config",
+        "-c",
+        required=True,
+        type=Path,
+        help="YAML config file, or the name of a config that ships in the package: "
+        + ", ".join(packaged_configs()).replace("%", "%%"),
+    )
     add_set(
         p,
         "override a config value by dotted path, value parsed as YAML "

@@ -9,6 +9,9 @@
 - ``"gsm8k"``: GSM8K from the hub (``openai/gsm8k``) or local files; numeric answers.
 - ``"addition"``: small sums asked in chat format, for real instruction-tuned models
   (``smollm2-135m-instruct``); generated locally with disjoint splits.
+- ``"reasoning_gym"``: any `reasoning-gym` data set by name (``dataset="chain_sum"``, its options in
+  ``config``), generated offline from disjoint seed ranges, scored by the data set's own
+  ``score_answer`` on the ``<answer>`` the prompt asks for.
 
 Every task's ``train_dataset(n)`` / ``test_dataset(n)`` have a plain-text ``prompt`` column and a
 ``solution`` column, and ``task.reward`` is a TRL reward function::
@@ -28,7 +31,7 @@ from .arithmetic import TINY_MODEL_PATH
 __all__ = ["TASKS", "TINY_MODEL_PATH", "Task", "get_task", "last_boxed", "tiny_model_path"]
 
 #: The task names `get_task` knows.
-TASKS: tuple[str, ...] = ("arithmetic", "math", "gsm8k", "addition")
+TASKS: tuple[str, ...] = ("arithmetic", "math", "gsm8k", "addition", "reasoning_gym")
 
 
 def get_task(name: str, **options: Any) -> Task:
@@ -48,6 +51,8 @@ def get_task(name: str, **options: Any) -> Task:
         from .gsm8k import make_task
     elif name == "addition":
         from .addition import make_task
+    elif name == "reasoning_gym":
+        from .reasoning_gym import make_task
     else:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     return make_task(**options)
