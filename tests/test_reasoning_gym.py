@@ -68,6 +68,8 @@ def test_answer_modes() -> None:
     assert extract_answer("a <answer> 5 </answer> b <answer>7</answer>") == "7"
     assert extract_answer("no tags\n12\n") is None
     assert extract_answer("no tags\n12\n\n", "last_line") == "12"
+    assert extract_answer("so 1,200 - 3 = -1197.", "last_number") == "-1197"
+    assert extract_answer("<answer>4</answer> then 5", "last_number") == "4"  # tags win when present
     lenient = get_task("reasoning_gym", dataset="chain_sum", answer="last_line", n_train=4, n_test=4)
     sol = lenient.test_dataset()[0]["solution"]
     assert lenient.score("so the sum is\n" + json.loads(sol)["answer"], sol) == 1.0
@@ -90,7 +92,7 @@ def test_chat_and_plain_prompts() -> None:
         ({"dataset": "chain_sum", "config": {"min_term": 2}}, "chain_sum has no option 'min_term'; its options: min_terms"),
         ({"dataset": "chain_sum", "config": {"min_terms": 5, "max_terms": 2}}, "chain_sum refused .*max_terms must be >= min_terms"),
         ({}, "option 'dataset' is required"),
-        ({"dataset": "chain_sum", "answer": "boxed"}, "option 'answer' must be one of tags, last_line"),
+        ({"dataset": "chain_sum", "answer": "boxed"}, "option 'answer' must be one of tags, last_line, last_number"),
         ({"dataset": "chain_sum", "sead": 1}, "unknown option 'sead'"),
     ],
 )

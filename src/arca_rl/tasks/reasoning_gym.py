@@ -9,8 +9,8 @@ completion with that data set's own ``score_answer``. In a run config::
 Answers are read the way the prompts ask for them: the system prompt (reasoning-gym's ``default``
 one unless `system` says otherwise) asks for the final answer inside ``<answer>...</answer>``, and
 the content of the last such pair is what ``score_answer`` sees (none: reward 0). With
-``answer: last_line`` a completion without tags is scored on its last non-empty line instead (for
-small models that ignore the tags; say so when you report numbers).
+``answer: last_line`` (or ``last_number``) a completion without tags is scored on its last non-empty
+line (or its last number) instead: for small models that ignore the tags (say so when you report numbers).
 
 Splits. reasoning-gym seeds item ``i`` of a data set with ``seed + i``, so two seeds a few items
 apart share items. The held-out split draws from seed ``(2 * seed + 1) * 10**7`` and the training split
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ANSWER_MODES", "OPTIONS", "ReasoningGymTask", "dataset_names", "extract_answer", "make_task"]
 
 OPTIONS = ("dataset", "config", "seed", "n_train", "n_test", "chat", "system", "answer")
-ANSWER_MODES = ("tags", "last_line")
+ANSWER_MODES = ("tags", "last_line", "last_number")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _SEED_STRIDE = 10**7  # a split's reasoning-gym seed range: [base, base + _SEED_STRIDE)
 _MAX_DRAWS_PER_ITEM = 20  # give up when a split needs more draws than this per item (space too small)
 
@@ -56,8 +58,9 @@ def dataset_names() -> list[str]:
 
 
 def extract_answer(completion: str, mode: str = "tags") -> str | None:
-    """The answer a completion gives: the content of its last ``<answer>...</answer>`` (stripped);
-    with ``mode="last_line"`` and no tags, its last non-empty line. None when there is none."""
+    """The answer a completion gives: the content of its last ``<answer>...</answer>`` (stripped); with no
+    tags, for ``mode="last_line"`` its last non-empty line, for ``mode="last_number"`` its last number
+    (``-12``, ``3.5``; thousands commas dropped). None when there is none."""
     from reasoning_gym.utils import extract_answer as tagged
 
     if not isinstance(completion, str):
@@ -66,6 +69,9 @@ def extract_answer(completion: str, mode: str = "tags") -> str | None:
     if found is None and mode == "last_line":
         lines = [line.strip() for line in completion.splitlines() if line.strip()]
         found = lines[-1] if lines else None
+    elif found is None and mode == "last_number":
+        numbers = _NUMBER.findall(completion.replace(",", ""))
+        found = numbers[-1] if numbers else None
     return found
 
 
