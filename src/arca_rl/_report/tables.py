@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import rundir
 from .._credit_fields import defaults, final_lambda
+from .._curve import curve_auc, read_curve
 from ..diagnostics import mean_ci
 from ..variants import variant_name
 
@@ -35,7 +36,9 @@ __all__ = [
     "TABLE3_COLUMNS",
     "RunData",
     "RunLoadError",
+    "deduplicate_seeds",
     "discover_runs",
+    "eval_problems",
     "group_runs",
     "label_methods",
     "mixed_settings",
@@ -44,6 +47,7 @@ __all__ = [
     "mean_ci",
     "table2",
     "table3",
+    "token_log_problems",
     "write_csv",
 ]
 
@@ -90,6 +94,21 @@ class RunData:
     eval: dict[str, Any] | None
     token_log: Path | None
     warnings: list[str] = field(default_factory=list)
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    """The held-out learning curve (curve.jsonl): (step, greedy accuracy), sorted by step."""
+    finished: dict[str, Any] | None = None
+    """finished.json (timings, final step), None when absent."""
+
+    @property
+    def curve_auc(self) -> float | None:
+        """Area under the held-out curve over its step span (a mean accuracy); None with under two points."""
+        return curve_auc(self.curve)
+
+    @property
+    def eval_seconds(self) -> float | None:
+        """Wall time of the held-out evaluation after training (finished.json's eval_seconds)."""
+        v = (self.finished or {}).get("eval_seconds")
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else None
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
         """(steps, values) of a logged scalar, skipping lines without it (or non-finite)."""
@@ -186,6 +205,10 @@ def load_run(path: str | Path) -> RunData:
             warnings.append(f"{p}: unreadable {rundir.EVAL_FILE} (not a JSON object); ignored")
         else:
             warnings.append(f"{p}: no {rundir.EVAL_FILE} (unfinished run?); left out of Table 2")
+    else:
+        warnings += [f"{p}: {rundir.EVAL_FILE}: {problem}" for problem in eval_problems(ev)]
+    curve, curve_problems = read_curve(p)
+    warnings += curve_problems
 
     if not metrics and ev is None:
         raise RunLoadError(f"{p}: neither metrics nor eval results yet (run not started or crashed early)")
@@ -201,7 +224,86 @@ def load_run(path: str | Path) -> RunData:
         eval=ev,
         token_log=tok if tok.is_file() else None,
         warnings=warnings,
+        curve=curve,
+        finished=rundir.read_finished(p),
     )
+
+
+# eval.json's figures: key -> (lowest, highest) value it may take
+_EVAL_RANGES = {"greedy_accuracy": (0.0, 1.0), "pass_at_k": (0.0, 1.0), "k": (1.0, math.inf), "n": (1.0, math.inf)}
+
+
+def eval_problems(ev: dict[str, Any]) -> list[str]:
+    """One message per figure of an eval.json object that is missing or not a number in its range (each names
+    the key and the value found): such a figure shows as a blank cell, and the message says why."""
+    problems = []
+    for key, (low, high) in _EVAL_RANGES.items():
+        if key not in ev:
+            if key in ("greedy_accuracy", "pass_at_k"):
+                problems.append(f"no {key}; left out of Table 2")
+            continue
+        v = ev[key]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not low <= v <= high:
+            problems.append(f"{key} is {v!r}, not a number in [{low:g}, {high:g}]; left out of Table 2")
+    return problems
+
+
+def token_log_problems(path: str | Path) -> list[str]:
+    """One message per line of a credit_tokens.jsonl whose per-token lists disagree in length (tokens, weights,
+    salience, token advantages, entropy mask), named by line number: such a record cannot be drawn, and the
+    heatmaps leave it out. Lines that are not JSON are counted elsewhere (`rundir.read_token_log`)."""
+    problems = []
+    path = Path(path)
+    with path.open("rb") as fh:
+        for i, raw in enumerate(fh, start=1):
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if not isinstance(row, dict):
+                continue
+            weights = row.get("weights")
+            if not isinstance(weights, list):
+                problems.append(f"{path.name} line {i}: no list of weights; left out of the heatmaps")
+                continue
+            lengths = {
+                name: len(row[key])
+                for key, name in (
+                    ("tokens", "tokens"),
+                    ("salience", "salience values"),
+                    ("token_advantages", "token advantages"),
+                    ("entropy_mask", "entropy mask values"),
+                )
+                if isinstance(row.get(key), list)
+            }
+            off = {name: n for name, n in lengths.items() if n != len(weights)}
+            if off:
+                shown = ", ".join(f"{n} {name}" for name, n in off.items())
+                problems.append(
+                    f"{path.name} line {i} (step {row.get('step')!r}, signal {row.get('signal')!r}): {shown} but "
+                    f"{len(weights)} weights; left out of the heatmaps"
+                )
+    return problems
+
+
+def deduplicate_seeds(runs: Sequence[RunData]) -> tuple[list[RunData], list[str]]:
+    """Keep one run per (method, rank, seed): a second run with the same method and seed is the same seed, not
+    another replicate. The first by path is kept; one message names the others."""
+    kept: dict[tuple[str, int | None, int | None], RunData] = {}
+    dropped: dict[tuple[str, int | None, int | None], list[RunData]] = {}
+    for r in sorted(runs, key=lambda r: str(r.path)):
+        key = (r.method, r.rank, r.seed)
+        if key in kept:
+            dropped.setdefault(key, []).append(r)
+        else:
+            kept[key] = r
+    messages = [
+        f"{', '.join(str(r.path) for r in extra)}: same method, rank and seed as {kept[key].path} ({key[0]} r{key[1]}, "
+        f"seed {key[2]}): one seed, counted once (from {kept[key].path.name})"
+        for key, extra in dropped.items()
+    ]
+    keep = {id(r) for r in kept.values()}
+    return [r for r in runs if id(r) in keep], messages
 
 
 def discover_runs(paths: Iterable[str | Path], *, max_depth: int = 2) -> tuple[list[Path], list[str]]:
