@@ -533,3 +533,140 @@ def test_a_token_row_with_mismatched_lengths_is_named(tmp_path: Path):
     res = write_report([run], tmp_path / "report", log=None)
     said = "\n".join(res.messages)
     assert "credit_tokens.jsonl line 5" in said and "3 tokens" in said and "2 weights" in said, said
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 25 §2: paired comparisons with a baseline, learning curves
+
+
+@pytest.fixture()
+def study(tmp_path: Path) -> Path:
+    """uniform and surprisal on seeds 1-3 (surprisal also on seed 4, which uniform lacks); arca on seed 1 only."""
+    root = tmp_path / "study"
+    uni = {1: (0.50, 0.70), 2: (0.60, 0.70), 3: (0.40, 0.70)}
+    sur = {1: (0.55, 0.60), 2: (0.60, 0.80), 3: (0.50, 0.65), 4: (0.90, 0.90)}
+    uni_curve = {1: [(0, 0.2), (2, 0.4), (4, 0.4)], 2: [(0, 0.2), (2, 0.2), (4, 0.6)], 3: [(0, 0.2), (2, 0.3), (4, 0.4)]}
+    sur_curve = {1: [(0, 0.2), (2, 0.5), (4, 0.5)], 2: [(0, 0.2), (2, 0.2), (4, 0.6)], 3: [(0, 0.2), (2, 0.4), (4, 0.4)],
+                 4: [(0, 0.2), (4, 1.0)]}
+    for seed, (g, p) in uni.items():
+        make_run(root, f"uniform-s{seed}", credit="uniform", rank=16, seed=seed, rewards=[0.1 * seed, 0.2, 0.3],
+                 greedy=g, pass_k=p, curve=uni_curve[seed])
+    for seed, (g, p) in sur.items():
+        make_run(root, f"surprisal-s{seed}", credit="surprisal", rank=16, seed=seed, rewards=[0.2, 0.3, 0.4],
+                 greedy=g, pass_k=p, curve=sur_curve[seed])
+    make_run(root, "arca-s1", credit="arca", rank=16, seed=1, rewards=[0.2, 0.2, 0.2], greedy=0.45, pass_k=0.75)
+    return root
+
+
+def _by_hand(diffs: list[float]) -> tuple[float, float, float]:
+    n = len(diffs)
+    m = sum(diffs) / n
+    half = T975[n - 1] * math.sqrt(sum((d - m) ** 2 for d in diffs) / (n - 1)) / math.sqrt(n)
+    return m, m - half, m + half
+
+
+def test_curve_area_by_hand():
+    from arca_rl._curve import curve_auc
+
+    # trapezoids: 2 * (0.2 + 0.4) / 2 + 2 * (0.4 + 0.4) / 2 = 1.4 over a span of 4 steps
+    assert curve_auc([(0, 0.2), (2, 0.4), (4, 0.4)]) == pytest.approx(0.35)
+    assert curve_auc([(4, 1.0), (0, 0.2)]) == pytest.approx(0.6)  # order does not matter
+    assert curve_auc([(0, 0.5)]) is None and curve_auc([]) is None
+
+
+def test_paired_differences_match_hand_computation(study: Path, tmp_path: Path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", str(study), "--out", str(out), "--baseline", "uniform"]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads((out / "paired.json").read_text())
+    assert data["baseline"] == "uniform"
+    entries = {(e["method"], e["measure"]): e for e in data["entries"]}
+    assert set(entries) == {
+        ("surprisal", "greedy_accuracy"), ("surprisal", "pass_at_k"), ("surprisal", "curve_auc"),
+        ("arca", "greedy_accuracy"), ("arca", "pass_at_k"),  # arca has no curve
+    }
+    g = entries[("surprisal", "greedy_accuracy")]
+    mean, lo, hi = _by_hand([0.55 - 0.50, 0.60 - 0.60, 0.50 - 0.40])  # seed 4 has no uniform partner
+    assert (g["n_seeds"], g["seeds"], g["wins"], g["ties"], g["losses"]) == (3, [1, 2, 3], 2, 1, 0)
+    assert (g["mean"], g["ci_low"], g["ci_high"]) == pytest.approx((mean, lo, hi))
+    p = entries[("surprisal", "pass_at_k")]
+    mean, lo, hi = _by_hand([0.60 - 0.70, 0.80 - 0.70, 0.65 - 0.70])
+    assert (p["mean"], p["ci_low"], p["ci_high"]) == pytest.approx((mean, lo, hi))
+    assert (p["wins"], p["ties"], p["losses"]) == (1, 0, 2)
+    a = entries[("surprisal", "curve_auc")]
+    # areas over 4 steps: uniform 0.35, 0.3, 0.3; surprisal 0.425, 0.3, 0.35
+    mean, lo, hi = _by_hand([0.425 - 0.35, 0.3 - 0.3, 0.35 - 0.3])
+    assert (a["mean"], a["ci_low"], a["ci_high"]) == pytest.approx((mean, lo, hi))
+    assert (a["wins"], a["ties"], a["losses"]) == (2, 1, 0)
+    one = entries[("arca", "greedy_accuracy")]
+    assert one["n_seeds"] == 1 and one["ci_low"] is None and one["ci_high"] is None
+    assert one["mean"] == pytest.approx(-0.05) and (one["wins"], one["ties"], one["losses"]) == (0, 0, 1)
+    assert "one seed" in one["note"]
+    # report.md and the printed table carry it
+    md = (out / "report.md").read_text()
+    assert "## Paired differences from uniform" in md
+    g_mean, g_lo, g_hi = _by_hand([0.05, 0.0, 0.10])
+    row = f"| surprisal | 16 | greedy_accuracy | 3 | {g_mean:+.3f} [{g_lo:+.3f}, {g_hi:+.3f}] | 2 / 1 / 0 |"
+    assert row in md and row in printed
+    assert "| arca | 16 | greedy_accuracy | 1 | -0.050 (one seed in common: no interval) | 0 / 0 / 1 |" in md
+    assert "one seed in common with uniform" in printed
+
+
+def test_paired_interval_is_scipys_t(study: Path, tmp_path: Path):
+    from scipy import stats
+
+    res = write_report([study], tmp_path / "r", log=None)  # uniform present: the default baseline
+    assert res.baseline == "uniform"
+    e = next(e for e in res.paired if (e.method, e.measure) == ("surprisal", "greedy_accuracy"))
+    d = [0.05, 0.0, 0.10]
+    lo, hi = stats.t.interval(0.95, len(d) - 1, loc=sum(d) / 3, scale=stats.sem(d))
+    assert (e.ci_low, e.ci_high) == pytest.approx((lo, hi))
+
+
+def test_another_baseline_and_none(study: Path, tmp_path: Path):
+    res = write_report([study], tmp_path / "r", baseline="surprisal", log=None)
+    e = next(e for e in res.paired if (e.method, e.measure) == ("uniform", "greedy_accuracy"))
+    assert e.mean == pytest.approx(-0.05) and (e.wins, e.ties, e.losses) == (0, 1, 2)
+    only_arca = write_report([study / "arca-s1"], tmp_path / "r2", log=None)
+    assert only_arca.baseline is None and not (tmp_path / "r2" / "paired.json").exists()
+
+
+def test_a_named_baseline_that_is_absent_is_one_line(study: Path, tmp_path: Path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", str(study), "--out", str(out), "--baseline", "tempo"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "--baseline" in line and "'tempo'" in line and "surprisal" in line, line
+    assert not out.exists()
+
+
+def test_learning_curves_png_in_report_and_page(study: Path, tmp_path: Path):
+    from arca_rl._report.plots import band_over_seeds
+
+    out = tmp_path / "report"
+    res = write_report([study], out, log=None)
+    png = out / "learning_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert res.files["learning_curves.png"] == png
+    md = (out / "report.md").read_text()
+    assert "![held-out greedy accuracy and training reward against step](learning_curves.png)" in md
+    assert "band: lowest to highest seed" in md
+    page = (out / "heatmaps.html").read_text()
+    assert "Learning curves" in page and "data:image/png;base64," in page
+    # the band: mean and range of the seeds present at each step
+    steps, mean, low, high = band_over_seeds([([0, 2, 4], [0.2, 0.4, 0.4]), ([0, 2, 4], [0.2, 0.2, 0.6]), ([0, 4], [0.2, 1.0])])
+    assert steps == [0, 2, 4]
+    assert mean == pytest.approx([0.2, 0.3, 2.0 / 3]) and low == pytest.approx([0.2, 0.2, 0.4])
+    assert high == pytest.approx([0.2, 0.4, 1.0])
+    # the runs table: eval wall time (finished.json) and curve area
+    assert "| surprisal-s1 | surprisal | 16 | 1 | 1 | 4 | yes | 3.2 | 3 | 0.425 |" in md  # 4 lines: 3 steps + summary
+
+
+def test_unreadable_curve_lines_are_named(tmp_path: Path):
+    run = make_run(tmp_path, "u", credit="uniform", rank=16, seed=1, rewards=[0.2], greedy=0.5, pass_k=0.6,
+                   curve=[(0, 0.1), (2, 0.3)])
+    with open(run / "curve.jsonl", "a") as fh:
+        fh.write('{"step": 4, "greedy_accuracy": "high"}\n{"step": 6, "gre')
+    res = write_report([run], tmp_path / "r", log=None)
+    said = "\n".join(res.messages)
+    assert "curve.jsonl line 3" in said and "'high'" in said and "curve.jsonl line 4" in said, said
+    assert res.runs[0].curve == [(0, 0.1), (2, 0.3)]
