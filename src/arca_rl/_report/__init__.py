@@ -31,6 +31,7 @@ from pathlib import Path
 from .. import rundir
 from ..diagnostics import regime
 from ..errors import ConfigError
+from .checks import token_log_problems
 from .html import Section, SummaryRow, completions_from_token_log, write_page
 from .paired import MEASURES, PairedEntry, default_baseline, paired_differences, paired_json, paired_markdown
 from .plots import plot_curves, plot_learning_curves
@@ -47,7 +48,6 @@ from .tables import (
     mixed_settings,
     table2,
     table3,
-    token_log_problems,
     write_csv,
 )
 
