@@ -658,7 +658,8 @@ def test_learning_curves_png_in_report_and_page(study: Path, tmp_path: Path):
     assert mean == pytest.approx([0.2, 0.3, 2.0 / 3]) and low == pytest.approx([0.2, 0.2, 0.4])
     assert high == pytest.approx([0.2, 0.4, 1.0])
     # the runs table: eval wall time (finished.json) and curve area
-    assert "| surprisal-s1 | surprisal | 16 | 1 | 1 | 4 | yes | 3.2 | 3 | 0.425 |" in md  # 4 lines: 3 steps + summary
+    assert "| surprisal-s1 | surprisal | 16 | 1 | 1 | 4 | yes | 3.2 | 3 | 0.425 |" in md
+    assert "on 200 held-out problems: 3.2 s of wall time per run over 8 run(s)" in md  # 4 lines: 3 steps + summary
 
 
 def test_unreadable_curve_lines_are_named(tmp_path: Path):

@@ -300,6 +300,21 @@ def _learning_section(res: ReportResult, png: Path) -> Section:
     )
 
 
+def _eval_time_line(runs: Sequence[RunData]) -> list[str]:
+    """The held-out evaluation's wall time over the runs (finished.json's eval_seconds), as a paragraph."""
+    secs = [s for r in runs if r.eval is not None and (s := r.eval_seconds) is not None]
+    if not secs:
+        return []
+    ns = sorted({int(n) for r in runs if (n := r.eval_value("n")) is not None})
+    problems = f" on {'/'.join(map(str, ns))} held-out problems" if ns else ""
+    spread = f"{min(secs):.1f} s" if min(secs) == max(secs) else f"{min(secs):.1f}-{max(secs):.1f} s"
+    return [
+        f"Held-out evaluation after training (greedy + sampled for pass@k){problems}: {spread} of wall time per "
+        f"run over {len(secs)} run(s) (finished.json's `eval_seconds`; per run in the runs table).",
+        "",
+    ]
+
+
 def _markdown(res: ReportResult) -> str:
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [
@@ -313,6 +328,7 @@ def _markdown(res: ReportResult) -> str:
         "",
         markdown_table(res.table2, 2) if res.table2 else "_No run has eval.json yet._",
         "",
+        *_eval_time_line(res.runs),
         "## Table 3: token-weight concentration (means over training)",
         "",
         markdown_table(res.table3, 3)
