@@ -139,6 +139,9 @@ def plot_learning_curves(runs: Sequence[RunData], path: str | Path) -> Path | No
                     label=label)
             if len(series) > 1:
                 ax.fill_between(xs, low, high, color=colour, alpha=0.18, linewidth=0)
+        if not ax.lines:
+            what = "no held-out curve (curve.jsonl): set eval.every_steps" if ax is axes[0] else "no reward logged"
+            ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="#666")
         ax.set_title(title, fontsize=11)
         ax.set_xlabel("optimizer step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
