@@ -16,6 +16,7 @@ from arca_rl._report.html import completions_from_token_log
 from arca_rl._report.tables import discover_runs, load_run
 from arca_rl.cli import main
 from arca_rl.diagnostics import mean_ci
+from arca_rl.errors import ConfigError
 
 # t_{0.975, dof}, from tables (not from scipy, which the code under test uses)
 T975 = {1: 12.706204736174707, 2: 4.302652729911275, 3: 3.182446305284263}
@@ -34,6 +35,8 @@ def make_run(
     greedy: float | None = None,
     pass_k: float | None = None,
     tokens: bool = False,
+    finished: bool = True,
+    curve: list[tuple[int, float]] | None = None,
 ) -> Path:
     run = root / name
     run.mkdir(parents=True)
@@ -56,6 +59,11 @@ def make_run(
     if greedy is not None:
         ev = {"greedy_accuracy": greedy, "pass_at_k": pass_k, "k": 4, "samples_per_problem": 4, "n": 200}
         (run / "eval.json").write_text(json.dumps(ev))
+    if curve is not None:
+        rows = [{"step": st, "greedy_accuracy": acc, "n": 20, "seconds": 1.5} for st, acc in curve]
+        (run / "curve.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if finished:
+        (run / "finished.json").write_text(json.dumps({"global_step": len(rewards), "eval_seconds": 3.25}))
     if tokens:
         with open(run / "credit_tokens.jsonl", "w") as fh:
             for step in (1, len(rewards)):
@@ -244,7 +252,7 @@ def test_tables_match_hand_computation(runs: Path, tmp_path: Path):
     # partial and broken runs: messages, no crash
     text = "\n".join(messages)
     assert "arca-r4-s1: no eval.json" in text
-    assert "empty: neither metrics nor eval results" in text
+    assert "empty: unfinished" in text
     assert "crashed: looks like a run but has no config.yaml" in text
     assert len(res.runs) == 7
     assert (out / "curves.png").stat().st_size > 10_000
@@ -263,12 +271,12 @@ def test_tables_with_scipy_t(runs: Path, tmp_path: Path):
 
 
 def test_missing_paths_and_no_runs(tmp_path: Path):
-    messages: list[str] = []
-    res = write_report([tmp_path / "nope", tmp_path], tmp_path / "out", log=messages.append)
-    assert res.runs == [] and res.table2 == [] and res.table3 == []
-    assert any("does not exist" in m for m in messages)
-    assert (tmp_path / "out" / "report.md").is_file()
-    assert (tmp_path / "out" / "table2.csv").read_text().startswith("method,rank,n,greedy_acc")
+    with pytest.raises(ConfigError, match="nope: does not exist"):
+        write_report([tmp_path / "nope", tmp_path], tmp_path / "out", log=None)
+    make_run(tmp_path, "half", credit="arca", rank=4, seed=1, rewards=[0.1], finished=False)
+    with pytest.raises(ConfigError, match="no finished run to report on .*half: unfinished"):
+        write_report([tmp_path], tmp_path / "out", log=None)
+    assert not (tmp_path / "out").exists()
 
 
 def test_torn_metrics_line_and_bad_eval(tmp_path: Path):
@@ -312,7 +320,8 @@ def test_cli_report(runs: Path, tmp_path: Path, capsys):
     printed = capsys.readouterr().out
     assert "| arca | 16 | 2 |" in printed
     assert (out / "table2.csv").is_file() and (out / "table3.csv").is_file()
-    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 1
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow
@@ -420,3 +429,245 @@ def test_report_reads_a_non_utf8_run_file_without_a_traceback(tmp_path, name, ca
     assert main(["report", str(run), str(keep), "--out", str(tmp_path / "report")]) == 0
     said = "".join(capsys.readouterr())
     assert str(run) in said and name in said
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 28 §3: `arca report` reads only what it should
+
+
+def _one_line(err: str) -> str:
+    lines = [x for x in err.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def test_a_file_instead_of_a_folder_is_one_line(tmp_path: Path, capsys):
+    a_file = tmp_path / "README.md"
+    a_file.write_text("# not a run\n")
+    before = _tree(tmp_path)
+    assert main(["report", str(a_file)]) == 2
+    out, err = capsys.readouterr()
+    line = _one_line(err)
+    assert str(a_file) in line and "file" in line, line
+    assert "report written" not in out and _tree(tmp_path) == before
+
+
+def test_a_glob_that_matched_nothing_creates_no_folder(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    before = _tree(tmp_path)
+    assert main(["report", "runs/demo/*"]) == 2  # the shell passes an unmatched pattern as it is
+    out, err = capsys.readouterr()
+    line = _one_line(err)
+    assert "runs/demo/*" in line and "matched nothing" in line, line
+    assert not (tmp_path / "runs" / "demo" / "*").exists() and _tree(tmp_path) == before
+    assert "report written" not in out
+
+
+@pytest.mark.parametrize("what", ["missing", "empty"])
+def test_a_missing_or_empty_folder_is_an_error_and_writes_nothing(what, tmp_path: Path, capsys):
+    target = tmp_path / "runs"
+    if what == "empty":
+        target.mkdir()
+    before = _tree(tmp_path)
+    assert main(["report", str(target)]) == 2
+    out, err = capsys.readouterr()
+    line = _one_line(err)
+    assert str(target) in line and ("does not exist" if what == "missing" else "no run folder") in line, line
+    assert "report written" not in out and _tree(tmp_path) == before
+    with pytest.raises(ConfigError):
+        write_report([target], tmp_path / "out", log=None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_still_training_or_unfinished_is_skipped_never_averaged(tmp_path: Path):
+    from arca_rl import rundir
+
+    a1 = make_run(tmp_path, "a1", credit="arca", rank=16, seed=1, rewards=[0.2], greedy=0.5, pass_k=0.6)
+    a2 = make_run(tmp_path, "a2", credit="arca", rank=16, seed=2, rewards=[0.2], greedy=0.7, pass_k=0.8)
+    live = make_run(tmp_path, "a3", credit="arca", rank=16, seed=3, rewards=[0.2], greedy=0.1, pass_k=0.1)
+    half = make_run(
+        tmp_path, "a4", credit="arca", rank=16, seed=4, rewards=[0.2], greedy=0.0, pass_k=0.0, finished=False
+    )
+    messages: list[str] = []
+    with rundir.lock(live):  # a live process (this one) is training in a3
+        res = write_report([tmp_path], tmp_path / "report", log=messages.append)
+    row = next(r for r in res.table2 if r["method"] == "arca")
+    assert row["n"] == 2 and row["greedy_acc"] == pytest.approx(0.6)
+    assert {r.path for r in res.runs} == {a1, a2}
+    said = "\n".join(messages)
+    assert f"{live}: still training" in said and f"{half}: unfinished" in said
+
+
+def test_two_runs_of_one_method_and_seed_are_one_seed(tmp_path: Path):
+    make_run(tmp_path, "a-s1", credit="arca", rank=16, seed=1, rewards=[0.2], greedy=0.5, pass_k=0.6)
+    make_run(tmp_path, "a-s1-again", credit="arca", rank=16, seed=1, rewards=[0.2], greedy=0.5, pass_k=0.6)
+    res = write_report([tmp_path], tmp_path / "report", log=None)
+    row = next(r for r in res.table2 if r["method"] == "arca")
+    assert row["n"] == 1 and row["greedy_acc_ci95"] is None
+    assert any("a-s1-again" in m and "same method, rank and seed" in m for m in res.messages), res.messages
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| arca | 16 | 1 | 0.500 |" in md and "± 0.000" not in md
+
+
+def test_unreadable_eval_values_are_named(tmp_path: Path):
+    run = make_run(tmp_path, "a", credit="arca", rank=16, seed=1, rewards=[0.2], greedy=0.5, pass_k=0.6)
+    (run / "eval.json").write_text('{"greedy_accuracy": "high", "pass_at_k": NaN, "k": 4, "n": 200}')
+    res = write_report([run], tmp_path / "report", log=None)
+    said = "\n".join(res.messages)
+    assert "eval.json" in said and "greedy_accuracy" in said and "'high'" in said, said
+    assert "pass_at_k" in said and "nan" in said.lower(), said
+
+
+def test_a_token_row_with_mismatched_lengths_is_named(tmp_path: Path):
+    run = make_run(
+        tmp_path, "a", credit="arca", rank=16, seed=1, rewards=[0.2, 0.3], greedy=0.5, pass_k=0.6, tokens=True
+    )
+    bad = {"step": 1, "signal": "arca", "tokens": ["a", "b", "c"], "weights": [0.5, 0.5], "salience": [1.0]}
+    with open(run / "credit_tokens.jsonl", "a") as fh:
+        fh.write(json.dumps(bad) + "\n")
+    res = write_report([run], tmp_path / "report", log=None)
+    said = "\n".join(res.messages)
+    assert "credit_tokens.jsonl line 5" in said and "3 tokens" in said and "2 weights" in said, said
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 25 §2: paired comparisons with a baseline, learning curves
+
+
+@pytest.fixture()
+def study(tmp_path: Path) -> Path:
+    """uniform and surprisal on seeds 1-3 (surprisal also on seed 4, which uniform lacks); arca on seed 1 only."""
+    root = tmp_path / "study"
+    uni = {1: (0.50, 0.70), 2: (0.60, 0.70), 3: (0.40, 0.70)}
+    sur = {1: (0.55, 0.60), 2: (0.60, 0.80), 3: (0.50, 0.65), 4: (0.90, 0.90)}
+    uni_curve = {1: [(0, 0.2), (2, 0.4), (4, 0.4)], 2: [(0, 0.2), (2, 0.2), (4, 0.6)], 3: [(0, 0.2), (2, 0.3), (4, 0.4)]}
+    sur_curve = {1: [(0, 0.2), (2, 0.5), (4, 0.5)], 2: [(0, 0.2), (2, 0.2), (4, 0.6)], 3: [(0, 0.2), (2, 0.4), (4, 0.4)],
+                 4: [(0, 0.2), (4, 1.0)]}
+    for seed, (g, p) in uni.items():
+        make_run(root, f"uniform-s{seed}", credit="uniform", rank=16, seed=seed, rewards=[0.1 * seed, 0.2, 0.3],
+                 greedy=g, pass_k=p, curve=uni_curve[seed])
+    for seed, (g, p) in sur.items():
+        make_run(root, f"surprisal-s{seed}", credit="surprisal", rank=16, seed=seed, rewards=[0.2, 0.3, 0.4],
+                 greedy=g, pass_k=p, curve=sur_curve[seed])
+    make_run(root, "arca-s1", credit="arca", rank=16, seed=1, rewards=[0.2, 0.2, 0.2], greedy=0.45, pass_k=0.75)
+    return root
+
+
+def _by_hand(diffs: list[float]) -> tuple[float, float, float]:
+    n = len(diffs)
+    m = sum(diffs) / n
+    half = T975[n - 1] * math.sqrt(sum((d - m) ** 2 for d in diffs) / (n - 1)) / math.sqrt(n)
+    return m, m - half, m + half
+
+
+def test_curve_area_by_hand():
+    from arca_rl._curve import curve_auc
+
+    # trapezoids: 2 * (0.2 + 0.4) / 2 + 2 * (0.4 + 0.4) / 2 = 1.4 over a span of 4 steps
+    assert curve_auc([(0, 0.2), (2, 0.4), (4, 0.4)]) == pytest.approx(0.35)
+    assert curve_auc([(4, 1.0), (0, 0.2)]) == pytest.approx(0.6)  # order does not matter
+    assert curve_auc([(0, 0.5)]) is None and curve_auc([]) is None
+
+
+def test_paired_differences_match_hand_computation(study: Path, tmp_path: Path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", str(study), "--out", str(out), "--baseline", "uniform"]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads((out / "paired.json").read_text())
+    assert data["baseline"] == "uniform"
+    entries = {(e["method"], e["measure"]): e for e in data["entries"]}
+    assert set(entries) == {
+        ("surprisal", "greedy_accuracy"), ("surprisal", "pass_at_k"), ("surprisal", "curve_auc"),
+        ("arca", "greedy_accuracy"), ("arca", "pass_at_k"),  # arca has no curve
+    }
+    g = entries[("surprisal", "greedy_accuracy")]
+    mean, lo, hi = _by_hand([0.55 - 0.50, 0.60 - 0.60, 0.50 - 0.40])  # seed 4 has no uniform partner
+    assert (g["n_seeds"], g["seeds"], g["wins"], g["ties"], g["losses"]) == (3, [1, 2, 3], 2, 1, 0)
+    assert (g["mean"], g["ci_low"], g["ci_high"]) == pytest.approx((mean, lo, hi))
+    p = entries[("surprisal", "pass_at_k")]
+    mean, lo, hi = _by_hand([0.60 - 0.70, 0.80 - 0.70, 0.65 - 0.70])
+    assert (p["mean"], p["ci_low"], p["ci_high"]) == pytest.approx((mean, lo, hi))
+    assert (p["wins"], p["ties"], p["losses"]) == (1, 0, 2)
+    a = entries[("surprisal", "curve_auc")]
+    # areas over 4 steps: uniform 0.35, 0.3, 0.3; surprisal 0.425, 0.3, 0.35
+    mean, lo, hi = _by_hand([0.425 - 0.35, 0.3 - 0.3, 0.35 - 0.3])
+    assert (a["mean"], a["ci_low"], a["ci_high"]) == pytest.approx((mean, lo, hi))
+    assert (a["wins"], a["ties"], a["losses"]) == (2, 1, 0)
+    one = entries[("arca", "greedy_accuracy")]
+    assert one["n_seeds"] == 1 and one["ci_low"] is None and one["ci_high"] is None
+    assert one["mean"] == pytest.approx(-0.05) and (one["wins"], one["ties"], one["losses"]) == (0, 0, 1)
+    assert "one seed" in one["note"]
+    # report.md and the printed table carry it
+    md = (out / "report.md").read_text()
+    assert "## Paired differences from uniform" in md
+    g_mean, g_lo, g_hi = _by_hand([0.05, 0.0, 0.10])
+    row = f"| surprisal | 16 | greedy_accuracy | 3 | {g_mean:+.3f} [{g_lo:+.3f}, {g_hi:+.3f}] | 2 / 1 / 0 |"
+    assert row in md and row in printed
+    assert "| arca | 16 | greedy_accuracy | 1 | -0.050 (one seed in common: no interval) | 0 / 0 / 1 |" in md
+    assert "one seed in common with uniform" in printed
+
+
+def test_paired_interval_is_scipys_t(study: Path, tmp_path: Path):
+    from scipy import stats
+
+    res = write_report([study], tmp_path / "r", log=None)  # uniform present: the default baseline
+    assert res.baseline == "uniform"
+    e = next(e for e in res.paired if (e.method, e.measure) == ("surprisal", "greedy_accuracy"))
+    d = [0.05, 0.0, 0.10]
+    lo, hi = stats.t.interval(0.95, len(d) - 1, loc=sum(d) / 3, scale=stats.sem(d))
+    assert (e.ci_low, e.ci_high) == pytest.approx((lo, hi))
+
+
+def test_another_baseline_and_none(study: Path, tmp_path: Path):
+    res = write_report([study], tmp_path / "r", baseline="surprisal", log=None)
+    e = next(e for e in res.paired if (e.method, e.measure) == ("uniform", "greedy_accuracy"))
+    assert e.mean == pytest.approx(-0.05) and (e.wins, e.ties, e.losses) == (0, 1, 2)
+    only_arca = write_report([study / "arca-s1"], tmp_path / "r2", log=None)
+    assert only_arca.baseline is None and not (tmp_path / "r2" / "paired.json").exists()
+
+
+def test_a_named_baseline_that_is_absent_is_one_line(study: Path, tmp_path: Path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", str(study), "--out", str(out), "--baseline", "tempo"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "--baseline" in line and "'tempo'" in line and "surprisal" in line, line
+    assert not out.exists()
+
+
+def test_learning_curves_png_in_report_and_page(study: Path, tmp_path: Path):
+    from arca_rl._report.plots import band_over_seeds
+
+    out = tmp_path / "report"
+    res = write_report([study], out, log=None)
+    png = out / "learning_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert res.files["learning_curves.png"] == png
+    md = (out / "report.md").read_text()
+    assert "![held-out greedy accuracy and training reward against step](learning_curves.png)" in md
+    assert "band: lowest to highest seed" in md
+    page = (out / "heatmaps.html").read_text()
+    assert "Learning curves" in page and "data:image/png;base64," in page
+    # the band: mean and range of the seeds present at each step
+    steps, mean, low, high = band_over_seeds([([0, 2, 4], [0.2, 0.4, 0.4]), ([0, 2, 4], [0.2, 0.2, 0.6]), ([0, 4], [0.2, 1.0])])
+    assert steps == [0, 2, 4]
+    assert mean == pytest.approx([0.2, 0.3, 2.0 / 3]) and low == pytest.approx([0.2, 0.2, 0.4])
+    assert high == pytest.approx([0.2, 0.4, 1.0])
+    # the runs table: eval wall time (finished.json) and curve area
+    assert "| surprisal-s1 | surprisal | 16 | 1 | 1 | 4 | yes | 3.2 | 3 | 0.425 |" in md
+    assert "on 200 held-out problems: 3.2 s of wall time per run over 8 run(s)" in md  # 4 lines: 3 steps + summary
+
+
+def test_unreadable_curve_lines_are_named(tmp_path: Path):
+    run = make_run(tmp_path, "u", credit="uniform", rank=16, seed=1, rewards=[0.2], greedy=0.5, pass_k=0.6,
+                   curve=[(0, 0.1), (2, 0.3)])
+    with open(run / "curve.jsonl", "a") as fh:
+        fh.write('{"step": 4, "greedy_accuracy": "high"}\n{"step": 6, "gre')
+    res = write_report([run], tmp_path / "r", log=None)
+    said = "\n".join(res.messages)
+    assert "curve.jsonl line 3" in said and "'high'" in said and "curve.jsonl line 4" in said, said
+    assert res.runs[0].curve == [(0, 0.1), (2, 0.3)]

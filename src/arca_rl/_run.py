@@ -232,6 +232,11 @@ def _train_locked(
 
     metrics_cb = MetricsJsonlCallback(run_dir)
     callbacks = [_StepsFromConfig(), *callbacks]
+    if cfg.eval.every_steps:  # the held-out learning curve (curve.jsonl)
+        from ._curve_callback import HeldOutCurveCallback
+
+        callbacks.append(HeldOutCurveCallback(run_dir, task, tokenizer, every_steps=cfg.eval.every_steps,
+                                              n=cfg.eval.curve_n, eval_arguments=cfg.eval_arguments()))
     from peft.utils.error import NoMatchingPeftModuleError
 
     trainer_class = {"grpo": ARCAGRPOTrainer, "rloo": ARCARLOOTrainer}[cfg.trainer]
@@ -251,6 +256,9 @@ def _train_locked(
             "use all-linear or names of its linear layers (e.g. q_proj, v_proj)"
         ) from None
     sharded = _check_sharded_saving(trainer, lora=cfg.lora.enabled)
+    if sharded and cfg.eval.every_steps:
+        raise ConfigError("eval.every_steps: the learning curve generates on the main process only, which sharded "
+                          "weights (DeepSpeed, FSDP) cannot do; set eval.every_steps to null for this run")
     if not progress:
         trainer.remove_callback(PrinterCallback)  # disable_tqdm swaps the bar for a printer of every log dict
     elif not print_logs:

@@ -240,7 +240,10 @@ def run_sweep(
     if report:
         dirs = [r.run_dir for r in plan.runs if r.run_dir.is_dir()]
         if dirs:
-            write_report(dirs, plan.report_dir, log=say)
+            try:
+                write_report(dirs, plan.report_dir, log=say)
+            except ConfigError as exc:  # e.g. no run finished: said, the sweep's outcomes still returned
+                say(f"no report: {exc}")
         else:
             say("no run folder exists; no report")
     failed = [n for n, o in outcomes.items() if o.startswith("failed")]

@@ -142,3 +142,10 @@ class EvalSection(_Section):
     """Nucleus sampling for pass@k; null: `training.top_p`."""
     seed: Int | None = Field(None, ge=0, le=2**32 - 1)
     """Seed of the sampling for pass@k (numpy's range, [0, 2**32 - 1]); null: `training.seed`."""
+    every_steps: Int | None = Field(None, ge=0)
+    """Learning curve: greedy accuracy on the first `curve_n` held-out problems before training (step 0), every
+    `every_steps` optimizer steps and at the last step, one line each in the run's `curve.jsonl` (step,
+    greedy_accuracy, n, seconds); `arca report` draws it and pairs its area. null or 0: no curve."""
+    curve_n: Int = Field(100, ge=1)
+    """Learning curve: how many held-out problems (the first `curve_n` of the test split, the same at every
+    point) each point scores. Used only with `every_steps`."""

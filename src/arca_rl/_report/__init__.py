@@ -6,15 +6,23 @@
 - `table2.csv`  method, rank, n, greedy_acc(+_ci95), pass_at_k(+_ci95), k, avg_train_reward(+_ci95)
 - `table3.csv`  method, rank, n, mean_gini(+_ci95), mean_effective_token_ratio(+_ci95)
 - `curves.png`  reward, Gini and EffN/T against step, one line per run
-- `heatmaps.html` token-credit heatmaps of the runs that logged `credit_tokens.jsonl`
+- `paired.json` with a baseline method (`baseline`, default uniform when a uniform run is there): every other
+  method's paired difference from it seed by seed, with its 95% t interval and wins / ties / losses, for held-out
+  greedy accuracy, pass@k and the learning-curve area (`_report.paired`)
+- `learning_curves.png` held-out greedy accuracy (curve.jsonl, `eval.every_steps`) and training reward against
+  step, a line per method (mean over seeds) and a band (lowest to highest seed)
+- `heatmaps.html` the learning curves and token-credit heatmaps of the runs that logged `credit_tokens.jsonl`
 
-Missing or partial runs never stop the report: each gets a message and is left out of what it
-cannot contribute to.
+What is read: each path must exist and be (or hold, up to two levels down) a run folder with config.yaml;
+otherwise `ConfigError` (one line) and nothing is written. Only finished runs (finished.json) count: a run
+still training (its lock held) or unfinished is skipped with a message, never averaged with finished seeds;
+two runs of one method, rank and seed are one seed. Damaged files and values are named in a message.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,13 +30,17 @@ from pathlib import Path
 
 from .. import rundir
 from ..diagnostics import regime
+from ..errors import ConfigError
+from .checks import token_log_problems
 from .html import Section, SummaryRow, completions_from_token_log, write_page
-from .plots import plot_curves
+from .paired import MEASURES, PairedEntry, default_baseline, paired_differences, paired_json, paired_markdown
+from .plots import plot_curves, plot_learning_curves
 from .tables import (
     TABLE2_COLUMNS,
     TABLE3_COLUMNS,
     RunData,
     RunLoadError,
+    deduplicate_seeds,
     discover_runs,
     label_methods,
     load_run,
@@ -55,6 +67,8 @@ class ReportResult:
     table3: list[dict]
     files: dict[str, Path] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    baseline: str | None = None
+    paired: list[PairedEntry] = field(default_factory=list)
 
 
 def default_out_dir(run_dirs: Sequence[str | Path]) -> Path:
@@ -80,6 +94,7 @@ def _heatmap_sections(runs: Sequence[RunData], messages: list[str]):
         records, bad = rundir.read_token_log(r.token_log)
         if bad:
             messages.append(f"{r.path}: skipped {bad} unreadable line(s) in credit_tokens.jsonl (not UTF-8 or not JSON)")
+        messages.extend(f"{r.path}: {problem}" for problem in token_log_problems(r.token_log))
         comps = completions_from_token_log(records)
         if not comps:
             messages.append(f"{r.path}: credit_tokens.jsonl has no usable records")
@@ -131,25 +146,67 @@ def _heatmap_sections(runs: Sequence[RunData], messages: list[str]):
     return sections
 
 
+_GLOB_CHARS = ("*", "?", "[")
+
+
+def _runs_in(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
+    """The run folders under the given paths, and messages about folders skipped on the way; ConfigError (one
+    line, before anything is written) for a path that is missing, a file, or holds no run folder."""
+    if not paths:
+        raise ConfigError("arca report: no run folder given; pass run folders written by arca train, or folders holding them")
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            if any(c in str(raw) for c in _GLOB_CHARS):
+                raise ConfigError(
+                    f"{raw}: the pattern matched nothing (the shell passed it as it is); train a run there first, "
+                    "or pass existing run folders"
+                )
+            raise ConfigError(f"{raw}: does not exist; pass run folders written by arca train, or folders holding them")
+        if not p.is_dir():
+            raise ConfigError(f"{raw}: is a file, not a run folder; pass run folders written by arca train, or folders holding them")
+    found, messages = discover_runs(paths)
+    for raw in paths:
+        mine, _ = discover_runs([raw])
+        if not mine and not rundir.outputs(raw):  # a run's outputs without config.yaml: said, and skipped
+            raise ConfigError(
+                f"{raw}: no run folder (one with config.yaml) in it or its subfolders; pass run folders written by arca train"
+            )
+    return found, messages
+
+
 def write_report(
     run_dirs: Iterable[str | Path],
     out: str | Path | None = None,
     *,
+    baseline: str | None = None,
     log: Callable[[str], None] | None = print,
 ) -> ReportResult:
     """Read the run directories (or folders holding them) and write the report files into `out`.
 
-    Returns a ReportResult; `log` receives progress and skip messages (None silences them).
+    `baseline` names the method every other one is paired with (default: uniform when a uniform run is
+    there); a named baseline with no finished run raises ConfigError. A path that is missing, a file or
+    holds no run folder raises ConfigError before anything is written, and so does a set of runs none of
+    which is finished. Returns a ReportResult; `log` receives progress and skip messages (None silences them).
     """
     say = log or (lambda _m: None)
     paths = list(run_dirs)
-    found, messages = discover_runs(paths)
+    found, messages = _runs_in(paths)
     out_dir = Path(out) if out is not None else default_out_dir(paths)
     out_dir = out_dir.resolve()
     runs: list[RunData] = []
     for d in found:
         if d.resolve() == out_dir or ((d / "report.md").is_file() and not (d / rundir.METRICS_FILE).is_file()):
             continue  # our own output folder
+        if rundir.is_running(d):
+            messages.append(f"{d}: still training (a live process holds its lock); skipped")
+            continue
+        if not rundir.is_finished(d):
+            messages.append(
+                f"{d}: unfinished (no {rundir.FINISHED_FILE}: interrupted or crashed; `arca train --resume` "
+                "continues it); skipped"
+            )
+            continue
         try:
             run = load_run(d)
         except RunLoadError as exc:
@@ -157,32 +214,55 @@ def write_report(
             continue
         messages.extend(run.warnings)
         runs.append(run)
+    if not runs:
+        why = "; ".join(messages[:3]) + (f"; and {len(messages) - 3} more" if len(messages) > 3 else "")
+        raise ConfigError(f"arca report: no finished run to report on ({why}); nothing written")
 
     label_methods(runs)  # runs that differ in trainer (or loss) are different methods, labelled as such
+    runs, duplicates = deduplicate_seeds(runs)
+    messages.extend(duplicates)
+    if baseline is not None and not any(r.method == baseline for r in runs):
+        methods = ", ".join(sorted({r.method for r in runs}))
+        raise ConfigError(f"--baseline: no finished run of method {baseline!r} (the runs' methods: {methods}); pick one of them")
+    baseline = baseline if baseline is not None else default_baseline(runs)
     messages.extend(mixed_settings(runs))
     t2 = table2(runs)
     t3 = table3(runs)
-    result = ReportResult(out_dir=out_dir, runs=runs, table2=t2, table3=t3, messages=messages)
+    paired: list[PairedEntry] = []
+    if baseline is not None:
+        paired, paired_messages = paired_differences(runs, baseline)
+        messages.extend(paired_messages)
+    result = ReportResult(
+        out_dir=out_dir, runs=runs, table2=t2, table3=t3, messages=messages, baseline=baseline, paired=paired
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     result.files["table2.csv"] = write_csv(t2, out_dir / "table2.csv", TABLE2_COLUMNS)
     result.files["table3.csv"] = write_csv(t3, out_dir / "table3.csv", TABLE3_COLUMNS)
+    if baseline is not None:
+        result.files["paired.json"] = out_dir / "paired.json"
+        result.files["paired.json"].write_text(json.dumps(paired_json(paired, baseline), indent=2) + "\n")
 
-    if runs:
-        curves = plot_curves(runs, out_dir / "curves.png")
-        if curves is not None:
-            result.files["curves.png"] = curves
-        else:
-            messages.append(
-                "no run logged reward / credit/gini / credit/effective_token_ratio; no curves.png"
-            )
+    curves = plot_curves(runs, out_dir / "curves.png")
+    if curves is not None:
+        result.files["curves.png"] = curves
+    else:
+        messages.append("no run logged reward / credit/gini / credit/effective_token_ratio; no curves.png")
+    learning = plot_learning_curves(runs, out_dir / "learning_curves.png")
+    if learning is not None:
+        result.files["learning_curves.png"] = learning
+    if not any(r.curve for r in runs):
+        messages.append("no run has a held-out curve (curve.jsonl: set eval.every_steps); no learning-curve area")
 
     sections = _heatmap_sections(runs, messages)
+    if learning is not None:
+        sections.insert(0, _learning_section(result, learning))
     if sections:
+        n_heat = len(sections) - (learning is not None)
         result.files["heatmaps.html"] = write_page(
             out_dir / "heatmaps.html",
-            "arca report: token credit heatmaps",
+            "arca report: learning curves and token credit heatmaps",
             sections,
-            subtitle=f"{len(sections)} run(s) that logged credit_tokens.jsonl",
+            subtitle=f"{n_heat} run(s) that logged credit_tokens.jsonl",
         )
 
     md = _markdown(result)
@@ -192,8 +272,47 @@ def write_report(
         say(m)
     say(markdown_table(t2, 2) if t2 else "Table 2: no run with eval.json")
     say(markdown_table(t3, 3) if t3 else "Table 3: no run with credit diagnostics")
+    if baseline is not None:
+        say(f"Paired differences from {baseline} (same seed):")
+        say(paired_markdown(paired, baseline) if paired else f"  no method to pair with {baseline}")
     say(f"report written to {out_dir}")
     return result
+
+
+_BAND = "line: mean over seeds; band: lowest to highest seed (min-max)"
+
+
+def _learning_section(res: ReportResult, png: Path) -> Section:
+    notes = []
+    for e in res.paired:
+        ci = f" [{e.ci_low:+.3f}, {e.ci_high:+.3f}]" if e.ci_low is not None and e.ci_high is not None else f" ({e.note})"
+        notes.append(
+            f"{e.method} r{e.rank} − {res.baseline}, {e.measure}: {e.mean:+.3f}{ci} over {e.n_seeds} seed(s), "
+            f"wins / ties / losses {e.wins} / {e.ties} / {e.losses}"
+        )
+    return Section(
+        title="Learning curves",
+        subtitle=f"Held-out greedy accuracy (curve.jsonl) and training reward against step; {_BAND}."
+        + (f" Paired differences from {res.baseline} (95% t interval over seeds):" if notes else ""),
+        notes=notes,
+        histograms=False,
+        figures=[(f"held-out greedy accuracy and training reward; {_BAND}", png)],
+    )
+
+
+def _eval_time_line(runs: Sequence[RunData]) -> list[str]:
+    """The held-out evaluation's wall time over the runs (finished.json's eval_seconds), as a paragraph."""
+    secs = [s for r in runs if r.eval is not None and (s := r.eval_seconds) is not None]
+    if not secs:
+        return []
+    ns = sorted({int(n) for r in runs if (n := r.eval_value("n")) is not None})
+    problems = f" on {'/'.join(map(str, ns))} held-out problems" if ns else ""
+    spread = f"{min(secs):.1f} s" if min(secs) == max(secs) else f"{min(secs):.1f}-{max(secs):.1f} s"
+    return [
+        f"Held-out evaluation after training (greedy + sampled for pass@k){problems}: {spread} of wall time per "
+        f"run over {len(secs)} run(s) (finished.json's `eval_seconds`; per run in the runs table).",
+        "",
+    ]
 
 
 def _markdown(res: ReportResult) -> str:
@@ -209,6 +328,7 @@ def _markdown(res: ReportResult) -> str:
         "",
         markdown_table(res.table2, 2) if res.table2 else "_No run has eval.json yet._",
         "",
+        *_eval_time_line(res.runs),
         "## Table 3: token-weight concentration (means over training)",
         "",
         markdown_table(res.table3, 3)
@@ -216,6 +336,28 @@ def _markdown(res: ReportResult) -> str:
         else "_No run logged credit/gini or credit/effective_token_ratio._",
         "",
     ]
+    if res.baseline is not None:
+        lines += [f"## Paired differences from {res.baseline}", ""]
+        lines += [
+            f"Each method minus {res.baseline}, seed by seed (runs of one seed see the same prompts in the same "
+            "order), over the seeds both have at the same rank: the mean difference with its 95% Student-t "
+            "interval (n - 1 degrees of freedom; none with one seed) and wins / ties / losses over seeds. "
+            "Also in `paired.json`. Measures: "
+            + "; ".join(f"`{name}`: {what}" for name, (what, _v) in MEASURES.items())
+            + ".",
+            "",
+            paired_markdown(res.paired, res.baseline) if res.paired else f"_No method to pair with {res.baseline}._",
+            "",
+        ]
+    if "learning_curves.png" in res.files:
+        lines += [
+            "## Learning curves",
+            "",
+            f"Held-out greedy accuracy (`curve.jsonl`, `eval.every_steps`) and training reward against step; {_BAND}.",
+            "",
+            "![held-out greedy accuracy and training reward against step](learning_curves.png)",
+            "",
+        ]
     if "curves.png" in res.files:
         lines += ["## Training curves", "", "![reward, Gini and EffN/T against step](curves.png)", ""]
     if "heatmaps.html" in res.files:
@@ -226,19 +368,24 @@ def _markdown(res: ReportResult) -> str:
     lines += [
         "## Runs",
         "",
-        "| run | method | rank | seed | credit mix | steps logged | eval | path |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | method | rank | seed | credit mix | steps logged | eval | eval s | curve points | curve area | path |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in res.runs:
         ev = "yes" if r.eval is not None else "missing"
         mix = "?" if r.final_mix is None else f"{r.final_mix:.3g}"
+        secs = "—" if r.eval_seconds is None else f"{r.eval_seconds:.1f}"
+        auc = "—" if r.curve_auc is None else f"{r.curve_auc:.3f}"
         lines.append(
-            f"| {r.name} | {r.method} | {r.rank} | {r.seed} | {mix} | {len(r.metrics)} | {ev} | `{r.path}` |"
+            f"| {r.name} | {r.method} | {r.rank} | {r.seed} | {mix} | {len(r.metrics)} | {ev} | {secs} | "
+            f"{len(r.curve)} | {auc} | `{r.path}` |"
         )
     lines += [
         "",
         "_credit mix_: the `credit_mix` lambda in force at the end of training (the last logged `credit/mix`): each "
-        "token's weight is `(1 - lambda) / T + lambda * w_signal`, so 1 is the signal alone and 0 uniform credit.",
+        "token's weight is `(1 - lambda) / T + lambda * w_signal`, so 1 is the signal alone and 0 uniform credit. "
+        "_eval s_: wall time of the held-out evaluation after training (finished.json's `eval_seconds`). "
+        "_curve area_: the area under the held-out curve over its step span (trapezoid rule), a mean accuracy.",
     ]
     if res.messages:
         lines += ["", "## Messages", ""] + [f"- {m}" for m in res.messages]

@@ -78,6 +78,7 @@ class Section:
     signals: list[str] | None = None  # row order; default: order of first appearance
     histograms: bool = True
     table_note: str | None = None  # first sentence under the table (default: what the means are over)
+    figures: list[tuple[str, Path]] = field(default_factory=list)  # (caption, PNG file), inlined in the page
 
 
 def _e(x: object) -> str:
@@ -211,6 +212,17 @@ def _oracle_row(c: Completion) -> str:
         f'<div class="sig oracle" data-signal="oracle"><div class="lab"><span class="name">oracle (K={_e(k)})</span>'
         f'<span class="st">{v0}{"all Δ = 0" if credit is None else "o_t = |Δ_t| / Σ|Δ|"}{_e(flag)}</span></div>'
         f'<div class="toks">{_token_row("oracle", c.tokens[: len(delta)], shares, delta, tips)}</div></div>'
+    )
+
+
+def _figure(caption: str, png: Path) -> str:
+    """A PNG inlined as a data URI (the page loads nothing), with its caption."""
+    import base64
+
+    data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+    return (
+        f'<figure class="plot"><img src="data:image/png;base64,{data}" alt="{_e(caption)}" style="max-width:100%">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
     )
 
 
@@ -359,6 +371,7 @@ def render_page(title: str, sections: Sequence[Section], *, subtitle: str = "", 
             body.append(f'<p class="lead">{_e(sec.subtitle)}</p>')
         if sec.notes:
             body.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in sec.notes) + "</ul>")
+        body.append("".join(_figure(caption, png) for caption, png in sec.figures))
         body.append(_summary_table(sec))
         if sec.histograms:
             body.append(_histograms(sec, signals))

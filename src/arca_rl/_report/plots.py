@@ -12,7 +12,7 @@ from . import _scale
 if TYPE_CHECKING:  # pragma: no cover
     from .tables import RunData
 
-__all__ = ["plot_curves", "plot_weight_histograms", "safe_filename"]
+__all__ = ["band_over_seeds", "plot_curves", "plot_learning_curves", "plot_weight_histograms", "safe_filename"]
 
 CURVES = (
     ("reward", "reward (mean over the batch)"),
@@ -80,6 +80,82 @@ def plot_curves(runs: Sequence[RunData], path: str | Path) -> Path | None:
                 labels.append(ll)
     if handles:
         fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def band_over_seeds(
+    series: Sequence[tuple[Sequence[float], Sequence[float]]],
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """(steps, mean, min, max) over the seeds' (steps, values) series, at every step any seed has: the mean and
+    the range of the seeds that have that step."""
+    at: dict[float, list[float]] = {}
+    for xs, ys in series:
+        for x, y in zip(xs, ys):
+            at.setdefault(float(x), []).append(float(y))
+    steps = sorted(at)
+    return (
+        steps,
+        [sum(at[x]) / len(at[x]) for x in steps],
+        [min(at[x]) for x in steps],
+        [max(at[x]) for x in steps],
+    )
+
+
+def plot_learning_curves(runs: Sequence[RunData], path: str | Path) -> Path | None:
+    """One figure, two panels: held-out greedy accuracy (curve.jsonl) and training reward (metrics.jsonl) against
+    step; per (method, rank) a line through the mean over seeds and a band from the lowest to the highest seed.
+    Returns None when no run has either."""
+    if not any(r.curve or r.series("reward")[0] for r in runs):
+        return None
+    from .tables import group_runs
+
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    groups = group_runs(runs)
+    one_rank = len({rank for _m, rank in groups}) == 1
+    cmap = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
+    panels = (
+        (axes[0], "held-out greedy accuracy (curve.jsonl)", lambda r: ([s for s, _a in r.curve], [a for _s, a in r.curve])),
+        (axes[1], "training reward (mean over the batch)", lambda r: r.series("reward")),
+    )
+    for ax, title, get in panels:
+        for i, ((method, rank), group) in enumerate(groups.items()):
+            series = [get(r) for r in group]
+            series = [s for s in series if s[0]]
+            if not series:
+                continue
+            xs, mean, low, high = band_over_seeds(series)
+            colour = cmap(i % 10)
+            label = f"{method} ({len(series)} seed{'s' if len(series) > 1 else ''})" if one_rank else (
+                f"{method} r{rank} ({len(series)} seed{'s' if len(series) > 1 else ''})"
+            )
+            ax.plot(xs, mean, color=colour, linewidth=1.6, marker="o" if len(xs) <= 30 else None, markersize=3,
+                    label=label)
+            if len(series) > 1:
+                ax.fill_between(xs, low, high, color=colour, alpha=0.18, linewidth=0)
+        if not ax.lines:
+            what = "no held-out curve (curve.jsonl): set eval.every_steps" if ax is axes[0] else "no reward logged"
+            ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="#666")
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("optimizer step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(-0.02, 1.02)
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
+    fig.suptitle("line: mean over seeds; band: lowest to highest seed", fontsize=9)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(p, dpi=110)

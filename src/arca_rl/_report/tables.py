@@ -26,8 +26,10 @@ from typing import Any
 
 from .. import rundir
 from .._credit_fields import defaults, final_lambda
+from .._curve import curve_auc, read_curve
 from ..diagnostics import mean_ci
 from ..variants import variant_name
+from .checks import eval_problems
 
 __all__ = [
     "METHOD_ORDER",
@@ -35,6 +37,7 @@ __all__ = [
     "TABLE3_COLUMNS",
     "RunData",
     "RunLoadError",
+    "deduplicate_seeds",
     "discover_runs",
     "group_runs",
     "label_methods",
@@ -90,6 +93,21 @@ class RunData:
     eval: dict[str, Any] | None
     token_log: Path | None
     warnings: list[str] = field(default_factory=list)
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    """The held-out learning curve (curve.jsonl): (step, greedy accuracy), sorted by step."""
+    finished: dict[str, Any] | None = None
+    """finished.json (timings, final step), None when absent."""
+
+    @property
+    def curve_auc(self) -> float | None:
+        """Area under the held-out curve over its step span (a mean accuracy); None with under two points."""
+        return curve_auc(self.curve)
+
+    @property
+    def eval_seconds(self) -> float | None:
+        """Wall time of the held-out evaluation after training (finished.json's eval_seconds)."""
+        v = (self.finished or {}).get("eval_seconds")
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else None
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
         """(steps, values) of a logged scalar, skipping lines without it (or non-finite)."""
@@ -186,6 +204,10 @@ def load_run(path: str | Path) -> RunData:
             warnings.append(f"{p}: unreadable {rundir.EVAL_FILE} (not a JSON object); ignored")
         else:
             warnings.append(f"{p}: no {rundir.EVAL_FILE} (unfinished run?); left out of Table 2")
+    else:
+        warnings += [f"{p}: {rundir.EVAL_FILE}: {problem}" for problem in eval_problems(ev)]
+    curve, curve_problems = read_curve(p)
+    warnings += curve_problems
 
     if not metrics and ev is None:
         raise RunLoadError(f"{p}: neither metrics nor eval results yet (run not started or crashed early)")
@@ -201,7 +223,29 @@ def load_run(path: str | Path) -> RunData:
         eval=ev,
         token_log=tok if tok.is_file() else None,
         warnings=warnings,
+        curve=curve,
+        finished=rundir.read_finished(p),
     )
+
+
+def deduplicate_seeds(runs: Sequence[RunData]) -> tuple[list[RunData], list[str]]:
+    """Keep one run per (method, rank, seed): a second run with the same method and seed is the same seed, not
+    another replicate. The first by path is kept; one message names the others."""
+    kept: dict[tuple[str, int | None, int | None], RunData] = {}
+    dropped: dict[tuple[str, int | None, int | None], list[RunData]] = {}
+    for r in sorted(runs, key=lambda r: str(r.path)):
+        key = (r.method, r.rank, r.seed)
+        if key in kept:
+            dropped.setdefault(key, []).append(r)
+        else:
+            kept[key] = r
+    messages = [
+        f"{', '.join(str(r.path) for r in extra)}: same method, rank and seed as {kept[key].path} ({key[0]} r{key[1]}, "
+        f"seed {key[2]}): one seed, counted once (from {kept[key].path.name})"
+        for key, extra in dropped.items()
+    ]
+    keep = {id(r) for r in kept.values()}
+    return [r for r in runs if id(r) in keep], messages
 
 
 def discover_runs(paths: Iterable[str | Path], *, max_depth: int = 2) -> tuple[list[Path], list[str]]:

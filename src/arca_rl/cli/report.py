@@ -20,9 +20,14 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "table2.csv (method, rank, greedy acc, pass@k, avg train reward), table3.csv (method, rank, "
             "mean Gini, mean EffN/T), curves.png and, for runs that logged credit_tokens.jsonl, "
             "heatmaps.html. Runs are grouped by (method, rank); several seeds give mean ± 95% Student-t "
-            "CI. Missing or partial runs are reported and skipped."
+            "CI. With a baseline method (--baseline, default uniform when a uniform run is there), every other "
+            "method's paired difference from it over the seeds both have (mean, 95% t interval, wins / ties / "
+            "losses) for held-out greedy accuracy, pass@k and the learning-curve area goes into report.md and "
+            "paired.json; runs with eval.every_steps also get learning_curves.png. Only finished runs count: a run "
+            "still training or unfinished is reported and skipped, two runs of one method and seed are one seed. "
+            "A path that is missing, a file or holds no run folder is an error, and nothing is written."
         ),
-        epilog="example:\n  arca report runs/demo-* --out reports/demo",
+        epilog="examples:\n  arca report runs/demo-* --out reports/demo\n  arca report runs/study --baseline uniform",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -31,10 +36,16 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--out", "-o", type=arg(check_output_folder, "--out"), default=None, help="output folder (default: <common parent>/report)"
     )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="METHOD",
+        help="method the others are paired with, seed by seed (default: uniform when a uniform run is there)",
+    )
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    res = write_report(args.runs, args.out)
+    res = write_report(args.runs, args.out, baseline=args.baseline)
     return 0 if res.runs else 1
