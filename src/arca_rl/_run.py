@@ -283,9 +283,25 @@ def _train_locked(
         model = _load_checkpoint_model(cfg, model_path, final_dir, args.model_init_kwargs)
     else:
         model = trainer.accelerator.unwrap_model(trainer.model)
+    summary = _whole_run_summary(metrics_cb.summary, state.log_history, done, state.global_step)
     return _finish(cfg, run_dir, model, tokenizer, task, global_step=state.global_step, train_seconds=train_seconds,
-                   resumed_from=ckpt.name if ckpt is not None else None, train_summary=metrics_cb.summary,
+                   resumed_from=ckpt.name if ckpt is not None else None, train_summary=summary,
                    progress=progress)
+
+
+def _whole_run_summary(summary: dict[str, Any], history: list[dict[str, Any]], done: int, global_step: int) -> dict[str, Any]:
+    """TRL's end-of-training summary with `train_loss` over the whole run: after a resume from step `done`, HF
+    averages only the steps it trained; the steps before come back from the checkpoint's log history (each logged
+    `loss` is the mean since the previous logged step)."""
+    if done <= 0 or not isinstance(summary.get("train_loss"), int | float) or global_step <= done:
+        return summary
+    before, last = 0.0, 0
+    for row in history:
+        step, loss = row.get("step"), row.get("loss")
+        if isinstance(step, int) and isinstance(loss, int | float) and last < step <= done:
+            before += float(loss) * (step - last)
+            last = step
+    return {**summary, "train_loss": (before + summary["train_loss"] * (global_step - done)) / (last + global_step - done)}
 
 
 def _check_sharded_saving(trainer: Any, *, lora: bool) -> bool:
