@@ -363,7 +363,7 @@ class CreditFields:
     credit_vine_samples: int = credit_field(8, check=Range(integer=True, low=1), use=Use.GROUP, kwarg="vine_samples",
                                             help="vine: K continuations of every prefix (A_it = V_t - V_{t-1}).")
     credit_vine_batch_rows: int = credit_field(
-        256, check=Range(integer=True, low=1), use=Use.GROUP, kwarg="vine_batch_rows",
+        256, check=Range(integer=True, low=1), use=Use.GROUP, kwarg="vine_batch_rows", fixed_on_resume=False,
         help="vine: most continuations per batched sampling call (bounds memory).")
     # fmt: on
 

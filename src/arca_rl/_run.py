@@ -27,6 +27,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from . import rundir
 from ._config import ConfigError, RunConfig, require_max_steps
 from ._evaluation import evaluate
+from ._resume import RecordCallback, ResumePlan, check_resume, describe
 from .tasks import get_task
 from .trainer import ARCAGRPOTrainer, ARCARLOOTrainer
 
@@ -180,25 +181,15 @@ def _train_locked(
     if replace and not resume:
         rundir.clear(run_dir)  # under the lock: nobody else is writing here
     rundir.check_can_start(run_dir, resume)
-    if resume:
-        # Before anything is written: a changed fixed setting refuses, the others are recorded.
-        for change in rundir.check_resume_config(run_dir, cfg):
-            logger.warning("resuming %s with a changed setting: %s", run_dir, change)
-    if resume and rundir.is_finished(run_dir):
-        logger.info("%s is already finished; nothing to resume", run_dir)
+    # Every check of --resume, before anything is written (`arca train --resume --dry-run` runs the same ones):
+    # a changed fixed setting, a hand-edited config.yaml, another process count, a damaged checkpoint refuse.
+    plan = check_resume(run_dir, cfg, world_size=args.world_size) if resume else ResumePlan()
+    if plan.finished:  # one message: what --resume does here, and that the changes asked for are not applied
+        (logger.warning if plan.changes else logger.info)("%s: --resume %s", run_dir, describe(plan, args.max_steps))
         return run_dir
-
-    ckpt = rundir.last_checkpoint(run_dir) if resume else None
-    done = rundir.checkpoint_step(ckpt) if ckpt is not None else 0
-    if ckpt is not None and cfg.lora.enabled:
-        rundir.check_adapter_files(ckpt)  # a damaged checkpoint fails here, before the folder is touched
-    if ckpt is not None:
-        rundir.check_checkpoint_files(ckpt)  # optimizer, scheduler and RNG state: loadable, or refused now
-        if done > args.max_steps:
-            raise ConfigError(
-                f"training.max_steps: {args.max_steps} is below the {done} steps already trained ({ckpt.name}); "
-                f"resume with training.max_steps >= {done}, or start a new run (another name or --output-dir)"
-            )
+    for change in plan.changes:
+        logger.warning("resuming %s with a changed setting: %s", run_dir, change)
+    ckpt, done = plan.checkpoint, plan.done
     if resume and ckpt is None:
         logger.warning("%s has no checkpoint to resume from; starting from step 0", run_dir)
     # A checkpoint at max_steps: training is complete (the run stopped during its final save or
@@ -231,7 +222,7 @@ def _train_locked(
                        resumed_from=ckpt.name, train_summary={}, progress=progress)
 
     metrics_cb = MetricsJsonlCallback(run_dir)
-    callbacks = [_StepsFromConfig(), *callbacks]
+    callbacks = [_StepsFromConfig(), RecordCallback(cfg, args.world_size), *callbacks]
     from peft.utils.error import NoMatchingPeftModuleError
 
     trainer_class = {"grpo": ARCAGRPOTrainer, "rloo": ARCARLOOTrainer}[cfg.trainer]

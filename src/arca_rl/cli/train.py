@@ -72,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             when = "no time estimate before a step has run (metrics.jsonl records step_time)"
         state = {"finished": "finished", "running": "in use by another run", "interrupted": "resumable", "fresh": "new"}[rundir.state(run_dir)]
+        if args.resume:  # every check the real --resume makes, so a dry run passes only what it would
+            from .._resume import check_resume, describe
+
+            state += "; --resume " + describe(check_resume(run_dir, cfg, world_size=int(os.environ.get("WORLD_SIZE", "1"))), steps)
         print(
             f"# model: {model}\n"
             f"# per optimizer step: {per_step} completions = {per_step // training.num_generations} prompts "
