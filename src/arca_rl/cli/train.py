@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     # Every check but building the TRL and PEFT configs, which happens once, for the run folder: below with
     # --dry-run (as on any machine: a GPU config validates on a laptop), else in `train` (for this machine).
     cfg = load_config(args.config, args.overrides, build=False)
-    run_dir = args.output_dir or rundir.default_run_dir(cfg.name)
+    run_dir = args.output_dir or check_output_folder(rundir.default_run_dir(cfg.name), "--output-dir")
     built = cfg.build(run_dir, for_validation=True) if args.dry_run else None
     if not args.allow_other_files:
         rundir.check_ours(run_dir)  # with or without --dry-run
