@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -68,6 +69,33 @@ class _StepsFromConfig(TrainerCallback):
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         state.compute_steps(args, state.max_steps)
+
+
+class _StopOnNonFinite(TrainerCallback):
+    """Stops training at the first step whose loss or gradient norm is not finite, or that leaves a trainable weight
+    non-finite, before that step is saved: the last checkpoint is the last good one (an overflowing credit
+    magnitude would otherwise train on NaN weights, or fail later in sampling with a traceback)."""
+
+    def __init__(self) -> None:
+        self.problem: str | None = None
+
+    def _stop(self, control: TrainerControl, problem: str) -> None:
+        self.problem = self.problem or problem
+        control.should_training_stop = True
+        control.should_save = False
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any) -> None:
+        import torch
+
+        params = [p for p in model.parameters() if p.requires_grad and p.numel()] if model is not None else []
+        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            self._stop(control, f"a trainable weight is not finite after step {state.global_step}")
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: Any = None, **kwargs: Any) -> None:
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, int | float) and not math.isfinite(value):
+                self._stop(control, f"{key} is {value} at step {state.global_step}")
 
 
 class MetricsJsonlCallback(TrainerCallback):
@@ -222,7 +250,8 @@ def _train_locked(
                        resumed_from=ckpt.name, train_summary={}, progress=progress)
 
     metrics_cb = MetricsJsonlCallback(run_dir)
-    callbacks = [_StepsFromConfig(), RecordCallback(cfg, args.world_size), *callbacks]
+    finite = _StopOnNonFinite()
+    callbacks = [_StepsFromConfig(), RecordCallback(cfg, args.world_size), finite, *callbacks]
     from peft.utils.error import NoMatchingPeftModuleError
 
     trainer_class = {"grpo": ARCAGRPOTrainer, "rloo": ARCARLOOTrainer}[cfg.trainer]
@@ -257,6 +286,13 @@ def _train_locked(
         # DeepSpeed / FSDP: every rank holds a shard, so every rank joins the gather; the main process writes
         # the full weights (as checkpoints are written), then evaluates an unsharded copy loaded from them.
         trainer.save_model(str(final_dir))
+    if finite.problem is not None:
+        kept = rundir.last_checkpoint(run_dir)
+        raise ConfigError(
+            f"training stopped: {finite.problem} (an overflow: lower the credit's magnitudes, e.g. credit_ktae_scale or "
+            f"credit_tempo_td_weight, or learning_rate); {run_dir} keeps "
+            + (f"{kept.name}, the last good checkpoint" if kept is not None else "no checkpoint (none was good)")
+        )
     if not is_main:
         return run_dir
     if stopped:
