@@ -386,22 +386,16 @@ class CreditFields:
         super().__post_init__()  # type: ignore[misc]  # the TRL config listed after CreditFields
 
     def _check_group_settings_apply(self) -> None:
-        """A group method's setting given (not its default) with another method is refused, as credit_power with
-        tempo is: it would be silently ignored. Shadow signals read the other methods' settings (vine's excepted)."""
+        """A group method's setting given with another method (ignored: refused, as credit_power with tempo is)."""
         given, methods = defaults(), sorted(group_credit.registered_group_methods(), key=len, reverse=True)
         for name, setting in settings().items():
             if setting.use is not Use.GROUP or not setting.kwarg or getattr(self, name) == given[name]:
                 continue
-            method = next((m for m in methods if setting.kwarg.startswith(f"{m}_")), None)
-            if method is None or method == self.credit:
-                continue
-            if self.credit_shadow and not group_credit.is_sampled_method(method):
-                continue
-            reason = (
-                f"applies to credit={method!r} only, but credit={self.credit!r}; remove {name} (or set "
-                f"credit: {method})"
-            )
-            raise CreditConfigError(name, f"{name} {reason}.", reason=reason)
+            method = next((m for m in methods if setting.kwarg.startswith(f"{m}_")), self.credit)
+            # shadow signals read the other methods' settings (vine is never a shadow)
+            if method != self.credit and not (self.credit_shadow and not group_credit.is_sampled_method(method)):
+                reason = f"applies to credit={method!r} only, but credit={self.credit!r}; remove {name} (or set credit: {method})"
+                raise CreditConfigError(name, f"{name} {reason}.", reason=reason)
 
     def hicra_phrases(self) -> list[str]:
         """The `credit_hicra_grams` phrases, in order, without empty ones."""
