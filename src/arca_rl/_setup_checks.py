@@ -1,0 +1,45 @@
+"""Checks of a training config against the setup it runs in, made where the config is validated (before any model
+loads): what the sampled method (vine) cannot run under. Imports nothing of the package."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from typing import Any
+
+__all__ = ["sampled_method_problem"]
+
+
+def _zero_stage(deepspeed: Any) -> int | None:
+    """The ZeRO stage of this launch: accelerate's environment (`accelerate launch` with a DeepSpeed config), or the
+    `deepspeed` training argument (a dict or a JSON file)."""
+    env = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+    if env and env.strip().isdigit():
+        return int(env)
+    if isinstance(deepspeed, str) and os.path.isfile(deepspeed):
+        try:
+            with open(deepspeed, encoding="utf-8") as fh:
+                deepspeed = json.load(fh)
+        except (OSError, ValueError):
+            return None
+    if isinstance(deepspeed, dict):
+        stage = (deepspeed.get("zero_optimization") or {}).get("stage")
+        return stage if isinstance(stage, int) else None
+    return None
+
+
+def sampled_method_problem(credit: str, args: Any) -> tuple[str, str] | None:
+    """(field, reason) when a sampled method (vine: continuations sampled from the policy during training) cannot run
+    with these training arguments, else None."""
+    if getattr(args, "use_vllm", False) and importlib.util.find_spec("vllm") is None:
+        return "use_vllm", (
+            f"is true but vLLM is not installed, and credit={credit!r} samples its continuations with the policy; "
+            "set use_vllm: false (or install vllm)"
+        )
+    if _zero_stage(getattr(args, "deepspeed", None)) == 3:
+        return "credit", (
+            f"{credit!r} samples continuations from the policy, which DeepSpeed ZeRO-3 partitions over processes; "
+            "use ZeRO-2, DDP or FSDP, or another credit"
+        )
+    return None
