@@ -67,4 +67,4 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         check_output_folder(plan.report_dir, "--runs-dir")
     outcomes = _sweep.run_sweep(plan, report=not args.no_report, progress=not args.quiet)
-    return 1 if any(o.startswith("failed") for o in outcomes.values()) else 0
+    return 1 if any(o.startswith(("failed", "busy")) for o in outcomes.values()) else 0
