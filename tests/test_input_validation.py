@@ -194,3 +194,16 @@ def test_an_overflowing_magnitude_stops_the_run_at_the_first_non_finite_step(tmp
         from safetensors.torch import load_file
 
         assert all(t.isfinite().all() for t in load_file(kept / "adapter_model.safetensors").values())
+
+
+@pytest.mark.parametrize("bare", [1.0, None, 3], ids=["float", "None", "int"])
+def test_reward_function_returning_a_bare_value_names_the_function(bare):
+    """Issue 28 §5: one value instead of a list (one per completion) is a TypeError naming the function."""
+    from arca_rl._trainer_hooks import _numeric_rewards
+
+    def reward_once(completions, **kwargs):
+        return bare
+
+    with pytest.raises(TypeError, match=r"reward function 'reward_once' returned a bare \w+ .*not a list"):
+        _numeric_rewards(reward_once, "reward_once")(completions=["a", "b"])
+    assert _numeric_rewards(lambda completions, **kw: [1.0, None], "ok")(completions=["a", "b"]) == [1.0, None]
