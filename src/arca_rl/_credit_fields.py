@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import credit, group_credit
-from ._setup_checks import sampled_method_problem
+from ._setup_checks import config_problem
 
 __all__ = [
     "CREDIT_BASES",
@@ -375,7 +375,7 @@ class CreditFields:
             if error is not None:
                 raise error
         self._check_group_settings_apply()
-        if group_credit.is_sampled_method(self.credit) and (problem := sampled_method_problem(self.credit, self)):
+        if problem := config_problem(self, group_credit.is_sampled_method(self.credit)):
             raise CreditConfigError(problem[0], f"{problem[0]} {problem[1]}.", reason=problem[1])
         if group_credit.is_group_method(self.credit) and group_credit.group_method_output(self.credit) == "advantages":
             given = defaults()

@@ -8,7 +8,7 @@ import json
 import os
 from typing import Any
 
-__all__ = ["sampled_method_problem"]
+__all__ = ["config_problem", "sampled_method_problem"]
 
 
 def _zero_stage(deepspeed: Any) -> int | None:
@@ -43,3 +43,15 @@ def sampled_method_problem(credit: str, args: Any) -> tuple[str, str] | None:
             "use ZeRO-2, DDP or FSDP, or another credit"
         )
     return None
+
+
+def config_problem(args: Any, sampled: bool) -> tuple[str, str] | None:
+    """(field, reason) of the first setting these credit training arguments cannot run with, else None. `sampled`:
+    the credit is a sampled method (vine)."""
+    grams = str(getattr(args, "credit_hicra_grams", "") or "")
+    if getattr(args, "credit", None) == "hicra" and grams.strip() and not any(p.strip() for p in grams.split("|")):
+        return "credit_hicra_grams", (
+            f"{grams!r} holds no phrase (phrases are separated by '|'); give phrases such as 'let me|wait', or "
+            "leave it empty for HICRA's top-entropy rule"
+        )
+    return sampled_method_problem(args.credit, args) if sampled else None
