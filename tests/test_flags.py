@@ -42,6 +42,7 @@ BAD = [
     (["diagnose", "--task", "arithmetic", "--seed", "-1"], "--seed"),
     (["diagnose", "--task", "arithmetic", "--n", "0"], "--n"),
     (["diagnose", "--task", "arithmetic", "--threads", "0"], "--threads"),
+    (["diagnose", "--task", "arithmetic", "--oracle", "4", "--k", "1"], "--k"),  # the signed measure needs k >= 2
     (["eval", "--k", "0"], "--k"),
     (["eval", "--n", "0"], "--n"),
     (["eval", "--samples-per-problem", "2", "--k", "4"], "--samples-per-problem"),

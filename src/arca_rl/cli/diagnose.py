@@ -13,6 +13,7 @@ from .._checks import (
     check_output_folder,
     check_seed,
 )
+from ..errors import ConfigError
 from ._common import add_quiet, add_task_options, add_threads, signal_names, task_options
 
 __all__ = ["make_parser", "run"]
@@ -88,6 +89,11 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.oracle is not None and args.k < 2:  # before the model loads and the oracle samples
+        raise ConfigError(
+            f"--k: the oracle's signed measure needs k >= 2 completions per prompt (with k = 1 every A_i is 0), "
+            f"got {args.k}; pass --k 2 or more"
+        )
     from .._diagnose import run_diagnose  # here: it loads transformers, which `arca --help` does not need
 
     run_diagnose(
