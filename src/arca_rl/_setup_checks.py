@@ -8,7 +8,9 @@ import json
 import os
 from typing import Any
 
-__all__ = ["config_problem", "sampled_method_problem"]
+__all__ = ["MAX_VINE_ROLLOUTS", "config_problem", "sampled_method_problem", "vine_token_bound"]
+
+MAX_VINE_ROLLOUTS = 10**8  # continuations sampled for one generation batch, as `arca diagnose --oracle` caps them
 
 
 def _zero_stage(deepspeed: Any) -> int | None:
@@ -37,6 +39,14 @@ def sampled_method_problem(credit: str, args: Any) -> tuple[str, str] | None:
             f"is true but vLLM is not installed, and credit={credit!r} samples its continuations with the policy; "
             "set use_vllm: false (or install vllm)"
         )
+    samples, length = getattr(args, "credit_vine_samples", 1), getattr(args, "max_completion_length", None) or 256
+    rows = int(args.per_device_train_batch_size) * int(args.steps_per_generation or args.gradient_accumulation_steps)
+    if rows * samples * length > MAX_VINE_ROLLOUTS:
+        return "credit_vine_samples", (
+            f"{samples} continuations of each of up to {length} prefixes of each of the {rows} completions a process "
+            f"generates at once is {rows * samples * length:.3g} rollouts per generation batch, over the cap of "
+            f"{MAX_VINE_ROLLOUTS:.0e} (as arca diagnose --oracle); lower credit_vine_samples or max_completion_length"
+        )
     if _zero_stage(getattr(args, "deepspeed", None)) == 3:
         return "credit", (
             f"{credit!r} samples continuations from the policy, which DeepSpeed ZeRO-3 partitions over processes; "
@@ -55,3 +65,9 @@ def config_problem(args: Any, sampled: bool) -> tuple[str, str] | None:
             "leave it empty for HICRA's top-entropy rule"
         )
     return sampled_method_problem(args.credit, args) if sampled else None
+
+
+def vine_token_bound(samples: int, completions: int, length: int) -> int:
+    """At most how many tokens vine samples for `completions` completions of at most `length` tokens: K continuations
+    of each prefix and K fresh completions (K x T rollouts per completion), each of at most `length` tokens."""
+    return completions * samples * length * length

@@ -71,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
             when = f"~{median * steps:.0f} s of training at the {median:.2f} s median step time logged in {run_dir}"
         else:
             when = "no time estimate before a step has run (metrics.jsonl records step_time)"
+        vine = ""
+        if training.credit == "vine":  # its continuations dwarf the completions: part of the bound
+            from .._setup_checks import vine_token_bound
+
+            bound = vine_token_bound(training.credit_vine_samples, steps * per_step, training.max_completion_length)
+            vine = f", plus at most {bound} tokens of vine continuations (credit_vine_samples x T x T per completion)"
         state = {"finished": "finished", "running": "in use by another run", "interrupted": "resumable", "fresh": "new"}[rundir.state(run_dir)]
         if args.resume:  # every check the real --resume makes, so a dry run passes only what it would
             from .._resume import check_resume, describe
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             f"credit={training.credit}\n"
             f"# optimizer steps: {steps} (training.max_steps); at most {steps} x {per_step} completions x "
             f"{training.max_completion_length} tokens = {steps * per_step * training.max_completion_length} "
-            f"generated tokens; {when}\n"
+            f"generated tokens{vine}; {when}\n"
             f"# run folder: {run_dir} ({state})"
         )
         return 0
