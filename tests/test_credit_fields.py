@@ -48,6 +48,15 @@ def other_value(name: str):
     return default + 1
 
 
+def changed(name: str) -> dict:
+    """Field `name` at `other_value(name)`, with the credit it applies to (a group method's setting is refused with
+    another method)."""
+    kwarg = SETTINGS[name].kwarg or ""
+    owner = next((m for m in sorted(group_credit.registered_group_methods(), key=len, reverse=True)
+                  if SETTINGS[name].use is Use.GROUP and kwarg.startswith(f"{m}_")), None)
+    return {name: other_value(name), **({"credit": owner} if owner else {})}
+
+
 def bad_values(check: Range) -> list:
     """Values outside `check`, worked out from its bounds: just past each bound, NaN/inf/2.5 where not allowed."""
     bad: list = [True, "1"]
@@ -87,7 +96,7 @@ def test_each_range_rejects_values_outside_it_naming_the_field(name):
         # the YAML layer names the key path
         with pytest.raises(ConfigError, match=rf"^training\.{name}: "):
             parse_config({"training": {name: bad}}).training_args("unused", for_validation=True)
-    config(**{name: other_value(name)})
+    config(**changed(name))
 
 
 def test_checks_of_the_other_kinds_reject_what_they_should():
@@ -111,15 +120,16 @@ def _saved(tmp_path, training: dict) -> tuple:
 
 @pytest.mark.parametrize("name", FIELDS)
 def test_resume_refuses_a_change_exactly_to_the_fields_declared_fixed(tmp_path, name):
-    _, run = _saved(tmp_path, {})
-    changed = parse_config({"name": "r", "task": {"name": "arithmetic"}, "training": {name: other_value(name)}})
+    owner = {k: v for k, v in changed(name).items() if k == "credit" != name}
+    _, run = _saved(tmp_path, owner)
+    changed_cfg = parse_config({"name": "r", "task": {"name": "arithmetic"}, "training": changed(name)})
     if SETTINGS[name].fixed_on_resume:
         with pytest.raises(ConfigError, match=rf"training\.{name}: "):
-            rundir.check_resume_config(run, changed)
+            rundir.check_resume_config(run, changed_cfg)
     else:
-        assert any(c.startswith(f"training.{name}: ") for c in rundir.check_resume_config(run, changed))
-    # only what the run logs may change midway
-    assert SETTINGS[name].fixed_on_resume == (SETTINGS[name].use is not Use.LOGGING)
+        assert any(c.startswith(f"training.{name}: ") for c in rundir.check_resume_config(run, changed_cfg))
+    # only what the run logs, and a memory cap that leaves the result alone, may change midway
+    assert SETTINGS[name].fixed_on_resume == (SETTINGS[name].use is not Use.LOGGING and name != "credit_vine_batch_rows")
 
 
 def test_every_variant_suffix_reads_checks_and_names_its_field():
@@ -182,4 +192,21 @@ def test_every_group_setting_reaches_its_method():
         assert kwarg in inspect.signature(fn).parameters, name
         if isinstance(SETTINGS[name].check, Range):
             value = other_value(name)
-            assert config(**{name: value}).group_credit_kwargs(method)[kwarg] == value, name
+            assert config(**changed(name)).group_credit_kwargs(method)[kwarg] == value, name
+
+
+@pytest.mark.parametrize(
+    "fields, name",
+    [({"credit": "arca", "credit_ktae_scale": 2.0}, "credit_ktae_scale"),
+     ({"credit": "uniform", "credit_hicra_alpha": 0.5}, "credit_hicra_alpha"),
+     ({"credit": "tempo", "credit_shadow": True, "credit_vine_samples": 4}, "credit_vine_samples")],
+)
+def test_a_group_methods_setting_with_another_method_is_refused(fields, name):
+    """Issue 28 §4: refused as credit_power with tempo is, naming the field and the method it belongs to; shadow
+    signals read the other methods' settings (vine is never a shadow)."""
+    with pytest.raises(CreditConfigError, match=rf"^{name} applies to credit='\w+' only") as err:
+        config(**fields)
+    assert err.value.field == name
+    with pytest.raises(ConfigError, match=rf"^training\.{name}: applies to credit="):
+        parse_config({"training": fields}).training_args("unused", for_validation=True)
+    config(credit="arca", credit_shadow=True, credit_ktae_scale=2.0)  # a shadow ktae reads it

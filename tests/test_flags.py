@@ -42,6 +42,7 @@ BAD = [
     (["diagnose", "--task", "arithmetic", "--seed", "-1"], "--seed"),
     (["diagnose", "--task", "arithmetic", "--n", "0"], "--n"),
     (["diagnose", "--task", "arithmetic", "--threads", "0"], "--threads"),
+    (["diagnose", "--task", "arithmetic", "--oracle", "4", "--k", "1"], "--k"),  # the signed measure needs k >= 2
     (["eval", "--k", "0"], "--k"),
     (["eval", "--n", "0"], "--n"),
     (["eval", "--samples-per-problem", "2", "--k", "4"], "--samples-per-problem"),
@@ -126,3 +127,70 @@ def test_the_diagnose_api_checks_its_arguments_too(no_model_load):
                          ({"temperature": float("nan")}, "--temperature"), ({"max_new_tokens": 0}, "--max-new-tokens")]:
         with pytest.raises(ConfigError, match=f"^{flag}: "):
             run_diagnose(task="arithmetic", log=None, **kwargs)
+
+
+@pytest.mark.parametrize("command", ["train", "demo", "diagnose", "eval", "report", "sweep"])
+@pytest.mark.parametrize("target", ["/proc/x", ""], ids=["unwritable", "empty"])
+def test_an_output_that_cannot_be_written_is_refused_first(command, target, tmp_path, monkeypatch, no_model_load, capsys):
+    """Issue 28 §2: /proc/x passes a permission-bit check as root (and "" is the current folder); both are refused
+    while the command line is parsed, before the oracle or a training runs, and nothing is written."""
+    monkeypatch.chdir(_repo_root())
+    argv = {
+        "train": ["train", "--config", "configs/demo.yaml", "--output-dir", target],
+        "demo": ["demo", "--output-dir", target],
+        "diagnose": ["diagnose", "--task", "arithmetic", "--out", target],
+        "eval": ["eval", "--out", target and f"{target}/eval.json"],
+        "report": ["report", str(tmp_path), "--out", target],
+        "sweep": ["sweep", "--config", "configs/demo.yaml", "--credit", "arca", "--rank", "4", "--seed", "1",
+                  "--runs-dir", target],
+    }[command]
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert any(flag in line for flag in ("--out", "--output-dir", "--runs-dir")), line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train", "demo", "report", "sweep"])
+def test_a_default_output_under_a_file_is_refused_first(command, tmp_path, monkeypatch, no_model_load, capsys):
+    """Without --out / --output-dir / --runs-dir the default folder (runs/..., <parent>/report) is checked too."""
+    config = _repo_root() / "configs" / "demo.yaml"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("keep me\n")  # runs/ is a file: runs/<name> cannot be made
+    (tmp_path / "report").write_text("keep me\n")
+    (tmp_path / "a_run").mkdir()
+    (tmp_path / "a_run" / "config.yaml").write_text("name: a_run\n")  # a run folder: the default is ./report
+    argv = {
+        "train": ["train", "--config", str(config)],
+        "demo": ["demo"],
+        "report": ["report", str(tmp_path / "a_run")],
+        "sweep": ["sweep", "--config", str(config), "--credit", "arca", "--rank", "4", "--seed", "1"],
+    }[command]
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert ("report" if command == "report" else "runs") in line.split(": error: ", 1)[1], line
+    assert (tmp_path / "runs").read_text() == (tmp_path / "report").read_text() == "keep me\n"
+
+
+def test_diagnose_holds_its_out_folder_and_leaves_no_stale_files(tmp_path, monkeypatch, no_model_load, capsys):
+    """Issue 28 §5: a second diagnosis into a folder in use is refused before any model loads; a reused --out keeps
+    no histogram of the earlier diagnosis that this one did not write."""
+    import arca_rl._diagnose as diagnose_pkg
+    from arca_rl import rundir
+
+    out = tmp_path / "d"
+    with rundir.lock(out):
+        assert main(["diagnose", "--task", "arithmetic", "--out", str(out)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert str(out) in line and "--out" in line, line
+
+    def fake(**kwargs):
+        folder = kwargs["out"]
+        files = {"diagnose.json": folder / "diagnose.json", "uniform.png": folder / "uniform.png"}
+        for path in files.values():
+            path.write_text("new")
+        return None, files
+
+    (out / "surprisal.png").write_text("old")  # written by an earlier diagnosis with another signal
+    monkeypatch.setattr(diagnose_pkg, "run_diagnose", fake)
+    assert main(["diagnose", "--task", "arithmetic", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == ["diagnose.json", "uniform.png"]

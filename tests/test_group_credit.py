@@ -332,3 +332,25 @@ def test_signal_and_group_method_names_are_one_namespace():
     with pytest.raises(ValueError, match="'surprisal' is already registered"):
         register_group_method("surprisal", lambda *, mask, **_: mask.float(), needs=())
     assert "surprisal" not in credit.registered_group_methods()
+
+
+def test_hicra_grams_that_match_nothing_warn_and_a_phraseless_value_is_refused():
+    """Issue 28 §4: grams matching no token of a batch leave it stock GRPO: a warning says so; '|' (no phrase at all)
+    is refused at validation."""
+    import warnings
+
+    from arca_rl._config import ConfigError, parse_config
+
+    mask = torch.ones(2, 3)
+    ids = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    kwargs = dict(mask=mask, groups=torch.tensor([0, 0]), completion_ids=ids, advantages=torch.tensor([1.0, -1.0]),
+                  entropies=torch.rand(2, 3))
+    with pytest.warns(RuntimeWarning, match="no completion of this batch holds a credit_hicra_grams phrase"):
+        group_credit("hicra", hicra_grams=[[9, 9]], **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        group_credit("hicra", hicra_grams=[[2, 3]], **kwargs)  # a match: no warning
+    for value in ("|", " | "):
+        with pytest.raises(ConfigError, match=r"^training\.credit_hicra_grams: .* holds no phrase"):
+            parse_config({"training": {"credit": "hicra", "credit_hicra_grams": value}}).training_args(
+                "unused", for_validation=True)

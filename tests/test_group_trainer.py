@@ -152,7 +152,7 @@ def test_group_field_errors(tmp_path, field, value, match):
 
 
 def test_group_kwargs_from_the_config(tmp_path):
-    args = make_args(tmp_path, credit="hicra", credit_hicra_alpha=0.5, credit_ktae_scale=2.0)
+    args = make_args(tmp_path, credit="hicra", credit_hicra_alpha=0.5, credit_ktae_scale=2.0, credit_shadow=True)
     assert args.group_credit_kwargs("ktae") == {"ktae_scale": 2.0}
     assert args.group_credit_kwargs("tempo") == {"tempo_td_weight": 1.0}
     assert args.group_credit_kwargs("gtpo") == {"gtpo_alpha1": 1.0, "gtpo_alpha2": 1.0}

@@ -165,3 +165,45 @@ def test_reward_function_returning_strings_names_the_function(tmp_path, tiny_mod
                               train_dataset=task.train_dataset(8))
     with pytest.raises(TypeError, match=r"reward_as_text.*str"):
         trainer.train()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "credit, field, value", [("ktae", "credit_ktae_scale", 1e300), ("tempo", "credit_tempo_td_weight", 1e38)]
+)
+def test_an_overflowing_magnitude_stops_the_run_at_the_first_non_finite_step(tmp_path, capsys, credit, field, value):
+    """Issue 28 §4: no NaN adapter, no sampling traceback, no "run finished": one line at the first non-finite step,
+    that step not saved, the run left resumable from its last good checkpoint. The demo config (the shipped tiny
+    model), whose rewards vary."""
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+    run = tmp_path / "run"
+    sets = [f"training.credit={credit}", "training.max_steps=3", "training.save_steps=1", f"training.{field}={value}",
+            "eval.enabled=false"]
+    argv = ["train", "--config", str(config), "--output-dir", str(run), "--quiet"]
+    assert main([*argv, *[x for s in sets for x in ("--set", s)]]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "training stopped" in line and any(w in line for w in ("not finite", " is nan", " is inf")), line
+    assert not (run / "finished.json").exists() and not (run / "adapter").exists()
+    from arca_rl.rundir import last_checkpoint
+
+    kept = last_checkpoint(run)
+    assert kept is None or kept.name in line
+    if kept is not None:  # the kept checkpoint's weights are finite
+        from safetensors.torch import load_file
+
+        assert all(t.isfinite().all() for t in load_file(kept / "adapter_model.safetensors").values())
+
+
+@pytest.mark.parametrize("bare", [1.0, None, 3], ids=["float", "None", "int"])
+def test_reward_function_returning_a_bare_value_names_the_function(bare):
+    """Issue 28 §5: one value instead of a list (one per completion) is a TypeError naming the function."""
+    from arca_rl._trainer_hooks import _numeric_rewards
+
+    def reward_once(completions, **kwargs):
+        return bare
+
+    with pytest.raises(TypeError, match=r"reward function 'reward_once' returned a bare \w+ .*not a list"):
+        _numeric_rewards(reward_once, "reward_once")(completions=["a", "b"])
+    assert _numeric_rewards(lambda completions, **kw: [1.0, None], "ok")(completions=["a", "b"]) == [1.0, None]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
@@ -67,3 +70,38 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, tiny_run_con
     dump_a = (straight / "credit_tokens.jsonl").read_text().splitlines()
     dump_b = (interrupted / "credit_tokens.jsonl").read_text().splitlines()
     assert len(dump_a) == 4 * 4 and dump_a == dump_b
+
+
+@pytest.mark.parametrize(
+    "shape", [{"steps_per_generation": 2}, {"num_iterations": 2}], ids=["steps_per_generation=2", "num_iterations=2"]
+)
+def test_resume_inside_a_generation_batch_equals_uninterrupted(tmp_path, tiny_run_config, monkeypatch, shape):
+    """Issue 28 §1: TRL generates once per steps_per_generation x num_iterations micro-batches and keeps the rest in
+    memory; a checkpoint at step 1 falls inside that batch. The resumed run is still the uninterrupted one: same
+    adapter bit for bit, same metrics and token dump, and finished.json's train_loss covers every step."""
+    real_build_task = run_module.build_task
+    monkeypatch.setattr(run_module, "build_task", lambda cfg: VariedReward(real_build_task(cfg)))
+    raw = tiny_run_config
+    raw["training"].update(max_steps=4, save_steps=1, gradient_accumulation_steps=1, credit_log_tokens_every=1,
+                           credit="tempo", **shape)
+    raw["eval"]["enabled"] = False
+    cfg = parse_config(raw)
+    straight = train(cfg, run_dir=tmp_path / "straight", progress=False)
+    interrupted = tmp_path / "interrupted"
+    train(cfg, run_dir=interrupted, callbacks=[StopAfter(1)], progress=False)
+    assert last_checkpoint(interrupted).name == "checkpoint-1"
+    train(cfg, run_dir=interrupted, resume=True, progress=False)
+
+    a = load_file(straight / "adapter" / "adapter_model.safetensors")
+    b = load_file(interrupted / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and a
+    assert all(torch.equal(a[key], b[key]) for key in a), [(a[k] - b[k]).abs().max().item() for k in a]
+    rows_a, rows_b = read_metrics(straight), read_metrics(interrupted)
+    drop = ("step_time",)  # wall-clock
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rows_a] == [
+        {k: v for k, v in r.items() if k not in drop} for r in rows_b
+    ]
+    assert (straight / "credit_tokens.jsonl").read_bytes() == (interrupted / "credit_tokens.jsonl").read_bytes()
+    loss_a = json.loads((straight / "finished.json").read_text())["train_summary"]["train_loss"]
+    loss_b = json.loads((interrupted / "finished.json").read_text())["train_summary"]["train_loss"]
+    assert loss_b == pytest.approx(loss_a, rel=1e-5, abs=1e-9)

@@ -60,8 +60,9 @@ def test_resume_after_stop_at_max_steps_trains_no_extra_step(finished_run, tmp_p
         ("training.credit_power=2.0", "training.credit_power"),
         ("training.credit_mix=0.5", "training.credit_mix"),
         ("training.credit_warmup_steps=3", "training.credit_warmup_steps"),
-        ("training.credit_tempo_td_weight=0.5", "training.credit_tempo_td_weight"),  # a group method's setting
-        ("training.credit_hicra_entropy_frac=0.5", "training.credit_hicra_entropy_frac"),
+        # a group method's setting (read by its shadow: credit_shadow may change on resume)
+        ("training.credit_shadow=true training.credit_tempo_td_weight=0.5", "training.credit_tempo_td_weight"),
+        ("training.credit_shadow=true training.credit_hicra_entropy_frac=0.5", "training.credit_hicra_entropy_frac"),
         ("training.seed=4", "training.seed"),
         ("training.per_device_train_batch_size=8", "training.per_device_train_batch_size"),
         ("task.n_train=8", "task.n_train"),
@@ -70,7 +71,8 @@ def test_resume_after_stop_at_max_steps_trains_no_extra_step(finished_run, tmp_p
 def test_resume_with_a_changed_fixed_setting_refuses_and_changes_nothing(finished_run, tmp_path, override, key, capsys):
     config_path, run_dir = copy_run(finished_run, tmp_path, drop=("finished.json", "eval.json"))
     before = snapshot(run_dir)
-    assert main(train_argv(config_path, run_dir, "--resume", "--set", override)) == 2
+    sets = [x for one in override.split() for x in ("--set", one)]
+    assert main(train_argv(config_path, run_dir, "--resume", *sets)) == 2
     line = one_error_line(capsys.readouterr().err)
     assert key in line and "resume" in line, line
     assert snapshot(run_dir) == before

@@ -256,3 +256,20 @@ def test_bad_grid_values(tmp_path: Path):
         )
         == 2
     )
+
+
+def test_a_member_another_process_trains_makes_the_sweep_exit_non_zero(tmp_path: Path, monkeypatch, capsys):
+    """Issue 28 §5: skipped because its folder is in use, the member is not done; `arca sweep` says so, exits 1."""
+    from arca_rl import _sweep, rundir
+    from arca_rl.cli import main
+
+    base = write_base(tmp_path)
+    runs = tmp_path / "runs"
+    fake = FakeTrain()
+    monkeypatch.setattr(_sweep, "run_sweep", lambda plan, **kw: run_sweep(plan, train_fn=fake, **kw))
+    with rundir.lock(runs / "base-arca-r4-s1"):  # another "process" trains seed 1
+        rc = main(["sweep", "--config", str(base), "--credit", "arca", "--rank", "4", "--seed", "1,2",
+                   "--runs-dir", str(runs), "--no-report"])
+    assert rc == 1
+    assert [c[0] for c in fake.calls] == ["base-arca-r4-s2"]
+    assert "in use by another process: base-arca-r4-s1" in capsys.readouterr().out

@@ -239,3 +239,49 @@ def test_vine_is_a_registered_method_the_trainer_computes():
         group_credit.group_credit("vine", mask=torch.ones(1, 2), groups=torch.zeros(1, dtype=torch.long))
     scored, absent = scorable(["uniform", "vine"], has_adapter=True)
     assert scored == ["uniform"] and "the Monte Carlo oracle itself" in absent["vine"]
+
+
+@pytest.mark.parametrize(
+    "training, env, field",
+    [({"use_vllm": True}, {}, "use_vllm"),
+     ({}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "credit"),
+     ({"deepspeed": {"zero_optimization": {"stage": 3}}}, {}, "credit")],
+    ids=["use_vllm-without-vllm", "zero3-accelerate", "zero3-deepspeed-arg"],
+)
+def test_vine_where_it_cannot_sample_is_refused_at_validation(training, env, field, monkeypatch):
+    """Issue 28 §4: vine with use_vllm and no vLLM, or under ZeRO-3, failed with a traceback after the model loaded;
+    now one line at validation (arca train --dry-run too), naming the field."""
+    import importlib.util
+
+    from arca_rl._config import ConfigError, parse_config
+
+    if field == "use_vllm" and importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    raw = {"training": {"credit": "vine", **training}}
+    with pytest.raises(ConfigError, match=rf"^training\.{field}: .*(vLLM|ZeRO-3)"):
+        parse_config(raw).training_args("unused", for_validation=True)
+    raw["training"]["credit"] = "tempo"
+    if field == "credit":  # another method is not refused for it
+        parse_config(raw).training_args("unused", for_validation=True)
+
+
+def test_vine_samples_past_the_rollout_cap_are_refused_and_the_dry_run_bounds_its_tokens(tmp_path, capsys):
+    """Issue 28 §4: credit_vine_samples=1e9 had no cap (diagnose refuses over 1e8 rollouts) and the dry run's
+    generated-token bound left vine's continuations out."""
+    from pathlib import Path
+
+    from arca_rl._config import ConfigError, parse_config
+    from arca_rl.cli import main
+
+    with pytest.raises(ConfigError, match=r"^training\.credit_vine_samples: .* over the cap of 1e\+08"):
+        parse_config({"training": {"credit": "vine", "credit_vine_samples": 10**9}}).training_args(
+            "unused", for_validation=True)
+    config = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+    argv = ["train", "--config", str(config), "--output-dir", str(tmp_path / "r"), "--dry-run",
+            "--set", "training.credit=vine", "--set", "training.max_steps=2", "--set", "training.credit_vine_samples=4"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    per_step, length = 32, 32  # the demo config: 4 prompts x 8 completions of at most 32 tokens
+    assert f"plus at most {2 * per_step * 4 * length * length} tokens of vine continuations" in out, out

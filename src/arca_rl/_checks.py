@@ -166,6 +166,8 @@ def _first_existing(path: Path) -> Path:
 def check_output_folder(path: str | Path, flag: str) -> Path:
     """A folder the command may create or write into: not a file, not under a file, and writable.
     Checked before the work, so a run's output never fails at the end."""
+    if not str(path).strip():
+        raise ConfigError(f"{flag}: must name a folder, got {str(path)!r}; pick a folder such as runs/x")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{flag}: {path} is a file, not a folder; pick another {flag}")
@@ -174,11 +176,21 @@ def check_output_folder(path: str | Path, flag: str) -> Path:
         raise ConfigError(f"{flag}: {path} is under {base}, which is a file; pick another {flag}")
     if not os.access(base, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag}: {base} is not writable; pick another {flag}")
+    # permission bits say nothing for root, /proc, a read-only mount or a full disk: write a file there and remove it
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=base, prefix=".arca-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{flag}: cannot write in {base} ({exc.strerror or exc}); pick another {flag}") from None
     return path
 
 
 def check_output_file(path: str | Path, flag: str) -> Path:
     """A file the command may write: not a folder, in a folder that can be created or written."""
+    if not str(path).strip():
+        raise ConfigError(f"{flag}: must name a file, got {str(path)!r}; pick a file such as eval.json")
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{flag}: {path} is a folder; give the name of a file to write in it")

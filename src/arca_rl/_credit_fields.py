@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import credit, group_credit
+from ._setup_checks import config_problem
 
 __all__ = [
     "CREDIT_BASES",
@@ -363,7 +364,7 @@ class CreditFields:
     credit_vine_samples: int = credit_field(8, check=Range(integer=True, low=1), use=Use.GROUP, kwarg="vine_samples",
                                             help="vine: K continuations of every prefix (A_it = V_t - V_{t-1}).")
     credit_vine_batch_rows: int = credit_field(
-        256, check=Range(integer=True, low=1), use=Use.GROUP, kwarg="vine_batch_rows",
+        256, check=Range(integer=True, low=1), use=Use.GROUP, kwarg="vine_batch_rows", fixed_on_resume=False,
         help="vine: most continuations per batched sampling call (bounds memory).")
     # fmt: on
 
@@ -373,6 +374,9 @@ class CreditFields:
             error = setting.check.error(name, getattr(self, name))
             if error is not None:
                 raise error
+        self._check_group_settings_apply()
+        if problem := config_problem(self, group_credit.is_sampled_method(self.credit)):
+            raise CreditConfigError(problem[0], f"{problem[0]} {problem[1]}.", reason=problem[1])
         if group_credit.is_group_method(self.credit) and group_credit.group_method_output(self.credit) == "advantages":
             given = defaults()
             for name, setting in settings().items():  # salience-weight settings mean nothing to signed advantages
@@ -383,6 +387,18 @@ class CreditFields:
                     )
                     raise CreditConfigError(name, f"{name} {reason}.", reason=reason)
         super().__post_init__()  # type: ignore[misc]  # the TRL config listed after CreditFields
+
+    def _check_group_settings_apply(self) -> None:
+        """A group method's setting given with another method (ignored: refused, as credit_power with tempo is)."""
+        given, methods = defaults(), sorted(group_credit.registered_group_methods(), key=len, reverse=True)
+        for name, setting in settings().items():
+            if setting.use is not Use.GROUP or not setting.kwarg or getattr(self, name) == given[name]:
+                continue
+            method = next((m for m in methods if setting.kwarg.startswith(f"{m}_")), self.credit)
+            # shadow signals read the other methods' settings (vine is never a shadow)
+            if method != self.credit and not (self.credit_shadow and not group_credit.is_sampled_method(method)):
+                reason = f"applies to credit={method!r} only, but credit={self.credit!r}; remove {name} (or set credit: {method})"
+                raise CreditConfigError(name, f"{name} {reason}.", reason=reason)
 
     def hicra_phrases(self) -> list[str]:
         """The `credit_hicra_grams` phrases, in order, without empty ones."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from . import rundir
 from ._config import ConfigError, RunConfig, require_max_steps
 from ._evaluation import evaluate
+from ._resume import RecordCallback, ResumePlan, check_resume, describe
 from .tasks import get_task
 from .trainer import ARCAGRPOTrainer, ARCARLOOTrainer
 
@@ -67,6 +69,33 @@ class _StepsFromConfig(TrainerCallback):
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         state.compute_steps(args, state.max_steps)
+
+
+class _StopOnNonFinite(TrainerCallback):
+    """Stops training at the first step whose loss or gradient norm is not finite, or that leaves a trainable weight
+    non-finite, before that step is saved: the last checkpoint is the last good one (an overflowing credit
+    magnitude would otherwise train on NaN weights, or fail later in sampling with a traceback)."""
+
+    def __init__(self) -> None:
+        self.problem: str | None = None
+
+    def _stop(self, control: TrainerControl, problem: str) -> None:
+        self.problem = self.problem or problem
+        control.should_training_stop = True
+        control.should_save = False
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any) -> None:
+        import torch
+
+        params = [p for p in model.parameters() if p.requires_grad and p.numel()] if model is not None else []
+        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            self._stop(control, f"a trainable weight is not finite after step {state.global_step}")
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: Any = None, **kwargs: Any) -> None:
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, int | float) and not math.isfinite(value):
+                self._stop(control, f"{key} is {value} at step {state.global_step}")
 
 
 class MetricsJsonlCallback(TrainerCallback):
@@ -180,25 +209,15 @@ def _train_locked(
     if replace and not resume:
         rundir.clear(run_dir)  # under the lock: nobody else is writing here
     rundir.check_can_start(run_dir, resume)
-    if resume:
-        # Before anything is written: a changed fixed setting refuses, the others are recorded.
-        for change in rundir.check_resume_config(run_dir, cfg):
-            logger.warning("resuming %s with a changed setting: %s", run_dir, change)
-    if resume and rundir.is_finished(run_dir):
-        logger.info("%s is already finished; nothing to resume", run_dir)
+    # Every check of --resume, before anything is written (`arca train --resume --dry-run` runs the same ones):
+    # a changed fixed setting, a hand-edited config.yaml, another process count, a damaged checkpoint refuse.
+    plan = check_resume(run_dir, cfg, world_size=args.world_size) if resume else ResumePlan()
+    if plan.finished:  # one message: what --resume does here, and that the changes asked for are not applied
+        (logger.warning if plan.changes else logger.info)("%s: --resume %s", run_dir, describe(plan, args.max_steps))
         return run_dir
-
-    ckpt = rundir.last_checkpoint(run_dir) if resume else None
-    done = rundir.checkpoint_step(ckpt) if ckpt is not None else 0
-    if ckpt is not None and cfg.lora.enabled:
-        rundir.check_adapter_files(ckpt)  # a damaged checkpoint fails here, before the folder is touched
-    if ckpt is not None:
-        rundir.check_checkpoint_files(ckpt)  # optimizer, scheduler and RNG state: loadable, or refused now
-        if done > args.max_steps:
-            raise ConfigError(
-                f"training.max_steps: {args.max_steps} is below the {done} steps already trained ({ckpt.name}); "
-                f"resume with training.max_steps >= {done}, or start a new run (another name or --output-dir)"
-            )
+    for change in plan.changes:
+        logger.warning("resuming %s with a changed setting: %s", run_dir, change)
+    ckpt, done = plan.checkpoint, plan.done
     if resume and ckpt is None:
         logger.warning("%s has no checkpoint to resume from; starting from step 0", run_dir)
     # A checkpoint at max_steps: training is complete (the run stopped during its final save or
@@ -231,7 +250,8 @@ def _train_locked(
                        resumed_from=ckpt.name, train_summary={}, progress=progress)
 
     metrics_cb = MetricsJsonlCallback(run_dir)
-    callbacks = [_StepsFromConfig(), *callbacks]
+    finite = _StopOnNonFinite()
+    callbacks = [_StepsFromConfig(), RecordCallback(cfg, args.world_size), finite, *callbacks]
     if cfg.eval.every_steps:  # the held-out learning curve (curve.jsonl)
         from ._curve_callback import HeldOutCurveCallback
 
@@ -274,6 +294,13 @@ def _train_locked(
         # DeepSpeed / FSDP: every rank holds a shard, so every rank joins the gather; the main process writes
         # the full weights (as checkpoints are written), then evaluates an unsharded copy loaded from them.
         trainer.save_model(str(final_dir))
+    if finite.problem is not None:
+        kept = rundir.last_checkpoint(run_dir)
+        raise ConfigError(
+            f"training stopped: {finite.problem} (an overflow: lower the credit's magnitudes, e.g. credit_ktae_scale or "
+            f"credit_tempo_td_weight, or learning_rate); {run_dir} keeps "
+            + (f"{kept.name}, the last good checkpoint" if kept is not None else "no checkpoint (none was good)")
+        )
     if not is_main:
         return run_dir
     if stopped:
@@ -291,9 +318,25 @@ def _train_locked(
         model = _load_checkpoint_model(cfg, model_path, final_dir, args.model_init_kwargs)
     else:
         model = trainer.accelerator.unwrap_model(trainer.model)
+    summary = _whole_run_summary(metrics_cb.summary, state.log_history, done, state.global_step)
     return _finish(cfg, run_dir, model, tokenizer, task, global_step=state.global_step, train_seconds=train_seconds,
-                   resumed_from=ckpt.name if ckpt is not None else None, train_summary=metrics_cb.summary,
+                   resumed_from=ckpt.name if ckpt is not None else None, train_summary=summary,
                    progress=progress)
+
+
+def _whole_run_summary(summary: dict[str, Any], history: list[dict[str, Any]], done: int, global_step: int) -> dict[str, Any]:
+    """TRL's end-of-training summary with `train_loss` over the whole run: after a resume from step `done`, HF
+    averages only the steps it trained; the steps before come back from the checkpoint's log history (each logged
+    `loss` is the mean since the previous logged step)."""
+    if done <= 0 or not isinstance(summary.get("train_loss"), int | float) or global_step <= done:
+        return summary
+    before, last = 0.0, 0
+    for row in history:
+        step, loss = row.get("step"), row.get("loss")
+        if isinstance(step, int) and isinstance(loss, int | float) and last < step <= done:
+            before += float(loss) * (step - last)
+            last = step
+    return {**summary, "train_loss": (before + summary["train_loss"] * (global_step - done)) / (last + global_step - done)}
 
 
 def _check_sharded_saving(trainer: Any, *, lora: bool) -> bool:

@@ -358,7 +358,8 @@ def check_checkpoint_files(checkpoint: str | Path) -> None:
     from transformers.trainer_pt_utils import safe_globals
 
     checkpoint = Path(checkpoint)
-    files = [checkpoint / "optimizer.pt", checkpoint / "scheduler.pt", *sorted(checkpoint.glob("rng_state*.pth"))]
+    files = [checkpoint / "optimizer.pt", checkpoint / "scheduler.pt", *sorted(checkpoint.glob("rng_state*.pth")),
+             *sorted(checkpoint.glob("arca_generation_*.pt"))]  # the generation batch TRL had buffered
     for path in files:
         if not path.is_file():
             continue

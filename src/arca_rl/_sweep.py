@@ -221,7 +221,8 @@ def run_sweep(
         head = f"[{i}/{len(plan.runs)}] {r.name}"
         if r.action == "skip":
             say(f"{head}: skipped ({r.reason})")
-            outcomes[r.name] = "skipped"
+            # a member another process trains is not done: the sweep says so and ends non-zero
+            outcomes[r.name] = "skipped" if r.reason == "finished" else "busy: in use by another process"
             continue
         say(f"{head}: {'resuming' if r.action == 'resume' else 'training'} ({r.reason})")
         t0 = time.time()
@@ -249,4 +250,7 @@ def run_sweep(
     failed = [n for n, o in outcomes.items() if o.startswith("failed")]
     if failed:
         say(f"{len(failed)} run(s) failed: {', '.join(failed)}")
+    busy = [n for n, o in outcomes.items() if o.startswith("busy")]
+    if busy:
+        say(f"{len(busy)} run(s) skipped, in use by another process: {', '.join(busy)}; rerun the sweep once they end")
     return outcomes

@@ -19,6 +19,11 @@ def _numeric_rewards(func: Any, name: str) -> Any:
     @functools.wraps(func)
     def checked(*args: Any, **kwargs: Any) -> Any:
         out = func(*args, **kwargs)
+        if out is None or isinstance(out, numbers.Real | str) or (isinstance(out, torch.Tensor) and out.dim() == 0):
+            raise TypeError(
+                f"reward function {name!r} returned a bare {type(out).__name__} {out!r:.40}, not a list; a reward "
+                "function must return a list with one float (or None) per completion"
+            )
         for value in out if isinstance(out, list | tuple) else [out]:
             if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
                 continue

@@ -451,6 +451,14 @@ def _hicra(
         if completion_ids is None:
             raise ValueError("hicra with grams needs completion_ids")
         planning = strategic_gram_mask(completion_ids, mask, hicra_grams)
+        if not bool(planning.any()):  # every token gets A_i: this batch is stock GRPO; say so rather than silently
+            import warnings
+
+            warnings.warn(
+                "hicra: no completion of this batch holds a credit_hicra_grams phrase, so no token is a planning "
+                "token and the batch trains as stock GRPO; check the phrases against the completions", RuntimeWarning,
+                stacklevel=2,
+            )
     else:
         if entropies is None:
             raise ValueError("hicra needs entropies (top-entropy planning tokens) or hicra_grams")

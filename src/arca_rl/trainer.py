@@ -38,6 +38,7 @@ from . import credit, group_credit
 from ._trainer_group import _GroupCredit
 from ._trainer_hooks import _capture_last_hidden, _completion_positions, _numeric_rewards
 from ._trainer_logging import _CreditLogging
+from ._trainer_resume import _GenerationResume
 from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class _Rollout:
     rewards_per_func: torch.Tensor | None = None  # TRL's rewards, gathered over processes (group methods read them)
 
 
-class _CreditRouting(_CreditLogging, _GroupCredit):
+class _CreditRouting(_GenerationResume, _CreditLogging, _GroupCredit):
     """The credit routing shared by `ARCAGRPOTrainer` and `ARCARLOOTrainer` (listed before the TRL trainer).
 
     Three TRL methods are extended, each only to route tensors: `_generate_and_score_completions` (attach the base

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import rundir
 from .._checks import arg, check_count, check_number, check_output_folder, check_seeds
 from ._common import add_quiet, add_set, add_threads, parse_list
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         methods=parse_list(args.methods, flag="--methods") if args.methods is not None else None,
         budget_s=args.budget if args.budget is not None else DEFAULT_BUDGET_S,
-        out_dir=args.output_dir,
+        out_dir=args.output_dir or check_output_folder(rundir.default_run_dir("demo"), "--output-dir"),
         seeds=args.seeds,
         progress=not args.quiet,
         oracle_samples=DEFAULT_ORACLE_SAMPLES if args.oracle is None else args.oracle,

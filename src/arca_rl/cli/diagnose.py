@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
 
+from .. import rundir
 from .._checks import (
     arg,
     check_count,
@@ -13,6 +17,7 @@ from .._checks import (
     check_output_folder,
     check_seed,
 )
+from ..errors import ConfigError
 from ._common import add_quiet, add_task_options, add_threads, signal_names, task_options
 
 __all__ = ["make_parser", "run"]
@@ -88,9 +93,31 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.oracle is not None and args.k < 2:  # before the model loads and the oracle samples
+        raise ConfigError(
+            f"--k: the oracle's signed measure needs k >= 2 completions per prompt (with k = 1 every A_i is 0), "
+            f"got {args.k}; pass --k 2 or more"
+        )
     from .._diagnose import run_diagnose  # here: it loads transformers, which `arca --help` does not need
 
-    run_diagnose(
+    # A given --out is held for the whole diagnosis (a second one into it is refused, before any model loads), and
+    # histograms an earlier diagnosis left there that this one did not write are removed at the end.
+    try:
+        hold = rundir.lock(args.out) if args.out is not None else nullcontext()
+        with hold:
+            _, files = _diagnose(run_diagnose, args)
+            written = {Path(f).name for f in files.values()}
+            for stale in Path(files["diagnose.json"]).parent.glob("*.png"):
+                if stale.name not in written:
+                    stale.unlink()
+    except rundir.RunLockedError as exc:
+        raise rundir.RunLockedError(str(exc).replace("another run", "another arca command").replace(
+            "--output-dir (or name)", "--out")) from None
+    return 0
+
+
+def _diagnose(run_diagnose: Any, args: argparse.Namespace) -> Any:
+    return run_diagnose(
         task=args.task,
         task_options=task_options(args.task_options),
         model=args.model,
@@ -110,4 +137,3 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         oracle_samples=args.oracle,
     )
-    return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .._checks import arg, check_output_folder
-from .._report import write_report
+from .._report import default_out_dir, write_report
 
 __all__ = ["make_parser", "run"]
 
@@ -47,5 +47,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    res = write_report(args.runs, args.out, baseline=args.baseline)
+    # the default folder is checked as --out is, before any run is read
+    out = args.out if args.out is not None else check_output_folder(default_out_dir(args.runs), "--out")
+    res = write_report(args.runs, out, baseline=args.baseline)
     return 0 if res.runs else 1

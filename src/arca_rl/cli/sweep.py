@@ -62,5 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(_sweep.dry_run_lines(plan, launcher=args.launcher)))
         return 0
+    # the default runs/ too, and the report's folder, before any run trains
+    check_output_folder(plan.runs_dir, "--runs-dir")
+    if not args.no_report:
+        check_output_folder(plan.report_dir, "--runs-dir")
     outcomes = _sweep.run_sweep(plan, report=not args.no_report, progress=not args.quiet)
-    return 1 if any(o.startswith("failed") for o in outcomes.values()) else 0
+    return 1 if any(o.startswith(("failed", "busy")) for o in outcomes.values()) else 0

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     # Every check but building the TRL and PEFT configs, which happens once, for the run folder: below with
     # --dry-run (as on any machine: a GPU config validates on a laptop), else in `train` (for this machine).
     cfg = load_config(args.config, args.overrides, build=False)
-    run_dir = args.output_dir or rundir.default_run_dir(cfg.name)
+    run_dir = args.output_dir or check_output_folder(rundir.default_run_dir(cfg.name), "--output-dir")
     built = cfg.build(run_dir, for_validation=True) if args.dry_run else None
     if not args.allow_other_files:
         rundir.check_ours(run_dir)  # with or without --dry-run
@@ -78,7 +78,17 @@ def run(args: argparse.Namespace) -> int:
             when = f"~{median * steps:.0f} s of training at the {median:.2f} s median step time logged in {run_dir}"
         else:
             when = "no time estimate before a step has run (metrics.jsonl records step_time)"
+        vine = ""
+        if training.credit == "vine":  # its continuations dwarf the completions: part of the bound
+            from .._setup_checks import vine_token_bound
+
+            bound = vine_token_bound(training.credit_vine_samples, steps * per_step, training.max_completion_length)
+            vine = f", plus at most {bound} tokens of vine continuations (credit_vine_samples x T x T per completion)"
         state = {"finished": "finished", "running": "in use by another run", "interrupted": "resumable", "fresh": "new"}[rundir.state(run_dir)]
+        if args.resume:  # every check the real --resume makes, so a dry run passes only what it would
+            from .._resume import check_resume, describe
+
+            state += "; --resume " + describe(check_resume(run_dir, cfg, world_size=int(os.environ.get("WORLD_SIZE", "1"))), steps)
         print(
             f"# model: {model}\n"
             f"# per optimizer step: {per_step} completions = {per_step // training.num_generations} prompts "
@@ -86,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             f"credit={training.credit}\n"
             f"# optimizer steps: {steps} (training.max_steps); at most {steps} x {per_step} completions x "
             f"{training.max_completion_length} tokens = {steps * per_step * training.max_completion_length} "
-            f"generated tokens; {when}\n"
+            f"generated tokens{vine}; {when}\n"
             f"# run folder: {run_dir} ({state})"
         )
         return 0
