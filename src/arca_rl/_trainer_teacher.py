@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
-from trl.data_utils import is_conversational
 from trl.models.utils import disable_gradient_checkpointing
 
-from .self_teacher import TEACHER_MARKER, choose_teachers, cut_solution, teacher_kl, teacher_messages
+from .self_teacher import choose_teachers, teacher_kl, teacher_prompt_ids
 
 if TYPE_CHECKING:  # the type checker reads the mixin as part of the TRL trainer it ends up in
     from trl import GRPOTrainer as _TRLTrainer
@@ -47,29 +46,6 @@ class _TeacherCredit(_TRLTrainer):
             self._teacher_prompts = list(prompts)
         return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
 
-    def _teacher_pieces(self, prompt: Any) -> tuple[list[int], list[int]]:
-        """The teacher prompt's token ids before and after the shown solution, tokenized as TRL tokenizes prompts
-        (a chat prompt through the chat template with the generation prompt, plain text with special tokens)."""
-        tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
-        shown = teacher_messages(prompt, TEACHER_MARKER)
-        chat = is_conversational({"prompt": prompt})
-        if chat:
-            text = tokenizer.apply_chat_template(
-                shown, add_generation_prompt=True, tokenize=False, **getattr(self, "chat_template_kwargs", {})
-            )
-        else:
-            text = shown
-        if text.count(TEACHER_MARKER) != 1:
-            raise ValueError(
-                "credit='self_teacher': the chat template does not render an assistant turn verbatim, so the shown "
-                "solution cannot be placed; use a task with plain-text prompts or another credit method."
-            )
-        before, after = text.split(TEACHER_MARKER)
-        return (
-            list(tokenizer(before, add_special_tokens=not chat)["input_ids"]),
-            list(tokenizer(after, add_special_tokens=False)["input_ids"]),
-        )
-
     @torch.no_grad()
     def _teacher_credit(
         self, batch: dict[str, Any], mask: Tensor, start: int, all_ids: Tensor, all_mask: Tensor, rewards: Tensor, groups: Tensor
@@ -93,7 +69,7 @@ class _TeacherCredit(_TRLTrainer):
         if all(j < 0 for j in teachers):  # the same on every process: nobody runs the pass
             metrics["credit/teacher_cut"].append(0.0)
             return kl
-        tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+        tokenizer: Any = getattr(self.processing_class, "tokenizer", self.processing_class)
         model = acc.unwrap_model(self.model)
         max_len = getattr(model.config, "max_position_embeddings", None)
         lengths = mask.sum(dim=1).tolist()
@@ -105,8 +81,9 @@ class _TeacherCredit(_TRLTrainer):
                 rows_ids.append(batch["prompt_ids"][b][batch["prompt_mask"][b].bool()].tolist())
                 continue
             solution = tokenizer.decode(all_ids[j][all_mask[j]].tolist(), skip_special_tokens=True)
-            before, after = self._teacher_pieces(prompts[b])
-            ids, cut = cut_solution(before, list(tokenizer(solution, add_special_tokens=False)["input_ids"]), after, int(lengths[b]), max_len)
+            ids, cut = teacher_prompt_ids(
+                tokenizer, prompts[b], solution, int(lengths[b]), max_len, getattr(self, "chat_template_kwargs", None)
+            )
             rows_ids.append(ids)
             cut_rows += cut > 0
             with_teacher += 1

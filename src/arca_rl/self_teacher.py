@@ -36,6 +36,7 @@ __all__ = [
     "cut_solution",
     "teacher_kl",
     "teacher_messages",
+    "teacher_prompt_ids",
 ]
 
 # The solution's place in a rendered teacher context: split there, so the solution can be cut from its left in
@@ -97,6 +98,34 @@ def cut_solution(before: list[int], solution: list[int], after: list[int], compl
     ids = [*before, *after]
     keep = max(0, max_len - completion_len)
     return ids[len(ids) - keep :], len(solution)
+
+
+def teacher_prompt_ids(
+    tokenizer: Any, prompt: Any, solution: str, completion_len: int, max_len: int | None, chat_template_kwargs: Any = None
+) -> tuple[list[int], int]:
+    """(the teacher prompt's token ids, solution tokens cut): `teacher_messages(prompt, solution)` tokenized as TRL
+    tokenizes prompts (chat: the template with the generation prompt; plain text: with special tokens), the
+    solution as its own tokens, cut from its left to fit `max_len` with the completion (`cut_solution`)."""
+    shown = teacher_messages(prompt, TEACHER_MARKER)
+    chat = not isinstance(prompt, str)
+    text = (
+        tokenizer.apply_chat_template(shown, add_generation_prompt=True, tokenize=False, **(chat_template_kwargs or {}))
+        if chat
+        else shown
+    )
+    if text.count(TEACHER_MARKER) != 1:
+        raise ValueError(
+            "credit='self_teacher': the chat template does not render an assistant turn verbatim, so the shown "
+            "solution cannot be placed; use a task with plain-text prompts or another credit method."
+        )
+    before, after = text.split(TEACHER_MARKER)
+    return cut_solution(
+        list(tokenizer(before, add_special_tokens=not chat)["input_ids"]),
+        list(tokenizer(solution, add_special_tokens=False)["input_ids"]),
+        list(tokenizer(after, add_special_tokens=False)["input_ids"]),
+        completion_len,
+        max_len,
+    )
 
 
 def teacher_kl(
