@@ -4,11 +4,13 @@ the trainer: no teacher gives exactly A_i, all-equal rewards leave the adapter u
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from datasets import Dataset
 
 from arca_rl import ARCAGRPOTrainer, ARCARLOOConfig, credit, group_credit
@@ -158,3 +160,24 @@ def test_all_equal_rewards_leave_the_adapter_unmoved_with_a_finite_loss(tmp_path
     losses = [h["loss"] for h in t.state.log_history if "loss" in h]
     assert losses and all(math.isfinite(v) for v in losses)
     assert [h["credit/teacher_fraction"] for h in t.state.log_history if "credit/teacher_fraction" in h] == [0.0]
+
+
+@pytest.mark.slow
+def test_arca_train_logs_the_teacher_share_and_dumps_its_weights(tmp_path, tiny_run_config):
+    from arca_rl.cli import main
+
+    raw = tiny_run_config
+    raw["training"].update(credit="self_teacher", credit_log_tokens_every=1, credit_log_tokens_count=4, save_steps=2)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--output-dir", str(run), "--quiet"]) == 0
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in metrics if "credit/teacher_fraction" in m]
+    assert len(steps) == 2 and all(0.0 <= m["credit/teacher_fraction"] <= 1.0 and m["credit/teacher_cut"] == 0 for m in steps)
+    tokens = [json.loads(line) for line in (run / "credit_tokens.jsonl").read_text().splitlines()]
+    active = [r for r in tokens if r["active"]]
+    assert active and all(r["signal"] == "self_teacher" for r in active)
+    for r in active:  # weights = the KL salience normalised over the row (uniform where it is all 0)
+        s = r["salience"]
+        want = [x / sum(s) for x in s] if sum(s) > 0 else [1 / len(s)] * len(s)
+        assert r["weights"] == pytest.approx(want, abs=1e-5)
