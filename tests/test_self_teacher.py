@@ -181,3 +181,49 @@ def test_arca_train_logs_the_teacher_share_and_dumps_its_weights(tmp_path, tiny_
         s = r["salience"]
         want = [x / sum(s) for x in s] if sum(s) > 0 else [1 / len(s)] * len(s)
         assert r["weights"] == pytest.approx(want, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_num_iterations_two_reuses_the_salience_and_credit_mix_blends_it(tmp_path, monkeypatch):
+    spy = Spy(monkeypatch)
+    t = trainer(tmp_path, spread, num_iterations=2, max_steps=2, gradient_accumulation_steps=2, credit_mix=0.5)
+    calls = []
+    real = t._teacher_credit
+    t._teacher_credit = lambda *a: calls.append(1) or real(*a)
+    t.train()
+    assert len(spy.generations) == 1 and len(calls) == 1  # one generation batch, scored once, used by both passes
+    gen = spy.generations[0]
+    d, mask, A = gen["credit_group/self_teacher"], gen["completion_mask"].bool(), gen["advantages"]
+    assert d.sum() > 0  # some completion had a teacher that disagreed: the weights are not all uniform
+    T = mask.sum(1, keepdim=True).float()
+    # lambda = 0.5: w = (1 - lambda) / T + lambda * d / sum(d) (uniform where d is all 0), A_it = A_i * w_it * T_i
+    share = torch.where(d.sum(1, keepdim=True) > 0, d / d.sum(1, keepdim=True).clamp_min(1e-30), 1.0 / T)
+    want = A.unsqueeze(1) * (0.5 / T + 0.5 * share) * T
+    seen_rows = 0
+    for seen in spy.losses:
+        for b in range(seen["advantages"].shape[0]):
+            i = next(i for i in range(mask.shape[0]) if row_key(gen["prompt_ids"], gen["completion_ids"], i)
+                     == row_key(seen["prompt_ids"], seen["completion_ids"], b))  # fmt: skip
+            n = int(mask[i].sum())
+            assert seen["advantages"][b, :n].tolist() == pytest.approx(want[i, :n].tolist(), abs=1e-5)
+            seen_rows += 1
+    assert seen_rows == 16  # 2 optimizer steps x 2 micro-batches x 4 rows, the same batch both iterations
+
+
+@pytest.mark.slow
+def test_rloo_trains_with_it(tmp_path):
+    from arca_rl import ARCARLOOTrainer
+
+    tok = char_tokenizer()
+    t = ARCARLOOTrainer(
+        model=tiny_model(tok, seed=0),
+        reward_funcs=spread,
+        args=make_args(tmp_path, cls=ARCARLOOConfig, credit="self_teacher", max_steps=1),
+        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+        processing_class=tok,
+        peft_config=tiny_lora(),
+    )
+    t.train()
+    losses = [h["loss"] for h in t.state.log_history if "loss" in h]
+    assert losses and all(math.isfinite(v) for v in losses)
+    assert [h for h in t.state.log_history if "credit/teacher_fraction" in h]
