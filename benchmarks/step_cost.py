@@ -1,4 +1,5 @@
-"""What ARCA costs on top of stock GRPO: loss phase, scoring work, whole step and peak memory, arca / uniform.
+"""What ARCA costs on top of stock GRPO: loss phase, scoring work, whole step and peak memory, arca / uniform
+(and any other `--signals`, e.g. `--signals uniform,self_teacher`, against uniform).
 
 A uniform and an arca trainer (same random-weight Qwen3-architecture model, same LoRA init) live in one process
 and take turns, so both see the same machine state: generation speed differs more between processes than
@@ -6,6 +7,7 @@ ARCA's whole overhead (seen on an H200, see docs/results.md, "What ARCA costs").
 
     python benchmarks/step_cost.py                         # CPU: 6 layers, d = 256, LoRA r = 16, 128 tokens
     python benchmarks/step_cost.py --shape qwen3-1.7b --device cuda --dtype bfloat16 --lora-r 64
+    python benchmarks/step_cost.py --signals uniform,self_teacher --betas 0   # the self-teacher's two no-grad passes
 
 Figures (medians over --repeats):
 - loss phase: TRL's compute_loss forward + backward on one micro-batch (weights come from this forward).
@@ -13,6 +15,9 @@ Figures (medians over --repeats):
   base hidden state is captured inside TRL's reference pass). This is the fair comparison with the paper's
   code, whose 1.71x loss-step figure includes its two extra passes.
 - whole step: generation + scoring + forward + backward (trainer.training_step).
+- self_teacher: its two no-grad passes (student and teacher context, full logits for the KL) run in the rollout,
+  so they are in the whole step, not the loss phase; `teacher_context_ratio` is how much longer the teacher's
+  context is than the student's (teacher prompt + completion over prompt + completion, `credit/teacher_context_ratio`).
 - peak memory: CUDA max_memory_allocated during a step, over what was allocated before it; on CPU, where
   two trainers in one process cannot be told apart, each configuration runs one step in its own subprocess
   and reports the growth of its peak RSS (coarser: allocator caching blurs it).
@@ -193,9 +198,11 @@ def measure_beta(opts: argparse.Namespace, beta: float) -> list[dict]:
                 times[s]["base"].append(tb)
     rows = []
     for s in signals:
+        teacher_ratio = trainers[s]._metrics["train"].get("credit/teacher_context_ratio")
         rows.append(
             {
                 "signal": s,
+                "teacher_context_ratio": statistics.mean(teacher_ratio) if teacher_ratio else None,
                 "beta": beta,
                 "completion_tokens": int(fixed[s]["completion_mask"].sum()),
                 "loss_s": statistics.median(times[s]["loss"]),
@@ -290,19 +297,19 @@ def main() -> None:
             f"{r['beta']:>5} {r['signal']:>8} {1e3 * r['loss_s']:9.1f} {1e3 * r['base_pass_s']:9.1f} "
             f"{1e3 * r['step_s']:9.1f} {r['peak_mem_mb']:9.1f}"
         )
-    print("\narca / uniform:")
-    summary = {}
-    for beta in sorted({r["beta"] for r in results}):
-        a, u = by.get(("arca", beta)), by.get(("uniform", beta))
+    summary: dict[str, dict[str, float]] = {}
+    for name, beta in [(r["signal"], r["beta"]) for r in results if r["signal"] != "uniform"]:
+        a, u = by.get((name, beta)), by.get(("uniform", beta))
         if not (a and u):
             continue
+        print(f"\n{name} / uniform:")
         ratios = {
             "loss": a["loss_s"] / u["loss_s"],
             "scoring": (a["loss_s"] + a["base_pass_s"]) / (u["loss_s"] + u["base_pass_s"]),
             "step": a["step_s"] / u["step_s"],
             "memory": a["peak_mem_mb"] / max(u["peak_mem_mb"], 1e-9),
         }
-        summary[str(beta)] = ratios
+        summary[str(beta) if name == "arca" else f"{name} {beta}"] = ratios  # arca's keys as before
         loss_target = TARGETS["loss_beta0"] if beta == 0 else TARGETS["loss_beta0.04"]
 
         def mark(v: float, t: float) -> str:
@@ -313,6 +320,8 @@ def main() -> None:
             f"scoring incl. base pass {mark(ratios['scoring'], loss_target)}, "
             f"whole step {mark(ratios['step'], TARGETS['step'])}, peak memory {mark(ratios['memory'], TARGETS['memory'])}"
         )
+        if a.get("teacher_context_ratio"):
+            print(f"  teacher context / student context: {a['teacher_context_ratio']:.2f}x tokens")
     if opts.json:
         with open(opts.json, "w") as f:
             json.dump(

@@ -218,7 +218,7 @@ def test_trainer_key_selects_grpo_or_rloo(tmp_path):
 @pytest.mark.parametrize(
     ("raw", "match"),
     [
-        ({"trainer": "ppo"}, r"^trainer: must be one of grpo, rloo \(the TRL estimator\), got 'ppo'"),
+        ({"trainer": "ppo"}, r"^trainer: must be one of grpo, rloo, sdpo \(the TRL estimator\), got 'ppo'"),
         ({"trainer": "rloo", "training": {"loss_type": "grpo"}},
          r"^training\.loss_type: not a field of ARCARLOOConfig \(trainer: rloo\); it is one of trainer: grpo's"),
         ({"trainer": "grpo", "training": {"normalize_advantages": True}},

@@ -41,6 +41,8 @@ def other_value(name: str):
     if isinstance(check, OneOf):
         return next(v for v in check.values if v != default)
     assert isinstance(check, Range), f"{name}: no rule for a check of type {type(check).__name__}"
+    if default is None:  # an optional setting (null: its own default rule): any number in its range
+        return check.low + 1 if check.low is not None else 0.5
     if check.high is not None:  # a bounded range: the midpoint (never the default of the ranges we have)
         value = (check.low + check.high) / 2
         assert value != default
@@ -186,7 +188,7 @@ def test_every_group_setting_reaches_its_method():
     group = {name: s.kwarg for name, s in SETTINGS.items() if s.use is Use.GROUP}
     assert group
     for name, kwarg in group.items():
-        method = kwarg.split("_")[0]
+        method = next(m for m in group_credit.registered_group_methods() if kwarg.startswith(f"{m}_"))  # self_teacher_...
         assert method in group_credit.registered_group_methods(), name
         fn = group_credit._GROUP_METHODS[method].fn
         assert kwarg in inspect.signature(fn).parameters, name

@@ -1,6 +1,7 @@
 """A group method's group spread over two gloo ranks (tests/dist_group.py under `accelerate launch` with the shipped
 DDP config): every group method's token advantages on each rank equal its rows of the same method computed in one
-process on the whole generation batch."""
+process on the whole generation batch; self_teacher's salience on each rank equals its rows of the whole batch
+scored with every row on one process (a row's teacher may sit on the other rank)."""
 
 import pytest
 import torch
@@ -35,8 +36,8 @@ def test_group_spread_over_two_ranks_equals_one_process(tmp_path):
         assert torch.equal(parts[0]["rewards_all"], parts[1]["rewards_all"])
         assert cat("advantages").abs().max() > 0  # the rewards differ within the group: the methods are not all 0
         for name in group_credit.registered_group_methods():
-            if group_credit.is_sampled_method(name):
-                continue  # vine samples the policy: never a shadow
+            if group_credit.is_trainer_method(name):
+                continue  # vine and self_teacher run the policy: never shadows (self_teacher: below)
             whole = group_credit.group_credit(
                 name, mask=mask, groups=torch.arange(B) // 4, completion_ids=cat("completion_ids"),
                 rewards=parts[0]["rewards_all"], advantages=cat("advantages"), entropies=cat("entropies"),
@@ -46,3 +47,14 @@ def test_group_spread_over_two_ranks_equals_one_process(tmp_path):
                 n, T = p["mask"].shape
                 assert torch.allclose(p[f"credit_group/{name}"], whole[start : start + n, :T], atol=1e-6), name
                 start += n
+    teacher = [r["teacher"] for r in ranks]
+    assert len(teacher[0]) == len(teacher[1]) >= 1
+    for step in range(len(teacher[0])):
+        parts = [teacher[0][step], teacher[1][step]]
+        assert torch.equal(parts[0]["whole"], parts[1]["whole"])  # both ranks scored the same whole batch
+        assert parts[0]["whole"].sum() > 0  # some row had a teacher and the teacher disagreed somewhere
+        start = 0
+        for p in parts:
+            n, T = p["mask"].shape
+            assert torch.allclose(p["own"], p["whole"][start : start + n, :T], atol=1e-5)
+            start += n

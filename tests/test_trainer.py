@@ -306,8 +306,8 @@ def test_token_dump(tmp_path):
     assert {x["step"] for x in lines} == {0, 1}
     active = [x for x in lines if x["active"]]
     assert len(active) == 4 and all(x["signal"] == "arca" for x in active)
-    # signals and group methods, but vine (it samples: never a shadow)
-    assert {x["signal"] for x in lines} == set(group_credit.registered_methods()) - {"vine"}
+    # signals and group methods, but vine and self_teacher (they run the policy: never shadows)
+    assert {x["signal"] for x in lines} == set(group_credit.registered_methods()) - {"vine", "self_teacher"}
     for x in lines:
         assert set(x) >= {"step", "signal", "tokens", "weights", "salience", "advantage"}
         assert len(x["tokens"]) == len(x["weights"]) == len(x["salience"]) > 0

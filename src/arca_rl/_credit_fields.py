@@ -95,8 +95,11 @@ class Range:
     high_open: bool = False
     note: str = ""
     example: str = ""
+    optional: bool = False  # None (YAML null) is allowed too: the setting's own default rule applies
 
     def contains(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
         if isinstance(value, bool):
             return False
         if self.integer:
@@ -121,8 +124,10 @@ class Range:
     def describe(self) -> str:
         """`a number in [0, 1]`, `an integer >= 0`, `a number > 0 and finite`, ..."""
         if self.integer:
-            return f"an integer {self.bounds()}"
-        return f"a number {self.bounds()}" + (" and finite" if self.high is None else "")
+            return f"an integer {self.bounds()}" + (" or null" if self.optional else "")
+        number = "a finite number" if self.low is None and self.high is None else f"a number {self.bounds()}" + (
+            " and finite" if self.high is None else "")
+        return number + (" or null" if self.optional else "")
 
     def error(self, name: str, value: Any) -> CreditConfigError | None:
         if self.contains(value):
@@ -322,6 +327,10 @@ class CreditFields:
         credit_vine_batch_rows (`int`, defaults to `256`):
             vine: the most continuations sampled in one batched call (each holds a copy of its prefix's KV cache);
             a completion with more is split over several calls. Bounds memory, not the result.
+        credit_teacher_success (`float` or `None`, defaults to `None`):
+            self-teacher (`credit: self_teacher`): the reward a sibling completion must reach to be shown to the
+            policy as a verified solution (never a completion's own). None: the group's maximum reward, when it is
+            above the group's mean. Each token's weight is then KL(pi_S || pi_T) at it (`arca_rl.self_teacher`).
     """
 
     # fmt: off
@@ -366,6 +375,9 @@ class CreditFields:
     credit_vine_batch_rows: int = credit_field(
         256, check=Range(integer=True, low=1), use=Use.GROUP, kwarg="vine_batch_rows", fixed_on_resume=False,
         help="vine: most continuations per batched sampling call (bounds memory).")
+    credit_teacher_success: float | None = credit_field(
+        None, check=Range(optional=True, note="(null: the group's maximum reward when above its mean)"), use=Use.GROUP,
+        kwarg="self_teacher_success", help="self_teacher: reward a sibling must reach to be shown as a verified solution.")
     # fmt: on
 
     def __post_init__(self) -> None:

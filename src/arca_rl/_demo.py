@@ -30,6 +30,7 @@ A method may also be a variant (`arca_rl.variants`): a signal, then `+mix<lambda
 `+warmup<N>` (credit_warmup_steps) and/or `+topent<q>` (TRL's top_entropy_quantile), e.g.
 `arca demo --methods uniform,arca,arca+mix0.5,arca+warmup10,uniform+topent0.2`; each trains with the
 same budget as the plain methods, in runs/demo/<variant>/. The default method list has no variants.
+`sdpo` is a method too: TRL's own SDPO trainer (`trainer: sdpo`, uniform credit) with the same budget.
 
 The oracle lift is T * sum_t w_t o_t averaged over the rollouts, o_t being the share of the
 completion's total |change in expected reward| that token t made: 1 for uniform credit, above 1
@@ -101,11 +102,16 @@ def decisive_token_share(credit_tokens_path: str | Path, index: int = 0) -> floa
     return sum(shares) / len(shares) if shares else None
 
 
+SDPO_METHOD = "sdpo"  # `--methods sdpo`: TRL's SDPOTrainer (`trainer: sdpo`) on the same task, budget and evaluation
+
+
 def _method_overrides(method: str, fields: dict[str, Any], *, seed: int, suffix: bool = False) -> list[str]:
     """The config overrides of one demo run: the method's signal and variant fields, the seed, the run name
     (`demo-<method>`, with '+' written '_' since run names are folder-safe; `-s<seed>` after the first seed)."""
     signal = method.split("+")[0]
     name = f"demo-{method.replace('+', '_')}" + (f"-s{seed}" if suffix else "")
+    if method == SDPO_METHOD:  # TRL's own SDPO trainer: uniform credit, its loss is the method
+        return ["trainer=sdpo", "training.credit=uniform", f"training.seed={seed}", f"name={name}"]
     return [
         f"training.credit={signal}",
         *(f"training.{key}={value}" for key, value in fields.items()),
@@ -239,6 +245,9 @@ def run_demo(
     signal_of: dict[str, str] = {}
     fields_of: dict[str, dict[str, Any]] = {}
     for method in methods:
+        if method == SDPO_METHOD:  # `trainer: sdpo`; its oracle measure scores its credit, uniform
+            signal_of[method], fields_of[method] = "uniform", {}
+            continue
         try:
             signal_of[method], fields_of[method] = parse_variant(method, registered_methods())
         except ValueError as exc:

@@ -259,7 +259,9 @@ def _train_locked(
                                               n=cfg.eval.curve_n, eval_arguments=cfg.eval_arguments()))
     from peft.utils.error import NoMatchingPeftModuleError
 
-    trainer_class = {"grpo": ARCAGRPOTrainer, "rloo": ARCARLOOTrainer}[cfg.trainer]
+    trainer_class: Any = {"grpo": ARCAGRPOTrainer, "rloo": ARCARLOOTrainer}.get(cfg.trainer)
+    if cfg.trainer == "sdpo":  # TRL's own SDPO (`_sdpo`), imported only when asked for
+        from ._sdpo import ARCASDPOTrainer as trainer_class
     try:
         trainer = trainer_class(
             model=model_path,

@@ -11,10 +11,11 @@ import torch
 from trl.models.utils import disable_gradient_checkpointing
 
 from . import group_credit
+from ._trainer_teacher import _TeacherCredit
 from ._trainer_vine import _VineCredit
 
 
-class _GroupCredit(_VineCredit):
+class _GroupCredit(_TeacherCredit, _VineCredit):
     """The group methods' per-batch pass of `_CreditRouting` (listed after it and before the TRL trainer, so that
     `super()` here is TRL's own forward helper, not the routing's override); `vine` samples in `_VineCredit`."""
 
@@ -67,6 +68,11 @@ class _GroupCredit(_VineCredit):
         for name in self._group_methods:
             if group_credit.is_sampled_method(name):  # vine: sampled on this process's own rows
                 out[f"credit_group/{name}"] = self._vine_credit(batch, mask, groups[start : start + B], rewards[start : start + B])
+                continue
+            if name == "self_teacher":  # the policy shown a verified sibling: this process's rows, teachers over all
+                out[f"credit_group/{name}"] = self._teacher_credit(
+                    batch, mask, start, gathered["completion_ids"], all_mask, rewards, groups
+                )
                 continue
             full = group_credit.group_credit(
                 name,

@@ -30,6 +30,7 @@ __all__ = [
     "group_method_output",
     "is_group_method",
     "is_sampled_method",
+    "is_trainer_method",
     "ktae_key_values",
     "method_needs_base",
     "mix_advantages",
@@ -103,6 +104,12 @@ def is_group_method(name: str) -> bool:
 def is_sampled_method(name: str) -> bool:
     """Does method `name` sample the policy (`vine`)? The trainer computes it (`_trainer_vine`), not `group_credit`."""
     return name in _SAMPLED_METHODS
+
+
+def is_trainer_method(name: str) -> bool:
+    """Does method `name` read the model itself (`vine`, `self_teacher`)? The trainer computes it, not `group_credit`,
+    and it is never a shadow (each costs forwards of the policy)."""
+    return name in _TRAINER_METHODS
 
 
 def method_needs_base(name: str) -> bool:
@@ -478,5 +485,13 @@ def _vine(*, mask: Tensor, groups: Tensor, vine_samples: int = 8, vine_batch_row
     raise ValueError("credit method 'vine' samples continuations from the policy; only the trainer computes it")
 
 
+def _self_teacher(*, mask: Tensor, groups: Tensor, self_teacher_success: float | None = None, **_: Any) -> Tensor:
+    # SC-GRPO's salience d_it = KL(pi_S || pi_T) (teacher: the policy shown a verified sibling), output "weights":
+    # A_it = A_i * w_it * T_i with w_it = d_it / sum_k d_ik; registered here, computed by the trainer (self_teacher.py)
+    raise ValueError("credit method 'self_teacher' runs the policy on teacher contexts; only the trainer computes it")
+
+
 _SAMPLED_METHODS = frozenset({"vine"})
+_TRAINER_METHODS = frozenset({"vine", "self_teacher"})
 register_group_method("vine", _vine, needs=())
+register_group_method("self_teacher", _self_teacher, needs=(), output="weights")

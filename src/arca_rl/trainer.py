@@ -121,7 +121,7 @@ class _CreditRouting(_GenerationResume, _CreditLogging, _GroupCredit):
         self._shadow_signals: list[str] = []
         if args.credit_shadow:
             for signal in group_credit.registered_methods():
-                if signal == args.credit or group_credit.is_sampled_method(signal):  # vine samples: never a shadow
+                if signal == args.credit or group_credit.is_trainer_method(signal):  # vine, self_teacher: never shadows
                     continue
                 if group_credit.method_needs_base(signal) and not self._base_available:
                     logger.warning(

@@ -88,6 +88,14 @@ class ARCARLOOConfig(CreditFields, RLOOConfig):
         super().__post_init__()
 
 
+def sdpo_config() -> Any:
+    """`trainer: sdpo`'s config class, `_sdpo.ARCASDPOConfig` (TRL's experimental `SDPOConfig` plus the credit fields),
+    imported only when asked for."""
+    from ._sdpo import ARCASDPOConfig
+
+    return ARCASDPOConfig
+
+
 def field_default(name: str, config: type = ARCAGRPOConfig) -> Any:
     """The default of field `name` of `config` (`ARCAGRPOConfig` or `ARCARLOOConfig`; TRL's own default for an
     inherited field)."""

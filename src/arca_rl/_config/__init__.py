@@ -3,7 +3,7 @@
 A config has these top-level keys::
 
     name: demo                      # the run folder: runs/<name>/
-    trainer: grpo                   # or rloo: the TRL estimator (ARCAGRPOTrainer / ARCARLOOTrainer)
+    trainer: grpo                   # or rloo, sdpo: the TRL estimator (ARCAGRPOTrainer / ARCARLOOTrainer / SDPOTrainer)
     model: {name_or_path, dtype}    # null name_or_path = the embedded tiny model
     lora: {r, alpha, dropout, target_modules, use_dora, use_rslora}  # or {enabled: false}
     task: {name, max_prompt_tokens, n_train, <task options>}

@@ -146,8 +146,12 @@ def trl_default(name: str, trainer: str = "grpo") -> Any:
 
 
 def config_class(trainer: str) -> type[ARCAGRPOConfig | ARCARLOOConfig]:
-    """`trainer:` -> `ARCAGRPOConfig` or `ARCARLOOConfig`."""
+    """`trainer:` -> `ARCAGRPOConfig`, `ARCARLOOConfig` or (sdpo) `_sdpo.ARCASDPOConfig`."""
     from ..trainer_config import ARCAGRPOConfig, ARCARLOOConfig  # here: it loads TRL
 
+    if trainer == "sdpo":  # TRL's experimental SDPO, imported only when asked for
+        from ..trainer_config import sdpo_config
+
+        return sdpo_config()
     classes: dict[str, type[ARCAGRPOConfig | ARCARLOOConfig]] = {"grpo": ARCAGRPOConfig, "rloo": ARCARLOOConfig}
     return classes[trainer]

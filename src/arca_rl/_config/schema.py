@@ -56,7 +56,8 @@ class RunConfig:
     name: str = "run"
     """Run name; the run folder is runs/<name>/ unless another is given."""
     trainer: str = "grpo"
-    """The TRL estimator: `grpo` (ARCAGRPOTrainer) or `rloo` (ARCARLOOTrainer)."""
+    """The TRL estimator: `grpo` (ARCAGRPOTrainer), `rloo` (ARCARLOOTrainer) or `sdpo` (TRL's own SDPOTrainer;
+    `credit: uniform` only)."""
     model: ModelSection = field(default_factory=ModelSection)
     """The model to train."""
     lora: LoraSection = field(default_factory=LoraSection)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 __all__ = ["DTYPES", "TRAINERS", "EvalSection", "LoraSection", "ModelSection", "TaskSection"]
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
-TRAINERS = ("grpo", "rloo")  # `trainer:` -> ARCAGRPOTrainer / ARCARLOOTrainer
+TRAINERS = ("grpo", "rloo", "sdpo")  # `trainer:` -> ARCAGRPOTrainer / ARCARLOOTrainer / TRL's SDPOTrainer
 
 
 def _yaml11_number(value: Any) -> Any:

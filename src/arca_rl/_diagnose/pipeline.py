@@ -16,6 +16,7 @@ from .results import CompletionRecord, DiagnoseResult, num
 from .sample import sample
 from .score import grpo_advantages, scorable, score, score_groups
 from .summarize import summarize, summarize_oracle
+from .teacher import self_teacher_salience
 
 __all__ = ["diagnose"]
 
@@ -157,9 +158,15 @@ def diagnose(
             filled = _fill_rewards(seen_rewards, [s.prompt_index for s in samples])
             advantages = list(grpo_advantages(filled, [s.prompt_index for s in samples]))
             if group_methods:
+                precomputed = {}
+                if "self_teacher" in group_methods:  # reads the model: the policy shown a verified sibling
+                    precomputed["self_teacher"] = self_teacher_salience(
+                        model, tokenizer, prompts, samples, filled, temperature=temperature, batch_size=batch_size,
+                        threshold=dict((group_kwargs or {}).get("self_teacher", {})).get("self_teacher_success"),
+                    )  # fmt: skip
                 group_scores = score_groups(
                     samples, group_methods, rewards=filled, entropies=scores.entropies if need_entropies else None,
-                    mix=mix, method_kwargs=group_kwargs,
+                    mix=mix, method_kwargs=group_kwargs, precomputed=precomputed,
                 )  # fmt: skip
                 absent.update(group_scores.failed)
         oracle_rows = None

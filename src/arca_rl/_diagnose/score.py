@@ -177,13 +177,15 @@ def score_groups(
     entropies: Sequence[Sequence[float]] | None,
     mix: float,
     method_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    precomputed: Mapping[str, torch.Tensor] | None = None,
 ) -> GroupScores:
     """Every group method on the samples, the k completions of a prompt being its group (`group_credit.group_credit`).
 
     A_i is GRPO's advantage of the rewards. A signed method's token advantages are mixed with A_i as the trainer
     mixes them, `(1 - mix) A_i + mix A_it`, and its weights are the credit shares |A_it| / sum |A_ik|
     (`group_credit.advantage_shares`); a weights method's output goes through `token_weights` and the mix like a
-    signal's (its token advantages A_i * w_it * T_i).
+    signal's (its token advantages A_i * w_it * T_i). `precomputed`: the raw [N, C] output of a method that reads the
+    model (self_teacher, `_diagnose.teacher`), used as it is.
     """
     N = len(samples)
     C = max([1, *(len(s.completion_ids) for s in samples)])
@@ -202,7 +204,8 @@ def score_groups(
     out = GroupScores(weights=[{} for _ in samples], salience=[{} for _ in samples], token_advantages=[{} for _ in samples])
     for name in methods:
         try:
-            raw = group_credit.group_credit(
+            raw = (precomputed or {}).get(name)
+            raw = raw[:, :C].float() if raw is not None else group_credit.group_credit(
                 name, mask=mask, groups=groups, completion_ids=ids, rewards=torch.tensor(rewards, dtype=torch.float32),
                 advantages=adv, entropies=ent if entropies is not None else None, **dict((method_kwargs or {}).get(name, {})),
             )  # fmt: skip

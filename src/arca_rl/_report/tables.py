@@ -305,6 +305,8 @@ def label_methods(runs: Sequence[RunData]) -> None:
     by_method: dict[str, list[tuple[RunData, dict[str, Any]]]] = {}
     for r in runs:
         flat = _flatten(r.config)
+        if flat.get("trainer") == "sdpo":  # TRL's SDPO: its own loss is the method (credit is always uniform)
+            r.method = "sdpo"
         by_method.setdefault(r.method, []).append((r, {k: flat.get(k, d) for k, d in _METHOD_KEYS}))
     for members in by_method.values():
         differing = [k for k, _d in _METHOD_KEYS if len({json.dumps(v[k], default=str) for _r, v in members}) > 1]

@@ -26,8 +26,8 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         default=None,
-        help="comma-separated credit methods, in order: a signal or a group method (ktae, tempo, gtpo, hicra), "
-        "optionally followed by +mix<lambda> (credit_mix), +warmup<N> (credit_warmup_steps), +topent<q> (TRL's "
+        help="comma-separated credit methods, in order: a signal or a group method (ktae, tempo, gtpo, hicra, "
+        "self_teacher, vine), or sdpo (TRL's SDPO trainer, uniform credit), optionally followed by +mix<lambda> (credit_mix), +warmup<N> (credit_warmup_steps), +topent<q> (TRL's "
         "top_entropy_quantile), e.g. uniform,arca,arca+mix0.5,tempo,tempo+mix0.5,uniform+topent0.2 "
         "(default: uniform,arca,entropy_reduction,surprisal,divergence)",
     )
