@@ -321,6 +321,9 @@ class CreditFields:
         credit_vine_batch_rows (`int`, defaults to `256`):
             vine: the most continuations sampled in one batched call (each holds a copy of its prefix's KV cache);
             a completion with more is split over several calls. Bounds memory, not the result.
+        credit_vine_positions (`str`, defaults to `"adaptive"`):
+            vine: which prefixes get sampled values: `adaptive` (the two ends, then only where the value moves more
+            than its standard error, linear in between, so a flat completion costs only V_0) or `all` (every prefix).
     """
 
     # fmt: off
@@ -365,6 +368,9 @@ class CreditFields:
     credit_vine_batch_rows: int = credit_field(
         256, check=Range(integer=True, low=1), use=Use.GROUP, kwarg="vine_batch_rows",
         help="vine: most continuations per batched sampling call (bounds memory).")
+    credit_vine_positions: str = credit_field(
+        "adaptive", check=OneOf(("adaptive", "all")), use=Use.GROUP, kwarg="vine_positions",
+        help="vine: which prefixes get sampled values: adaptive (where the value moves) or all.")
     # fmt: on
 
     def __post_init__(self) -> None:
