@@ -124,3 +124,14 @@ def test_config_and_run_folder_load_lazily_only_trl():
     assert "arca_rl._config.schema" in ours and "arca_rl.rundir" in ours
     for name in ours:
         assert everywhere[name] - at_import[name] <= {"arca_rl.trainer_config"}, name
+
+
+def test_training_does_not_import_a_command_package():
+    """The trainer's modules take the oracle from `arca_rl.oracle`, never from `arca diagnose`'s package: no
+    `_trainer_*` module imports `arca_rl._diagnose` (or any of its modules), at import time or inside a function."""
+    everywhere = _graph(everywhere=True)
+    assert "arca_rl.oracle.sampler" in everywhere["arca_rl._trainer_vine"]  # the walk sees the oracle's home
+    trainers = [m for m in everywhere if m.split(".")[-1].startswith("_trainer_")]
+    assert "arca_rl._trainer_vine" in trainers
+    for name in trainers:
+        assert not any(m == "arca_rl._diagnose" or m.startswith("arca_rl._diagnose.") for m in everywhere[name]), name

@@ -17,7 +17,6 @@ import torch
 from peft import LoraConfig, get_peft_model
 from scipy.stats import t as student_t
 
-from arca_rl._diagnose.oracle_sampling import model_sampler
 from arca_rl.oracle import (
     OracleRow,
     check_samples,
@@ -30,6 +29,7 @@ from arca_rl.oracle import (
     score_signal,
     top_match,
 )
+from arca_rl.oracle.sampler import model_sampler
 from tiny import char_tokenizer, tiny_model
 
 EOS = 99
@@ -204,7 +204,7 @@ def test_values_exact_for_a_deterministic_scripted_policy():
     y = [2, 1, 2, EOS]
     z = [1, 2, EOS]
     groups = [([7, 8, 9], [(y, _count_twos(0, [y])[0]), (z, _count_twos(0, [z])[0])])]
-    rows = oracle_values(groups, sampler, _count_twos, samples=3, max_new_tokens=6)
+    rows = oracle_values(groups, sampler, _count_twos, samples=3, max_new_tokens=6, positions="all")
     ry, rz = rows[0]
     assert ry.values == [0.0, 0.25, 0.25, 0.5, 0.5] and ry.delta == [0.25, 0.0, 0.25, 0.0]
     assert ry.stderr == [0.0] * 5 and ry.samples == 3
@@ -229,7 +229,7 @@ def test_continuations_never_exceed_the_rollout_length():
     def length(group, comps):
         return [float(len(c)) for c in comps]
 
-    rows = oracle_values([([1, 2, 3], [(y, 5.0)])], sampler, length, samples=2, max_new_tokens=5)
+    rows = oracle_values([([1, 2, 3], [(y, 5.0)])], sampler, length, samples=2, max_new_tokens=5, positions="all")
     assert rows[0][0].values == [5.0] * 6 and rows[0][0].credit is None
     assert rows[0][0].stderr[:-1] == [0.0] * 5  # real-valued rewards: the sample std / sqrt(K)
 
@@ -260,7 +260,7 @@ def test_batch_rows_splits_calls_without_changing_values():
     sampler, calls = _scripted(fill=1, stop_at=3)
     y = [2, 1, 2, EOS]
     a = oracle_values(
-        [([7, 8, 9], [(y, 0.5)])], sampler, _count_twos, samples=3, max_new_tokens=6, batch_rows=5
+        [([7, 8, 9], [(y, 0.5)])], sampler, _count_twos, samples=3, max_new_tokens=6, batch_rows=5, positions="all"
     )
     assert len(calls) == math.ceil(4 * 3 / 5)
     assert a[0][0].values == [0.0, 0.25, 0.25, 0.5, 0.5]
@@ -355,7 +355,7 @@ def test_values_within_4_standard_errors_of_the_closed_form_on_a_stochastic_poli
     K = 600
     torch.manual_seed(0)
     sampler = model_sampler(model, temperature=1.0, top_p=1.0, eos_ids=[eos])
-    (row,) = oracle_values([(prompt, [(y, 1.0)])], sampler, second_is_good, samples=K, max_new_tokens=6)[0]
+    (row,) = oracle_values([(prompt, [(y, 1.0)])], sampler, second_is_good, samples=K, max_new_tokens=6, positions="all")[0]
     # V_0: y_1 must not be EOS, then y_2 good; V_1: y_2 good; V_t = R(y) = 1 once y_2 is fixed
     exact = [(1 - 1 / V) * q, q, 1.0, 1.0, 1.0]
     assert len(row.values) == len(y) + 1
@@ -401,7 +401,7 @@ def test_the_oracle_streams_so_memory_does_not_grow_with_k():
         return out
 
     K, y = 50, [1, 2, 0]
-    (row,) = oracle_values([([5, 6], [(y, 1.0)])], sampler, reward, samples=K, max_new_tokens=4, batch_rows=7)[0]
+    (row,) = oracle_values([([5, 6], [(y, 1.0)])], sampler, reward, samples=K, max_new_tokens=4, batch_rows=7, positions="all")[0]
     assert max(calls) <= 7 and sum(calls) == K * 3  # V_0 and the prefixes of 1 and 2 tokens
     flat = [r for chunk in seen for r in chunk]
     by_cut = [flat[i * K:(i + 1) * K] for i in range(3)]  # rows are drawn cut by cut

@@ -43,11 +43,12 @@ def peft_model(tok):
 def result(peft_model, tok):
     return diagnose(
         peft_model, tok, PROMPTS, k=2, max_new_tokens=6, temperature=1.0, seed=4, rewards=odd_share,
-        oracle_samples=3, progress=False,
+        oracle_samples=3, progress=False, oracle_positions="all",
     )  # fmt: skip
 
 
 def test_every_completion_carries_its_oracle_row(result, tok):
+    """Every prefix sampled (`oracle_positions="all"`; the adaptive default: test_oracle_adaptive.py)."""
     K = 3
     for rec in result.completions:
         o = rec.oracle

@@ -206,7 +206,7 @@ def test_arca_train_logs_the_cost_in_metrics_jsonl(tmp_path, tiny_run_config):
     from arca_rl.cli import main
 
     raw = tiny_run_config
-    raw["training"].update(credit="vine", credit_vine_samples=2, credit_log_tokens_every=1, credit_log_tokens_count=4, save_steps=2)
+    raw["training"].update(credit="vine", credit_vine_samples=2, credit_vine_positions="all", credit_log_tokens_every=1, credit_log_tokens_count=4, save_steps=2)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
     run = tmp_path / "run"
     assert main(["train", "--config", str(tmp_path / "c.yaml"), "--output-dir", str(run), "--quiet"]) == 0
@@ -229,7 +229,10 @@ def test_config_refusals_name_the_field(tmp_path):
         make_args(tmp_path, cls=ARCARLOOConfig, credit="vine")
     assert err.value.field == "credit"
     args = make_args(tmp_path, credit="vine", credit_vine_samples=4)
-    assert args.group_credit_kwargs("vine") == {"vine_samples": 4, "vine_batch_rows": 256}
+    assert args.group_credit_kwargs("vine") == {"vine_samples": 4, "vine_batch_rows": 256, "vine_positions": "adaptive"}
+    with pytest.raises(CreditConfigError, match=r"^credit_vine_positions must be one of \('adaptive', 'all'\)") as err:
+        make_args(tmp_path, credit="vine", credit_vine_positions="some")
+    assert err.value.field == "credit_vine_positions"
 
 
 def test_vine_is_a_registered_method_the_trainer_computes():

@@ -1,31 +1,15 @@
 """The credit settings and their one owner, `CreditFields` (re-exported by `arca_rl.trainer_config`).
 
-Every `credit*` field of `ARCAGRPOConfig` / `ARCARLOOConfig` is declared once, in `CreditFields`, with
-`credit_field(...)`. The declaration holds everything the rest of the package asks about the setting:
+Every `credit*` field of `ARCAGRPOConfig` / `ARCARLOOConfig` is declared once, with `credit_field(...)`: its
+default and help (TRL's argument parser reads `help`); its check (`Range`, `OneOf`, `IS_BOOL`, `TEXT`, `SIGNAL`),
+run by `CreditFields.__post_init__`, so configs, trainers, `arca demo --methods arca+mix0.5` and `arca diagnose
+--mix` reject the same values with the same words; its `use` (`Use.WEIGHTS`: a keyword of `credit.token_weights`;
+`Use.LAMBDA`: the mix lambda; `Use.GROUP`: a group method's keyword `<method>_<name>`); whether `--resume` may
+change it (`resume_fixed()`); an optional variant suffix (`variant_suffixes()`).
 
-- its default and help text (a dataclass field; TRL's argument parser reads `help`);
-- its check (`Range`, `OneOf`, `IS_BOOL`, `TEXT` or `SIGNAL`), run by `CreditFields.__post_init__`, so that YAML
-  configs, the trainers, `arca demo --methods arca+mix0.5` and `arca diagnose --mix` reject the same values
-  with the same words;
-- its `use` (`Use`): how it enters the credit. `Use.WEIGHTS` settings are keywords of `credit.token_weights`
-  (`kwarg`): the trainer and `arca diagnose` pass them on (`token_weight_kwargs` / `weight_kwargs`).
-  `Use.LAMBDA` settings feed the mix lambda (`CreditFields.credit_lambda`, `final_lambda`), which diagnose
-  and report show. `Use.GROUP` settings are hyper-parameters of a group method (`kwarg`, a keyword of
-  `group_credit.group_credit` named `<method>_<name>`): the trainer and diagnose pass them on (`group_credit_kwargs`);
-- whether `--resume` may change it (`fixed_on_resume`, by default: only a `Use.LOGGING` setting may;
-  `rundir.check_resume_config` asks `resume_fixed()`);
-- an optional variant suffix (`variant="mix"`: `arca demo --methods arca+mix0.5`, the method labels of
-  `arca report`; `variant_suffixes()`).
-
-How to add a credit setting: add one `credit_field` to `CreditFields` (named `credit_<something>`) and a
-`Parameters` entry to its docstring. Nothing else needs editing for validation, defaults, resume, variants,
-diagnose or report. `tests/test_credit_fields.py` enumerates the fields and fails when a declaration lacks
-something a consumer needs. A new `Use.WEIGHTS` setting must also be a keyword of `credit.token_weights` and of
-`arca_rl.diagnose` (the test checks both); a new kind of use is a new `Use` member, and the test makes you say
-what `arca diagnose` does with it.
-
-This module imports neither TRL nor transformers: `rundir`, `variants` and the report read the settings without
-loading them.
+To add a setting, add one `credit_field` to `CreditFields` and a `Parameters` entry to its docstring; nothing else
+needs editing (`tests/test_credit_fields.py` fails when a declaration lacks something a consumer needs). This
+module imports neither TRL nor transformers.
 """
 
 from __future__ import annotations
@@ -331,6 +315,9 @@ class CreditFields:
             self-teacher (`credit: self_teacher`): the reward a sibling completion must reach to be shown to the
             policy as a verified solution (never a completion's own). None: the group's maximum reward, when it is
             above the group's mean. Each token's weight is then KL(pi_S || pi_T) at it (`arca_rl.self_teacher`).
+        credit_vine_positions (`str`, defaults to `"adaptive"`):
+            vine: which prefixes get sampled values: `adaptive` (the two ends, then only where the value moves more
+            than its standard error, linear in between, so a flat completion costs only V_0) or `all` (every prefix).
     """
 
     # fmt: off
@@ -378,6 +365,9 @@ class CreditFields:
     credit_teacher_success: float | None = credit_field(
         None, check=Range(optional=True, note="(null: the group's maximum reward when above its mean)"), use=Use.GROUP,
         kwarg="self_teacher_success", help="self_teacher: reward a sibling must reach to be shown as a verified solution.")
+    credit_vine_positions: str = credit_field(
+        "adaptive", check=OneOf(("adaptive", "all")), use=Use.GROUP, kwarg="vine_positions",
+        help="vine: which prefixes get sampled values: adaptive (where the value moves) or all.")
     # fmt: on
 
     def __post_init__(self) -> None:

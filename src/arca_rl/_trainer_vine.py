@@ -1,10 +1,12 @@
 """VinePPO credit in the trainers (`credit: vine`, arXiv 2410.01679): a completion's token advantages are the Monte
 Carlo oracle's own token values, `A_it = V_t - V_{t-1}` = the oracle's `delta_t` (`arca_rl.oracle`).
 
-Once per generation batch, for each completion on this process: K continuations of each of its prefixes of 1 ..
-T - 1 tokens, and K fresh completions of its prompt (V_0, shared by the prompt's completions on this process), are
+Once per generation batch, for each completion on this process: K continuations of each of its prefixes that
+`credit_vine_positions` samples (adaptive, the default: the two ends, then only where the value moves, linear in
+between; all: every prefix of 1 .. T - 1 tokens; `arca_rl.oracle`), and K fresh completions of its prompt (V_0,
+shared by the prompt's completions on this process), are
 sampled by the current policy (adapter on, the run's temperature, top-p and `max_completion_length`) with the
-oracle's KV-cache-sharing sampler (`_diagnose.oracle_sampling.model_sampler`), and rewarded by the run's reward
+oracle's KV-cache-sharing sampler (`arca_rl.oracle.sampler.model_sampler`), and rewarded by the run's reward
 functions, called as TRL calls them for the prompt's row and summed with `reward_weights`. V_T is the completion's
 own reward. A completion's values read only its own prefix, so each process samples its own rows and nothing is
 gathered but the cost (`credit/vine_rollouts`, `credit/vine_seconds`). A mixin under `_trainer_group._GroupCredit`,
@@ -27,8 +29,8 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import is_async_callable
 
 from ._causal_lm import seeded
-from ._diagnose.oracle_sampling import model_sampler
 from .oracle import Sampler, oracle_values
+from .oracle.sampler import model_sampler
 
 if TYPE_CHECKING:  # the type checker reads the mixin as part of the TRL trainer it ends up in
     from trl import GRPOTrainer as _TRLTrainer
@@ -50,6 +52,7 @@ def vine_token_advantages(
     max_new_tokens: int,
     batch_rows: int,
     width: int,
+    positions: str = "adaptive",
 ) -> tuple[Tensor, int]:
     """VinePPO's token advantages of B completions, [B, width] float32 (0 past each completion's tokens), and the
     number of continuations sampled.
@@ -57,7 +60,7 @@ def vine_token_advantages(
     Row b: its prompt `prompt_ids[b]`, its real completion tokens `completion_ids[b]` (up to and including the first
     EOS), its group id (the rows of a group share one prompt, hence one V_0) and its reward R_b (= V_T).
     `reward(b, completions)` scores whole completions (prefix + continuation) of row b's prompt. A completion with
-    no tokens samples nothing and gets no advantage.
+    no tokens samples nothing and gets no advantage. `positions`: "adaptive" or "all" (`arca_rl.oracle.oracle_values`).
     """
     rows_of: dict[int, list[int]] = {}  # group id -> its rows with tokens, in order
     for b, g in enumerate(groups):
@@ -78,6 +81,7 @@ def vine_token_advantages(
         max_new_tokens=max_new_tokens,
         batch_rows=batch_rows,
         on_rollouts=count,
+        positions=positions,
     )
     out = torch.zeros(len(completion_ids), width, dtype=torch.float32)
     for rows, oracle_rows in zip(rows_of.values(), per_group, strict=True):
@@ -142,6 +146,7 @@ class _VineCredit(_TRLTrainer):
                 prompt_ids, completion_ids, groups.tolist(), rewards.tolist(), sampler,
                 functools.partial(self._vine_reward, inputs, prompts), samples=params["vine_samples"],
                 max_new_tokens=self.max_completion_length, batch_rows=params["vine_batch_rows"], width=mask.shape[1],
+                positions=params.get("vine_positions", "adaptive"),
             )  # fmt: skip
         acc = self.accelerator
         cost = acc.gather(torch.tensor([[rollouts, time.perf_counter() - start]], dtype=torch.float64, device=acc.device))

@@ -480,7 +480,9 @@ register_group_method("gtpo", _gtpo, needs=("rewards", "entropies"))
 register_group_method("hicra", _hicra, needs=("advantages", "entropies", "completion_ids"))
 
 
-def _vine(*, mask: Tensor, groups: Tensor, vine_samples: int = 8, vine_batch_rows: int = 256, **_: Any) -> Tensor:
+def _vine(
+    *, mask: Tensor, groups: Tensor, vine_samples: int = 8, vine_batch_rows: int = 256, vine_positions: str = "adaptive", **_: Any
+) -> Tensor:
     # VinePPO's A_it = V_t - V_{t-1} (V: K continuations of each prefix): registered here, computed by the trainer
     raise ValueError("credit method 'vine' samples continuations from the policy; only the trainer computes it")
 

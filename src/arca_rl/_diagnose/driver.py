@@ -12,7 +12,7 @@ from .. import _checks as checks
 from .. import _credit_fields, _evaluation, group_credit, rundir
 from .._config import ConfigError, RunConfig, default_model_path
 from ..group_credit import registered_methods
-from ..oracle import MAX_ROLLOUTS, max_rollouts
+from ..oracle import MAX_ROLLOUTS, POSITIONS, max_rollouts
 from ..tasks import get_task
 from .pipeline import diagnose
 
@@ -78,6 +78,8 @@ def run_diagnose(
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     oracle_samples: int | None = None,
+    oracle_positions: str = "adaptive",
+    oracle_step_seeds: bool = False,
 ) -> tuple[DiagnoseResult, dict[str, Path]]:
     """What `arca diagnose` does: load model (+ adapter) and task, `diagnose`, write the outputs.
 
@@ -89,7 +91,8 @@ def run_diagnose(
     shown are the ones the trainer used last. Otherwise: the adapter's recorded base model or the
     embedded tiny model, temperature 1, top-p 1, power 1, mix 1, 128 new tokens. Arguments given here win. The model
     runs in float32. `out` defaults to `diagnose/<name>`, <name> being the run's name, the adapter
-    folder's name or the model's. `oracle_samples=K` adds the Monte Carlo oracle (see `diagnose`).
+    folder's name or the model's. `oracle_samples=K` adds the Monte Carlo oracle, at `oracle_positions`
+    ("adaptive" or "all"; `oracle_step_seeds`: step boundaries first; see `diagnose`).
     Returns the result and the written files.
     """
     # Every argument is checked here, before any model or data loads (the CLI checked its flags already).
@@ -99,6 +102,8 @@ def run_diagnose(
     checks.check_seed(seed, "--seed")
     if oracle_samples is not None:
         checks.check_count(oracle_samples, "--oracle")
+    if oracle_positions not in POSITIONS:
+        raise ConfigError(f"--oracle-positions: must be one of {', '.join(POSITIONS)}, got {oracle_positions!r}")
     if signals is not None:
         signals = checks.check_names(signals, "--signals", valid=registered_methods, what="signal")
     if device is not None:
@@ -209,6 +214,8 @@ def run_diagnose(
         progress=progress,
         rewards=reward,
         oracle_samples=oracle_samples,
+        oracle_positions=oracle_positions,
+        oracle_step_seeds=oracle_step_seeds,
         group_kwargs=_group_kwargs(group_args, tok),
     )
     result.settings.update(

@@ -10,7 +10,7 @@ from typing import Any
 from .. import group_credit
 from .._causal_lm import eos_ids, has_adapter, model_name, render_prompt
 from .._credit_fields import MIX_RANGE
-from ..oracle import check_samples, estimate_rollouts
+from ..oracle import check_positions, check_samples, step_boundaries
 from .oracle_sampling import sample_oracle, strict_reward
 from .results import CompletionRecord, DiagnoseResult, num
 from .sample import sample
@@ -41,6 +41,8 @@ def diagnose(
     rewards: Callable[[int, str], float | None] | None = None,
     oracle_samples: int | None = None,
     oracle_batch_rows: int = 1024,
+    oracle_positions: str = "adaptive",
+    oracle_step_seeds: bool = False,
     group_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> DiagnoseResult:
     """Sample k completions per prompt and score every credit signal on them.
@@ -66,8 +68,12 @@ def diagnose(
             each completion its token values (`CompletionRecord.oracle`) and every scored signal its
             oracle lift, Spearman vs |delta| and top match. Needs `rewards`; the rollouts are
             rewarded first, and a reward that raises or is not a finite number stops it there,
-            before any continuation. Costs K x (prompts + sum of (T - 1)) sampled continuations.
+            before any continuation. Costs at most K x (prompts + sum of (T - 1)) sampled continuations.
         oracle_batch_rows: most continuations per batched sampling call (bounds memory).
+        oracle_positions: which prefixes get sampled values: "adaptive" (the default: the two ends, then only
+            where the value moves; linear in between, see `arca_rl.oracle`) or "all" (every prefix, the cost above).
+        oracle_step_seeds: adaptive only: also sample, in its first round, the prefixes ending at a step boundary
+            (a token with a newline or ending in ".", "="; `arca_rl.oracle.step_boundaries`).
         group_kwargs: per group method, its hyper-parameters (`ARCAGRPOConfig.group_credit_kwargs`); the
             methods' defaults otherwise.
 
@@ -94,6 +100,9 @@ def diagnose(
             raise ValueError("oracle_samples needs rewards=fn(prompt_index, completion_text) -> reward")
         if oracle_batch_rows < 1:
             raise ValueError(f"oracle_batch_rows must be >= 1, got {oracle_batch_rows}")
+        check_positions(oracle_positions)
+        if not isinstance(oracle_step_seeds, bool):
+            raise ValueError(f"oracle_step_seeds must be True or False, got {oracle_step_seeds!r}")
     registered = group_credit.registered_methods()
     names = list(registered if signals is None else signals)
     unknown = [s for s in names if s not in registered]
@@ -173,19 +182,25 @@ def diagnose(
         oracle_settings: dict[str, Any] = {}
         if oracle_samples is not None and first_rewards is not None and rewards is not None:
             t_oracle = time.time()
-            oracle_rows = sample_oracle(
+            seeds = None
+            if oracle_step_seeds and oracle_positions == "adaptive":
+                seeds = [
+                    step_boundaries([tokenizer.decode([t], skip_special_tokens=False) for t in s.completion_ids])
+                    for s in samples
+                ]
+            oracle_rows, sampled, worst = sample_oracle(
                 model, tokenizer,
                 [(s.prompt_index, s.prompt_ids, s.completion_ids, r) for s, r in zip(samples, first_rewards)],
                 rewards, samples=oracle_samples, max_new_tokens=max_new_tokens, temperature=temperature,
                 top_p=top_p, eos_ids=eos_ids(model, tokenizer), seed=seed + 1, batch_rows=oracle_batch_rows,
-                progress=progress, say=say,
+                progress=progress, say=say, positions=oracle_positions, seeds=seeds,
             )  # fmt: skip
-            lengths: dict[int, list[int]] = {}
-            for s in samples:
-                lengths.setdefault(s.prompt_index, []).append(len(s.completion_ids))
             oracle_settings = {
                 "oracle_samples": oracle_samples,
-                "oracle_rollouts": estimate_rollouts(list(lengths.values()), oracle_samples),
+                "oracle_positions": oracle_positions,
+                "oracle_step_seeds": oracle_step_seeds,
+                "oracle_rollouts": sampled,  # continuations sampled
+                "oracle_rollouts_worst": worst,  # what every prefix costs: K x (prompts + sum of (T - 1))
                 "oracle_seconds": round(time.time() - t_oracle, 2),
                 "oracle_zero_rows": sum(row.credit is None for row in oracle_rows),
                 "oracle_no_signal_rows": sum(row.no_signal for row in oracle_rows),

@@ -6,7 +6,8 @@ table, weight histograms (inline SVG, one per signal) and one card per completio
 shaded by each signal's weight, one row per signal; hovering a token shows its weight, relative
 weight and raw salience, and outlines the same token in the other rows. A completion with Monte Carlo
 token values (`arca diagnose --oracle K`) gets an "oracle" row above its signal rows, shaded by the
-oracle credit o_t = |delta_t| / sum |delta| (hover: V before and after the token, delta, standard error).
+oracle credit o_t = |delta_t| / sum |delta| (hover: V before and after the token, delta, standard error, or
+"interpolated" for a value the adaptive oracle did not sample).
 
 All token and prompt text is HTML-escaped; whitespace inside tokens is drawn visibly (`·` space,
 `↵` newline, `→` tab, `␣` other whitespace) so token boundaries stay readable. The page's CSS and JS
@@ -195,17 +196,25 @@ def _oracle_row(c: Completion) -> str:
     credit = o.get("credit")
     shares = [float(x) for x in credit] if isinstance(credit, list) else [0.0] * len(delta)
 
+    sampled = o.get("estimated")  # the adaptive oracle's estimated positions; absent: every one
+    est = set(range(len(values))) if not isinstance(sampled, list) else set(sampled)
+
     def se(t: int) -> str:
+        if t not in est:
+            return "interpolated"
         x = errs[t] if t < len(errs) else None
-        return "n/a" if x is None else f"{float(x):.3g}"
+        return "n/a" if x is None else f"± {float(x):.3g}"
 
     tips = []
     for t, tok in enumerate(c.tokens[: len(delta)]):
         tips.append(
-            f"oracle · token {t} {tok!r}\nV before {values[t]:.3f} (± {se(t)})  ->  after {values[t + 1]:.3f} "
-            f"(± {se(t + 1)})\ndelta {delta[t]:+.3f}  ·  o_t {shares[t]:.3g}"
+            f"oracle · token {t} {tok!r}\nV before {values[t]:.3f} ({se(t)})  ->  after {values[t + 1]:.3f} "
+            f"({se(t + 1)})\ndelta {delta[t]:+.3f}  ·  o_t {shares[t]:.3g}"
+            + ("" if t + 1 in est else "  ·  delta interpolated (spread evenly between estimated values)")
         )
     flag = " · no signal" if o.get("no_signal") else ""
+    if isinstance(sampled, list):
+        flag += f" · {len(sampled)} of {len(values)} values estimated, the rest interpolated"
     k = o.get("samples")
     v0 = f"V0 {values[0]:.2f} · " if values else ""
     return (

@@ -82,8 +82,20 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=arg(check_count, "--oracle"),
         default=None,
         metavar="K",
-        help="Monte Carlo token values as ground truth: K continuations of every prefix of every completion "
-        "(about n*k*(T+1)*K sampled rollouts; default off)",
+        help="Monte Carlo token values as ground truth: K continuations of each sampled prefix of every completion "
+        "(at most n*k*(T+1)*K sampled rollouts, see --oracle-positions; default off)",
+    )
+    p.add_argument(
+        "--oracle-positions",
+        choices=("adaptive", "all"),
+        default="adaptive",
+        help="which prefixes the oracle samples: adaptive (default: the two ends, then only where the value "
+        "moves more than its standard error, linear in between) or all (every prefix)",
+    )
+    p.add_argument(
+        "--oracle-step-seeds",
+        action="store_true",
+        help="adaptive oracle: also sample the prefixes ending at a step boundary (newline, '.', '=') first",
     )
     p.add_argument("--out", "-o", type=arg(check_output_folder, "--out"), default=None, help="output folder (default: diagnose/<name>)")
     add_quiet(p, "no progress lines")
@@ -136,4 +148,6 @@ def _diagnose(run_diagnose: Any, args: argparse.Namespace) -> Any:
         device=args.device,
         progress=not args.quiet,
         oracle_samples=args.oracle,
+        oracle_positions=args.oracle_positions,
+        oracle_step_seeds=args.oracle_step_seeds,
     )

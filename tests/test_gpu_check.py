@@ -1,0 +1,43 @@
+"""benchmarks/gpu_check.py, the one-call device check, runs end to end on CPU at its tiny shape (seconds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+
+
+def test_gpu_check_tiny_runs_every_method_and_the_oracle(tmp_path):
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.main(["--shape", "tiny", "--repeats", "1", "--oracle-k", "4", "--out", str(tmp_path / "g.json")])
+    assert json.loads((tmp_path / "g.json").read_text()) == out
+    assert set(out["step_s"]) == {"uniform", "arca", "surprisal", "tempo"} and all(s > 0 for s in out["step_s"].values())
+    assert out["step_vs_uniform"]["uniform"] == 1.0
+    for m, r in out["step_vs_uniform"].items():
+        assert r == pytest.approx(out["step_s"][m] / out["step_s"]["uniform"], rel=0.02)
+    o = out["oracle"]
+    n, T, K = out["completions"], out["completion_tokens"], 4
+    assert o["continuations_all_positions"] == K * (1 + n * (T - 1))  # V_0 + every prefix of 1 .. T-1 tokens
+    assert K <= o["continuations"] <= o["continuations_all_positions"] and o["continuations"] % K == 0
+    assert o["continuations_per_s"] > 0
+
+
+def test_the_full_shape_refuses_without_a_gpu(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(SystemExit):
+        mod.main([])
+    assert "needs a CUDA device; use --shape tiny" in capsys.readouterr().err
