@@ -8,8 +8,7 @@ run by `CreditFields.__post_init__`, so configs, trainers, `arca demo --methods 
 change it (`resume_fixed()`); an optional variant suffix (`variant_suffixes()`).
 
 To add a setting, add one `credit_field` to `CreditFields` and a `Parameters` entry to its docstring; nothing else
-needs editing (`tests/test_credit_fields.py` fails when a declaration lacks something a consumer needs). This
-module imports neither TRL nor transformers.
+needs editing (`tests/test_credit_fields.py` fails when a declaration lacks something a consumer needs). No TRL here.
 """
 
 from __future__ import annotations
