@@ -416,6 +416,6 @@ def test_the_oracle_refuses_a_request_too_large_before_any_model_loads(monkeypat
 
     for module in (ev, demo):  # _demo holds the name from its own import
         monkeypatch.setattr(module, "load_model_for_eval", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
-    assert main(["diagnose", "--task", "arithmetic", "--n", "2", "--k", "1", "--oracle", "100000000", "--quiet"]) == 2
+    assert main(["diagnose", "--task", "arithmetic", "--n", "2", "--k", "2", "--oracle", "100000000", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--oracle" in err[0] and "25,600,000,000" in err[0], err  # 1e8 x (2 + 2 x 127)
+    assert len(err) == 1 and "--oracle" in err[0] and "51,000,000,000" in err[0], err  # 1e8 x (2 + 2 x 2 x 127)

@@ -216,7 +216,9 @@ def test_all_reproduces_the_output_before_the_adaptive_oracle_bit_for_bit(fixtur
     d = json.loads(json.dumps(res.to_dict()))
     want = fixture_data["diagnose"]
     assert [{"token_ids": c["token_ids"], "oracle": c["oracle"]} for c in d["completions"]] == want["completions"]
-    assert d["signals"] == want["signals"]
+    # the fixture predates the self-teacher, which diagnose now scores too (it draws no random numbers)
+    assert set(d["signals"]) - set(want["signals"]) == {"self_teacher"}
+    assert {name: d["signals"][name] for name in want["signals"]} == want["signals"]
     assert d["settings"]["oracle_rollouts"] == d["settings"]["oracle_rollouts_worst"] == want["oracle_rollouts"]
     v = fixture_data["vine"]
     sampler = model_sampler(model, temperature=1.0, top_p=1.0, eos_ids=[tok.eos_token_id])

@@ -187,7 +187,7 @@ def test_cli_oracle_on_a_plain_model(tmp_path, tok, capsys):
     tiny_model(tok, seed=0).save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
     out = tmp_path / "diag"
-    rc = main(["diagnose", "--model", str(model_dir), "--task", "arithmetic", "--n", "2", "--k", "1",
+    rc = main(["diagnose", "--model", str(model_dir), "--task", "arithmetic", "--n", "2", "--k", "2",
                "--max-new-tokens", "4", "--oracle", "2", "--out", str(out), "--quiet"])  # fmt: skip
     assert rc == 0
     assert "oracle lift" in capsys.readouterr().out

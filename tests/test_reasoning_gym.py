@@ -91,7 +91,7 @@ def test_chat_and_plain_prompts() -> None:
         ({"dataset": "chain_summ"}, "unknown reasoning-gym data set 'chain_summ'; choose one of .*chain_sum"),
         ({"dataset": "chain_sum", "config": {"min_term": 2}}, "chain_sum has no option 'min_term'; its options: min_terms"),
         ({"dataset": "chain_sum", "config": {"min_terms": 5, "max_terms": 2}}, "chain_sum refused .*max_terms must be >= min_terms"),
-        ({}, "option 'dataset' is required"),
+        ({"dataset": 3}, "option 'dataset' must be a reasoning-gym data set name"),
         ({"dataset": "chain_sum", "answer": "boxed"}, "option 'answer' must be one of tags, last_line, last_number"),
         ({"dataset": "chain_sum", "sead": 1}, "unknown option 'sead'"),
     ],

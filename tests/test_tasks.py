@@ -19,7 +19,7 @@ from arca_rl.tasks import math as mathtask
 
 
 def test_task_names_and_types() -> None:
-    assert TASKS == ("arithmetic", "math", "gsm8k", "addition")
+    assert TASKS == ("arithmetic", "math", "gsm8k", "addition", "reasoning_gym")
     for name in TASKS:
         task = get_task(name)  # building a task loads nothing
         assert isinstance(task, Task)

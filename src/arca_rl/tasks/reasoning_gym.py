@@ -202,9 +202,7 @@ class ReasoningGymTask(GeneratedTask):
 def make_task(**options: Any) -> ReasoningGymTask:
     """Build the task from `get_task` options (see `ReasoningGymTask`), checking every value."""
     check_options("reasoning_gym", options, OPTIONS)
-    if "dataset" not in options:
-        raise ValueError("option 'dataset' is required for task 'reasoning_gym' (e.g. dataset: chain_sum)")
-    name = options["dataset"]
+    name = options.get("dataset", "chain_sum")  # like every task, it builds without options
     if not isinstance(name, str):
         raise ValueError(f"option 'dataset' must be a reasoning-gym data set name, got {name!r}")
     config = options.get("config", {}) or {}
