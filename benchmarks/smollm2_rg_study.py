@@ -1,0 +1,107 @@
+"""The SmolLM2 reasoning-gym study (issue 25): a queue of `arca train -c smollm2-rg/<method>` runs, a few at a time.
+
+Every (method, seed) trains into runs/rg/<method>-s<seed>/ with the packaged config `smollm2-rg/<method>` and
+`training.seed=<seed>` (task.seed stays 0, so every run has the same held-out set). When a run finishes, its summary
+(command, held-out eval, learning curve, training reward per step, finished.json) is written to
+benchmarks/results/smollm2_rg/<method>-s<seed>.json and committed on its own, so a session that ends mid-queue
+keeps every finished run. A pair whose summary exists is skipped: rerunning the same command continues the queue.
+
+    python benchmarks/smollm2_rg_study.py --methods uniform arca surprisal --seeds 0 1 2 3 4 5 --parallel 2
+
+The order is seed-major (all methods of seed 0, then seed 1, ...), so a cut queue leaves complete paired seeds.
+The comparison itself: `arca report runs/rg/* --baseline uniform` (paired over the seeds both methods have).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "smollm2_rg"
+
+
+def command(method: str, seed: int, out: Path, threads: int) -> list[str]:
+    return ["arca", "train", "-c", f"smollm2-rg/{method}", "--set", f"training.seed={seed}",
+            "--output-dir", str(out), "--threads", str(threads), "--quiet"]
+
+
+def summarize(method: str, seed: int, out: Path, cmd: list[str]) -> dict:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    curve_file = out / "curve.jsonl"
+    curve = [json.loads(line) for line in curve_file.read_text().splitlines() if line.strip()] if curve_file.exists() else []
+    return {
+        "method": method,
+        "seed": seed,
+        "command": " ".join(cmd),
+        "eval": json.loads((out / "eval.json").read_text()),
+        "curve": curve,
+        "train_reward": [r["reward"] for r in rows if "reward" in r and "step" in r],
+        "step_time": [round(r["step_time"], 2) for r in rows if "step_time" in r],
+        "finished": json.loads((out / "finished.json").read_text()),
+    }
+
+
+def commit(path: Path, message: str) -> None:
+    """Commit one file on its own; retried while another git operation (a merge) holds the tree."""
+    for _ in range(40):
+        if not (ROOT / ".git" / "MERGE_HEAD").exists():
+            add = subprocess.run(["git", "add", str(path)], cwd=ROOT, capture_output=True)
+            done = subprocess.run(["git", "commit", "-m", message, "--", str(path)], cwd=ROOT, capture_output=True)
+            if add.returncode == 0 and done.returncode == 0:
+                return
+        time.sleep(30)
+    print(f"could not commit {path}: commit it by hand", file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=["uniform", "arca", "surprisal", "tempo", "self_teacher", "sdpo"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument("--parallel", type=int, default=2, help="runs at once (one thread each)")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "rg")
+    parser.add_argument("--nice", type=int, default=5)
+    parser.add_argument("--no-commit", action="store_true")
+    args = parser.parse_args()
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    queue = [(m, s) for s in args.seeds for m in args.methods if not (RESULTS / f"{m}-s{s}.json").exists()]
+    running: list[tuple[str, int, Path, list[str], subprocess.Popen, float]] = []
+    while queue or running:
+        while queue and len(running) < args.parallel:
+            method, seed = queue.pop(0)
+            out = args.runs_dir / f"{method}-s{seed}"
+            cmd = command(method, seed, out, threads=1)
+            if out.exists():  # a run cut by an earlier session: start it again from scratch
+                cmd.append("--overwrite")
+            logs = args.runs_dir.parent / f"{args.runs_dir.name}-logs"  # beside, so `arca report runs/rg/*` sees runs only
+            logs.mkdir(parents=True, exist_ok=True)
+            with open(logs / f"{method}-s{seed}.log", "w") as log:  # Popen keeps its own copy of the descriptor
+                proc = subprocess.Popen(["nice", "-n", str(args.nice), *cmd], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            running.append((method, seed, out, cmd, proc, time.time()))
+            print(f"started {method} seed {seed}", flush=True)
+        time.sleep(10)
+        for item in list(running):
+            method, seed, out, cmd, proc, start = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            minutes = (time.time() - start) / 60
+            if proc.returncode != 0:
+                print(f"FAILED {method} seed {seed} (exit {proc.returncode}, {minutes:.1f} min)", flush=True)
+                continue
+            summary = summarize(method, seed, out, [c for c in cmd if c != "--overwrite"])
+            path = RESULTS / f"{method}-s{seed}.json"
+            path.write_text(json.dumps(summary, indent=1) + "\n")
+            greedy = summary["eval"]["greedy_accuracy"]
+            print(f"finished {method} seed {seed}: greedy {greedy:.3f} ({minutes:.1f} min)", flush=True)
+            if not args.no_commit:
+                commit(path, f"SmolLM2 reasoning-gym study: {method} seed {seed} finished, held-out greedy {greedy:.3f}")
+
+
+if __name__ == "__main__":
+    main()
