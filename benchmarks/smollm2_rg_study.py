@@ -26,14 +26,29 @@ RESULTS = ROOT / "benchmarks" / "results" / "smollm2_rg"
 
 
 def command(method: str, seed: int, out: Path, threads: int) -> list[str]:
-    return ["arca", "train", "-c", f"smollm2-rg/{method}", "--set", f"training.seed={seed}",
-            "--output-dir", str(out), "--threads", str(threads), "--quiet"]
+    return [
+        "arca",
+        "train",
+        "-c",
+        f"smollm2-rg/{method}",
+        "--set",
+        f"training.seed={seed}",
+        "--output-dir",
+        str(out),
+        "--threads",
+        str(threads),
+        "--quiet",
+    ]
 
 
 def summarize(method: str, seed: int, out: Path, cmd: list[str]) -> dict:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     curve_file = out / "curve.jsonl"
-    curve = [json.loads(line) for line in curve_file.read_text().splitlines() if line.strip()] if curve_file.exists() else []
+    curve = (
+        [json.loads(line) for line in curve_file.read_text().splitlines() if line.strip()]
+        if curve_file.exists()
+        else []
+    )
     return {
         "method": method,
         "seed": seed,
@@ -51,7 +66,9 @@ def commit(path: Path, message: str) -> None:
     for _ in range(40):
         if not (ROOT / ".git" / "MERGE_HEAD").exists():
             add = subprocess.run(["git", "add", str(path)], cwd=ROOT, capture_output=True)
-            done = subprocess.run(["git", "commit", "-m", message, "--", str(path)], cwd=ROOT, capture_output=True)
+            done = subprocess.run(
+                ["git", "commit", "-m", message, "--", str(path)], cwd=ROOT, capture_output=True
+            )
             if add.returncode == 0 and done.returncode == 0:
                 return
         time.sleep(30)
@@ -59,8 +76,12 @@ def commit(path: Path, message: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=["uniform", "arca", "surprisal", "tempo", "self_teacher", "sdpo"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--methods", nargs="+", default=["uniform", "arca", "surprisal", "tempo", "self_teacher", "sdpo"]
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--parallel", type=int, default=2, help="runs at once (one thread each)")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "rg")
@@ -78,10 +99,16 @@ def main() -> None:
             cmd = command(method, seed, out, threads=1)
             if out.exists():  # a run cut by an earlier session: start it again from scratch
                 cmd.append("--overwrite")
-            logs = args.runs_dir.parent / f"{args.runs_dir.name}-logs"  # beside, so `arca report runs/rg/*` sees runs only
+            logs = (
+                args.runs_dir.parent / f"{args.runs_dir.name}-logs"
+            )  # beside, so `arca report runs/rg/*` sees runs only
             logs.mkdir(parents=True, exist_ok=True)
-            with open(logs / f"{method}-s{seed}.log", "w") as log:  # Popen keeps its own copy of the descriptor
-                proc = subprocess.Popen(["nice", "-n", str(args.nice), *cmd], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            with open(
+                logs / f"{method}-s{seed}.log", "w"
+            ) as log:  # Popen keeps its own copy of the descriptor
+                proc = subprocess.Popen(
+                    ["nice", "-n", str(args.nice), *cmd], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+                )
             running.append((method, seed, out, cmd, proc, time.time()))
             print(f"started {method} seed {seed}", flush=True)
         time.sleep(10)
@@ -100,7 +127,10 @@ def main() -> None:
             greedy = summary["eval"]["greedy_accuracy"]
             print(f"finished {method} seed {seed}: greedy {greedy:.3f} ({minutes:.1f} min)", flush=True)
             if not args.no_commit:
-                commit(path, f"SmolLM2 reasoning-gym study: {method} seed {seed} finished, held-out greedy {greedy:.3f}")
+                commit(
+                    path,
+                    f"SmolLM2 reasoning-gym study: {method} seed {seed} finished, held-out greedy {greedy:.3f}",
+                )
 
 
 if __name__ == "__main__":
