@@ -18,6 +18,7 @@ from .._checks import (
     check_seed,
 )
 from ..errors import ConfigError
+from ..tasks import TASKS
 from ._common import add_quiet, add_task_options, add_threads, signal_names, task_options
 
 __all__ = ["make_parser", "run"]
@@ -47,7 +48,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--adapter", "-a", default=None, help="PEFT adapter folder, or a run folder from `arca train` (its adapter/)"
     )
     p.add_argument(
-        "--task", "-t", default=None, help="task name: arithmetic, math, gsm8k (default: the run's task; required otherwise)"
+        "--task", "-t", default=None, help=f"task name: {', '.join(TASKS)} (default: the run's task; required otherwise)"
     )
     add_task_options(p)
     p.add_argument("--n", type=arg(check_count, "--n"), default=32, help="number of held-out prompts (default 32)")

@@ -11,6 +11,7 @@ from .. import rundir
 from .._checks import arg, check_count, check_number, check_output_file, check_seed
 from .._config import ConfigError, RunConfig, load_config, parse_config
 from .._evaluation import adapter_base_model, evaluate, load_model_for_eval, write_eval_json
+from ..tasks import TASKS
 from ._common import add_quiet, add_task_options, add_threads, task_options
 
 __all__ = ["make_parser", "run"]
@@ -29,7 +30,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--model", "-m", default=None, help="model name or path (default: the adapter's base model, else the embedded tiny model)")
     p.add_argument("--adapter", "-a", default=None, help="PEFT adapter folder, or a run folder from `arca train`")
-    p.add_argument("--task", "-t", default=None, help="task name: arithmetic, math, gsm8k (default: arithmetic)")
+    p.add_argument("--task", "-t", default=None, help=f"task name: {', '.join(TASKS)} (default: arithmetic)")
     add_task_options(p)
     p.add_argument("--config", "-c", type=Path, default=None, help="take model, task and eval settings from a config")
     p.add_argument("--n", type=arg(check_count, "--n"), default=None, help="number of held-out problems (default 200)")
