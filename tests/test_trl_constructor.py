@@ -46,13 +46,12 @@ def test_args_none_builds_the_default_config_as_trl_does(ours, config, suffix, d
     import transformers.training_args
 
     monkeypatch.setattr(transformers.training_args, "is_torch_bf16_gpu_available", lambda: True)
-    from peft import LoraConfig
-
-    trainer = ours(model=str(tiny_model_path()), reward_funcs=reward_len, train_dataset=data,
-                   peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))  # the default credit needs one
+    # no peft_config either: the default credit is stock TRL's (uniform), which needs no adapter
+    trainer = ours(model=str(tiny_model_path()), reward_funcs=reward_len, train_dataset=data)
     assert type(trainer.args) is config
     assert trainer.args.output_dir.endswith(f"tiny-{suffix}")  # TRL's "<model name>-<trainer>"
-    assert trainer.args.credit == config(output_dir="x").credit  # the credit defaults
+    assert trainer.args.credit == config(output_dir="x").credit == "uniform"  # the credit defaults
+    assert not trainer._is_peft
 
 
 def _outcome(build):

@@ -41,7 +41,8 @@ def test_parse_variant_errors_name_the_part(name, match):
 
 def test_variant_name_round_trips_and_skips_defaults():
     assert variant_name({"credit": "arca"}) == "arca"
-    assert variant_name({}) == "arca"  # ARCAGRPOConfig's default signal
+    assert variant_name({}) == "uniform"  # ARCAGRPOConfig's default credit: stock GRPO
+    assert variant_name({"credit_mix": 0.5}) == "uniform+mix0.5"
     assert variant_name({"credit": "arca", "credit_mix": 1.0, "credit_warmup_steps": 0}) == "arca"
     training = {"credit": "arca", "credit_mix": 0.5, "credit_warmup_steps": 10, "top_entropy_quantile": 0.2}
     assert variant_name(training) == "arca+mix0.5+warmup10+topent0.2"

@@ -236,15 +236,15 @@ def credit_field(
 @dataclass
 class CreditFields:
     r"""
-    The token-credit fields, shared by `ARCAGRPOConfig` and `ARCARLOOConfig` (listed first in their bases, so that
-    they are validated before TRL's own fields). Each is declared with `credit_field` (see this module's docstring
-    for how to add one).
+    The token-credit fields of `ARCAGRPOConfig` and `ARCARLOOConfig` (first in their bases: validated before TRL's
+    own fields), each declared with `credit_field` (this module's docstring says how to add one).
 
     Parameters:
-        credit (`str`, defaults to `"arca"`):
-            Salience signal that spreads each completion's advantage over its tokens: one of the registered
-            signals (`uniform`, `surprisal`, `entropy_reduction`, `divergence`, `arca`, or one added with
-            `arca_rl.register_signal`). `uniform` reproduces stock GRPO / RLOO.
+        credit (`str`, defaults to `"uniform"`):
+            How each completion's advantage is spread over its tokens: a registered signal (`uniform`, `surprisal`,
+            `entropy_reduction`, `divergence`, `arca`, or one added with `arca_rl.register_signal`) or group method
+            (`ktae`, `tempo`, ...). The default, `uniform`, is stock GRPO / RLOO (no adapter needed): no measurement
+            here shows another method ahead at the end of a run (docs/results.md). `"arca"` trains ARCA.
         credit_eps (`float`, defaults to `1e-8`):
             Floor added to the salience before the power: `w_t = (alpha_t + eps)^p / sum_k (alpha_k + eps)^p`.
         credit_power (`float`, defaults to `1.0`):
@@ -320,8 +320,8 @@ class CreditFields:
     """
 
     # fmt: off
-    credit: str = credit_field("arca", check=SIGNAL, use=Use.SIGNAL, help=(
-        "Salience signal for token credit: uniform, surprisal, entropy_reduction, divergence, arca, or a registered one."))
+    credit: str = credit_field("uniform", check=SIGNAL, use=Use.SIGNAL, help=(
+        "Token credit: uniform (stock GRPO/RLOO), surprisal, entropy_reduction, divergence, arca, or a registered one."))
     credit_eps: float = credit_field(1e-8, check=Range(low=0), use=Use.WEIGHTS, kwarg="eps",
                                      help="Floor added to the salience before the power.")
     credit_power: float = credit_field(1.0, check=Range(low=0, low_open=True, note="(1 = no sharpening)"),

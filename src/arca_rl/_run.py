@@ -1,7 +1,7 @@
 """`arca train` as a Python function: config -> trained adapter, metrics, evaluation and plots.
 
     from arca_rl import load_config, train
-    run_dir = train(load_config("configs/demo.yaml"))          # runs/demo-arca/
+    run_dir = train(load_config("configs/demo.yaml"))          # runs/demo-uniform/ (credit: uniform)
 
 The run folder's layout and states belong to `arca_rl.rundir`.
 

@@ -68,11 +68,13 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
-def variant_name(training: Mapping[str, Any], default_credit: str = "arca") -> str:
-    """The variant name of a config's `training` section: the signal, plus a suffix for each field of `SUFFIXES`
-    (credit_mix, credit_warmup_steps, top_entropy_quantile) that is not at its default."""
+def variant_name(training: Mapping[str, Any], default_credit: str | None = None) -> str:
+    """The variant name of a config's `training` section: the signal (`default_credit` when it names none; None:
+    `CreditFields`' default, `uniform`), plus a suffix for each field of `SUFFIXES` (credit_mix,
+    credit_warmup_steps, top_entropy_quantile) that is not at its default."""
     credit = training.get("credit")
-    name = credit if isinstance(credit, str) and credit else default_credit
+    fallback = default_credit if default_credit is not None else _credit_fields.defaults()["credit"]
+    name = credit if isinstance(credit, str) and credit else fallback
     for key, (field, _, default) in SUFFIXES.items():
         value = training.get(field)
         if isinstance(value, bool) or not isinstance(value, int | float) or value == default:

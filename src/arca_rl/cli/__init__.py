@@ -34,10 +34,11 @@ COMMANDS = (train, evaluate, demo, diagnose, report, sweep)
 _EPILOG = """\
 examples:
   arca train --config configs/demo.yaml
+  arca train --config configs/demo.yaml --set training.credit=arca --set name=demo-arca
   arca train --config configs/paper/arca_r16.yaml --dry-run
   arca train --config configs/demo.yaml --set training.learning_rate=1e-4 --set name=demo-lr
   arca train --config configs/demo.yaml --set training.save_strategy=steps --set training.save_steps=10 --resume
-  arca eval --adapter runs/demo-arca --task arithmetic --n 200
+  arca eval --adapter runs/demo-uniform --task arithmetic --n 200
   arca demo
   arca demo --methods uniform,arca --seeds 0
   arca demo --methods uniform,arca,arca+mix0.5,arca+warmup10,uniform+topent0.2
