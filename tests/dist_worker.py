@@ -22,6 +22,7 @@ from datasets import Dataset  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from arca_rl import ARCAGRPOConfig, ARCAGRPOTrainer, ARCARLOOConfig, ARCARLOOTrainer, credit  # noqa: E402
+from arca_rl._config.hardware import shard_fsdp_on_cpu_ranks  # noqa: E402
 from tiny import char_tokenizer, tiny_lora, tiny_model  # noqa: E402
 
 SHARDED = any(os.environ.get(f"ACCELERATE_USE_{kind}") == "true" for kind in ("DEEPSPEED", "FSDP"))
@@ -168,5 +169,8 @@ def run(spec: str, out: Path) -> None:
 if __name__ == "__main__":
     out = Path(sys.argv[1])
     torch.set_num_threads(1)
+    # the Python API leaves accelerate as it is: under an FSDP launch on CPU ranks it would not shard; `arca train`
+    # calls this itself
+    shard_fsdp_on_cpu_ranks()
     for spec in sys.argv[2:]:
         run(spec, out)

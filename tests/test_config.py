@@ -262,15 +262,22 @@ def test_ddp_backend_in_a_single_process_is_dropped(monkeypatch):
     ],
 )
 def test_cpu_ranks_get_gloo(monkeypatch, env, want):
+    from accelerate.state import AcceleratorState
+
     monkeypatch.setenv("WORLD_SIZE", "2")
     for key in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(hardware, "accelerator_available", lambda: False)
+    monkeypatch.setattr(AcceleratorState, "__init__", AcceleratorState.__init__)  # put back after the test
     kwargs = {"learning_rate": 1e-3}
     hardware.process_defaults(kwargs)
     assert kwargs == {"learning_rate": 1e-3, **want}
+    # FSDP on CPU ranks: accelerate would run every rank unsharded (rank 1 then fails its first step); the state it
+    # builds is made to say FSDP (tests/test_distributed.py launches it); DDP and DeepSpeed are left as they are
+    fsdp = "ACCELERATE_USE_FSDP" in env
+    assert getattr(AcceleratorState.__init__, "_arca_fsdp_on_cpu", False) is fsdp
     explicit = {"ddp_backend": "mpi", "use_cpu": False}  # the config's own choice wins
     hardware.process_defaults(explicit)
     assert explicit == {"ddp_backend": "mpi", "use_cpu": False}

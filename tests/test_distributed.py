@@ -4,8 +4,9 @@ ZeRO-3 and FSDP2, each launched once with the shipped accelerate config (configs
 DDP run computes on the same data: salience, token weights, token advantages, logged credit metrics, and the LoRA
 weights after 2 steps. Then save / resume under ZeRO-3 and FSDP2, and `arca train` / `arca eval` from the CLI.
 
-FSDP on CPU ranks needs a patch of accelerate (tests/fsdp_cpu/sitecustomize.py, put on PYTHONPATH of those launches
-only): accelerate 1.15 does not shard on a host without CUDA. DeepSpeed JIT-compiles a shared-memory comm extension
+FSDP on CPU ranks: accelerate (1.15, 1.16) does not shard on a host without CUDA; `arca train` makes it
+(`arca_rl._config.hardware.shard_fsdp_on_cpu_ranks`), and tests/dist_worker.py, on the Python API, calls the same
+function. DeepSpeed JIT-compiles a shared-memory comm extension
 on first use (g++ and ninja; cached in ~/.cache/torch_extensions): without them its tests are skipped, saying so.
 """
 
@@ -86,14 +87,12 @@ def _deepspeed_missing() -> str | None:
     return None
 
 
-def launch(config_file: Path, args: list[str], *, fsdp_patch: bool, timeout: int = 480) -> str:
+def launch(config_file: Path, args: list[str], *, timeout: int = 480) -> str:
     """`accelerate launch --config_file <config_file> <args>` from the repository root, in its own process group
     (killed whole on a timeout, so no rank outlives the test)."""
     if "deepspeed" in config_file.name:
         _wait_for_shm_build()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PATH": _path()}
-    if fsdp_patch:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "fsdp_cpu"), env.get("PYTHONPATH")]))
     launcher = Path(sys.executable).with_name("accelerate")
     # a free port per launch: two launches (or another job on the machine) never collide
     cmd = [str(launcher), "launch", "--config_file", str(config_file), "--main_process_port", "0", *args]
@@ -158,7 +157,7 @@ def runs(tmp_path_factory):
         if backend not in _launched:
             out = tmp_path_factory.mktemp(backend)
             worker = str(HERE / "dist_worker.py")
-            launch(CONFIGS / CONFIG_FILE[backend], [worker, str(out), *RUNS[backend]], fsdp_patch=backend == "fsdp2")
+            launch(CONFIGS / CONFIG_FILE[backend], [worker, str(out), *RUNS[backend]])
             _launched[backend] = out
         return _launched[backend]
 
@@ -274,7 +273,7 @@ def test_cli_train_under_sharding_then_arca_eval_unsharded(backend, tiny_run_con
     config, run_dir = tmp_path / "tiny.yaml", tmp_path / "run"
     config.write_text(yaml.safe_dump(raw))
     cli = ["-m", "arca_rl.cli", "train", "--config", str(config), "--output-dir", str(run_dir), "--quiet"]
-    output = launch(CONFIGS / CONFIG_FILE[backend], cli, fsdp_patch=backend == "fsdp2")
+    output = launch(CONFIGS / CONFIG_FILE[backend], cli)  # as docs/many-gpus.md has it: nothing patched
     # one report, from the main process (rank 1 is done before rank 0 has saved and evaluated)
     assert output.count("run finished:") == 1 and "run stopped before max_steps" not in output
     assert json.loads((run_dir / "finished.json").read_text())["global_step"] == 2

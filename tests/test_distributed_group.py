@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_group_spread_over_two_ranks_equals_one_process(tmp_path):
     """2 completions per rank, 4 per prompt, so every group spans both ranks; both ranks' rows, in rank order, are
     the generation batch as TRL gathers it."""
-    launch(CONFIGS / "ddp.yaml", [str(CONFIGS.parents[1] / "tests" / "dist_group.py"), str(tmp_path)], fsdp_patch=False)
+    launch(CONFIGS / "ddp.yaml", [str(CONFIGS.parents[1] / "tests" / "dist_group.py"), str(tmp_path)])
     ranks = [torch.load(tmp_path / f"group_rank{i}.pt") for i in range(2)]
     assert all(r["world"] == 2 for r in ranks)
     recs = [r["records"] for r in ranks]

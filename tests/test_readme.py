@@ -7,7 +7,8 @@ parser, every `make` target is a target of the Makefile and every file a command
 
 import re
 import shlex
-from pathlib import Path
+from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -179,3 +180,101 @@ def test_docs_bash_blocks_are_checked():
     seen = {" ".join(words[:2]) for words in (p.values[0] for p in BASH)}
     assert {"make demo", "make test", "make real-model"} <= seen
     assert any(arca_argv(p.values[0]) and arca_argv(p.values[0])[0] == "sweep" for p in BASH)
+
+
+def _folder(path: object) -> str:
+    return PurePosixPath(str(path)).as_posix().rstrip("/")
+
+
+def _page_commands(page: Path) -> list[tuple[str, object]]:
+    """(command line, parsed `arca` arguments) of every `arca` command in the page's bash blocks, in page order."""
+    parser = build_parser()
+    return [(" ".join(words), parser.parse_args(argv))
+            for b in blocks(page, "bash") for words in command_lines(b) if (argv := arca_argv(words)) is not None]
+
+
+def folder_problems(page: Path) -> list[str]:
+    """What stops the page's `arca` commands, run in page order from the repository root, from working as shown:
+    a run folder written twice (`arca train` refuses a folder that holds a run unless --resume; a second `arca demo`
+    or `arca diagnose` into a folder replaces what the first wrote), a --resume of a folder nothing wrote, a
+    folder that `arca eval --adapter`, `arca diagnose --adapter` or `arca report` reads before any command wrote it,
+    and a shell pattern that hands `arca report` a file (a demo folder's summary.json: refused).
+    Folders as the CLI derives them: `--output-dir`/`--out`, else runs/<config name> (train), runs/demo (demo, its
+    runs <out>/<method> and <out>/<method>-s<seed> after the first seed), diagnose/<run or adapter or model name>."""
+    from arca_rl._config import load_config
+    from arca_rl._demo import BASE_EVAL_FILE, DEFAULT_SEEDS, DEMO_METHODS, SUMMARY_FILE
+
+    written: dict[str, str] = {}  # folder -> the command that wrote it
+    run_names: dict[str, str] = {}  # run folder -> its run's name (diagnose's default folder)
+    files: set[str] = set()  # files written beside run folders (a demo's summary)
+    problems: list[str] = []
+
+    def write(folder: str, line: str) -> None:
+        if folder in written:
+            problems.append(f"`{line}` writes {folder}/, which `{written[folder]}` wrote")
+        written.setdefault(folder, line)
+
+    def read(folder: str, line: str) -> None:
+        if not any(fnmatch(f, folder) for f in written):
+            problems.append(f"`{line}` reads {folder}, which no command before it on the page wrote")
+
+    for line, args in _page_commands(page):
+        if args.command == "train" and not args.dry_run:
+            name = load_config(ROOT / args.config, args.overrides, build=False).name
+            folder = _folder(args.output_dir or f"runs/{name}")
+            if args.resume:
+                read(folder, line)
+            else:
+                write(folder, line)
+                run_names[folder] = name
+        elif args.command == "demo":
+            out = _folder(args.output_dir or "runs/demo")
+            write(out, line)
+            files.update({f"{out}/{SUMMARY_FILE}", f"{out}/{BASE_EVAL_FILE}"})
+            methods = args.methods.split(",") if args.methods else DEMO_METHODS
+            seeds = list(args.seeds) if args.seeds is not None else DEFAULT_SEEDS
+            for method in methods:
+                for j, seed in enumerate(seeds):
+                    suffix = f"-s{seed}" if j else ""
+                    run_names[f"{out}/{method}{suffix}"] = f"demo-{method.replace('+', '_')}{suffix}"
+                    written[f"{out}/{method}{suffix}"] = line
+        elif args.command == "diagnose":
+            if args.adapter:
+                read(_folder(args.adapter), line)
+            source = _folder(args.adapter) if args.adapter else None
+            name = run_names.get(source or "") or PurePosixPath(source or args.model or "tiny").name
+            write(_folder(args.out or f"diagnose/{name}"), line)
+        elif args.command == "eval" and args.adapter:
+            read(_folder(args.adapter), line)
+        elif args.command == "report":
+            for run in args.runs:
+                read(_folder(run), line)
+                problems += [f"`{line}` passes the file {f} (refused: not a run folder)" for f in sorted(files)
+                             if fnmatch(f, _folder(run))]
+    return problems
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_page_commands_run_in_order(page):
+    """Each page's `arca` commands can be run one after another as shown: every command that writes a folder writes
+    its own, and every folder read was written before."""
+    assert folder_problems(page) == []
+
+
+def test_folder_rules_catch_what_the_cli_refuses(tmp_path):
+    """The check above on a made-up page: two trains into runs/demo-arca (the second is refused), a --resume that
+    continues one, a second default demo, a demo's files in a report's pattern, a report of a folder nothing
+    wrote."""
+    page = tmp_path / "page.md"
+    page.write_text("```bash\narca train --config configs/demo.yaml\narca train --config configs/demo.yaml --resume\n"
+                    "arca train --config configs/demo.yaml --set training.learning_rate=1e-4\narca demo\n"
+                    "arca demo --methods uniform,arca\narca diagnose --adapter runs/demo/arca-s1 --task arithmetic\n"
+                    "arca report runs/demo/*\narca report runs/study\n```\n")
+    assert folder_problems(page) == [
+        "`arca train --config configs/demo.yaml --set training.learning_rate=1e-4` writes runs/demo-arca/, which "
+        "`arca train --config configs/demo.yaml` wrote",
+        "`arca demo --methods uniform,arca` writes runs/demo/, which `arca demo` wrote",
+        "`arca report runs/demo/*` passes the file runs/demo/base_eval.json (refused: not a run folder)",
+        "`arca report runs/demo/*` passes the file runs/demo/summary.json (refused: not a run folder)",
+        "`arca report runs/study` reads runs/study, which no command before it on the page wrote",
+    ]

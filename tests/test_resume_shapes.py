@@ -105,3 +105,21 @@ def test_vine_batch_rows_a_memory_cap_may_change_on_resume(tmp_path):
     run.mkdir()
     (run / rundir.CONFIG_FILE).write_text(yaml.safe_dump(cfg(256).to_yaml_dict()))
     assert rundir.check_resume_config(run, cfg(64)) == ["training.credit_vine_batch_rows: 256 -> 64"]
+
+
+def test_resume_dry_run_estimates_only_what_resume_trains(finished_run, tmp_path, capsys):
+    """`--resume --dry-run` with training.max_steps raised: on a finished run its step line says 0 to train (no token
+    bound or time for steps that --resume will not train), beside the one message of what --resume does; on a run
+    stopped at checkpoint-1 of 2 the bound is of the one step left."""
+    config_path, run_dir = copy_run(finished_run, tmp_path / "finished")
+    assert main(train_argv(config_path, run_dir, "--resume", "--set", "training.max_steps=5", "--dry-run")) == 0
+    out = capsys.readouterr().out
+    steps_line = next(line for line in out.splitlines() if line.startswith("# optimizer steps:"))
+    assert steps_line == "# optimizer steps: 5 (training.max_steps), 0 to train", steps_line
+    assert "--resume trains nothing: the run is finished" in out and "training.max_steps: 2 -> 5" in out, out
+    config_path, run_dir = copy_run(finished_run, tmp_path / "stopped", drop=AT_CHECKPOINT_1)
+    assert main(train_argv(config_path, run_dir, "--resume", "--dry-run")) == 0
+    out = capsys.readouterr().out
+    steps_line = next(line for line in out.splitlines() if line.startswith("# optimizer steps:"))
+    assert steps_line.startswith("# optimizer steps: 2 (training.max_steps), 1 to train after step 1; at most 1 x "), out
+    assert "--resume continues from checkpoint-1 (step 1 of 2)" in out, out

@@ -37,11 +37,12 @@ examples:
   arca train --config configs/demo.yaml --set training.credit=arca --set name=demo-arca
   arca train --config configs/paper/arca_r16.yaml --dry-run
   arca train --config configs/demo.yaml --set training.learning_rate=1e-4 --set name=demo-lr
-  arca train --config configs/demo.yaml --set training.save_strategy=steps --set training.save_steps=10 --resume
+  arca train --config configs/demo.yaml --set training.save_strategy=steps --set training.save_steps=10 --set name=demo-ckpt
+  arca train --config configs/demo.yaml --set training.save_strategy=steps --set training.save_steps=10 --set name=demo-ckpt --resume
   arca eval --adapter runs/demo-uniform --task arithmetic --n 200
   arca demo
-  arca demo --methods uniform,arca --seeds 0
-  arca demo --methods uniform,arca,arca+mix0.5,arca+warmup10,uniform+topent0.2
+  arca demo --methods uniform,arca --seeds 0 --output-dir runs/demo-seed0
+  arca demo --methods uniform,arca,arca+mix0.5,arca+warmup10,uniform+topent0.2 --output-dir runs/demo-credit-mix
 """
 
 

@@ -70,33 +70,40 @@ def run(args: argparse.Namespace) -> int:
         print(f"# {args.config}: valid. Resolved config (arca train would write {run_dir}/config.yaml):")
         print(cfg.to_yaml(), end="")
         per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps * training.world_size
+        state = {"finished": "finished", "running": "in use by another run", "interrupted": "resumable", "fresh": "new"}[rundir.state(run_dir)]
+        left, steps_line = steps, f"# optimizer steps: {steps} (training.max_steps)"
+        if args.resume:  # every check the real --resume makes, so a dry run passes only what it would
+            from .._resume import check_resume, describe
+
+            plan = check_resume(run_dir, cfg, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+            state += "; --resume " + describe(plan, steps)
+            # the estimate is of what --resume trains: nothing for a finished run, the steps after the checkpoint
+            left = 0 if plan.finished else max(steps - plan.done, 0) if plan.checkpoint is not None else steps
+            if left < steps:
+                steps_line += f", {left} to train after step {plan.done}" if left else ", 0 to train"
         # The only time estimate possible without loading the model: from the step times of this run
         # folder, when it has trained before.
         times = sorted(r["step_time"] for r in rundir.read_metrics(run_dir) if isinstance(r.get("step_time"), int | float))
         if times:
             median = times[len(times) // 2]
-            when = f"~{median * steps:.0f} s of training at the {median:.2f} s median step time logged in {run_dir}"
+            when = f"~{median * left:.0f} s of training at the {median:.2f} s median step time logged in {run_dir}"
         else:
             when = "no time estimate before a step has run (metrics.jsonl records step_time)"
         vine = ""
         if training.credit == "vine":  # its continuations dwarf the completions: part of the bound
             from .._setup_checks import vine_token_bound
 
-            bound = vine_token_bound(training.credit_vine_samples, steps * per_step, training.max_completion_length)
+            bound = vine_token_bound(training.credit_vine_samples, left * per_step, training.max_completion_length)
             vine = f", plus at most {bound} tokens of vine continuations (credit_vine_samples x T x T per completion)"
-        state = {"finished": "finished", "running": "in use by another run", "interrupted": "resumable", "fresh": "new"}[rundir.state(run_dir)]
-        if args.resume:  # every check the real --resume makes, so a dry run passes only what it would
-            from .._resume import check_resume, describe
-
-            state += "; --resume " + describe(check_resume(run_dir, cfg, world_size=int(os.environ.get("WORLD_SIZE", "1"))), steps)
+        if left:
+            steps_line += (f"; at most {left} x {per_step} completions x {training.max_completion_length} tokens = "
+                           f"{left * per_step * training.max_completion_length} generated tokens{vine}; {when}")
         print(
             f"# model: {model}\n"
             f"# per optimizer step: {per_step} completions = {per_step // training.num_generations} prompts "
             f"x {training.num_generations}; steps_per_generation={training.steps_per_generation}; "
             f"credit={training.credit}\n"
-            f"# optimizer steps: {steps} (training.max_steps); at most {steps} x {per_step} completions x "
-            f"{training.max_completion_length} tokens = {steps * per_step * training.max_completion_length} "
-            f"generated tokens{vine}; {when}\n"
+            f"{steps_line}\n"
             f"# run folder: {run_dir} ({state})"
         )
         return 0
