@@ -134,3 +134,22 @@ def test_an_adapter_that_does_not_fit_the_model_names_the_tensors_and_the_fix(tm
     assert "model.layers.0.self_attn.q_proj.lora_A.weight" in line, line  # the first tensor, without PEFT's prefixes
     for text in want:
         assert text in line, (text, line)
+
+
+@pytest.mark.parametrize("layers, want", [(3, "6 of its LoRA tensors have no place in the model"), (1, "the model has 6 LoRA tensors the adapter lacks")])
+def test_an_adapter_of_another_layer_count_is_refused_not_loaded_in_part(tmp_path, tiny_model_dir, capsys, layers, want):
+    """Issue 28: an adapter of a 3-layer model loaded onto the 2-layer one dropped layer 2's tensors without a word
+    (1 layer: the model's second layer kept its fresh LoRA weights); both are one line naming the first tensor."""
+    from arca_rl.cli import main
+    from runfiles import one_error_line
+    from tiny import save_tiny
+
+    other = save_tiny(tmp_path / "other", layers=layers)
+    adapter = _adapter_of(tmp_path / "adapter", other, layers=layers)
+    argv = ["eval", "--model", str(tiny_model_dir), "--adapter", str(adapter), "--task", "arithmetic", "--n", "2",
+            "--k", "1", "--samples-per-problem", "1", "--max-new-tokens", "2", "--quiet"]
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"--adapter {adapter}" in line and want in line and f"pass --model {other}" in line, line
+    layer = 2 if layers == 3 else 1  # 3 projections x (A, B) of the layer only one side has; names sorted
+    assert f"the first model.layers.{layer}.mlp.up_proj.lora_A.weight" in line, line

@@ -260,6 +260,7 @@ def load_model_for_eval(
             if problem is None:
                 raise
             raise ConfigError(problem) from None
+        check_adapter_fit(model, adapter_dir, model_path)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
@@ -318,6 +319,48 @@ def adapter_misfit(error: str, adapter_dir: Path, model_path: str) -> str | None
         )
     else:
         what = f"its target modules are not in the model {model_path}"
+    return _misfit_line(what, adapter_dir, model_path)
+
+
+_LORA_TENSOR = re.compile(r"\.lora_(A|B|embedding_A|embedding_B)(\.|$)")
+
+
+def check_adapter_fit(model: Any, adapter_dir: Path, model_path: str) -> None:
+    """After PEFT loaded a LoRA adapter without an error: every LoRA tensor of adapter_model.safetensors found its
+    place in `model` (a PeftModel) and every LoRA tensor of the model came from the file. PEFT drops the tensors of
+    layers the model lacks without a word, and leaves fresh weights where the file lacks a layer (another layer
+    count). Raises ConfigError naming the first tensor and the fix."""
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file() or read_adapter_config(adapter_dir).get("peft_type") != "LORA":
+        return
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as handle:
+        names = handle.keys()
+    saved = {k.removeprefix("base_model.model.") for k in names if _LORA_TENSOR.search(k)}
+    # the model's names as the file has them: no `base_model.model.` prefix, no adapter name
+    held = {
+        re.sub(r"\.default(?=\.|$)", "", n.removeprefix("base_model.model."))
+        for n, _ in model.named_parameters()
+        if _LORA_TENSOR.search(n)
+    }
+    extra, missing = sorted(saved - held, key=_natural), sorted(held - saved, key=_natural)
+    if extra:
+        what = f"{len(extra)} of its LoRA tensors have no place in the model {model_path}, the first {extra[0]}"
+    elif missing:
+        what = f"the model has {len(missing)} LoRA tensors the adapter lacks, the first {missing[0]} (model {model_path})"
+    else:
+        return
+    raise ConfigError(_misfit_line(what, adapter_dir, model_path))
+
+
+def _natural(name: str) -> list[Any]:
+    """Sort key putting layers.2 before layers.10."""
+    return [int(part) if part.isdigit() else part for part in name.split(".")]
+
+
+def _misfit_line(what: str, adapter_dir: Path, model_path: str) -> str:
+    """`--adapter DIR: <what>; <the fix>`: the model it was trained on, else what to restore."""
     base = _trained_on(adapter_dir)
     if base is not None and _same_model(base, model_path):  # the right model: its own config no longer fits its weights
         config = read_adapter_config(adapter_dir)
