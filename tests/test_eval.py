@@ -84,3 +84,72 @@ def test_evaluate_batched_left_padding_and_seeded_sampling(tiny_model_dir):
     assert tokenizer.padding_side == "left" or tokenizer.padding_side == "right"
     with pytest.raises(ValueError, match="k <= samples_per_problem"):
         evaluate(model, tokenizer, task, k=4, samples_per_problem=3, progress=False)
+
+
+def _adapter_of(folder, model_dir, **model_kwargs):
+    """A LoRA adapter (r=4 on q, v, up) of the tiny model built with `model_kwargs`, saved to `folder`, recording
+    `model_dir` as its base model (None: no base recorded)."""
+    from peft import get_peft_model
+
+    from tiny import char_tokenizer, tiny_lora, tiny_model
+
+    model = tiny_model(char_tokenizer(), **model_kwargs)
+    model.name_or_path = str(model_dir) if model_dir is not None else ""
+    get_peft_model(model, tiny_lora()).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("case", ["other model", "run's model", "own config"])
+def test_an_adapter_that_does_not_fit_the_model_names_the_tensors_and_the_fix(tmp_path, tiny_model_dir, capsys, case):
+    """Issue 28: an adapter of another model's shapes (or whose adapter_config.json no longer describes its weights)
+    is one line naming the adapter, the model, the first tensor that differs with both shapes, how many differ, and
+    the fix: the model it was trained on (adapter_config.json, else the run's config.yaml)."""
+    import json
+
+    import yaml
+
+    from arca_rl.cli import main
+    from runfiles import one_error_line
+    from tiny import save_tiny
+
+    big = save_tiny(tmp_path / "big", hidden=64)
+    if case == "other model":
+        adapter = _adapter_of(tmp_path / "adapter", big, hidden=64)
+        want = [f"pass --model {big}", "12 tensors", "[4, 64] in the adapter, [4, 32] in the model"]
+    elif case == "run's model":  # no base recorded in the adapter: the run folder's config.yaml says which
+        run = tmp_path / "run"
+        adapter = _adapter_of(run / "adapter", None, hidden=64)
+        (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": str(big)}}))
+        want = [f"pass --model {big}", "12 tensors", "[4, 64] in the adapter, [4, 32] in the model"]
+    else:  # trained on this very model, then adapter_config.json's r was edited: its weights are r=4
+        adapter = _adapter_of(tmp_path / "adapter", tiny_model_dir)
+        config = json.loads((adapter / "adapter_config.json").read_text())
+        (adapter / "adapter_config.json").write_text(json.dumps({**config, "r": 8, "lora_alpha": 16}))
+        want = ["adapter_config.json", "r=8", "[4, 32] in the adapter, [8, 32] in the model"]
+    argv = ["eval", "--model", str(tiny_model_dir), "--adapter", str(adapter), "--task", "arithmetic", "--n", "2",
+            "--k", "1", "--samples-per-problem", "1", "--max-new-tokens", "2", "--quiet"]
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"--adapter {adapter}" in line and str(tiny_model_dir) in line, line
+    assert "model.layers.0.self_attn.q_proj.lora_A.weight" in line, line  # the first tensor, without PEFT's prefixes
+    for text in want:
+        assert text in line, (text, line)
+
+
+@pytest.mark.parametrize("layers, want", [(3, "6 of its LoRA tensors have no place in the model"), (1, "the model has 6 LoRA tensors the adapter lacks")])
+def test_an_adapter_of_another_layer_count_is_refused_not_loaded_in_part(tmp_path, tiny_model_dir, capsys, layers, want):
+    """Issue 28: an adapter of a 3-layer model loaded onto the 2-layer one dropped layer 2's tensors without a word
+    (1 layer: the model's second layer kept its fresh LoRA weights); both are one line naming the first tensor."""
+    from arca_rl.cli import main
+    from runfiles import one_error_line
+    from tiny import save_tiny
+
+    other = save_tiny(tmp_path / "other", layers=layers)
+    adapter = _adapter_of(tmp_path / "adapter", other, layers=layers)
+    argv = ["eval", "--model", str(tiny_model_dir), "--adapter", str(adapter), "--task", "arithmetic", "--n", "2",
+            "--k", "1", "--samples-per-problem", "1", "--max-new-tokens", "2", "--quiet"]
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"--adapter {adapter}" in line and want in line and f"pass --model {other}" in line, line
+    layer = 2 if layers == 3 else 1  # 3 projections x (A, B) of the layer only one side has; names sorted
+    assert f"the first model.layers.{layer}.mlp.up_proj.lora_A.weight" in line, line

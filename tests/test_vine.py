@@ -288,3 +288,48 @@ def test_vine_samples_past_the_rollout_cap_are_refused_and_the_dry_run_bounds_it
     out = capsys.readouterr().out
     per_step, length = 32, 32  # the demo config: 4 prompts x 8 completions of at most 32 tokens
     assert f"plus at most {2 * per_step * 4 * length * length} tokens of vine continuations" in out, out
+
+
+def vine_reward_of(tmp_path, *funcs):
+    """A vine trainer on the tiny model with reward functions `funcs`: its `_vine_reward` of three continuations of
+    prompt row 0 (as vine rewards them), before any training."""
+    tok = char_tokenizer()
+    trainer = ARCAGRPOTrainer(
+        model=tiny_model(tok, seed=0),
+        reward_funcs=list(funcs),
+        args=make_args(tmp_path, credit="vine", max_steps=1, credit_vine_samples=2),
+        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+        processing_class=tok,
+        peft_config=tiny_lora(),
+    )
+    ids = tok(["12", "34", "5"], add_special_tokens=False)["input_ids"]
+    return lambda: trainer._vine_reward([{"prompt": PROMPTS[0]}], [PROMPTS[0]], 0, ids)
+
+
+def test_a_vine_reward_returning_none_or_a_bare_float_is_named(tmp_path):
+    """Issue 28: a reward function that returns None for vine's continuations (all of them, or some, with no other
+    function scoring those) is named, saying it returned None; before, the oracle said "reward function returned nan
+    for a continuation of prompt 0" and named neither. A bare float is a TypeError naming the function, as in TRL's
+    own reward pass. A None next to another function's number is left out of the sum, as TRL leaves it."""
+
+    def says_nothing(completions, **kw):
+        return [None] * len(completions)
+
+    def some_none(completions, **kw):
+        return [None if c.startswith("3") else 1.0 for c in completions]
+
+    def one_value(completions, **kw):
+        return 0.5
+
+    with pytest.raises(ValueError, match=r"^reward function 'says_nothing' returned None for 3 of 3 continuations"):
+        vine_reward_of(tmp_path / "a", says_nothing)()
+    with pytest.raises(ValueError, match=r"^reward function 'some_none' returned None for 1 of 3 continuations"):
+        vine_reward_of(tmp_path / "b", some_none)()
+    with pytest.raises(ValueError, match=r"^reward functions 'says_nothing', 'some_none' returned None for 1 of 3"):
+        vine_reward_of(tmp_path / "c", says_nothing, some_none)()
+    with pytest.raises(TypeError, match=r"reward function 'one_value' returned a bare float 0.5, not a list"):
+        vine_reward_of(tmp_path / "d", one_value)()
+    lengths = reward_len(char_tokenizer().batch_decode(char_tokenizer()(["12", "34", "5"])["input_ids"]))
+    assert vine_reward_of(tmp_path / "e", some_none, reward_len)() == pytest.approx(
+        [1.0 + lengths[0], lengths[1], 1.0 + lengths[2]]
+    )

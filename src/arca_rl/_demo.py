@@ -39,7 +39,10 @@ when the method's credit lands on the tokens that changed the expected reward.
 The budget check: uniform and arca always run; every later method runs only if the time used so
 far plus a projection of its cost (the measured time of arca's last run for signals that need the
 adapter-off pass, of uniform's otherwise, times the number of seeds, plus that method's oracle
-time) stays within the budget.
+time) stays within the budget. `vine`, wherever it is in the list, is projected from its own continuations
+(`vine_projection`: uniform's measured training time plus the continuations' generated tokens at the base
+evaluation's cost per token) and skipped up front when that does not fit, with the --budget that would hold it;
+summary.json lists every skipped method under "skipped", with its projection under "skipped_why".
 
 torch runs single-threaded here (`arca demo --threads`): the model's matrices are too small to
 gain from a second thread, and on a shared CPU OpenMP's spin-waiting made steps 5-10x slower.
@@ -64,7 +67,10 @@ from .errors import ConfigError
 from .group_credit import is_sampled_method, method_needs_base, registered_methods
 from .variants import parse_variant
 
-__all__ = ["DEFAULT_BUDGET_S", "DEFAULT_SEEDS", "DEMO_CONFIG_PATH", "DEMO_METHODS", "decisive_token_share", "demo_config", "run_demo"]
+__all__ = [
+    "DEFAULT_BUDGET_S", "DEFAULT_SEEDS", "DEMO_CONFIG_PATH", "DEMO_METHODS", "decisive_token_share", "demo_config", "run_demo",
+    "vine_projection",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +170,32 @@ def _oracle_figures(run_dir: Path, signal: str, samples: int, progress: bool) ->
         "oracle_rows": lift.get("n"),
         "oracle_top_match": summ.oracle_top_match if summ is not None else None,
         "oracle_seconds": result.settings.get("oracle_seconds"),
+    }
+
+
+def vine_projection(cfg: RunConfig, *, slot_seconds: float, train_seconds: float, mean_length: float | None) -> dict[str, Any]:
+    """The projected cost of one vine run of `cfg` (one seed): `train_seconds` (a run's training without vine, e.g.
+    uniform's measured time) plus its continuations, each generated token slot at `slot_seconds` (the base
+    evaluation's cost per slot). Per step, K continuations of each prompt (V_0, budget L) and of each sampled prefix
+    of each completion (on average a budget of L - T/2 slots), T the completions' mean length (`mean_length`, else
+    L). Sampled prefixes per completion: `credit_vine_positions: all`, every one of 1 .. T - 1; adaptive, as many
+    as halving [0, T] takes to find one token where the value moves, ceil(log2 T) (at least T / 32, its largest
+    gap), at most T - 1. Conservative: on the embedded task adaptive sampled about a third of that."""
+    args = cfg.training_args("unused", for_validation=True)
+    steps, length, k = int(args.max_steps), int(args.max_completion_length), int(args.credit_vine_samples)
+    completions = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    prompts = completions // args.num_generations
+    t = min(float(mean_length), float(length)) if mean_length else float(length)
+    prefixes = max(t - 1.0, 0.0)
+    if args.credit_vine_positions != "all" and t > 1:
+        prefixes = min(prefixes, max(float(math.ceil(math.log2(t))), t / 32))
+    rollouts = k * (prompts + completions * prefixes)
+    slots = k * (prompts * length + completions * prefixes * (length - t / 2))
+    return {
+        "projected_seconds": train_seconds + steps * slots * slot_seconds,
+        "rollouts_per_step": round(rollouts),
+        "samples": k,
+        "steps": steps,
     }
 
 
@@ -301,7 +333,9 @@ def _run_demo_locked(
     print(f"arca demo: model {base.model_path()}, task {base.task.name}, methods {', '.join(methods)}, budget {budget_s:.0f} s")
     model, tokenizer = load_model_for_eval(base.model_path(), dtype=base.model.dtype)
     task = build_task(base)
+    t_eval = time.perf_counter()
     before = evaluate(model, tokenizer, task, **eval_kwargs)
+    eval_seconds = time.perf_counter() - t_eval
     write_eval_json(before, out / BASE_EVAL_FILE)
     del model
     print(f"base model: greedy {before.greedy_accuracy:.3f}, pass@{before.k} {before.pass_at_k:.3f} on {before.n} held-out problems")
@@ -310,14 +344,38 @@ def _run_demo_locked(
     seconds_of: dict[str, float] = {}  # method -> seconds of its last run (for the projection)
     oracle_seconds = 0.0  # the last oracle's time (for the projection)
     skipped: list[str] = []
+    skipped_why: dict[str, dict[str, Any]] = {}
+    # the base evaluation's cost per generated token slot (greedy + sampled completions of max_new_tokens each)
+    slot_seconds = eval_seconds / max(before.n * (1 + before.samples_per_problem) * eval_kwargs["max_new_tokens"], 1)
     for i, method in enumerate(methods):
         elapsed = time.perf_counter() - t_start
-        if i >= REQUIRED_METHODS and seconds_of:
+        if is_sampled_method(signal_of[method]):  # vine: its own continuations, whatever its place in the list
+            plain = {m: v for m, v in seconds_of.items() if not is_sampled_method(signal_of[m])}
+            uniform = plain.get("uniform", max(plain.values(), default=0.0))
+            cfg0 = base.with_overrides(_method_overrides(method, fields_of[method], seed=seeds[0]))
+            lengths = [r["completions/mean_length"] for r in rundir.read_metrics(out / "uniform") if "uniform" in plain
+                       and isinstance(r.get("completions/mean_length"), int | float)]  # fmt: skip
+            vine = vine_projection(cfg0, slot_seconds=slot_seconds, train_seconds=uniform,
+                                   mean_length=sum(lengths) / len(lengths) if lengths else None)  # fmt: skip
+            projected = vine["projected_seconds"] * len(seeds)
+            if elapsed + projected > budget_s:
+                needed = math.ceil((elapsed + projected) * 1.1)
+                skipped.append(method)
+                skipped_why[method] = {**vine, "projected_seconds": projected, "budget_needed": needed}
+                print(
+                    f"skipping {method}: about {projected:.0f} s for {len(seeds)} seed(s) ({vine['steps']} steps, each "
+                    f"sampling about {vine['rollouts_per_step']:,} continuations, K={vine['samples']} per prefix), "
+                    f"{elapsed:.0f} s used of the {budget_s:.0f} s budget; include it with --budget {needed} "
+                    "(or fewer --seeds)"
+                )
+                continue
+        elif i >= REQUIRED_METHODS and seconds_of:
             like = "arca" if method_needs_base(signal_of[method]) and "arca" in seconds_of else "uniform" if "uniform" in seconds_of else None
             projected = (seconds_of[like] if like else max(seconds_of.values())) * len(seeds) + oracle_seconds
             if elapsed + projected > budget_s:
                 print(f"skipping {method}: {elapsed:.0f} s used, about {projected:.0f} s more would pass the {budget_s:.0f} s budget")
                 skipped.append(method)
+                skipped_why[method] = {"projected_seconds": projected, "budget_needed": math.ceil((elapsed + projected) * 1.1)}
                 continue
         per_seed: dict[str, dict[str, Any]] = {}
         for j, seed in enumerate(seeds):
@@ -359,6 +417,7 @@ def _run_demo_locked(
         "steps": base.training.get("max_steps"),
         "seeds": seeds,
         "skipped": skipped,
+        "skipped_why": skipped_why,  # each skipped method's projected seconds and the budget that would hold it
         "budget_seconds": budget_s,
         "oracle": {"samples": oracle_samples, "rollouts": ORACLE_ROLLOUTS, "prompts": ORACLE_PROMPTS, "k": ORACLE_K, "seed": 0}
         if oracle_samples
@@ -370,6 +429,9 @@ def _run_demo_locked(
     if len(seeds) > 1:
         print(f"(means over seeds {', '.join(map(str, seeds))}; per-seed figures in summary.json)")
     if skipped:
-        print(f"(skipped for time: {', '.join(skipped)}; run them with --methods {','.join(skipped)})")
+        about = ", ".join(f"{m} (about {skipped_why[m]['projected_seconds']:.0f} s)" for m in skipped)
+        # a demo of those alone: the base evaluation, then their projected time (with a tenth to spare)
+        need = math.ceil((eval_seconds + sum(skipped_why[m]["projected_seconds"] for m in skipped)) * 1.1)
+        print(f"(skipped for time: {about}; run them with --methods {','.join(skipped)} --budget {need})")
     print(f"\n{total:.0f} s in all; summary in {out / SUMMARY_FILE}")
     return summary

@@ -13,6 +13,7 @@ problems.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from ._causal_lm import eos_ids, pad_id, seeded
 from ._config import check_model_folder
 from .errors import ConfigError
 from .models import resolve_model
-from .rundir import read_adapter_config, resolve_adapter
+from .rundir import CONFIG_FILE, read_adapter_config, resolve_adapter
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -255,18 +256,125 @@ def load_model_for_eval(
         try:
             model = PeftModel.from_pretrained(model, str(adapter_dir))
         except (RuntimeError, ValueError) as exc:  # torch's "size mismatch", PEFT's "target modules not found"
-            if "size mismatch" not in str(exc) and "not found in the base model" not in str(exc):
+            problem = adapter_misfit(str(exc), adapter_dir, model_path)
+            if problem is None:
                 raise
-            base = read_adapter_config(adapter_dir).get("base_model_name_or_path") or "another model"
-            raise ConfigError(
-                f"--adapter {adapter_dir}: trained on {base}, but the model is {model_path} (its layers do not fit "
-                f"the adapter); pass --model {base}, or an adapter trained on {model_path}"
-            ) from None
+            raise ConfigError(problem) from None
+        check_adapter_fit(model, adapter_dir, model_path)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) from checkpoint, "
+    r"the shape in current model is torch\.Size\(\[([^\]]*)\]\)"
+)
+
+
+def _trained_on(adapter_dir: Path) -> str | None:
+    """The model an adapter was trained on: its adapter_config.json's base_model_name_or_path, else the
+    model.name_or_path of the run folder's config.yaml it sits in; None when neither records one."""
+    base = read_adapter_config(adapter_dir).get("base_model_name_or_path")
+    if base:
+        return str(base)
+    run = resolve_adapter(adapter_dir)[1]
+    if run is None:
+        return None
+    import yaml
+
+    try:
+        raw = yaml.safe_load((run / CONFIG_FILE).read_text())
+        name = raw["model"]["name_or_path"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, KeyError):
+        return None
+    return str(name) if name else None
+
+
+def _same_model(base: str, model_path: str) -> bool:
+    """Do two model names (short names, hub ids, folders) name the same model?"""
+    try:
+        return base == model_path or Path(resolve_model(base)).resolve() == Path(model_path).resolve()
+    except OSError:  # a short name that is not installed
+        return False
+
+
+def adapter_misfit(error: str, adapter_dir: Path, model_path: str) -> str | None:
+    """One line for PEFT's error when the adapter in `adapter_dir` does not fit the model at `model_path`
+    (torch's "size mismatch", PEFT's "target modules not found"), naming the first tensor that differs with
+    both shapes, how many differ, and the fix; None for any other error."""
+    mismatches = _SIZE_MISMATCH.findall(error)
+    if not mismatches and "not found in the base model" not in error:
+        return None
+    if mismatches:
+        key, in_adapter, in_model = mismatches[0]
+        # PEFT's parameter name as the adapter file has it: no `base_model.model.` prefix, no adapter name
+        name = re.sub(r"\.default(?=\.|$)", "", key.removeprefix("base_model.model."))
+        n = len(mismatches)
+        what = (
+            f"{n} tensor{'s' if n != 1 else ''} of it differ in shape from the model {model_path}, the first "
+            f"{name}: [{in_adapter}] in the adapter, [{in_model}] in the model"
+        )
+    else:
+        what = f"its target modules are not in the model {model_path}"
+    return _misfit_line(what, adapter_dir, model_path)
+
+
+_LORA_TENSOR = re.compile(r"\.lora_(A|B|embedding_A|embedding_B)(\.|$)")
+
+
+def check_adapter_fit(model: Any, adapter_dir: Path, model_path: str) -> None:
+    """After PEFT loaded a LoRA adapter without an error: every LoRA tensor of adapter_model.safetensors found its
+    place in `model` (a PeftModel) and every LoRA tensor of the model came from the file. PEFT drops the tensors of
+    layers the model lacks without a word, and leaves fresh weights where the file lacks a layer (another layer
+    count). Raises ConfigError naming the first tensor and the fix."""
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file() or read_adapter_config(adapter_dir).get("peft_type") != "LORA":
+        return
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as handle:
+        names = handle.keys()
+    saved = {k.removeprefix("base_model.model.") for k in names if _LORA_TENSOR.search(k)}
+    # the model's names as the file has them: no `base_model.model.` prefix, no adapter name
+    held = {
+        re.sub(r"\.default(?=\.|$)", "", n.removeprefix("base_model.model."))
+        for n, _ in model.named_parameters()
+        if _LORA_TENSOR.search(n)
+    }
+    extra, missing = sorted(saved - held, key=_natural), sorted(held - saved, key=_natural)
+    if extra:
+        what = f"{len(extra)} of its LoRA tensors have no place in the model {model_path}, the first {extra[0]}"
+    elif missing:
+        what = f"the model has {len(missing)} LoRA tensors the adapter lacks, the first {missing[0]} (model {model_path})"
+    else:
+        return
+    raise ConfigError(_misfit_line(what, adapter_dir, model_path))
+
+
+def _natural(name: str) -> list[Any]:
+    """Sort key putting layers.2 before layers.10."""
+    return [int(part) if part.isdigit() else part for part in name.split(".")]
+
+
+def _misfit_line(what: str, adapter_dir: Path, model_path: str) -> str:
+    """`--adapter DIR: <what>; <the fix>`: the model it was trained on, else what to restore."""
+    base = _trained_on(adapter_dir)
+    if base is not None and _same_model(base, model_path):  # the right model: its own config no longer fits its weights
+        config = read_adapter_config(adapter_dir)
+        return (
+            f"--adapter {adapter_dir}: {what}; it was trained on this model, so its adapter_config.json "
+            f"(r={config.get('r')}, lora_alpha={config.get('lora_alpha')}) does not describe its adapter_model.safetensors; "
+            "restore the adapter_config.json saved with it (a run's checkpoint-N/ holds a copy) or train again"
+        )
+    if base is None:
+        return (
+            f"--adapter {adapter_dir}: {what}; it records no base model (no base_model_name_or_path in its "
+            f"adapter_config.json): pass --model with the model it was trained on, or an adapter trained on {model_path}"
+        )
+    return f"--adapter {adapter_dir}: {what}; it was trained on {base}: pass --model {base}, or an adapter trained on {model_path}"
 
 
 def adapter_base_model(adapter: str | Path) -> str | None:

@@ -160,7 +160,8 @@ class _VineCredit(_TRLTrainer):
     ) -> list[float]:
         """Rewards of whole completions (prefix + continuation) of row `row`'s prompt: each reward function called as
         TRL's `_calculate_rewards` calls it (the row's prompt and dataset columns, texts decoded as TRL decodes them),
-        summed with `reward_weights`; a None is left out of the sum as TRL leaves it (all None: NaN, refused)."""
+        summed with `reward_weights`; a None is left out of the sum as TRL leaves it; a continuation that every function
+        returned None for is refused, naming the functions (it has no reward to average)."""
         n, prompt = len(completions), prompts[row]
         texts: list[Any] = self.processing_class.batch_decode(completions, skip_special_tokens=True)
         if is_conversational({"prompt": prompt}):
@@ -168,6 +169,7 @@ class _VineCredit(_TRLTrainer):
         kwargs: dict[str, Any] = {k: [v] * n for k, v in inputs[row].items() if k not in ("prompt", "completion", "completion_ids")}
         kwargs.update(trainer_state=self.state, log_extra=_ignore, log_metric=_ignore)
         per_func = torch.full((n, len(self.reward_funcs)), torch.nan)  # float32, as TRL's
+        none = torch.zeros(per_func.shape, dtype=torch.bool)  # which function returned None for which continuation
         for i, func in enumerate(self.reward_funcs):
             out = func(prompts=[prompt] * n, completions=texts, completion_ids=completions, **kwargs)
             if is_async_callable(func):
@@ -175,6 +177,15 @@ class _VineCredit(_TRLTrainer):
             if len(out) != n:
                 raise ValueError(f"reward function {self.reward_func_names[i]!r} returned {len(out)} rewards for {n} completions")
             per_func[:, i] = torch.tensor([torch.nan if r is None else float(r) for r in out])
+            none[:, i] = torch.tensor([r is None for r in out])
+        unscored = int(none.all(dim=1).sum())  # a continuation no function scored: it has no value to average
+        if unscored:
+            names = [repr(self.reward_func_names[i]) for i in range(len(self.reward_funcs)) if none[:, i].any()]
+            raise ValueError(
+                f"reward function{'s' if len(names) > 1 else ''} {', '.join(names)} returned None for {unscored} of {n} "
+                f"continuations of prompt {prompt!r:.60}; credit='vine' averages the rewards of its continuations, so "
+                "each needs a number from some reward function: return a float (0.0 for no reward) instead of None"
+            )
         total = (per_func * self.reward_weights.cpu().unsqueeze(0)).nansum(dim=1)  # sum_j w_j r_j, as TRL
-        total[per_func.isnan().all(dim=1)] = torch.nan  # no reward at all: the oracle refuses it, naming the prompt
+        total[per_func.isnan().all(dim=1)] = torch.nan  # NaN from every function: the oracle refuses it, naming the prompt
         return total.tolist()

@@ -36,7 +36,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=arg(check_number, "--budget", low=0),
         default=None,
         help="wall-clock seconds for the whole demo; methods after uniform and arca run only while the "
-        "projection fits (default 540)",
+        "projection fits, vine (projected from its own continuations) wherever it is listed (default 540)",
     )
     p.add_argument(
         "--seeds",
