@@ -83,6 +83,9 @@ def main() -> None:
         "--methods", nargs="+", default=["uniform", "arca", "surprisal", "tempo", "self_teacher", "sdpo"]
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument(
+        "--pairs", nargs="+", default=None, help="explicit queue of METHOD:SEED (instead of the grid)"
+    )
     parser.add_argument("--parallel", type=int, default=2, help="runs at once (one thread each)")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "rg")
     parser.add_argument("--nice", type=int, default=5)
@@ -90,7 +93,10 @@ def main() -> None:
     args = parser.parse_args()
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    queue = [(m, s) for s in args.seeds for m in args.methods if not (RESULTS / f"{m}-s{s}.json").exists()]
+    grid = [(m, s) for s in args.seeds for m in args.methods]
+    if args.pairs:
+        grid = [(p.split(":")[0], int(p.split(":")[1])) for p in args.pairs]
+    queue = [(m, s) for m, s in grid if not (RESULTS / f"{m}-s{s}.json").exists()]
     running: list[tuple[str, int, Path, list[str], subprocess.Popen, float]] = []
     while queue or running:
         while queue and len(running) < args.parallel:
