@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -103,8 +104,8 @@ def main() -> None:
             method, seed = queue.pop(0)
             out = args.runs_dir / f"{method}-s{seed}"
             cmd = command(method, seed, out, threads=1)
-            if out.exists():  # a run cut by an earlier session: start it again from scratch
-                cmd.append("--overwrite")
+            if out.exists():  # a run cut by an earlier session (no summary): start it again from scratch
+                shutil.rmtree(out)
             logs = (
                 args.runs_dir.parent / f"{args.runs_dir.name}-logs"
             )  # beside, so `arca report runs/rg/*` sees runs only
@@ -127,7 +128,7 @@ def main() -> None:
             if proc.returncode != 0:
                 print(f"FAILED {method} seed {seed} (exit {proc.returncode}, {minutes:.1f} min)", flush=True)
                 continue
-            summary = summarize(method, seed, out, [c for c in cmd if c != "--overwrite"])
+            summary = summarize(method, seed, out, cmd)
             path = RESULTS / f"{method}-s{seed}.json"
             path.write_text(json.dumps(summary, indent=1) + "\n")
             greedy = summary["eval"]["greedy_accuracy"]
