@@ -96,3 +96,33 @@ def test_vine_on_every_prefix_is_projected_as_such():
     full = 40 * STEP_SECONDS + 40 * 8 * (4 * 32 + 32 * 31 * (32 - 16)) * slot
     assert project(every, slot_seconds=slot, train_seconds=40, mean_length=None)["projected_seconds"] == pytest.approx(full)
     assert project(every, slot_seconds=slot, train_seconds=40, mean_length=99)["projected_seconds"] == pytest.approx(full)
+
+
+def _plant_run(run_dir, overrides):
+    """A finished run's files as `arca train` leaves them: config.yaml (the resolved config), metrics, finished."""
+    from arca_rl._runfiles import write_config
+
+    write_config(run_dir, demo.demo_config(overrides))
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 0.0}) + "\n")
+    (run_dir / "finished.json").write_text(json.dumps({"global_step": 1}) + "\n")
+
+
+def test_a_demo_folder_holding_another_run_is_refused_naming_what_it_holds(tmp_path, fake_demo):
+    # runs/demo/uniform/ holds a run someone trained there with ARCA under their own name: the demo's uniform run
+    # would replace it. Refused before any work, describing the run from its own config.yaml, files untouched.
+    held = tmp_path / "demo" / "uniform"
+    _plant_run(held, ["training.credit=arca", "name=my-arca", "training.seed=3"])
+    before = {p.name: p.read_bytes() for p in held.iterdir()}
+    with pytest.raises(demo.rundir.RunExistsError) as err:
+        demo.run_demo(methods=["uniform", "arca"], out_dir=tmp_path / "demo", seeds=[0], progress=False, oracle_samples=0)
+    message = str(err.value)
+    assert "my-arca" in message and "credit arca" in message and "seed 3" in message and "--output-dir" in message
+    assert fake_demo == []
+    assert {p.name: p.read_bytes() for p in held.iterdir()} == before
+
+
+def test_a_demo_folder_holding_the_demos_own_earlier_run_is_trained_again(tmp_path, fake_demo):
+    _plant_run(tmp_path / "demo" / "uniform", ["training.credit=uniform", "name=demo-uniform", "training.seed=0"])
+    _plant_run(tmp_path / "demo" / "arca-s1", ["training.credit=arca", "name=demo-arca-s1", "training.seed=1"])
+    demo.run_demo(methods=["uniform", "arca"], out_dir=tmp_path / "demo", seeds=[0, 1], progress=False, oracle_samples=0)
+    assert sorted(fake_demo) == [("arca", 0), ("arca", 1), ("uniform", 0), ("uniform", 1)]

@@ -58,6 +58,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from . import rundir
 from ._config import RunConfig, load_config
 from ._diagnose import run_diagnose
@@ -294,20 +296,46 @@ def run_demo(
     # The demo holds its folder for its whole length (a second demo there is refused), and each run
     # folder is only ever emptied by `train(replace=True)` under that run's own lock. Refused before
     # any work: a folder of someone else's files, a run folder another process is training in.
-    run_dirs = [_run_dir(out, method, j, seed) for method in methods for j, seed in enumerate(seeds)]
-    ours = tuple(d.name for d in run_dirs if rundir.is_ours(d) and d.is_dir())
+    planned = {
+        _run_dir(out, method, j, seed): _method_overrides(method, fields_of[method], seed=seed, suffix=j > 0)[-1]
+        for method in methods
+        for j, seed in enumerate(seeds)
+    }
+    ours = tuple(d.name for d in planned if rundir.is_ours(d) and d.is_dir())
     rundir.check_ours(out, also=(BASE_EVAL_FILE, SUMMARY_FILE, *ours))
-    for run_dir in run_dirs:
+    for run_dir, name_override in planned.items():
         rundir.check_ours(run_dir)
+        held = _held_run(run_dir)
         if rundir.is_running(run_dir):
             raise rundir.RunLockedError(
-                f"{run_dir} is in use by another run; wait for it to end or stop it, or pick another --output-dir"
+                f"{run_dir} is in use by another run{f' ({held[1]})' if held else ''}; wait for it to end or "
+                "stop it, or pick another --output-dir"
+            )
+        if held is not None and held[0] != name_override.removeprefix("name="):
+            raise rundir.RunExistsError(
+                f"{run_dir} holds another run ({held[1]}), not this demo's {name_override.removeprefix('name=')}; "
+                "the demo would replace it: move it away, or pick another --output-dir"
             )
     with rundir.lock(out):
         return _run_demo_locked(
             base, methods, signal_of, fields_of, out=out, seeds=seeds, budget_s=budget_s, progress=progress,
             oracle_samples=oracle_samples, t_start=t_start,
         )
+
+
+def _held_run(run_dir: Path) -> tuple[str, str] | None:
+    """(name, description) of the run a folder's config.yaml records, None without one: what is in the folder,
+    read from the run itself rather than guessed from the folder's name."""
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    training = cfg.get("training") if isinstance(cfg.get("training"), dict) else {}
+    what = f"trainer {cfg['trainer']}" if cfg.get("trainer") not in (None, "grpo") else f"credit {training.get('credit')}"
+    name = str(cfg.get("name"))
+    return name, f"run {name!r}, {what}, seed {training.get('seed')}"
 
 
 def _run_dir(out: Path, method: str, j: int, seed: int) -> Path:
