@@ -4,8 +4,10 @@ packaged configs by name."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 import reasoning_gym
@@ -121,3 +123,31 @@ def test_a_config_selects_the_task_and_packaged_configs_load_by_name(tmp_path, m
         load_config("no-such-config")
     out = subprocess.run([sys.executable, "-m", "arca_rl.cli", "train", "--help"], capture_output=True, text=True, check=True)
     assert "demo" in out.stdout.split("--config")[2]
+
+
+def _digit_shares(ds) -> dict[int, float]:
+    """Share of each operand length in a split, read from the question text (not from the task's metadata)."""
+    lengths = [len(re.findall(r"\d+", q.split(":")[-1])[0]) for q in _questions(ds)]
+    return {d: lengths.count(d) / len(lengths) for d in set(lengths)}
+
+
+def test_splits_that_are_different_mixtures_of_difficulty_are_warned_about_with_the_shares() -> None:
+    # products of two 1- or 2-digit numbers: reasoning-gym draws the length per problem, half each, but there are
+    # only 100 one-digit questions against 8,100 two-digit ones, so the distinct held-out questions take most of the
+    # one-digit ones and the training split (which skips them) is almost all two-digit
+    mixed = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}
+    task = get_task("reasoning_gym", dataset="products", config=mixed, n_train=400, n_test=100)
+    held_out, shares_test = task.test_dataset(), None
+    shares_test = _digit_shares(held_out)
+    with pytest.warns(UserWarning, match="num_digits") as caught:
+        train = task.train_dataset()
+    shares_train = _digit_shares(train)
+    assert shares_test[1] - shares_train[1] > 0.2  # the independent count agrees that the mixtures differ
+    message = str(caught[0].message)
+    assert f"held-out 1: {shares_test[1]:.0%}" in message and f"training 1: {shares_train[1]:.0%}" in message
+    assert "min_digits" in message or "same" in message  # says how to fix it
+    # one length only: both splits are the same mixture, no warning
+    same = {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_task("reasoning_gym", dataset="products", config=same, n_train=400, n_test=100).train_dataset()

@@ -29,9 +29,11 @@ solution is scored as ``{"answer": solution}``.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +50,7 @@ ANSWER_MODES = ("tags", "last_line", "last_number")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _SEED_STRIDE = 10**7  # a split's reasoning-gym seed range: [base, base + _SEED_STRIDE)
 _MAX_DRAWS_PER_ITEM = 20  # give up when a split needs more draws than this per item (space too small)
+_MIXTURE_TOLERANCE = 0.15  # total variation distance between the splits' mixtures above which training warns
 
 
 def dataset_names() -> list[str]:
@@ -73,6 +76,52 @@ def extract_answer(completion: str, mode: str = "tags") -> str | None:
         numbers = _NUMBER.findall(completion.replace(",", ""))
         found = numbers[-1] if numbers else None
     return found
+
+
+def _mixture(items: list[dict[str, Any]]) -> dict[str, collections.Counter]:
+    """Counts of each scalar metadata value (num_digits, num_terms, ...) over a split's items."""
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for item in items:
+        for key, value in (item.get("metadata") or {}).items():
+            if isinstance(value, (int, str)) and not isinstance(value, bool) and not key.startswith("source_"):
+                counts[key][value] += 1
+    return counts
+
+
+def split_mismatch(held_out: list[dict[str, Any]], training: list[dict[str, Any]], dataset: str) -> str | None:
+    """One line when the two splits are different mixtures of a per-problem choice of the generator, else None.
+
+    reasoning-gym draws a difficulty per problem (e.g. ``num_digits`` between ``min_digits`` and ``max_digits``).
+    The held-out split keeps distinct questions and the training split skips those, so when one difficulty has a
+    small question space (100 one-digit products against 8,100 two-digit ones) the held-out split takes most of it
+    and the training split is almost all of the other: the held-out score then measures another task than the one
+    trained on. Compared per metadata key with at most 10 values (and at least five items per value in each
+    split): total variation distance above 0.15 warns.
+    """
+    test_mix, train_mix = _mixture(held_out), _mixture(training)
+    for key in sorted(test_mix.keys() & train_mix.keys()):
+        values = sorted(set(test_mix[key]) | set(train_mix[key]), key=str)
+        if not 1 < len(values) <= min(10, len(held_out) // 5, len(training) // 5):
+            continue  # a per-problem choice repeats across items; splits too small to compare say nothing
+        share = {
+            split: {v: mix[key][v] / max(sum(mix[key].values()), 1) for v in values}
+            for split, mix in (("held-out", test_mix), ("training", train_mix))
+        }
+        # total variation distance: half the summed absolute difference of the two splits' shares
+        distance = 0.5 * sum(abs(share["held-out"][v] - share["training"][v]) for v in values)
+        if distance > _MIXTURE_TOLERANCE:
+            shown = "; ".join(
+                f"{split} " + ", ".join(f"{v}: {shares[v]:.0%}" for v in values) for split, shares in share.items()
+            )
+            stem = key.removeprefix("num_")
+            return (
+                f"reasoning-gym {dataset}: the training and held-out splits are different mixtures of {key} ({shown}):"
+                f" the held-out split keeps distinct questions and the training split skips them, so a small part of"
+                f" the question space sits mostly in one split and the held-out score measures another mix than the"
+                f" one trained on; give {key} one value in `config` (e.g. min_{stem} = max_{stem}) or the same"
+                f" question space to every value"
+            )
+    return None
 
 
 def _system_prompt(system: str) -> str:
@@ -166,6 +215,9 @@ class ReasoningGymTask(GeneratedTask):
                 self._test_questions = {item["question"] for item in self._test_items()}
             self.skipped_train = 0
             items = self._draw(2 * self.seed * _SEED_STRIDE, n, self._test_questions)
+            mismatch = split_mismatch(self._test_items(), items, self.dataset)
+            if mismatch:
+                warnings.warn(mismatch, UserWarning, stacklevel=3)
         system = _system_prompt(self.system)
         prompts, solutions = [], []
         for item in items:
