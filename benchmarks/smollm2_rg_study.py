@@ -23,15 +23,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "smollm2_rg"
+RESULTS_ROOT = ROOT / "benchmarks" / "results"
 
 
-def command(method: str, seed: int, out: Path, threads: int) -> list[str]:
+def command(method: str, seed: int, out: Path, threads: int, study: str = "smollm2-rg") -> list[str]:
     return [
         "arca",
         "train",
         "-c",
-        f"smollm2-rg/{method}",
+        f"{study}/{method}",
         "--set",
         f"training.seed={seed}",
         "--output-dir",
@@ -88,22 +88,29 @@ def main() -> None:
         "--pairs", nargs="+", default=None, help="explicit queue of METHOD:SEED (instead of the grid)"
     )
     parser.add_argument("--parallel", type=int, default=2, help="runs at once (one thread each)")
-    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "rg")
+    parser.add_argument(
+        "--study",
+        default="smollm2-rg",
+        help="packaged config folder: smollm2-rg (products, 1-2 digits) or smollm2-rg2 (products, 3 one-digit terms)",
+    )
+    parser.add_argument("--runs-dir", type=Path, help="default runs/rg (smollm2-rg), runs/rg2 (smollm2-rg2)")
     parser.add_argument("--nice", type=int, default=5)
     parser.add_argument("--no-commit", action="store_true")
     args = parser.parse_args()
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = RESULTS_ROOT / args.study.replace("-", "_")  # this study's summaries
+    args.runs_dir = args.runs_dir or ROOT / "runs" / args.study.removeprefix("smollm2-")
+    results.mkdir(parents=True, exist_ok=True)
     grid = [(m, s) for s in args.seeds for m in args.methods]
     if args.pairs:
         grid = [(p.split(":")[0], int(p.split(":")[1])) for p in args.pairs]
-    queue = [(m, s) for m, s in grid if not (RESULTS / f"{m}-s{s}.json").exists()]
+    queue = [(m, s) for m, s in grid if not (results / f"{m}-s{s}.json").exists()]
     running: list[tuple[str, int, Path, list[str], subprocess.Popen, float]] = []
     while queue or running:
         while queue and len(running) < args.parallel:
             method, seed = queue.pop(0)
             out = args.runs_dir / f"{method}-s{seed}"
-            cmd = command(method, seed, out, threads=1)
+            cmd = command(method, seed, out, threads=1, study=args.study)
             if out.exists():  # a run cut by an earlier session (no summary): start it again from scratch
                 shutil.rmtree(out)
             logs = (
@@ -129,7 +136,7 @@ def main() -> None:
                 print(f"FAILED {method} seed {seed} (exit {proc.returncode}, {minutes:.1f} min)", flush=True)
                 continue
             summary = summarize(method, seed, out, cmd)
-            path = RESULTS / f"{method}-s{seed}.json"
+            path = results / f"{method}-s{seed}.json"
             path.write_text(json.dumps(summary, indent=1) + "\n")
             greedy = summary["eval"]["greedy_accuracy"]
             print(f"finished {method} seed {seed}: greedy {greedy:.3f} ({minutes:.1f} min)", flush=True)
