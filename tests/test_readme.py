@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from arca_rl._config import packaged_configs
 from arca_rl.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,7 +162,7 @@ def test_bash_block_commands_exist(words):
         except SystemExit as e:
             pytest.fail(f"`arca {' '.join(argv)}` does not parse (exit {e.code})")
         config = getattr(args, "config", None)
-        assert config is None or (ROOT / config).is_file(), f"--config {config}: no such file"
+        assert config is None or (ROOT / config).is_file() or str(config) in packaged_configs(), f"--config {config}: no such file"
         if "--config_file" in words:  # accelerate launch --config_file configs/accelerate/... -m arca_rl.cli
             config_file = words[words.index("--config_file") + 1]
             assert (ROOT / config_file).is_file(), f"--config_file {config_file}: no such file"
@@ -220,7 +221,8 @@ def folder_problems(page: Path) -> list[str]:
 
     for line, args in _page_commands(page):
         if args.command == "train" and not args.dry_run:
-            name = load_config(ROOT / args.config, args.overrides, build=False).name
+            where = ROOT / args.config if (ROOT / args.config).is_file() else str(args.config)  # a packaged name
+            name = load_config(where, args.overrides, build=False).name
             folder = _folder(args.output_dir or f"runs/{name}")
             if args.resume:
                 read(folder, line)
@@ -262,7 +264,7 @@ def test_page_commands_run_in_order(page):
 
 
 def test_folder_rules_catch_what_the_cli_refuses(tmp_path):
-    """The check above on a made-up page: two trains into runs/demo-arca (the second is refused), a --resume that
+    """The check above on a made-up page: two trains into runs/demo-uniform (the second is refused), a --resume that
     continues one, a second default demo, a demo's files in a report's pattern, a report of a folder nothing
     wrote."""
     page = tmp_path / "page.md"
@@ -271,7 +273,7 @@ def test_folder_rules_catch_what_the_cli_refuses(tmp_path):
                     "arca demo --methods uniform,arca\narca diagnose --adapter runs/demo/arca-s1 --task arithmetic\n"
                     "arca report runs/demo/*\narca report runs/study\n```\n")
     assert folder_problems(page) == [
-        "`arca train --config configs/demo.yaml --set training.learning_rate=1e-4` writes runs/demo-arca/, which "
+        "`arca train --config configs/demo.yaml --set training.learning_rate=1e-4` writes runs/demo-uniform/, which "
         "`arca train --config configs/demo.yaml` wrote",
         "`arca demo --methods uniform,arca` writes runs/demo/, which `arca demo` wrote",
         "`arca report runs/demo/*` passes the file runs/demo/base_eval.json (refused: not a run folder)",
