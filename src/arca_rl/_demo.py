@@ -332,7 +332,8 @@ def _held_run(run_dir: Path) -> tuple[str, str] | None:
         return None
     if not isinstance(cfg, dict):
         return None
-    training = cfg.get("training") if isinstance(cfg.get("training"), dict) else {}
+    section = cfg.get("training")
+    training: dict[str, Any] = section if isinstance(section, dict) else {}
     what = f"trainer {cfg['trainer']}" if cfg.get("trainer") not in (None, "grpo") else f"credit {training.get('credit')}"
     name = str(cfg.get("name"))
     return name, f"run {name!r}, {what}, seed {training.get('seed')}"
