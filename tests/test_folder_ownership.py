@@ -21,11 +21,11 @@ def _demo_argv(out, tiny_model_dir, *extra):
             "--set", "eval.max_new_tokens=4", "--set", "eval.samples_per_problem=2", "--set", "eval.k=2", *extra]
 
 
-def _fake_run(folder):
+def _fake_run(folder, name="other"):
     """A run folder as `arca train` leaves it mid-run: its lock file, config and two metrics rows."""
     folder.mkdir(parents=True)
     (folder / rundir.LOCK_FILE).write_text("")
-    (folder / rundir.CONFIG_FILE).write_text("name: other\n")
+    (folder / rundir.CONFIG_FILE).write_text(f"name: {name}\n")
     (folder / rundir.METRICS_FILE).write_text('{"step": 1}\n{"step": 2}\n')
 
 
@@ -63,7 +63,7 @@ def test_demo_refuses_a_folder_of_the_users_files(tmp_path, tiny_model_dir, caps
 @pytest.mark.slow
 def test_demo_replaces_its_old_run_only_under_the_runs_lock(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "D"
-    _fake_run(out / "arca")
+    _fake_run(out / "arca", name="demo-arca")  # an earlier demo's arca run, cut mid-run
     (out / "arca" / "stale.txt").write_text("from an earlier demo\n")
     assert main(_demo_argv(out, tiny_model_dir)) == 0
     run = out / "arca"

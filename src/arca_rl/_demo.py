@@ -327,7 +327,7 @@ def _held_run(run_dir: Path) -> tuple[str, str] | None:
     """(name, description) of the run a folder's config.yaml records, None without one: what is in the folder,
     read from the run itself rather than guessed from the folder's name."""
     try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        cfg = yaml.safe_load((run_dir / rundir.CONFIG_FILE).read_text()) or {}
     except (OSError, yaml.YAMLError):
         return None
     if not isinstance(cfg, dict):
