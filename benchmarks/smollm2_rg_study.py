@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument(
         "--study",
         default="smollm2-rg",
-        help="packaged config folder: smollm2-rg (products, 1-2 digits) or smollm2-rg2 (products, 3 one-digit terms)",
+        help="packaged config folder: smollm2-rg (products, 1-2 digits) or smollm2-rg2 (basic_arithmetic, two one-digit terms)",
     )
     parser.add_argument("--runs-dir", type=Path, help="default runs/rg (smollm2-rg), runs/rg2 (smollm2-rg2)")
     parser.add_argument("--nice", type=int, default=5)
