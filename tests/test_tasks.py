@@ -165,7 +165,9 @@ def test_last_boxed(text: str, expected: str | None) -> None:
         ("\\boxed{42}", "42"),  # a bare reference answer
     ],
 )
-def test_score_equal(completion: str, solution: str) -> None:
+def test_score_equal(completion: str, solution: str, monkeypatch) -> None:
+    # equality, not the time limit (tested below): a loaded machine can take over 3 s to expand (x+1)^2
+    monkeypatch.setattr(mathtask, "VERIFY_TIMEOUT_S", 60.0)
     assert mathtask.score(completion, solution) == 1.0
 
 
