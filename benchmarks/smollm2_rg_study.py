@@ -94,11 +94,14 @@ def main() -> None:
         help="packaged config folder: smollm2-rg (products, 1-2 digits) or smollm2-rg2 (basic_arithmetic, two one-digit terms)",
     )
     parser.add_argument("--runs-dir", type=Path, help="default runs/rg (smollm2-rg), runs/rg2 (smollm2-rg2)")
+    parser.add_argument(
+        "--results", type=Path, help="where the summaries go; default benchmarks/results/<study> (e.g. smollm2_rg2)"
+    )
     parser.add_argument("--nice", type=int, default=5)
     parser.add_argument("--no-commit", action="store_true")
     args = parser.parse_args()
 
-    results = RESULTS_ROOT / args.study.replace("-", "_")  # this study's summaries
+    results = args.results or RESULTS_ROOT / args.study.replace("-", "_")  # this study's summaries
     args.runs_dir = args.runs_dir or ROOT / "runs" / args.study.removeprefix("smollm2-")
     results.mkdir(parents=True, exist_ok=True)
     grid = [(m, s) for s in args.seeds for m in args.methods]
