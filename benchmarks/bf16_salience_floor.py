@@ -33,6 +33,15 @@ SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 SCALES = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
+def lora_scalings(model: torch.nn.Module) -> dict[str, float]:
+    """Each LoRA layer's scaling (alpha / r) of the `default` adapter, by module name: the scale-1 values."""
+    return {
+        n: m.scaling["default"]
+        for n, m in model.named_modules()
+        if isinstance(getattr(m, "scaling", None), dict) and "default" in m.scaling
+    }
+
+
 def set_lora_scale(model: torch.nn.Module, s: float, base: dict[str, float]) -> None:
     """Multiply every LoRA layer's scaling (alpha / r) by s, from the values in `base`."""
     for name, module in model.named_modules():
@@ -106,11 +115,7 @@ def main() -> None:
     for dtype in ("float32", "bfloat16"):
         if dtype != "float32":
             model, _ = load_model_for_eval(args.model, args.adapter, dtype=dtype)
-        base = {
-            n: m.scaling["default"]
-            for n, m in model.named_modules()
-            if hasattr(m, "scaling") and isinstance(m.scaling, dict) and "default" in m.scaling
-        }
+        base = lora_scalings(model)
         results[dtype] = {}
         for s in SCALES:
             set_lora_scale(model, s, base)

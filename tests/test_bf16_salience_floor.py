@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bf16_salience_floor.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("bf16_salience_floor", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from bench import load_benchmark
 
 
 def _tiny_peft(dtype: torch.dtype):
@@ -33,13 +22,9 @@ def _tiny_peft(dtype: torch.dtype):
 
 
 def test_scale_zero_is_the_base_and_small_scales_are_linear_in_float32():
-    mod = _module()
+    mod = load_benchmark("bf16_salience_floor")
     model = _tiny_peft(torch.float32)
-    base = {
-        n: m.scaling["default"]
-        for n, m in model.named_modules()
-        if isinstance(getattr(m, "scaling", None), dict)
-    }
+    base = mod.lora_scalings(model)
     assert base and all(v == pytest.approx(8 / 4) for v in base.values())
     ids = torch.randint(0, model.config.vocab_size, (2, 12))
     attn = torch.ones_like(ids)
@@ -66,13 +51,9 @@ def test_scale_zero_is_the_base_and_small_scales_are_linear_in_float32():
 
 def test_bf16_rounds_a_tiny_adapter_away_entirely():
     """The floor's lower end: an update far below bf16's resolution leaves the hidden state bit for bit."""
-    mod = _module()
+    mod = load_benchmark("bf16_salience_floor")
     model = _tiny_peft(torch.bfloat16)
-    base = {
-        n: m.scaling["default"]
-        for n, m in model.named_modules()
-        if isinstance(getattr(m, "scaling", None), dict)
-    }
+    base = mod.lora_scalings(model)
     ids = torch.randint(0, model.config.vocab_size, (2, 12))
     attn = torch.ones_like(ids)
     mod.set_lora_scale(model, 1e-8, base)

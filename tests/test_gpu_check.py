@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+from bench import load_benchmark
 
 
 def test_gpu_check_tiny_runs_every_method_and_the_oracle(tmp_path):
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("gpu_check")
     out = mod.main(["--shape", "tiny", "--repeats", "1", "--oracle-k", "4", "--out", str(tmp_path / "g.json")])
     assert json.loads((tmp_path / "g.json").read_text()) == out
     assert set(out["step_s"]) == {"uniform", "arca", "surprisal", "tempo"} and all(s > 0 for s in out["step_s"].values())
@@ -34,10 +29,7 @@ def test_the_full_shape_refuses_without_a_gpu(capsys):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("gpu_check")
     with pytest.raises(SystemExit):
         mod.main([])
     assert "needs a CUDA device; use --shape tiny" in capsys.readouterr().err

@@ -3,21 +3,11 @@ against figures worked out here."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "oracle_positions_compare.py"
-
-
-def load():
-    spec = importlib.util.spec_from_file_location("oracle_positions_compare", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from bench import load_benchmark
 
 
 def run(deltas, rollouts, signals):
@@ -34,7 +24,7 @@ def sig(signed, lift):
 
 
 def test_paired_difference_order_and_share():
-    mod = load()
+    mod = load_benchmark("oracle_positions_compare")
     ex = run([[1.0, 0.0], [0.0, 1.0]], 40, {"uniform": sig(0.7, 1.0), "peak": sig(0.5, 1.2)})
     ad = run([[0.5, 0.5], [0.5, 0.5]], 10, {"uniform": sig(1.0, 1.0), "peak": sig(0.7, 1.1)})
     r = mod.compare(ex, ad)
@@ -48,7 +38,7 @@ def test_paired_difference_order_and_share():
 
 
 def test_different_completions_are_refused():
-    mod = load()
+    mod = load_benchmark("oracle_positions_compare")
     ex = run([[1.0, 0.0]], 4, {"uniform": sig(0.7, 1.0)})
     ad = run([[1.0, 0.0]], 4, {"uniform": sig(0.7, 1.0)})
     ad["completions"][0]["token_ids"] = [1, 3]

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from bench import load_benchmark
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
-_spec = importlib.util.spec_from_file_location("smollm2_compare", BENCH / "smollm2_compare.py")
-assert _spec is not None and _spec.loader is not None
-compare = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(compare)
+compare = load_benchmark("smollm2_compare")
 
 
 def _run(folder: Path, credit: str, seed: int, greedy: float, pass_k: float, seconds: float) -> Path:

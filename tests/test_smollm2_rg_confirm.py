@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "smollm2_rg_confirm.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("smollm2_rg_confirm", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from bench import load_benchmark
 
 
 def _summary(folder: Path, method: str, seed: int, greedy: float, curve: list[tuple[int, float]]) -> None:
@@ -48,7 +39,7 @@ def test_new_seeds_alone_and_pooled(tmp_path, capsys):
         _summary(confirm, "uniform", seed, 0.3, [(0, 0.2), (10, 0.3), (20, 0.3)])
         _summary(confirm, "tempo", seed, 0.3 + d, [(0, 0.2), (10, 0.3 + d), (20, 0.3 + d)])
     _summary(confirm, "uniform", 10, 0.9, [(0, 0.2), (20, 0.9)])
-    out = _module().main(
+    out = load_benchmark("smollm2_rg_confirm").main(
         ["--first", str(first), "--confirm", str(confirm), "--out", str(tmp_path / "c.json")]
     )
     assert json.loads((tmp_path / "c.json").read_text()) == out
@@ -78,7 +69,7 @@ def test_too_few_seeds_is_no_test_and_a_loss_is_not_a_replication(tmp_path):
     for seed, d in zip(range(6, 9), (0.1, 0.2, 0.3)):
         _summary(confirm, "uniform", seed, 0.3, [(0, 0.2), (20, 0.3)])
         _summary(confirm, "tempo", seed, 0.3 + d, [(0, 0.2), (20, 0.3 + d)])
-    mod = _module()
+    mod = load_benchmark("smollm2_rg_confirm")
     out = mod.main(["--first", str(first), "--confirm", str(confirm)])
     assert out["new_seeds"] == [6, 7, 8] and not out["tested"] and not out["replicates"]
     for seed in (9, 10):  # two losses: four seeds with a mean below 0 do not replicate
@@ -94,7 +85,7 @@ def test_a_seed_in_both_folders_or_a_missing_folder_is_refused(tmp_path, capsys)
     for folder in (first, confirm):
         _summary(folder, "uniform", 0, 0.3, [(0, 0.2), (20, 0.3)])
         _summary(folder, "tempo", 0, 0.4, [(0, 0.2), (20, 0.4)])
-    mod = _module()
+    mod = load_benchmark("smollm2_rg_confirm")
     with pytest.raises(SystemExit, match=r"seeds \[0\] are in both folders"):
         mod.main(["--first", str(first), "--confirm", str(confirm)])
     with pytest.raises(SystemExit):

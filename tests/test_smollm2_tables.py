@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "smollm2_tables.py"
-_spec = importlib.util.spec_from_file_location("smollm2_tables", SCRIPT)
-assert _spec is not None and _spec.loader is not None
-tables = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tables)
+from bench import load_benchmark
+
+tables = load_benchmark("smollm2_tables")
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
