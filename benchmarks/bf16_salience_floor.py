@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from arca_rl._causal_lm import render_prompt
-from arca_rl._evaluation import load_model_for_eval
+from arca_rl._run.evaluation import load_model_for_eval
 from arca_rl.credit import residual_norm, token_weights
 from arca_rl.tasks import get_task
 

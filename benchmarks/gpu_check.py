@@ -27,7 +27,9 @@ from step_cost import SHAPES, build_tokenizer  # noqa: E402
 TINY = dict(layers=2, hidden=64, heads=2, kv_heads=1, head_dim=32, intermediate=128, vocab=256)
 PRESETS = {
     # shape, device, dtype, LoRA r, completions, tokens per completion, prompt tokens
-    "qwen3-1.7b": dict(shape=SHAPES["qwen3-1.7b"], device="cuda", dtype="bfloat16", lora_r=64, n=8, length=256, prompt=32),
+    "qwen3-1.7b": dict(
+        shape=SHAPES["qwen3-1.7b"], device="cuda", dtype="bfloat16", lora_r=64, n=8, length=256, prompt=32
+    ),
     "tiny": dict(shape=TINY, device="cpu", dtype="float32", lora_r=4, n=8, length=12, prompt=4),
 }
 METHODS = ("uniform", "arca", "surprisal", "tempo")

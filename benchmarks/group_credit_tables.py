@@ -73,7 +73,11 @@ def budget_table(demo: Path) -> dict[str, Any]:
         r["step_cost_vs_uniform"] = sps / ref if sps and ref else None
         if base:
             r["vs_uniform"] = (
-                "above" if r["greedy_min"] > base["greedy_max"] else "below" if r["greedy_max"] < base["greedy_min"] else "within"
+                "above"
+                if r["greedy_min"] > base["greedy_max"]
+                else "below"
+                if r["greedy_max"] < base["greedy_min"]
+                else "within"
             )
     return {
         "steps": summary["steps"],
@@ -107,7 +111,8 @@ def markdown(table: dict[str, Any]) -> str:
     ]
     for name, r in table["methods"].items():
         lines.append(
-            f"| {name} | {_f(r['greedy_after'])} [{_f(r['greedy_min'], 2)}, {_f(r['greedy_max'], 2)}] | {_f(r['pass_at_k'])} "
+            f"| {name} | {_f(r['greedy_after'])} [{_f(r['greedy_min'], 2)}, {_f(r['greedy_max'], 2)}] | "
+            f"{_f(r['pass_at_k'])} "
             f"| {_f(r['decisive_token_share'])} | {_f(r['oracle_lift'], 2)} | {_f(r['oracle_signed'], 2)} "
             f"| {_f(r['seconds_per_step'], 2)} ({_f(r['step_cost_vs_uniform'], 2)}) | {r.get('vs_uniform', '-')} |"
         )
@@ -135,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
             names = [m for m, r in t["methods"].items() if r["oracle_signed"] is not None and m in speed]
             rho = spearman([t["methods"][m]["oracle_signed"] for m in names], [speed[m] for m in names])
             rho_lift = spearman([t["methods"][m]["oracle_lift"] or 0.0 for m in names], [speed[m] for m in names])
-            out.setdefault("rank_agreement", {})[steps] = {"signed_vs_greedy20": rho, "lift_vs_greedy20": rho_lift, "methods": names}
+            out.setdefault("rank_agreement", {})[steps] = {
+                "signed_vs_greedy20": rho,
+                "lift_vs_greedy20": rho_lift,
+                "methods": names,
+            }
             print(f"Spearman over methods, greedy after 20 steps vs the signed measure of the {steps}-step adapters: "
                   f"{_f(rho, 2)} (vs oracle lift: {_f(rho_lift, 2)})")  # fmt: skip
     if a.out:

@@ -57,7 +57,11 @@ def compare(exhaustive: dict[str, Any], adaptive: dict[str, Any]) -> dict[str, A
     def order(key: str) -> float | None:
         xs = [rows[m][f"{key}_all"] for m in methods]
         ys = [rows[m][f"{key}_adaptive"] for m in methods]
-        keep = [i for i in range(len(methods)) if xs[i] and ys[i] and xs[i]["mean"] is not None and ys[i]["mean"] is not None]
+        keep = [
+            i
+            for i in range(len(methods))
+            if xs[i] and ys[i] and xs[i]["mean"] is not None and ys[i]["mean"] is not None
+        ]
         return spearman([xs[i]["mean"] for i in keep], [ys[i]["mean"] for i in keep]) if len(keep) >= 2 else None
 
     st_e, st_a = exhaustive["settings"], adaptive["settings"]

@@ -133,7 +133,10 @@ def _ci(pair: list[Any]) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = ["| method | seeds | greedy (mean) | greedy (range) | pass@4 (mean) | s/step |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| method | seeds | greedy (mean) | greedy (range) | pass@4 (mean) | s/step |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, m in result["training"].items():
         g, p = m["greedy_accuracy"], m["pass_at_k"]
         lines.append(
@@ -149,7 +152,8 @@ def markdown(result: dict[str, Any]) -> str:
         for name, m in table["methods"].items():
             paired = m.get("signed_minus_uniform") or {}
             lines.append(
-                f"| {name} | {_fmt(m['oracle_lift'], 2)} | {_ci(m['oracle_lift_ci'])} | {_fmt(m['oracle_signed'], 2)} | "
+                f"| {name} | {_fmt(m['oracle_lift'], 2)} | {_ci(m['oracle_lift_ci'])} | {_fmt(m['oracle_signed'], 2)} "
+                "| "
                 f"{_ci(m['oracle_signed_ci'])} | {m['signed_rows']} | {_fmt(paired.get('mean'), 2)} | "
                 f"{_ci(paired.get('ci', []))} |"
             )
@@ -161,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="20-step run folders")
     parser.add_argument("--previous", type=Path, nargs="*", default=[],
                         help="earlier smollm2_tables.py / smollm2_compare.py JSON files (their rows; later files win)")
-    parser.add_argument("--diagnose", type=Path, nargs="*", default=[], help="diagnose.json files of `arca diagnose --oracle`")
+    parser.add_argument("--diagnose", type=Path, nargs="*", default=[],
+                        help="diagnose.json files of `arca diagnose --oracle`")
     parser.add_argument("--out", type=Path, default=None, help="write both tables as JSON here")
     args = parser.parse_args(argv)
     rows = training_rows(args.runs, args.previous)

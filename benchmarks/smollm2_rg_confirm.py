@@ -22,7 +22,7 @@ from typing import Any
 
 from scipy import stats
 
-from arca_rl._curve import curve_auc
+from arca_rl._run.curve import curve_auc
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_SEEDS = 4  # the plan: fewer complete new seeds than this, no test

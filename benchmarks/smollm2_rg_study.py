@@ -91,7 +91,8 @@ def main() -> None:
     parser.add_argument(
         "--study",
         default="smollm2-rg",
-        help="packaged config folder: smollm2-rg (products, 1-2 digits) or smollm2-rg2 (basic_arithmetic, two one-digit terms)",
+        help="packaged config folder: smollm2-rg (products, 1-2 digits) or smollm2-rg2 (basic_arithmetic, two "
+             "one-digit terms)",
     )
     parser.add_argument("--runs-dir", type=Path, help="default runs/rg (smollm2-rg), runs/rg2 (smollm2-rg2)")
     parser.add_argument(

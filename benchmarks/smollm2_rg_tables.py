@@ -87,7 +87,8 @@ def main() -> None:
         auc_cell = f"{statistics.fmean(auc):.3f}" if auc else "-"
         sps = f"{statistics.fmean(secs):.0f}" if secs else "-"
         print(
-            f"| {m} | {len(mine)} | {g['mean']:.3f}{sd} | {per_method[m]['pass_at_1']['mean']:.3f} | {auc_cell} | {sps} |"
+            f"| {m} | {len(mine)} | {g['mean']:.3f}{sd} | {per_method[m]['pass_at_1']['mean']:.3f} | {auc_cell} | "
+            f"{sps} |"
         )
     entries, messages = paired_differences(runs, "uniform") if "uniform" in methods else ([], [])
     print()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from arca_rl._evaluation import generate_completions, load_model_for_eval
+from arca_rl._run.evaluation import generate_completions, load_model_for_eval
 from arca_rl.tasks import get_task
 
 SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"

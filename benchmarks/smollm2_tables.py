@@ -126,7 +126,11 @@ def table2(run_dirs: list[Path], base_eval: Path | None) -> list[dict[str, Any]]
                 **_eval_fields(ev),
                 "seconds_per_step": round(seconds / steps, 1) if steps and seconds else None,
                 "train_reward_mean": _mean(
-                    [float(r["reward"]) for r in _jsonl(run_dir / "metrics.jsonl") if "reward" in r and "credit/gini" in r]
+                    [
+                        float(r["reward"])
+                        for r in _jsonl(run_dir / "metrics.jsonl")
+                        if "reward" in r and "credit/gini" in r
+                    ]
                 ),
             }
         )
@@ -158,7 +162,11 @@ def markdown(result: dict[str, Any]) -> str:
     for signal in sorted(set(p1) | set(p2), key=lambda s: (s != "uniform", s)):
         a, b = p1.get(signal, {}), p2.get(signal, {})
         lines.append(
-            f"| {signal} | " + " | ".join(_fmt(a.get(m)) for m in METRICS) + " | " + " | ".join(_fmt(b.get(m)) for m in METRICS) + " |"
+            f"| {signal} | "
+            + " | ".join(_fmt(a.get(m)) for m in METRICS)
+            + " | "
+            + " | ".join(_fmt(b.get(m)) for m in METRICS)
+            + " |"
         )
     lines += ["", "Table 2 (held-out)", ""]
     lines.append("| method | steps | greedy acc | pass@k | n | s/step | mean train reward |")
@@ -166,7 +174,8 @@ def markdown(result: dict[str, Any]) -> str:
     for row in result["table2"]:
         lines.append(
             f"| {row['method']} | {_fmt(row['steps'])} | {_fmt(row['greedy_accuracy'])} | {_fmt(row['pass_at_k'])}"
-            f" (k={_fmt(row['k'])}) | {_fmt(row['n'])} | {_fmt(row['seconds_per_step'], 1)} | {_fmt(row.get('train_reward_mean'))} |"
+            f" (k={_fmt(row['k'])}) | {_fmt(row['n'])} | {_fmt(row['seconds_per_step'], 1)} | "
+            f"{_fmt(row.get('train_reward_mean'))} |"
         )
     return "\n".join(lines)
 

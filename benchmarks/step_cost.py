@@ -3,7 +3,8 @@
 
 A uniform and an arca trainer (same random-weight Qwen3-architecture model, same LoRA init) live in one process
 and take turns, so both see the same machine state: generation speed differs more between processes than
-ARCA's whole overhead (seen on an H200, see docs/results.md, "What ARCA costs"). 8 completions forced to `--completion-len` tokens.
+ARCA's whole overhead (seen on an H200, see docs/results.md, "What ARCA costs"). 8 completions forced to
+`--completion-len` tokens.
 
     python benchmarks/step_cost.py                         # CPU: 6 layers, d = 256, LoRA r = 16, 128 tokens
     python benchmarks/step_cost.py --shape qwen3-1.7b --device cuda --dtype bfloat16 --lora-r 64
@@ -318,7 +319,8 @@ def main() -> None:
         print(
             f"  beta={beta}: loss phase {mark(ratios['loss'], loss_target)}, "
             f"scoring incl. base pass {mark(ratios['scoring'], loss_target)}, "
-            f"whole step {mark(ratios['step'], TARGETS['step'])}, peak memory {mark(ratios['memory'], TARGETS['memory'])}"
+            f"whole step {mark(ratios['step'], TARGETS['step'])}, peak memory "
+            f"{mark(ratios['memory'], TARGETS['memory'])}"
         )
         if a.get("teacher_context_ratio"):
             print(f"  teacher context / student context: {a['teacher_context_ratio']:.2f}x tokens")

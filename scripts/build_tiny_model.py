@@ -212,8 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup-steps", type=int, default=50)
     parser.add_argument("--direct-fraction", type=float, default=0.65, help="share of direct-answer targets")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (fixed so a rebuild is bit-identical; results can differ with another value)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (fixed so a rebuild is bit-identical; results can differ with another value)",
+    )
     parser.add_argument("--eval-n", type=int, default=500, help="held-out problems to measure on")
     parser.add_argument("--eval-samples", type=int, default=2, help="temperature-1 samples per held-out problem")
     args = parser.parse_args(argv)

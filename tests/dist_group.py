@@ -37,7 +37,9 @@ class Recording(ARCAGRPOTrainer):
         acc = self.accelerator
         whole = {  # the generation batch as one process holds it: prompts left-padded, completions right-padded
             "prompt_ids": acc.gather(acc.pad_across_processes(batch["prompt_ids"], dim=1, pad_index=0, pad_first=True)),
-            "prompt_mask": acc.gather(acc.pad_across_processes(batch["prompt_mask"], dim=1, pad_index=0, pad_first=True)),
+            "prompt_mask": acc.gather(
+                acc.pad_across_processes(batch["prompt_mask"], dim=1, pad_index=0, pad_first=True)
+            ),
             "completion_ids": acc.gather(acc.pad_across_processes(batch["completion_ids"], dim=1, pad_index=0)),
             "completion_mask": acc.gather(acc.pad_across_processes(batch["completion_mask"], dim=1, pad_index=0)),
         }
@@ -111,7 +113,11 @@ def main(out: Path) -> None:
     teacher.train()
     rank = trainer.accelerator.process_index
     torch.save(
-        {"world": trainer.accelerator.num_processes, "records": Recording.records, "teacher": Recording.teacher_records},
+        {
+            "world": trainer.accelerator.num_processes,
+            "records": Recording.records,
+            "teacher": Recording.teacher_records,
+        },
         out / f"group_rank{rank}.pt",
     )
 

@@ -148,7 +148,9 @@ def run(spec: str, out: Path) -> None:
         "sharding": sharding(trainer),
         "wrapped": type(trainer.model_wrapped).__name__,
         "logged": [
-            {k: v for k, v in h.items() if k.startswith("credit/")} for h in trainer.state.log_history if "credit/gini" in h
+            {k: v for k, v in h.items() if k.startswith("credit/")}
+            for h in trainer.state.log_history
+            if "credit/gini" in h
         ],
     }
     if resume:

@@ -42,7 +42,9 @@ def test_dry_run_builds_the_trl_config_once(tmp_path, tiny_run_config, built, ca
     if trainer == "rloo":
         tiny_run_config["training"]["beta"] = 0.0
     out = tmp_path / "out"
-    assert main(["train", "--config", str(_write(tmp_path, tiny_run_config)), "--output-dir", str(out), "--dry-run"]) == 0
+    assert (
+        main(["train", "--config", str(_write(tmp_path, tiny_run_config)), "--output-dir", str(out), "--dry-run"]) == 0
+    )
     assert "valid" in capsys.readouterr().out
     want = "ARCAGRPOConfig" if trainer == "grpo" else "ARCARLOOConfig"
     # one object, for the folder the run would write (machine-independent: device checks off where there is none)
@@ -51,7 +53,7 @@ def test_dry_run_builds_the_trl_config_once(tmp_path, tiny_run_config, built, ca
 
 
 def test_train_builds_the_trl_config_once_and_trains_with_it(tmp_path, tiny_run_config, built, monkeypatch):
-    from arca_rl import trainer as trainer_module
+    from arca_rl.trainer import arca_trainer as trainer_module
 
     taken: list[object] = []
     original_init = trainer_module.ARCAGRPOTrainer.__init__

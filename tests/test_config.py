@@ -48,11 +48,17 @@ def test_unknown_keys_are_named_with_a_suggestion(raw, match):
         ({"training": {"credit_power": -1.0}}, r"credit_power must be a number > 0"),
         ({"training": {"num_generations": 1}}, r"^training: .*at least 2 generations"),
         ({"training": {"output_dir": "x"}}, r"^training\.output_dir: set by arca train"),
-        ({"training": {"model_init_kwargs": {"dtype": "bfloat16"}}}, r"^training\.model_init_kwargs\.dtype: set it as model\.dtype"),
+        (
+            {"training": {"model_init_kwargs": {"dtype": "bfloat16"}}},
+            r"^training\.model_init_kwargs\.dtype: set it as model\.dtype",
+        ),
         ({"model": {"dtype": "fp8"}}, r"^model\.dtype: must be one of"),
         ({"lora": {"r": 0}}, r"^lora\.r: must be >= 1"),
         ({"lora": {"dropout": 1.5}}, r"^lora\.dropout: must be in \[0, 1\)"),
-        ({"lora": {"enabled": False}, "training": {"credit": "arca"}}, r"^training\.credit: 'arca' compares the adapted model"),
+        (
+            {"lora": {"enabled": False}, "training": {"credit": "arca"}},
+            r"^training\.credit: 'arca' compares the adapted model",
+        ),
         ({"eval": {"k": 8}}, r"^eval\.samples_per_problem: must be >= eval\.k"),
         ({"eval": {"n": 0}}, r"^eval\.n: must be >= 1"),
         ({"task": {"name": "arithmetic", "seed": "zero"}}, r"^task\.seed: .*must be an integer"),
@@ -167,7 +173,10 @@ def test_shipped_configs_dry_run(capsys):
         out = capsys.readouterr().out
         assert "valid" in out
         cfg = load_config(path)
-        assert yaml.safe_load("\n".join(line for line in out.splitlines() if not line.startswith("#"))) == cfg.to_yaml_dict()
+        assert (
+            yaml.safe_load("\n".join(line for line in out.splitlines() if not line.startswith("#")))
+            == cfg.to_yaml_dict()
+        )
 
 
 def test_paper_configs_are_the_papers_seven_runs():
@@ -179,7 +188,15 @@ def test_paper_configs_are_the_papers_seven_runs():
         t = cfg.training
         assert cfg.model.name_or_path == "Qwen/Qwen3-1.7B-Base"
         assert cfg.lora.lora_alpha == 2 * cfg.lora.r and cfg.lora.dropout == 0.05
-        assert set(cfg.lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+        assert set(cfg.lora.target_modules) == {
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        }
         assert cfg.task.name == "math" and cfg.task.max_prompt_tokens == 512
         assert t["loss_type"] == "grpo" and t["credit_power"] == 2.0
         assert t["per_device_train_batch_size"] == 8 and t["num_generations"] == 4
@@ -219,13 +236,20 @@ def test_trainer_key_selects_grpo_or_rloo(tmp_path):
     ("raw", "match"),
     [
         ({"trainer": "ppo"}, r"^trainer: must be one of grpo, rloo, sdpo \(the TRL estimator\), got 'ppo'"),
-        ({"trainer": "rloo", "training": {"loss_type": "grpo"}},
-         r"^training\.loss_type: not a field of ARCARLOOConfig \(trainer: rloo\); it is one of trainer: grpo's"),
-        ({"trainer": "grpo", "training": {"normalize_advantages": True}},
-         r"^training\.normalize_advantages: not a field of ARCAGRPOConfig \(trainer: grpo\); it is one of trainer: rloo's"),
+        (
+            {"trainer": "rloo", "training": {"loss_type": "grpo"}},
+            r"^training\.loss_type: not a field of ARCARLOOConfig \(trainer: rloo\); it is one of trainer: grpo's",
+        ),
+        (
+            {"trainer": "grpo", "training": {"normalize_advantages": True}},
+            r"^training\.normalize_advantages: not a field of ARCAGRPOConfig \(trainer: grpo\); it is one of trainer: "
+            r"rloo's",
+        ),
         ({"trainer": "rloo", "training": {"credit_power": 0}}, r"^training\.credit_power: "),
-        ({"training": {"credit": "arca", "importance_sampling_level": "sequence", "loss_type": "luspo"}},
-         r"^training\.credit: 'arca' has no effect with importance_sampling_level='sequence' and loss_type='luspo'"),
+        (
+            {"training": {"credit": "arca", "importance_sampling_level": "sequence", "loss_type": "luspo"}},
+            r"^training\.credit: 'arca' has no effect with importance_sampling_level='sequence' and loss_type='luspo'",
+        ),
     ],
 )
 def test_trainer_key_errors_are_named(raw, match):

@@ -131,7 +131,9 @@ def test_resume_refuses_a_change_exactly_to_the_fields_declared_fixed(tmp_path, 
     else:
         assert any(c.startswith(f"training.{name}: ") for c in rundir.check_resume_config(run, changed_cfg))
     # only what the run logs, and a memory cap that leaves the result alone, may change midway
-    assert SETTINGS[name].fixed_on_resume == (SETTINGS[name].use is not Use.LOGGING and name != "credit_vine_batch_rows")
+    assert SETTINGS[name].fixed_on_resume == (
+        SETTINGS[name].use is not Use.LOGGING and name != "credit_vine_batch_rows"
+    )
 
 
 def test_every_variant_suffix_reads_checks_and_names_its_field():
@@ -158,7 +160,11 @@ def test_diagnose_applies_every_weight_setting_and_the_final_lambda_of_a_run(tmp
     lam_fields = [name for name, s in SETTINGS.items() if s.use is Use.LAMBDA]
     assert sorted(lam_fields) == ["credit_mix", "credit_warmup_steps"]  # the two the schedule reads
 
-    training = {name: other_value(name) for name in weights} | {"credit_mix": 0.5, "credit_warmup_steps": 8, "max_steps": 2}
+    training = {name: other_value(name) for name in weights} | {
+        "credit_mix": 0.5,
+        "credit_warmup_steps": 8,
+        "max_steps": 2,
+    }
     cfg, run = _saved(tmp_path, training)
     got = run_settings(cfg, run)
     for name, kwarg in weights.items():
@@ -183,12 +189,13 @@ def test_final_lambda_follows_the_schedule():
 
 
 def test_every_group_setting_reaches_its_method():
-    """A Use.GROUP setting is a keyword of `group_credit.group_credit` named <method>_..., for a registered group method:
-    the config hands it to that method (`group_credit_kwargs`, what the trainer and diagnose call)."""
+    """A Use.GROUP setting is a keyword of `group_credit.group_credit` named <method>_..., for a registered group
+    method: the config hands it to that method (`group_credit_kwargs`, what the trainer and diagnose call)."""
     group = {name: s.kwarg for name, s in SETTINGS.items() if s.use is Use.GROUP}
     assert group
     for name, kwarg in group.items():
-        method = next(m for m in group_credit.registered_group_methods() if kwarg.startswith(f"{m}_"))  # self_teacher_...
+        # e.g. self_teacher_...
+        method = next(m for m in group_credit.registered_group_methods() if kwarg.startswith(f"{m}_"))
         assert method in group_credit.registered_group_methods(), name
         fn = group_credit._GROUP_METHODS[method].fn
         assert kwarg in inspect.signature(fn).parameters, name

@@ -15,7 +15,7 @@ from test_eval import ParityTask
 
 
 def _callback(run_dir: Path, task, tokenizer=None, *, every: int = 2, n: int = 6):
-    from arca_rl._curve_callback import HeldOutCurveCallback
+    from arca_rl._run.curve_callback import HeldOutCurveCallback
 
     return HeldOutCurveCallback(run_dir, task, tokenizer, every_steps=every, n=n,
                                 eval_arguments={"batch_size": 4, "max_new_tokens": 6, "max_prompt_tokens": None})
@@ -25,7 +25,7 @@ def _callback(run_dir: Path, task, tokenizer=None, *, every: int = 2, n: int = 6
 def test_a_curve_point_is_evaluates_greedy_accuracy_and_draws_no_random_numbers(tiny_model_dir, tmp_path):
     import torch
 
-    from arca_rl._evaluation import evaluate, load_model_for_eval
+    from arca_rl._run.evaluation import evaluate, load_model_for_eval
 
     model, tokenizer = load_model_for_eval(str(tiny_model_dir))
     model.train()
@@ -58,7 +58,9 @@ def test_the_curve_is_measured_at_step_0_every_n_steps_and_the_last(tmp_path):
 @pytest.mark.parametrize(("resumed_at", "kept", "measured"), [(0, [], [0]), (4, [0, 2, 4], []), (3, [0, 2], [])])
 def test_resume_keeps_the_points_up_to_the_checkpoint(tmp_path, resumed_at, kept, measured):
     path = tmp_path / "curve.jsonl"
-    path.write_text("".join(json.dumps({"step": s, "greedy_accuracy": 0.1, "n": 6, "seconds": 1.0}) + "\n" for s in (0, 2, 4, 6)))
+    path.write_text(
+        "".join(json.dumps({"step": s, "greedy_accuracy": 0.1, "n": 6, "seconds": 1.0}) + "\n" for s in (0, 2, 4, 6))
+    )
     cb = _callback(tmp_path, ParityTask(), every=2)
     done: list[int] = []
     cb.measure = lambda model, step: done.append(step)  # type: ignore[method-assign]
@@ -82,7 +84,7 @@ def test_config_fields(tiny_run_config):
 @pytest.mark.slow
 def test_train_writes_the_curve_and_report_draws_it(tiny_run_config, tmp_path, capsys):
     """One 2-step `arca train` of the tiny model with eval.every_steps = 1 (~10 s)."""
-    from arca_rl._run import train
+    from arca_rl._run.training import train
     from arca_rl.cli import main
     from arca_rl.rundir import read_metrics
 

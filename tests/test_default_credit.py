@@ -52,7 +52,10 @@ def _losses(trainer) -> list[float]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "stock_cls, stock_config, ours_cls, ours_config",
-    [(GRPOTrainer, GRPOConfig, ARCAGRPOTrainer, ARCAGRPOConfig), (RLOOTrainer, RLOOConfig, ARCARLOOTrainer, ARCARLOOConfig)],
+    [
+        (GRPOTrainer, GRPOConfig, ARCAGRPOTrainer, ARCAGRPOConfig),
+        (RLOOTrainer, RLOOConfig, ARCARLOOTrainer, ARCARLOOConfig),
+    ],
     ids=["grpo", "rloo"],
 )
 def test_no_credit_trains_a_plain_model_as_stock_trl(tmp_path, stock_cls, stock_config, ours_cls, ours_config):

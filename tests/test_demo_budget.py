@@ -14,7 +14,7 @@ import types
 import pytest
 
 import arca_rl._demo as demo
-from arca_rl._evaluation import EvalResult
+from arca_rl._run.evaluation import EvalResult
 
 EVAL_SECONDS = 10.0  # the base eval: 200 problems x (1 greedy + 4 samples) x 32 tokens = 32,000 token slots
 STEP_SECONDS = 1.0  # one training step of a method that samples nothing more (uniform, arca)
@@ -31,7 +31,13 @@ def fake_demo(monkeypatch):
 
     def evaluate(model, tokenizer, task, **kwargs):
         now[0] += EVAL_SECONDS
-        return EvalResult(greedy_accuracy=0.5, pass_at_k=0.75, k=kwargs["k"], samples_per_problem=kwargs["samples_per_problem"], n=kwargs["n"])
+        return EvalResult(
+            greedy_accuracy=0.5,
+            pass_at_k=0.75,
+            k=kwargs["k"],
+            samples_per_problem=kwargs["samples_per_problem"],
+            n=kwargs["n"],
+        )
 
     trained: list[tuple[str, int]] = []
 
@@ -42,8 +48,21 @@ def fake_demo(monkeypatch):
         now[0] += STEP_SECONDS * cfg.training["max_steps"]
         return run_dir
 
-    figures = dict.fromkeys(("greedy_before", "greedy_after", "pass_at_k_before", "pass_at_k", "gini", "effective_token_ratio",
-                             "decisive_token_share", "mean_train_reward", "train_seconds", "seconds_per_step"), 0.5)
+    figures = dict.fromkeys(
+        (
+            "greedy_before",
+            "greedy_after",
+            "pass_at_k_before",
+            "pass_at_k",
+            "gini",
+            "effective_token_ratio",
+            "decisive_token_share",
+            "mean_train_reward",
+            "train_seconds",
+            "seconds_per_step",
+        ),
+        0.5,
+    )
     monkeypatch.setattr(demo, "evaluate", evaluate)
     monkeypatch.setattr(demo, "train", train)
     monkeypatch.setattr(demo, "_method_figures", lambda run_dir, before: dict(figures))
@@ -89,18 +108,24 @@ def test_vine_on_every_prefix_is_projected_as_such():
     vine = demo.demo_config(["training.credit=vine"])
     project = demo.vine_projection
     slot = EVAL_SECONDS / 32_000
-    assert project(vine, slot_seconds=slot, train_seconds=40, mean_length=16)["projected_seconds"] == pytest.approx(vine_seconds(4))
+    assert project(vine, slot_seconds=slot, train_seconds=40, mean_length=16)["projected_seconds"] == pytest.approx(
+        vine_seconds(4)
+    )
     every = vine.with_overrides(["training.credit_vine_positions=all"])
     got = project(every, slot_seconds=slot, train_seconds=40, mean_length=16)
     assert got["projected_seconds"] == pytest.approx(vine_seconds(15)) and got["rollouts_per_step"] == 8 * (4 + 32 * 15)
     full = 40 * STEP_SECONDS + 40 * 8 * (4 * 32 + 32 * 31 * (32 - 16)) * slot
-    assert project(every, slot_seconds=slot, train_seconds=40, mean_length=None)["projected_seconds"] == pytest.approx(full)
-    assert project(every, slot_seconds=slot, train_seconds=40, mean_length=99)["projected_seconds"] == pytest.approx(full)
+    assert project(every, slot_seconds=slot, train_seconds=40, mean_length=None)["projected_seconds"] == pytest.approx(
+        full
+    )
+    assert project(every, slot_seconds=slot, train_seconds=40, mean_length=99)["projected_seconds"] == pytest.approx(
+        full
+    )
 
 
 def _plant_run(run_dir, overrides):
     """A finished run's files as `arca train` leaves them: config.yaml (the resolved config), metrics, finished."""
-    from arca_rl._runfiles import write_config
+    from arca_rl.rundir.files import write_config
 
     write_config(run_dir, demo.demo_config(overrides))
     (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 0.0}) + "\n")
@@ -114,7 +139,9 @@ def test_a_demo_folder_holding_another_run_is_refused_naming_what_it_holds(tmp_p
     _plant_run(held, ["training.credit=arca", "name=my-arca", "training.seed=3"])
     before = {p.name: p.read_bytes() for p in held.iterdir()}
     with pytest.raises(demo.rundir.RunExistsError) as err:
-        demo.run_demo(methods=["uniform", "arca"], out_dir=tmp_path / "demo", seeds=[0], progress=False, oracle_samples=0)
+        demo.run_demo(
+            methods=["uniform", "arca"], out_dir=tmp_path / "demo", seeds=[0], progress=False, oracle_samples=0
+        )
     message = str(err.value)
     assert "my-arca" in message and "credit arca" in message and "seed 3" in message and "--output-dir" in message
     assert fake_demo == []
@@ -124,5 +151,7 @@ def test_a_demo_folder_holding_another_run_is_refused_naming_what_it_holds(tmp_p
 def test_a_demo_folder_holding_the_demos_own_earlier_run_is_trained_again(tmp_path, fake_demo):
     _plant_run(tmp_path / "demo" / "uniform", ["training.credit=uniform", "name=demo-uniform", "training.seed=0"])
     _plant_run(tmp_path / "demo" / "arca-s1", ["training.credit=arca", "name=demo-arca-s1", "training.seed=1"])
-    demo.run_demo(methods=["uniform", "arca"], out_dir=tmp_path / "demo", seeds=[0, 1], progress=False, oracle_samples=0)
+    demo.run_demo(
+        methods=["uniform", "arca"], out_dir=tmp_path / "demo", seeds=[0, 1], progress=False, oracle_samples=0
+    )
     assert sorted(fake_demo) == [("arca", 0), ("arca", 1), ("uniform", 0), ("uniform", 1)]

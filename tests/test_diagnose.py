@@ -244,7 +244,12 @@ def _saved_run(tmp_path, tok, name: str, training: str):
 def test_cli_on_a_mixed_run_applies_its_final_lambda(tmp_path, tok, capsys):
     from arca_rl.cli import main
 
-    run = _saved_run(tmp_path, tok, "warm", "credit: arca, credit_mix: 0.5, credit_warmup_steps: 4, max_steps: 2, max_completion_length: 6")
+    run = _saved_run(
+        tmp_path,
+        tok,
+        "warm",
+        "credit: arca, credit_mix: 0.5, credit_warmup_steps: 4, max_steps: 2, max_completion_length: 6",
+    )
     # the trainer logged lambda 0 then 0.125 (0.5 * 1/4): the run ended at 0.125, not at credit_mix
     (run / "metrics.jsonl").write_text('{"step": 1, "credit/mix": 0.0}\n{"step": 2, "credit/mix": 0.125}\n')
     args = ["diagnose", "--adapter", str(run), "--n", "2", "--k", "2", "--quiet"]
@@ -303,7 +308,7 @@ def test_diagnose_on_a_run_weights_as_the_run_did(tmp_path, tiny_run_config, mon
     credit_min_salience far above any residual, the trainer gave uniform credit, so diagnose must too."""
     import yaml
 
-    from arca_rl import _run as run_module
+    from arca_rl._run import training as run_module
     from arca_rl.cli import main
 
     real_build_task = run_module.build_task  # rewards that vary, so the adapter moves off B = 0

@@ -120,7 +120,10 @@ def _prebuild_shm_comm() -> subprocess.Popen | None:
     tools = all(shutil.which(tool, path=_path()) for tool in ("g++", "ninja"))
     if importlib.util.find_spec("deepspeed") is None or not tools:
         return None
-    code = "from deepspeed.accelerator import get_accelerator; get_accelerator().create_op_builder('ShareMemCommBuilder').load()"
+    code = (
+        "from deepspeed.accelerator import get_accelerator; "
+        "get_accelerator().create_op_builder('ShareMemCommBuilder').load()"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": _path()}
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
@@ -300,7 +303,7 @@ def test_sharded_saving_settings_that_write_no_readable_weights_are_refused():
     """Before training: an FSDP sharded state dict, or ZeRO-3 full fine-tuning without the gather-on-save flag,
     would leave checkpoints and final weights that no single process can load; each is a ConfigError naming the
     setting. What the shipped files set passes."""
-    from arca_rl._run import _check_sharded_saving
+    from arca_rl._run.training import _check_sharded_saving
     from arca_rl.errors import ConfigError
 
     with pytest.raises(ConfigError, match="fsdp_state_dict_type: FULL_STATE_DICT"):

@@ -7,7 +7,7 @@ import math
 import pytest
 from datasets import Dataset
 
-from arca_rl._evaluation import EvalResult, evaluate, load_model_for_eval, pass_at_k
+from arca_rl._run.evaluation import EvalResult, evaluate, load_model_for_eval, pass_at_k
 
 
 def brute_force_pass_at_k(n: int, c: int, k: int) -> float:
@@ -42,7 +42,8 @@ def test_eval_json_schema():
 
 
 class ParityTask:
-    """Problems of different prompt lengths; a completion 'solves' one when its text length has the solution's parity."""
+    """Problems of different prompt lengths; a completion 'solves' one when its text length has the solution's
+    parity."""
 
     def test_dataset(self, n=None):
         prompts = ["1+1=", "12+30+4=", "7=", "99+1+55+12=", "3+3=", "45+6="]
@@ -136,8 +137,13 @@ def test_an_adapter_that_does_not_fit_the_model_names_the_tensors_and_the_fix(tm
         assert text in line, (text, line)
 
 
-@pytest.mark.parametrize("layers, want", [(3, "6 of its LoRA tensors have no place in the model"), (1, "the model has 6 LoRA tensors the adapter lacks")])
-def test_an_adapter_of_another_layer_count_is_refused_not_loaded_in_part(tmp_path, tiny_model_dir, capsys, layers, want):
+@pytest.mark.parametrize(
+    "layers, want",
+    [(3, "6 of its LoRA tensors have no place in the model"), (1, "the model has 6 LoRA tensors the adapter lacks")],
+)
+def test_an_adapter_of_another_layer_count_is_refused_not_loaded_in_part(
+    tmp_path, tiny_model_dir, capsys, layers, want
+):
     """Issue 28: an adapter of a 3-layer model loaded onto the 2-layer one dropped layer 2's tensors without a word
     (1 layer: the model's second layer kept its fresh LoRA weights); both are one line naming the first tensor."""
     from arca_rl.cli import main

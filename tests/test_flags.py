@@ -22,7 +22,7 @@ def no_model_load(monkeypatch):
     import importlib
 
     # every module that holds the name (imported at its top) gets the stand-in; monkeypatch restores them all
-    names = ("arca_rl._evaluation", "arca_rl._demo", "arca_rl._diagnose.driver", "arca_rl.cli.evaluate")
+    names = ("arca_rl._run.evaluation", "arca_rl._demo", "arca_rl._diagnose.driver", "arca_rl.cli.evaluate")
     modules = [importlib.import_module(name) for name in names]  # all imported first, then patched
     for module in modules:
         if hasattr(module, "load_model_for_eval"):
@@ -61,7 +61,10 @@ BAD = [
     (["train", "--config", "configs/demo.yaml", "--set", f"eval.seed={2**64}", "--dry-run"], "eval.seed"),
     (["sweep", "--config", "configs/demo.yaml", "--credit", "nope", "--rank", "4", "--seed", "1"], "--credit"),
     (["sweep", "--config", "configs/demo.yaml", "--credit", "arca", "--rank", "0", "--seed", "1"], "--rank"),
-    (["sweep", "--config", "configs/demo.yaml", "--credit", "arca", "--rank", "4", "--seed", SEED_PAST_NUMPY], "--seed"),
+    (
+        ["sweep", "--config", "configs/demo.yaml", "--credit", "arca", "--rank", "4", "--seed", SEED_PAST_NUMPY],
+        "--seed",
+    ),
 ]
 
 
@@ -87,7 +90,9 @@ def _repo_root():
 
 @pytest.mark.parametrize("command", ["train", "demo", "diagnose", "eval", "report", "sweep"])
 @pytest.mark.parametrize("where", ["file", "under_file"])
-def test_an_output_that_cannot_be_a_folder_is_refused_first(command, where, tmp_path, monkeypatch, no_model_load, capsys):
+def test_an_output_that_cannot_be_a_folder_is_refused_first(
+    command, where, tmp_path, monkeypatch, no_model_load, capsys
+):
     monkeypatch.chdir(_repo_root())
     a_file = tmp_path / "a_file"
     a_file.write_text("keep me\n")
@@ -131,7 +136,9 @@ def test_the_diagnose_api_checks_its_arguments_too(no_model_load):
 
 @pytest.mark.parametrize("command", ["train", "demo", "diagnose", "eval", "report", "sweep"])
 @pytest.mark.parametrize("target", ["/proc/x", ""], ids=["unwritable", "empty"])
-def test_an_output_that_cannot_be_written_is_refused_first(command, target, tmp_path, monkeypatch, no_model_load, capsys):
+def test_an_output_that_cannot_be_written_is_refused_first(
+    command, target, tmp_path, monkeypatch, no_model_load, capsys
+):
     """Issue 28 §2: /proc/x passes a permission-bit check as root (and "" is the current folder); both are refused
     while the command line is parsed, before the oracle or a training runs, and nothing is written."""
     monkeypatch.chdir(_repo_root())

@@ -111,8 +111,9 @@ def test_the_documented_resume_example_has_checkpoints_to_resume_from():
     from arca_rl.cli import _EPILOG
 
     root = Path(__file__).resolve().parent.parent
-    lines = [line for line in (root / "docs" / "guide.md").read_text().splitlines() + _EPILOG.splitlines()
-             if "configs/demo.yaml" in line and "--resume" in line]
+    text = (root / "docs" / "guide.md").read_text() + "\n" + _EPILOG
+    joined = text.replace("\\\n", " ").splitlines()  # a command continued with a backslash is one line
+    lines = [line for line in joined if "configs/demo.yaml" in line and "--resume" in line]
     assert len(lines) == 2, lines
     for line in lines:
         argv = shlex.split(line.split("#")[0])

@@ -13,7 +13,9 @@ def test_gpu_check_tiny_runs_every_method_and_the_oracle(tmp_path):
     mod = load_benchmark("gpu_check")
     out = mod.main(["--shape", "tiny", "--repeats", "1", "--oracle-k", "4", "--out", str(tmp_path / "g.json")])
     assert json.loads((tmp_path / "g.json").read_text()) == out
-    assert set(out["step_s"]) == {"uniform", "arca", "surprisal", "tempo"} and all(s > 0 for s in out["step_s"].values())
+    assert set(out["step_s"]) == {"uniform", "arca", "surprisal", "tempo"} and all(
+        s > 0 for s in out["step_s"].values()
+    )
     assert out["step_vs_uniform"]["uniform"] == 1.0
     for m, r in out["step_vs_uniform"].items():
         assert r == pytest.approx(out["step_s"][m] / out["step_s"]["uniform"], rel=0.02)

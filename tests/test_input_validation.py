@@ -199,7 +199,7 @@ def test_an_overflowing_magnitude_stops_the_run_at_the_first_non_finite_step(tmp
 @pytest.mark.parametrize("bare", [1.0, None, 3], ids=["float", "None", "int"])
 def test_reward_function_returning_a_bare_value_names_the_function(bare):
     """Issue 28 §5: one value instead of a list (one per completion) is a TypeError naming the function."""
-    from arca_rl._trainer_hooks import _numeric_rewards
+    from arca_rl.trainer.hooks import _numeric_rewards
 
     def reward_once(completions, **kwargs):
         return bare

@@ -286,7 +286,7 @@ def test_config_model_path_resolves_the_name(empty_home: Path) -> None:
 
 
 def test_load_model_for_eval_names_the_fix(empty_home: Path) -> None:
-    from arca_rl._evaluation import load_model_for_eval
+    from arca_rl._run.evaluation import load_model_for_eval
 
     with pytest.raises(ModelNotInstalledError, match="make real-model"):
         load_model_for_eval("smollm2-135m-instruct")

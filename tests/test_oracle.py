@@ -355,7 +355,9 @@ def test_values_within_4_standard_errors_of_the_closed_form_on_a_stochastic_poli
     K = 600
     torch.manual_seed(0)
     sampler = model_sampler(model, temperature=1.0, top_p=1.0, eos_ids=[eos])
-    (row,) = oracle_values([(prompt, [(y, 1.0)])], sampler, second_is_good, samples=K, max_new_tokens=6, positions="all")[0]
+    (row,) = oracle_values(
+        [(prompt, [(y, 1.0)])], sampler, second_is_good, samples=K, max_new_tokens=6, positions="all"
+    )[0]
     # V_0: y_1 must not be EOS, then y_2 good; V_1: y_2 good; V_t = R(y) = 1 once y_2 is fixed
     exact = [(1 - 1 / V) * q, q, 1.0, 1.0, 1.0]
     assert len(row.values) == len(y) + 1
@@ -401,7 +403,9 @@ def test_the_oracle_streams_so_memory_does_not_grow_with_k():
         return out
 
     K, y = 50, [1, 2, 0]
-    (row,) = oracle_values([([5, 6], [(y, 1.0)])], sampler, reward, samples=K, max_new_tokens=4, batch_rows=7, positions="all")[0]
+    (row,) = oracle_values(
+        [([5, 6], [(y, 1.0)])], sampler, reward, samples=K, max_new_tokens=4, batch_rows=7, positions="all"
+    )[0]
     assert max(calls) <= 7 and sum(calls) == K * 3  # V_0 and the prefixes of 1 and 2 tokens
     flat = [r for chunk in seen for r in chunk]
     by_cut = [flat[i * K:(i + 1) * K] for i in range(3)]  # rows are drawn cut by cut
@@ -411,11 +415,13 @@ def test_the_oracle_streams_so_memory_does_not_grow_with_k():
 
 def test_the_oracle_refuses_a_request_too_large_before_any_model_loads(monkeypatch, capsys):
     import arca_rl._demo as demo
-    import arca_rl._evaluation as ev
+    import arca_rl._run.evaluation as ev
     from arca_rl.cli import main
 
     for module in (ev, demo):  # _demo holds the name from its own import
-        monkeypatch.setattr(module, "load_model_for_eval", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+        monkeypatch.setattr(
+            module, "load_model_for_eval", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded"))
+        )
     assert main(["diagnose", "--task", "arithmetic", "--n", "2", "--k", "2", "--oracle", "100000000", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--oracle" in err[0] and "51,000,000,000" in err[0], err  # 1e8 x (2 + 2 x 2 x 127)

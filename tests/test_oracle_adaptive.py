@@ -20,9 +20,9 @@ from peft import LoraConfig, get_peft_model
 
 from arca_rl._causal_lm import seeded
 from arca_rl._diagnose import diagnose
-from arca_rl._trainer_vine import vine_token_advantages
 from arca_rl.oracle import OracleRow, estimate_rollouts, oracle_values, step_boundaries
 from arca_rl.oracle.sampler import model_sampler
+from arca_rl.trainer.vine import vine_token_advantages
 from tiny import char_tokenizer, tiny_model
 
 EOS, UP, DOWN, FILL = 99, 7, 8, 1
@@ -225,7 +225,8 @@ def test_all_reproduces_the_output_before_the_adaptive_oracle_bit_for_bit(fixtur
     with seeded(model, 11):
         adv, n = vine_token_advantages(
             [v["prompt_ids"][g] for g, _ in v["rows"]], [ids for _, ids in v["rows"]], [g for g, _ in v["rows"]],
-            v["rewards"], sampler, lambda b, comps: [odd_share(0, tok.decode(c, skip_special_tokens=True)) for c in comps],
+            v["rewards"], sampler,
+            lambda b, comps: [odd_share(0, tok.decode(c, skip_special_tokens=True)) for c in comps],
             samples=2, max_new_tokens=7, batch_rows=5, width=7, positions="all",
         )  # fmt: skip
     assert adv.tolist() == v["advantages"] and n == v["rollouts"]

@@ -126,7 +126,12 @@ def test_no_adapter_still_scores_uniform(tok):
         oracle_samples=2, progress=False,
     )  # fmt: skip
     # without an adapter: the signals that need no base, and the group methods (there is a reward)
-    assert set(res.signals) == {"uniform", "surprisal", "entropy_reduction", *group_credit.registered_group_methods()} - {"vine"}
+    assert set(res.signals) == {
+        "uniform",
+        "surprisal",
+        "entropy_reduction",
+        *group_credit.registered_group_methods(),
+    } - {"vine"}
     assert all(s.oracle_lift is not None for s in res.signals.values())
 
 
@@ -161,7 +166,7 @@ def test_bad_oracle_arguments(peft_model, tok, no_continuations):
 
 
 def test_run_diagnose_refuses_bad_counts_before_loading(monkeypatch, capsys):
-    import arca_rl._evaluation as ev
+    import arca_rl._run.evaluation as ev
 
     def no_load(*_a, **_k):
         raise AssertionError("a model was loaded")
@@ -299,5 +304,7 @@ def test_group_methods_absent_without_a_reward(peft_model, tok):
     res = diagnose(peft_model, tok, PROMPTS, k=2, max_new_tokens=3, progress=False)
     for name in group_credit.registered_group_methods():
         assert name not in res.signals
-        assert ("the Monte Carlo oracle itself" if name == "vine" else "needs the completions' rewards") in res.absent[name]
+        assert ("the Monte Carlo oracle itself" if name == "vine" else "needs the completions' rewards") in res.absent[
+            name
+        ]
     assert "uniform" in res.signals

@@ -16,7 +16,8 @@ def run(deltas, rollouts, signals):
         for d in deltas
     ]
     return {"completions": comps, "signals": signals,
-            "settings": {"oracle_rollouts": rollouts, "oracle_seconds": 1.0, "model": "m", "task": "t", "seed": 0}}  # fmt: skip
+            "settings": {"oracle_rollouts": rollouts, "oracle_seconds": 1.0, "model": "m", "task": "t",
+                         "seed": 0}}  # fmt: skip
 
 
 def sig(signed, lift):

@@ -162,7 +162,9 @@ def test_bash_block_commands_exist(words):
         except SystemExit as e:
             pytest.fail(f"`arca {' '.join(argv)}` does not parse (exit {e.code})")
         config = getattr(args, "config", None)
-        assert config is None or (ROOT / config).is_file() or str(config) in packaged_configs(), f"--config {config}: no such file"
+        assert config is None or (ROOT / config).is_file() or str(config) in packaged_configs(), (
+            f"--config {config}: no such file"
+        )
         if "--config_file" in words:  # accelerate launch --config_file configs/accelerate/... -m arca_rl.cli
             config_file = words[words.index("--config_file") + 1]
             assert (ROOT / config_file).is_file(), f"--config_file {config_file}: no such file"

@@ -55,7 +55,12 @@ def test_reward_is_the_datasets_own_score_answer() -> None:
     test = task.test_dataset()
     entry = json.loads(test[0]["solution"])
     right, wrong = entry["answer"], str(int(entry["answer"]) + 1)
-    completions = [f"thinking...\n<answer>{right}</answer>", f"<answer>{wrong}</answer>", right, f"<answer>x</answer> <answer>{right}</answer>"]
+    completions = [
+        f"thinking...\n<answer>{right}</answer>",
+        f"<answer>{wrong}</answer>",
+        right,
+        f"<answer>x</answer> <answer>{right}</answer>",
+    ]
     got = task.reward(completions, solution=[test[0]["solution"]] * 4)
     # independently: reasoning-gym's own scorer on the tag contents, the entry rebuilt from its seed
     source = reasoning_gym.create_dataset("chain_sum", seed=10**7, size=1)
@@ -91,8 +96,14 @@ def test_chat_and_plain_prompts() -> None:
     ("options", "message"),
     [
         ({"dataset": "chain_summ"}, "unknown reasoning-gym data set 'chain_summ'; choose one of .*chain_sum"),
-        ({"dataset": "chain_sum", "config": {"min_term": 2}}, "chain_sum has no option 'min_term'; its options: min_terms"),
-        ({"dataset": "chain_sum", "config": {"min_terms": 5, "max_terms": 2}}, "chain_sum refused .*max_terms must be >= min_terms"),
+        (
+            {"dataset": "chain_sum", "config": {"min_term": 2}},
+            "chain_sum has no option 'min_term'; its options: min_terms",
+        ),
+        (
+            {"dataset": "chain_sum", "config": {"min_terms": 5, "max_terms": 2}},
+            "chain_sum refused .*max_terms must be >= min_terms",
+        ),
         ({"dataset": 3}, "option 'dataset' must be a reasoning-gym data set name"),
         ({"dataset": "chain_sum", "answer": "boxed"}, "option 'answer' must be one of tags, last_line, last_number"),
         ({"dataset": "chain_sum", "sead": 1}, "unknown option 'sead'"),
@@ -114,14 +125,18 @@ def test_a_config_selects_the_task_and_packaged_configs_load_by_name(tmp_path, m
     monkeypatch.chdir(tmp_path)  # no configs/ folder here, as for a pip-installed user
     assert "demo" in packaged_configs()
     assert config_path("demo").is_file() and config_path("demo.yaml") == config_path("demo")
-    cfg = load_config("demo", ["task.name=reasoning_gym", "task.dataset=chain_sum", "task.config={min_terms: 3, max_terms: 3}"])
+    cfg = load_config(
+        "demo", ["task.name=reasoning_gym", "task.dataset=chain_sum", "task.config={min_terms: 3, max_terms: 3}"]
+    )
     assert cfg.task.name == "reasoning_gym"
     assert cfg.task.options == {"seed": 0, "dataset": "chain_sum", "config": {"min_terms": 3, "max_terms": 3}}
     with pytest.raises(ConfigError, match="option 'config': chain_sum has no option 'terms'"):
         load_config("demo", ["task.name=reasoning_gym", "task.dataset=chain_sum", "task.config={terms: 3}"])
     with pytest.raises(ConfigError, match="packaged configs, by name: .*demo"):
         load_config("no-such-config")
-    out = subprocess.run([sys.executable, "-m", "arca_rl.cli", "train", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "arca_rl.cli", "train", "--help"], capture_output=True, text=True, check=True
+    )
     assert "demo" in out.stdout.split("--config")[2]
 
 

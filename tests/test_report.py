@@ -328,7 +328,7 @@ def test_cli_report(runs: Path, tmp_path: Path, capsys):
 def test_report_and_diagnose_on_a_real_tiny_run(tiny_run_config: dict, tmp_path: Path, capsys):
     """End to end on what `arca train` really writes (2 steps of the tiny random model, ~10 s)."""
     from arca_rl._config import parse_config
-    from arca_rl._run import train
+    from arca_rl._run.training import train
     from arca_rl.cli import main
 
     tiny_run_config["training"].update(credit_log_tokens_every=1, credit_shadow=True)
@@ -545,9 +545,17 @@ def study(tmp_path: Path) -> Path:
     root = tmp_path / "study"
     uni = {1: (0.50, 0.70), 2: (0.60, 0.70), 3: (0.40, 0.70)}
     sur = {1: (0.55, 0.60), 2: (0.60, 0.80), 3: (0.50, 0.65), 4: (0.90, 0.90)}
-    uni_curve = {1: [(0, 0.2), (2, 0.4), (4, 0.4)], 2: [(0, 0.2), (2, 0.2), (4, 0.6)], 3: [(0, 0.2), (2, 0.3), (4, 0.4)]}
-    sur_curve = {1: [(0, 0.2), (2, 0.5), (4, 0.5)], 2: [(0, 0.2), (2, 0.2), (4, 0.6)], 3: [(0, 0.2), (2, 0.4), (4, 0.4)],
-                 4: [(0, 0.2), (4, 1.0)]}
+    uni_curve = {
+        1: [(0, 0.2), (2, 0.4), (4, 0.4)],
+        2: [(0, 0.2), (2, 0.2), (4, 0.6)],
+        3: [(0, 0.2), (2, 0.3), (4, 0.4)],
+    }
+    sur_curve = {
+        1: [(0, 0.2), (2, 0.5), (4, 0.5)],
+        2: [(0, 0.2), (2, 0.2), (4, 0.6)],
+        3: [(0, 0.2), (2, 0.4), (4, 0.4)],
+        4: [(0, 0.2), (4, 1.0)],
+    }
     for seed, (g, p) in uni.items():
         make_run(root, f"uniform-s{seed}", credit="uniform", rank=16, seed=seed, rewards=[0.1 * seed, 0.2, 0.3],
                  greedy=g, pass_k=p, curve=uni_curve[seed])
@@ -566,7 +574,7 @@ def _by_hand(diffs: list[float]) -> tuple[float, float, float]:
 
 
 def test_curve_area_by_hand():
-    from arca_rl._curve import curve_auc
+    from arca_rl._run.curve import curve_auc
 
     # trapezoids: 2 * (0.2 + 0.4) / 2 + 2 * (0.4 + 0.4) / 2 = 1.4 over a span of 4 steps
     assert curve_auc([(0, 0.2), (2, 0.4), (4, 0.4)]) == pytest.approx(0.35)
@@ -653,7 +661,9 @@ def test_learning_curves_png_in_report_and_page(study: Path, tmp_path: Path):
     page = (out / "heatmaps.html").read_text()
     assert "Learning curves" in page and "data:image/png;base64," in page
     # the band: mean and range of the seeds present at each step
-    steps, mean, low, high = band_over_seeds([([0, 2, 4], [0.2, 0.4, 0.4]), ([0, 2, 4], [0.2, 0.2, 0.6]), ([0, 4], [0.2, 1.0])])
+    steps, mean, low, high = band_over_seeds(
+        [([0, 2, 4], [0.2, 0.4, 0.4]), ([0, 2, 4], [0.2, 0.2, 0.6]), ([0, 4], [0.2, 1.0])]
+    )
     assert steps == [0, 2, 4]
     assert mean == pytest.approx([0.2, 0.3, 2.0 / 3]) and low == pytest.approx([0.2, 0.2, 0.4])
     assert high == pytest.approx([0.2, 0.4, 1.0])

@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from arca_rl import _run as run_module
 from arca_rl._config import parse_config
-from arca_rl._run import train
+from arca_rl._run import training as run_module
+from arca_rl._run.training import train
 from arca_rl.rundir import RunExistsError, is_finished, last_checkpoint, read_metrics
 from tiny import VariedReward
 

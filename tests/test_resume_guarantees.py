@@ -1,6 +1,7 @@
 """What a run folder promises on --resume, and one-line refusals for damaged run files.
 
-Each test works on a copy of `finished_run` (conftest), damaged or cut short the way an interruption or a careless user would leave it.
+Each test works on a copy of `finished_run` (conftest), damaged or cut short the way an interruption or a careless user
+would leave it.
 """
 
 from __future__ import annotations

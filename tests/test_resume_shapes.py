@@ -121,5 +121,7 @@ def test_resume_dry_run_estimates_only_what_resume_trains(finished_run, tmp_path
     assert main(train_argv(config_path, run_dir, "--resume", "--dry-run")) == 0
     out = capsys.readouterr().out
     steps_line = next(line for line in out.splitlines() if line.startswith("# optimizer steps:"))
-    assert steps_line.startswith("# optimizer steps: 2 (training.max_steps), 1 to train after step 1; at most 1 x "), out
+    assert steps_line.startswith("# optimizer steps: 2 (training.max_steps), 1 to train after step 1; at most 1 x "), (
+        out
+    )
     assert "--resume continues from checkpoint-1 (step 1 of 2)" in out, out

@@ -1,5 +1,5 @@
-"""`trainer: sdpo`: TRL's own SDPOTrainer from the same CLI, task, model, LoRA, evaluation and run folder; uniform credit
-only (anything else refused with one line naming the field); its own settings pass through `training:`."""
+"""`trainer: sdpo`: TRL's own SDPOTrainer from the same CLI, task, model, LoRA, evaluation and run folder; uniform
+credit only (anything else refused with one line naming the field); its own settings pass through `training:`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ def test_other_credit_is_refused_in_one_line_naming_the_field(tiny_run_config):
     with pytest.raises(ConfigError, match=r"^training\.credit: trainer: sdpo trains with SDPO's own") as err:
         parse_config(raw).training_args("unused")  # refused when the config is read, before any model loads
     assert "\n" not in str(err.value)
-    raw["training"] = {**raw["training"], "credit": "uniform", "distillation_weight": 0.5, "dont_reprompt_on_self_success": False}
+    raw["training"] = {
+        **raw["training"], "credit": "uniform", "distillation_weight": 0.5, "dont_reprompt_on_self_success": False
+    }
     args = parse_config(raw).training_args("unused")
     assert type(args).__name__ == "ARCASDPOConfig" and args.distillation_weight == 0.5
     assert args.dont_reprompt_on_self_success is False

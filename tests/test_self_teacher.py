@@ -131,7 +131,10 @@ def test_no_teacher_gives_exactly_A_i_and_teachers_move_the_weights(tmp_path, mo
     A_of = {}  # (prompt, completion) -> (A_i, its real-token mask)
     for gen in spy.generations:
         for b in range(gen["completion_ids"].shape[0]):
-            A_of[row_key(gen["prompt_ids"], gen["completion_ids"], b)] = (gen["advantages"][b], gen["completion_mask"][b].bool())
+            A_of[row_key(gen["prompt_ids"], gen["completion_ids"], b)] = (
+                gen["advantages"][b],
+                gen["completion_mask"][b].bool(),
+            )
     checked = 0
     for seen in spy.losses:
         adv = seen["advantages"]
@@ -173,7 +176,9 @@ def test_arca_train_logs_the_teacher_share_and_dumps_its_weights(tmp_path, tiny_
     assert main(["train", "--config", str(tmp_path / "c.yaml"), "--output-dir", str(run), "--quiet"]) == 0
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [m for m in metrics if "credit/teacher_fraction" in m]
-    assert len(steps) == 2 and all(0.0 <= m["credit/teacher_fraction"] <= 1.0 and m["credit/teacher_cut"] == 0 for m in steps)
+    assert len(steps) == 2 and all(
+        0.0 <= m["credit/teacher_fraction"] <= 1.0 and m["credit/teacher_cut"] == 0 for m in steps
+    )
     tokens = [json.loads(line) for line in (run / "credit_tokens.jsonl").read_text().splitlines()]
     active = [r for r in tokens if r["active"]]
     assert active and all(r["signal"] == "self_teacher" for r in active)

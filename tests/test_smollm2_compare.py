@@ -27,7 +27,8 @@ def test_training_rows_and_summary(tmp_path: Path) -> None:
     previous = tmp_path / "previous.json"
     previous.write_text(json.dumps({"table2": [
         {"method": "base", "run": None, "greedy_accuracy": 0.3},
-        {"method": "uniform (+shadow)", "run": "u0", "seed": 0, "greedy_accuracy": 0.75, "pass_at_k": 0.875, "seconds_per_step": 140.0},
+        {"method": "uniform (+shadow)", "run": "u0", "seed": 0, "greedy_accuracy": 0.75, "pass_at_k": 0.875,
+         "seconds_per_step": 140.0},
         {"method": "tempo", "run": "t1", "seed": 1, "greedy_accuracy": 0.1, "pass_at_k": 0.2, "seconds_per_step": 1.0},
     ]}))  # fmt: skip
     runs = [
@@ -68,12 +69,15 @@ def test_an_earlier_compare_file_keeps_its_rows_and_oracle_tables(tmp_path: Path
     of the same run, its oracle tables are kept, and a new run folder and diagnosis are added beside them."""
     tables = tmp_path / "tables.json"
     tables.write_text(json.dumps({"table2": [
-        {"method": "surprisal", "run": "s0", "seed": 0, "greedy_accuracy": 0.9, "pass_at_k": 0.9, "seconds_per_step": 80.0},
-        {"method": "uniform", "run": "u0", "seed": 0, "greedy_accuracy": 0.1, "pass_at_k": 0.1, "seconds_per_step": 1.0},
+        {"method": "surprisal", "run": "s0", "seed": 0, "greedy_accuracy": 0.9, "pass_at_k": 0.9,
+         "seconds_per_step": 80.0},
+        {"method": "uniform", "run": "u0", "seed": 0, "greedy_accuracy": 0.1, "pass_at_k": 0.1,
+         "seconds_per_step": 1.0},
     ]}))  # fmt: skip
     earlier = tmp_path / "compare.json"
     earlier.write_text(json.dumps({
-        "runs": [{"method": "uniform", "run": "u0", "seed": 0, "greedy_accuracy": 0.7, "pass_at_k": 0.8, "seconds_per_step": 40.0}],
+        "runs": [{"method": "uniform", "run": "u0", "seed": 0, "greedy_accuracy": 0.7, "pass_at_k": 0.8,
+                  "seconds_per_step": 40.0}],
         "oracle": {"oracle-adapter": {"rows": 32, "no_signal_rows": 18, "methods": {}}},
     }))  # fmt: skip
     run = _run(tmp_path / "s1", "surprisal", 1, 0.5, 0.6, 1000.0)

@@ -88,7 +88,10 @@ def test_table2_and_cli(runs: tuple[Path, Path, Path], tmp_path: Path, capsys: p
     assert rows[1]["seconds_per_step"] == 30.0 and rows[1]["train_reward_mean"] == pytest.approx(0.5)
     assert rows[2]["greedy_accuracy"] == 0.6 and rows[2]["seconds_per_step"] is None
     out = tmp_path / "t.json"
-    assert tables.main(["--shadow", str(shadow), "--runs", str(shadow), str(arca), "--base", str(base), "--out", str(out)]) == 0
+    assert (
+        tables.main(["--shadow", str(shadow), "--runs", str(shadow), str(arca), "--base", str(base), "--out", str(out)])
+        == 0
+    )
     saved = json.loads(out.read_text())
     assert saved["table3"]["p1_from_salience"]["arca"]["gini"] == pytest.approx(0.375, abs=1e-6)
     text = capsys.readouterr().out

@@ -318,7 +318,11 @@ def test_prompt_truncation(tmp_path) -> None:
     assert cut["prompt"] == ["x" * 9 + "=", "short="]  # left truncation keeps the end
     assert task.truncate_prompts(full, CharTokenizer(), 3)["prompt"] == ["xx=", "rt="]
     with_tokenizer = get_task(
-        "math", source=str(tmp_path / "train.jsonl"), template="{problem}=", max_prompt_tokens=10, tokenizer=CharTokenizer()
+        "math",
+        source=str(tmp_path / "train.jsonl"),
+        template="{problem}=",
+        max_prompt_tokens=10,
+        tokenizer=CharTokenizer(),
     )
     assert with_tokenizer.train_dataset()["prompt"] == cut["prompt"]
     assert get_task("arithmetic").truncate_prompts(full, CharTokenizer())["prompt"] == full["prompt"]

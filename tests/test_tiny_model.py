@@ -63,7 +63,9 @@ def test_tokenizer_round_trip(tokenizer) -> None:
     # The task's prompts are plain text; the chat template (for conversational data sets) renders a lone
     # user turn as exactly that plain prompt.
     chat = [{"role": "user", "content": "80+33+95=?"}]
-    assert tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == arith.prompt_text((80, 33, 95))
+    assert tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == arith.prompt_text(
+        (80, 33, 95)
+    )
 
 
 def test_model_architecture(model, tokenizer) -> None:

@@ -75,7 +75,9 @@ def test_trls_own_checks_speak_before_the_credit_checks(broken, data, tmp_path):
     word for word what stock GRPOTrainer says about the same broken setup."""
     kwargs = dict(model=str(tiny_model_path()), reward_funcs=reward_len, train_dataset=data)
     kwargs.update(BROKEN[broken])
-    stock = _outcome(lambda: GRPOTrainer(args=GRPOConfig(output_dir=str(tmp_path / "a"), report_to="none", bf16=False), **kwargs))
+    stock = _outcome(
+        lambda: GRPOTrainer(args=GRPOConfig(output_dir=str(tmp_path / "a"), report_to="none", bf16=False), **kwargs)
+    )
     ours = _outcome(lambda: ARCAGRPOTrainer(
         args=ARCAGRPOConfig(output_dir=str(tmp_path / "b"), report_to="none", bf16=False, credit="arca"), **kwargs))
     assert stock is not None and ours == stock

@@ -13,10 +13,10 @@ import yaml
 from datasets import Dataset
 from trl import GRPOTrainer
 
-import arca_rl._trainer_vine as trainer_vine
+import arca_rl.trainer.vine as trainer_vine
 from arca_rl import ARCAGRPOTrainer, ARCARLOOConfig, group_credit
 from arca_rl._diagnose.score import scorable
-from arca_rl._trainer_vine import vine_token_advantages
+from arca_rl.trainer.vine import vine_token_advantages
 from arca_rl.trainer_config import CreditConfigError
 from test_trainer import PROMPTS, make_args, reward_len
 from tiny import char_tokenizer, tiny_lora, tiny_model
@@ -113,7 +113,16 @@ def test_trainer_gets_the_closed_form_values_of_a_uniform_policy_mixed_with_A_i(
 
     def record_vine(self, batch, mask, groups, rewards):
         out = real_vine(self, batch, mask, groups, rewards)
-        vine.append((batch["completion_ids"].clone(), mask.clone(), groups.clone(), rewards.clone(), batch["advantages"].clone(), out.clone()))
+        vine.append(
+            (
+                batch["completion_ids"].clone(),
+                mask.clone(),
+                groups.clone(),
+                rewards.clone(),
+                batch["advantages"].clone(),
+                out.clone(),
+            )
+        )
         return out
 
     def record_loss(self, model, inputs):
@@ -206,7 +215,14 @@ def test_arca_train_logs_the_cost_in_metrics_jsonl(tmp_path, tiny_run_config):
     from arca_rl.cli import main
 
     raw = tiny_run_config
-    raw["training"].update(credit="vine", credit_vine_samples=2, credit_vine_positions="all", credit_log_tokens_every=1, credit_log_tokens_count=4, save_steps=2)
+    raw["training"].update(
+        credit="vine",
+        credit_vine_samples=2,
+        credit_vine_positions="all",
+        credit_log_tokens_every=1,
+        credit_log_tokens_count=4,
+        save_steps=2,
+    )
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
     run = tmp_path / "run"
     assert main(["train", "--config", str(tmp_path / "c.yaml"), "--output-dir", str(run), "--quiet"]) == 0

@@ -58,7 +58,7 @@ def test_the_trainer_classes_are_one_object_under_every_path():
     from arca_rl.trainer import ARCAGRPOTrainer
 
     assert arca_rl.ARCAGRPOTrainer is ARCAGRPOTrainer
-    assert arca_rl.train is importlib.import_module("arca_rl._run").train
+    assert arca_rl.train is importlib.import_module("arca_rl._run.training").train
 
 
 @pytest.mark.slow

@@ -74,6 +74,8 @@ class VariedReward:
 def tiny_lora(**overrides) -> LoraConfig:
     """LoRA on three of the tiny model's projections. init_lora_weights=False: B != 0, so the adapter
     already changes the model (a non-trivial residual)."""
-    base = dict(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    base = dict(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False
+    )
     base.update(overrides)
     return LoraConfig(**base)

@@ -27,20 +27,20 @@ _LAZY = {
     "RunConfig": "arca_rl._config",
     "RunExistsError": "arca_rl.rundir",
     "diagnose": "arca_rl._diagnose",
-    "evaluate": "arca_rl._evaluation",
+    "evaluate": "arca_rl._run.evaluation",
     "load_config": "arca_rl._config",
     "plan_sweep": "arca_rl._sweep",
     "run_sweep": "arca_rl._sweep",
-    "train": "arca_rl._run",
+    "train": "arca_rl._run.training",
     "write_report": "arca_rl._report",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._config import RunConfig, load_config
     from ._diagnose import diagnose
-    from ._evaluation import evaluate
     from ._report import write_report
-    from ._run import train
+    from ._run.evaluation import evaluate
+    from ._run.training import train
     from ._sweep import plan_sweep, run_sweep
     from .errors import ConfigError
     from .rundir import RunExistsError

@@ -94,7 +94,9 @@ def check_number(
             span = f"{'<' if high_open else '<='} {high:g}"
         else:
             span = "a finite number"
-        raise ConfigError(f"{flag}: must be {'a finite number ' if span != 'a finite number' else ''}{span}, got {value!r}")
+        raise ConfigError(
+            f"{flag}: must be {'a finite number ' if span != 'a finite number' else ''}{span}, got {value!r}"
+        )
     return number
 
 

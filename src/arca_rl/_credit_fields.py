@@ -196,7 +196,8 @@ class Setting:
     check: Check
     use: Use
     fixed_on_resume: bool  # may --resume not change it?
-    kwarg: str | None = None  # Use.WEIGHTS: the keyword of credit.token_weights; Use.GROUP: of group_credit.group_credit
+    # Use.WEIGHTS: the keyword of credit.token_weights; Use.GROUP: of group_credit.group_credit
+    kwarg: str | None = None
     variant: str | None = None  # suffix of a method name: `arca+<variant><value>`
 
 
@@ -265,12 +266,12 @@ class CreditFields:
             after N steps; every micro-batch and `num_iterations` pass of one step uses the same lambda, logged as
             `credit/mix`. 0 = `credit_mix` from the first step.
         credit_base (`str`, defaults to `"disabled"`):
-            What the adapted model is compared against for `arca` and `divergence`. `"disabled"` (the paper's definition): the same
-            model with every adapter switched off; costs one no-grad forward per generation batch when `beta = 0`,
-            and nothing extra when `beta > 0` (it is captured inside TRL's reference pass). `"reference"`: TRL's
-            frozen `"ref"` adapter, which TRL loads when an existing adapter is re-trained with `beta > 0`; costs
-            nothing extra (the reference pass runs anyway). Falls back to `"disabled"` when there is no `"ref"`
-            adapter.
+            What the adapted model is compared against for `arca` and `divergence`. `"disabled"` (the paper's
+            definition): the same model with every adapter switched off; costs one no-grad forward per generation batch
+            when `beta = 0`, and nothing extra when `beta > 0` (it is captured inside TRL's reference pass).
+            `"reference"`: TRL's frozen `"ref"` adapter, which TRL loads when an existing adapter is re-trained with
+            `beta > 0`; costs nothing extra (the reference pass runs anyway). Falls back to `"disabled"` when there is
+            no `"ref"` adapter.
         credit_shadow (`bool`, defaults to `False`):
             Also score every other registered signal on the same batch and log its diagnostics as
             `shadow/<signal>/...`, without using it for the gradient. Costs at most one adapter-off pass per
@@ -321,11 +322,13 @@ class CreditFields:
 
     # fmt: off
     credit: str = credit_field("uniform", check=SIGNAL, use=Use.SIGNAL, help=(
-        "Token credit: uniform (stock GRPO/RLOO), surprisal, entropy_reduction, divergence, arca, or a registered one."))
+        "Token credit: uniform (stock GRPO/RLOO), surprisal, entropy_reduction, divergence, arca, or a registered "
+        "one."))
     credit_eps: float = credit_field(1e-8, check=Range(low=0), use=Use.WEIGHTS, kwarg="eps",
                                      help="Floor added to the salience before the power.")
     credit_power: float = credit_field(1.0, check=Range(low=0, low_open=True, note="(1 = no sharpening)"),
-                                       use=Use.WEIGHTS, kwarg="power", help="Sharpening power p (1 = none; the paper used 2).")
+                                       use=Use.WEIGHTS, kwarg="power",
+                                       help="Sharpening power p (1 = none; the paper used 2).")
     credit_min_salience: float = credit_field(0.0, check=Range(low=0), use=Use.WEIGHTS, kwarg="min_salience",
                                               help="Rows whose largest salience is at most this get uniform credit.")
     credit_mix: float = credit_field(1.0, check=MIX_RANGE, use=Use.LAMBDA, variant="mix", help=(
@@ -363,7 +366,8 @@ class CreditFields:
         help="vine: most continuations per batched sampling call (bounds memory).")
     credit_teacher_success: float | None = credit_field(
         None, check=Range(optional=True, note="(null: the group's maximum reward when above its mean)"), use=Use.GROUP,
-        kwarg="self_teacher_success", help="self_teacher: reward a sibling must reach to be shown as a verified solution.")
+        kwarg="self_teacher_success", help="self_teacher: reward a sibling must reach to be shown as a verified "
+                                           "solution.")
     credit_vine_positions: str = credit_field(
         "adaptive", check=OneOf(("adaptive", "all")), use=Use.GROUP, kwarg="vine_positions",
         help="vine: which prefixes get sampled values: adaptive (where the value moves) or all.")
@@ -398,7 +402,10 @@ class CreditFields:
             method = next((m for m in methods if setting.kwarg.startswith(f"{m}_")), self.credit)
             # shadow signals read the other methods' settings (vine is never a shadow)
             if method != self.credit and not (self.credit_shadow and not group_credit.is_sampled_method(method)):
-                reason = f"applies to credit={method!r} only, but credit={self.credit!r}; remove {name} (or set credit: {method})"
+                reason = (
+                    f"applies to credit={method!r} only, but credit={self.credit!r}; remove {name} (or set "
+                    f"credit: {method})"
+                )
                 raise CreditConfigError(name, f"{name} {reason}.", reason=reason)
 
     def hicra_phrases(self) -> list[str]:
@@ -437,7 +444,8 @@ class CreditFields:
 
     def credit_lambda(self, step: int) -> float:
         """The `credit_mix` lambda in force after `step` optimizer steps: `credit_mix * min(1, step / N)`,
-        N = `credit_warmup_steps` (`credit.mix_schedule`); the weights are then `credit.mix_weights(w, mask, lambda)`."""
+        N = `credit_warmup_steps` (`credit.mix_schedule`); the weights are then
+        `credit.mix_weights(w, mask, lambda)`."""
         return credit.mix_schedule(int(step), float(self.credit_mix), int(self.credit_warmup_steps))
 
 
@@ -488,7 +496,8 @@ def final_lambda(training: Mapping[str, Any], logged: Sequence[float] = ()) -> f
     if logged:
         return float(logged[-1])
     given = defaults()
-    mix, warmup = training.get("credit_mix", given["credit_mix"]), training.get("credit_warmup_steps", given["credit_warmup_steps"])
+    mix = training.get("credit_mix", given["credit_mix"])
+    warmup = training.get("credit_warmup_steps", given["credit_warmup_steps"])
     for name, value in (("credit_mix", mix), ("credit_warmup_steps", warmup)):
         if settings()[name].check.error(name, value) is not None:
             return None

@@ -63,15 +63,15 @@ import yaml
 from . import rundir
 from ._config import RunConfig, load_config
 from ._diagnose import run_diagnose
-from ._evaluation import evaluate, load_model_for_eval, write_eval_json
-from ._run import build_task, train
+from ._run.evaluation import evaluate, load_model_for_eval, write_eval_json
+from ._run.training import build_task, train
 from .errors import ConfigError
 from .group_credit import is_sampled_method, method_needs_base, registered_methods
 from .variants import parse_variant
 
 __all__ = [
-    "DEFAULT_BUDGET_S", "DEFAULT_SEEDS", "DEMO_CONFIG_PATH", "DEMO_METHODS", "decisive_token_share", "demo_config", "run_demo",
-    "vine_projection",
+    "DEFAULT_BUDGET_S", "DEFAULT_SEEDS", "DEMO_CONFIG_PATH", "DEMO_METHODS", "decisive_token_share", "demo_config",
+    "run_demo", "vine_projection",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -97,9 +97,9 @@ def demo_config(overrides: Sequence[str] = ()) -> RunConfig:
 
 def decisive_token_share(credit_tokens_path: str | Path, index: int = 0) -> float | None:
     """Mean weight on completion token `index` over the completions logged in credit_tokens.jsonl (the path
-    of a run folder or of the file; the active signal's rows, shadow signals' rows are skipped). Where the row records TRL's entropy
-    mask (`top_entropy_quantile` < 1), a token the mask drops counts 0: its advantage never reaches the
-    gradient."""
+    of a run folder or of the file; the active signal's rows, shadow signals' rows are skipped). Where the row
+    records TRL's entropy mask (`top_entropy_quantile` < 1), a token the mask drops counts 0: its advantage never
+    reaches the gradient."""
     shares = []
     for record in rundir.read_token_log(credit_tokens_path)[0]:
         if record.active is False or len(record.weights) <= index:
@@ -149,7 +149,9 @@ def _method_figures(run_dir: Path, before: Any) -> dict[str, Any]:
         "mean_train_reward": _mean_metric(rows, "reward"),
         "train_seconds": finished.get("train_seconds"),
         # the training time over the optimizer steps it took (vine's sampling included)
-        "seconds_per_step": finished["train_seconds"] / finished["global_step"] if finished.get("global_step") else None,
+        "seconds_per_step": (
+            finished["train_seconds"] / finished["global_step"] if finished.get("global_step") else None
+        ),
     }
 
 
@@ -175,7 +177,9 @@ def _oracle_figures(run_dir: Path, signal: str, samples: int, progress: bool) ->
     }
 
 
-def vine_projection(cfg: RunConfig, *, slot_seconds: float, train_seconds: float, mean_length: float | None) -> dict[str, Any]:
+def vine_projection(
+    cfg: RunConfig, *, slot_seconds: float, train_seconds: float, mean_length: float | None
+) -> dict[str, Any]:
     """The projected cost of one vine run of `cfg` (one seed): `train_seconds` (a run's training without vine, e.g.
     uniform's measured time) plus its continuations, each generated token slot at `slot_seconds` (the base
     evaluation's cost per slot). Per step, K continuations of each prompt (V_0, budget L) and of each sampled prefix
@@ -241,7 +245,8 @@ def format_table(methods: dict[str, dict[str, Any]], k: int) -> str:
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     out = []
     for j, row in enumerate(lines):
-        out.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        cells = (cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        out.append("  ".join(cells))
         if j == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -334,7 +339,10 @@ def _held_run(run_dir: Path) -> tuple[str, str] | None:
         return None
     section = cfg.get("training")
     training: dict[str, Any] = section if isinstance(section, dict) else {}
-    what = f"trainer {cfg['trainer']}" if cfg.get("trainer") not in (None, "grpo") else f"credit {training.get('credit')}"
+    what = f"trainer {cfg['trainer']}" if cfg.get("trainer") not in (None, "grpo") else (
+        "credit "
+        f"{training.get('credit')}"
+    )
     name = str(cfg.get("name"))
     return name, f"run {name!r}, {what}, seed {training.get('seed')}"
 
@@ -359,7 +367,8 @@ def _run_demo_locked(
 ) -> dict[str, Any]:
     eval_kwargs = {**base.eval_arguments(), "progress": progress}
     base.model_path(check=True)
-    print(f"arca demo: model {base.model_path()}, task {base.task.name}, methods {', '.join(methods)}, budget {budget_s:.0f} s")
+    print(f"arca demo: model {base.model_path()}, task {base.task.name}, methods {', '.join(methods)}, budget "
+          f"{budget_s:.0f} s")
     model, tokenizer = load_model_for_eval(base.model_path(), dtype=base.model.dtype)
     task = build_task(base)
     t_eval = time.perf_counter()
@@ -367,7 +376,8 @@ def _run_demo_locked(
     eval_seconds = time.perf_counter() - t_eval
     write_eval_json(before, out / BASE_EVAL_FILE)
     del model
-    print(f"base model: greedy {before.greedy_accuracy:.3f}, pass@{before.k} {before.pass_at_k:.3f} on {before.n} held-out problems")
+    print(f"base model: greedy {before.greedy_accuracy:.3f}, pass@{before.k} {before.pass_at_k:.3f} on {before.n} "
+          "held-out problems")
 
     results: dict[str, dict[str, Any]] = {}
     seconds_of: dict[str, float] = {}  # method -> seconds of its last run (for the projection)
@@ -399,12 +409,17 @@ def _run_demo_locked(
                 )
                 continue
         elif i >= REQUIRED_METHODS and seconds_of:
-            like = "arca" if method_needs_base(signal_of[method]) and "arca" in seconds_of else "uniform" if "uniform" in seconds_of else None
+            if method_needs_base(signal_of[method]) and "arca" in seconds_of:
+                like: str | None = "arca"
+            else:
+                like = "uniform" if "uniform" in seconds_of else None
             projected = (seconds_of[like] if like else max(seconds_of.values())) * len(seeds) + oracle_seconds
             if elapsed + projected > budget_s:
-                print(f"skipping {method}: {elapsed:.0f} s used, about {projected:.0f} s more would pass the {budget_s:.0f} s budget")
+                print(f"skipping {method}: {elapsed:.0f} s used, about {projected:.0f} s more would pass the "
+                      f"{budget_s:.0f} s budget")
                 skipped.append(method)
-                skipped_why[method] = {"projected_seconds": projected, "budget_needed": math.ceil((elapsed + projected) * 1.1)}
+                needed = math.ceil((elapsed + projected) * 1.1)
+                skipped_why[method] = {"projected_seconds": projected, "budget_needed": needed}
                 continue
         per_seed: dict[str, dict[str, Any]] = {}
         for j, seed in enumerate(seeds):
@@ -448,9 +463,12 @@ def _run_demo_locked(
         "skipped": skipped,
         "skipped_why": skipped_why,  # each skipped method's projected seconds and the budget that would hold it
         "budget_seconds": budget_s,
-        "oracle": {"samples": oracle_samples, "rollouts": ORACLE_ROLLOUTS, "prompts": ORACLE_PROMPTS, "k": ORACLE_K, "seed": 0}
-        if oracle_samples
-        else None,
+        "oracle": (
+            {"samples": oracle_samples, "rollouts": ORACLE_ROLLOUTS, "prompts": ORACLE_PROMPTS, "k": ORACLE_K,
+             "seed": 0}
+            if oracle_samples
+            else None
+        ),
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     print()

@@ -207,7 +207,7 @@ def run_sweep(
     say = log or (lambda _m: None)
     if train_fn is None:
         # imported here: _run loads TRL, which planning a sweep (`arca sweep --dry-run`) does not need
-        from ._run import train as train_fn
+        from ._run.training import train as train_fn
 
         def _train(cfg: Any, *, run_dir: Path, resume: bool) -> Path:
             return train_fn(cfg, run_dir=run_dir, resume=resume, progress=progress)  # type: ignore[misc]

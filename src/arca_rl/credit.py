@@ -92,7 +92,9 @@ def _check_registration(kind: str, name: Any, fn: Any, needs: Any, valid: Iterab
     needs = frozenset(needs)
     unknown = sorted(needs - set(valid))
     if unknown:
-        raise ValueError(f"{kind} {name!r}: unknown inputs {unknown} in needs; valid inputs are {list(valid)} ({always})")
+        raise ValueError(
+            f"{kind} {name!r}: unknown inputs {unknown} in needs; valid inputs are {list(valid)} ({always})"
+        )
     _METHOD_NAMES.add(name)
     return needs
 
@@ -170,7 +172,8 @@ def salience(
             )
     if hidden is not None and base_hidden is not None and hidden.shape != base_hidden.shape:
         raise ValueError(
-            f"salience {name!r}: hidden {tuple(hidden.shape)} and base_hidden {tuple(base_hidden.shape)} differ in shape"
+            f"salience {name!r}: hidden {tuple(hidden.shape)} and base_hidden {tuple(base_hidden.shape)} differ in "
+            "shape"
         )
 
     real = mask != 0

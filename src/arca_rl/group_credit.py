@@ -82,7 +82,9 @@ def register_group_method(name: str, fn: GroupFn, *, needs: Iterable[str], outpu
     """
     if output not in GROUP_OUTPUTS:  # checked first: a refused registration takes no name
         raise ValueError(f"group method {name!r}: output must be one of {GROUP_OUTPUTS}, got {output!r}")
-    checked = credit._check_registration("group method", name, fn, needs, GROUP_INPUTS, "mask and groups are always passed")
+    checked = credit._check_registration(
+        "group method", name, fn, needs, GROUP_INPUTS, "mask and groups are always passed"
+    )
     _GROUP_METHODS[name] = _GroupMethod(fn, checked, output)
 
 
@@ -102,7 +104,7 @@ def is_group_method(name: str) -> bool:
 
 
 def is_sampled_method(name: str) -> bool:
-    """Does method `name` sample the policy (`vine`)? The trainer computes it (`_trainer_vine`), not `group_credit`."""
+    """Does method `name` sample the policy (`vine`)? The trainer computes it (`trainer.vine`), not `group_credit`."""
     return name in _SAMPLED_METHODS
 
 
@@ -163,7 +165,11 @@ def group_credit(
             )
     for k in ("rewards", "advantages", "entropies"):
         x = inputs[k]
-        if k in method.needs and x is not None and not bool(torch.isfinite(x.float()[mask != 0] if x.dim() == 2 else x.float()).all()):
+        if (
+            k in method.needs
+            and x is not None
+            and not bool(torch.isfinite(x.float()[mask != 0] if x.dim() == 2 else x.float()).all())
+        ):
             raise ValueError(f"group method {name!r}: {k} holds NaN or inf")
     real = mask != 0
     with torch.no_grad():
@@ -266,7 +272,8 @@ def ktae_key_values(contains: Tensor, correct: Tensor) -> Tensor:
     c, d = n_t - a, n_f - b
     N = float(n_t + n_f)
 
-    def lchoose(n: Tensor | float, k: Tensor | float) -> Tensor:  # log C(n, k) = lgamma(n+1) - lgamma(k+1) - lgamma(n-k+1)
+    # log C(n, k) = lgamma(n+1) - lgamma(k+1) - lgamma(n-k+1)
+    def lchoose(n: Tensor | float, k: Tensor | float) -> Tensor:
         n, k = torch.as_tensor(n, dtype=torch.float64), torch.as_tensor(k, dtype=torch.float64)
         return torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
 
@@ -375,8 +382,8 @@ def _gtpo(
 ) -> Tensor:
     # Token rewards, correct (o+) and incorrect (o-) completions apart, at each position t (t-th real token):
     #   o+: r_it = a1 R_i + a2 * H_it / sum_{k in o+ alive at t} H_kt * d_t              (high entropy: more reward)
-    #   o-: r_it = a1 R_i - a2 * (1/H_it) / sum_{k in o- alive at t} (1/H_kt) * h_t      (confident mistake: more penalty)
-    # d_t / h_t = how many of o+ / o- reach position t, so the entropy term averages a2 at every t.
+    #   o-: r_it = a1 R_i - a2 * (1/H_it) / sum_{k in o- alive at t} (1/H_kt) * h_t      (confident mistake: more
+    # penalty) d_t / h_t = how many of o+ / o- reach position t, so the entropy term averages a2 at every t.
     # Then A_it = (r_it - mean) / (std + eps) over every real token of the group (normalised per group;
     # one joint normalisation for o+ and o- is our reading). Rows at the group mean get r_it = a1 R_i.
     H = entropies.detach().double()
@@ -396,7 +403,9 @@ def _gtpo(
             T_max = int(p[sel].max()) + 1
             col = torch.where(sel, p, T_max)  # position index, sentinel T_max elsewhere
             z = torch.where(sel, score, 0.0)
-            tot = torch.zeros(T_max + 1, dtype=torch.float64, device=m.device).scatter_add_(0, col.flatten(), z.flatten())
+            tot = torch.zeros(T_max + 1, dtype=torch.float64, device=m.device).scatter_add_(
+                0, col.flatten(), z.flatten()
+            )
             alive = torch.zeros(T_max + 1, dtype=torch.float64, device=m.device).scatter_add_(
                 0, col.flatten(), sel.double().flatten()
             )
@@ -481,7 +490,13 @@ register_group_method("hicra", _hicra, needs=("advantages", "entropies", "comple
 
 
 def _vine(
-    *, mask: Tensor, groups: Tensor, vine_samples: int = 8, vine_batch_rows: int = 256, vine_positions: str = "adaptive", **_: Any
+    *,
+    mask: Tensor,
+    groups: Tensor,
+    vine_samples: int = 8,
+    vine_batch_rows: int = 256,
+    vine_positions: str = "adaptive",
+    **_: Any,
 ) -> Tensor:
     # VinePPO's A_it = V_t - V_{t-1} (V: K continuations of each prefix): registered here, computed by the trainer
     raise ValueError("credit method 'vine' samples continuations from the policy; only the trainer computes it")

@@ -16,7 +16,7 @@ A completion with no teacher gets salience 0, hence uniform weights: exactly A_i
 abstract leaves open (KL direction, normalisation, which sibling, the context's wording) are ours and are named
 in docs/group-credit.md.
 
-Pure functions here (tensors, token ids, any causal LM); the trainer's per-batch pass is `_trainer_teacher.py`,
+Pure functions here (tensors, token ids, any causal LM); the trainer's per-batch pass is `trainer/teacher.py`,
 `arca diagnose` calls the same functions.
 """
 
@@ -83,7 +83,9 @@ def teacher_messages(prompt: Any, solution: str) -> Any:
     return [*messages[: last + 1], {"role": "assistant", "content": solution}, *messages[last:]]
 
 
-def cut_solution(before: list[int], solution: list[int], after: list[int], completion_len: int, max_len: int | None) -> tuple[list[int], int]:
+def cut_solution(
+    before: list[int], solution: list[int], after: list[int], completion_len: int, max_len: int | None
+) -> tuple[list[int], int]:
     """(the teacher prompt's ids `before + solution + after`, how many solution tokens were cut).
 
     When the teacher context (prompt + completion) is longer than `max_len`, tokens are cut from the left of the
@@ -101,7 +103,12 @@ def cut_solution(before: list[int], solution: list[int], after: list[int], compl
 
 
 def teacher_prompt_ids(
-    tokenizer: Any, prompt: Any, solution: str, completion_len: int, max_len: int | None, chat_template_kwargs: Any = None
+    tokenizer: Any,
+    prompt: Any,
+    solution: str,
+    completion_len: int,
+    max_len: int | None,
+    chat_template_kwargs: Any = None,
 ) -> tuple[list[int], int]:
     """(the teacher prompt's token ids, solution tokens cut): `teacher_messages(prompt, solution)` tokenized as TRL
     tokenizes prompts (chat: the template with the generation prompt; plain text: with special tokens), the
@@ -155,8 +162,12 @@ def teacher_kl(
     with torch.no_grad():
         for s in range(0, B, max(1, rows)):
             chunk = slice(s, s + max(1, rows))
-            z_s, _ = aligned_forward(model, student_ids[chunk], student_mask[chunk], student_ids.shape[1] - width, width, False)
-            z_t, _ = aligned_forward(model, teacher_ids[chunk], teacher_mask[chunk], teacher_ids.shape[1] - width, width, False)
+            z_s, _ = aligned_forward(
+                model, student_ids[chunk], student_mask[chunk], student_ids.shape[1] - width, width, False
+            )
+            z_t, _ = aligned_forward(
+                model, teacher_ids[chunk], teacher_mask[chunk], teacher_ids.shape[1] - width, width, False
+            )
             log_s = torch.log_softmax(z_s.float() / temperature, dim=-1)
             log_t = torch.log_softmax(z_t.float() / temperature, dim=-1)
             del z_s, z_t

@@ -31,7 +31,8 @@ _PART = re.compile(rf"^({'|'.join(map(re.escape, SUFFIXES))})(.+)$")
 _FORM = (
     "a signal, then "
     + ", ".join(
-        f"+{key}<{'steps' if check.integer else field + ' ' + check.bounds()}>" for key, (field, check, _) in SUFFIXES.items()
+        f"+{key}<{'steps' if check.integer else field + ' ' + check.bounds()}>"
+        for key, (field, check, _) in SUFFIXES.items()
     )
     + ", e.g. arca+mix0.5"
 )
@@ -57,7 +58,9 @@ def parse_variant(name: str, signals: Sequence[str]) -> tuple[str, dict[str, Any
         try:
             value = int(text) if check.integer else float(text)
         except ValueError:
-            raise ValueError(f"{name!r}: +{key} needs {'an integer' if check.integer else 'a number'}, got {text!r}") from None
+            raise ValueError(
+                f"{name!r}: +{key} needs {'an integer' if check.integer else 'a number'}, got {text!r}"
+            ) from None
         if not check.contains(value):
             raise ValueError(f"{name!r}: +{key} must be {check.bounds()} ({field}), got {text}")
         fields[field] = value

@@ -109,7 +109,11 @@ def model_init_kwargs(model: ModelSection, training: Mapping[str, Any]) -> dict[
 
 
 def eval_arguments(
-    ev: EvalSection, training: Mapping[str, Any], trainer: str, max_prompt_tokens: int | None, overrides: Mapping[str, Any]
+    ev: EvalSection,
+    training: Mapping[str, Any],
+    trainer: str,
+    max_prompt_tokens: int | None,
+    overrides: Mapping[str, Any],
 ) -> dict[str, Any]:
     """`RunConfig.eval_arguments`: `arca_rl.evaluate`'s keyword arguments for a run (all but `progress`)."""
     ta = training
@@ -122,7 +126,9 @@ def eval_arguments(
         "k": ev.k,
         "samples_per_problem": ev.samples_per_problem,
         "batch_size": ev.batch_size,
-        "max_new_tokens": ev.max_new_tokens or ta.get("max_completion_length") or trl_default("max_completion_length", trainer),
+        "max_new_tokens": ev.max_new_tokens
+        or ta.get("max_completion_length")
+        or trl_default("max_completion_length", trainer),
         "temperature": pick(ev.temperature, "temperature"),
         "top_p": pick(ev.top_p, "top_p"),
         "top_k": ta.get("top_k", 0) or 0,
@@ -146,7 +152,7 @@ def trl_default(name: str, trainer: str = "grpo") -> Any:
 
 
 def config_class(trainer: str) -> type[ARCAGRPOConfig | ARCARLOOConfig]:
-    """`trainer:` -> `ARCAGRPOConfig`, `ARCARLOOConfig` or (sdpo) `_sdpo.ARCASDPOConfig`."""
+    """`trainer:` -> `ARCAGRPOConfig`, `ARCARLOOConfig` or (sdpo) `trainer.sdpo.ARCASDPOConfig`."""
     from ..trainer_config import ARCAGRPOConfig, ARCARLOOConfig  # here: it loads TRL
 
     if trainer == "sdpo":  # TRL's experimental SDPO, imported only when asked for

@@ -3,8 +3,8 @@ message for an unknown key with its nearest valid key (`unknown_key`, `suggest`)
 message of a section's pydantic error (`section_error`).
 
 `check` reads dataclass annotations (TRL's `GRPOConfig` / `RLOOConfig` fields; the project's own
-sections are pydantic models, see `schema`) and coerces lightly: an integral float to int, a string such as `5e-6` to float (PyYAML reads
-YAML 1.1, where a number without a dot is a string), one string to a one-item list.
+sections are pydantic models, see `schema`) and coerces lightly: an integral float to int, a string such as `5e-6` to
+float (PyYAML reads YAML 1.1, where a number without a dot is a string), one string to a one-item list.
 """
 
 from __future__ import annotations

@@ -77,7 +77,8 @@ def check_fields(raw: Mapping[str, Any], top_level: Collection[str]) -> dict[str
     evaluation = _parse_section(EvalSection, raw.get("eval"), "eval")
     if evaluation.samples_per_problem < evaluation.k:
         raise ConfigError(
-            f"eval.samples_per_problem: must be >= eval.k ({evaluation.k}) for pass@k, got {evaluation.samples_per_problem}"
+            f"eval.samples_per_problem: must be >= eval.k ({evaluation.k}) for pass@k, got "
+            f"{evaluation.samples_per_problem}"
         )
 
     # A cross-section check (the TRL and PEFT configs' own checks follow in `schema.parse_config`).
@@ -184,6 +185,9 @@ def _check_training_ranges(training: Mapping[str, Any]) -> None:
         low, inclusive, high = TRL_FIELD_RANGES[key]
         ok = (value >= low if inclusive else value > low) and (high is None or value <= high)
         if not ok:
-            span = f"{'>=' if inclusive else '>'} {low}" if high is None else f"in {'[' if inclusive else '('}{low}, {high}]"
+            span = f"{'>=' if inclusive else '>'} {low}" if high is None else (
+                f"in {'[' if inclusive else '('}{low}, "
+                f"{high}]"
+            )
             hint = "; arca runs are counted in optimizer steps" if key == "max_steps" else ""
             raise ConfigError(f"training.{key}: must be {span}, got {value}{hint}")

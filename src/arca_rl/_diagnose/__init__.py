@@ -21,8 +21,8 @@ Without a PEFT adapter the adapter-off pass does not exist, so the signals that 
 `divergence`, or any registered signal reading `ref_logps` / `base_hidden`) are reported under
 `absent` with the reason; the others are still scored.
 
-`diagnose` itself is pipeline.py. `run_diagnose` (driver.py) is what `arca diagnose` runs: it loads a model, adapter or run folder
-and a task first. Results and their JSON form are in results.py; the HTML page is written by
+`diagnose` itself is pipeline.py. `run_diagnose` (driver.py) is what `arca diagnose` runs: it loads a model, adapter or
+run folder and a task first. Results and their JSON form are in results.py; the HTML page is written by
 `arca_rl._report.diagnose_page`. Public entry point: `arca_rl.diagnose`; this package is private.
 """
 

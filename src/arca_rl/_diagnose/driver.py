@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _checks as checks
-from .. import _credit_fields, _evaluation, group_credit, rundir
+from .. import _credit_fields, group_credit, rundir
 from .._config import ConfigError, RunConfig, default_model_path
+from .._run import evaluation as _evaluation
 from ..group_credit import registered_methods
 from ..oracle import MAX_ROLLOUTS, POSITIONS, max_rollouts
 from ..tasks import get_task
@@ -137,7 +138,8 @@ def run_diagnose(
                 f"the embedded tiny model is not built ({model_path}); run `make tiny-model` or pass --model"
             )
     given = {
-        "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "power": power, "eps": eps, "mix": mix,
+        "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "power": power, "eps": eps,
+        "mix": mix,
     }  # fmt: skip
     settings.update({key: value for key, value in given.items() if value is not None})
     checks.check_count(settings["max_new_tokens"], "--max-new-tokens")

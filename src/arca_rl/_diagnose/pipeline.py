@@ -114,7 +114,9 @@ def diagnose(
     group_methods = [s for s in scored if group_credit.is_group_method(s)]
     if group_methods and rewards is None:  # the group's rewards are what these methods read
         for m in group_methods:
-            absent[m] = "a group method: it needs the completions' rewards, and there is no reward (pick a task with one)"
+            absent[m] = (
+                "a group method: it needs the completions' rewards, and there is no reward (pick a task with one)"
+            )
         scored = [s for s in scored if s not in group_methods]
         group_methods = []
     token_signals = [s for s in scored if s not in group_methods]
@@ -154,7 +156,9 @@ def diagnose(
                     seen_rewards.append(first_rewards[len(seen_rewards)])
                     continue
                 try:
-                    seen_rewards.append(num(rewards(s.prompt_index, tokenizer.decode(s.completion_ids, skip_special_tokens=True))))
+                    seen_rewards.append(
+                        num(rewards(s.prompt_index, tokenizer.decode(s.completion_ids, skip_special_tokens=True)))
+                    )
                 except Exception:  # never let a scoring bug lose the diagnosis
                     seen_rewards.append(None)
         group_scores = None
@@ -277,4 +281,7 @@ def _fill_rewards(rewards: Sequence[float | None], groups: Sequence[int]) -> lis
     for r, g in zip(rewards, groups):
         if r is not None:
             by_group.setdefault(g, []).append(r)
-    return [r if r is not None else (sum(by_group[g]) / len(by_group[g]) if by_group.get(g) else 0.0) for r, g in zip(rewards, groups)]
+    return [
+        r if r is not None else (sum(by_group[g]) / len(by_group[g]) if by_group.get(g) else 0.0)
+        for r, g in zip(rewards, groups)
+    ]

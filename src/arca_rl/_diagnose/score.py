@@ -201,13 +201,16 @@ def score_groups(
                 ent[b, :n] = torch.tensor(entropies[b][:n], dtype=torch.float32)
     groups = torch.tensor([s.prompt_index for s in samples], dtype=torch.long)
     adv = torch.tensor(grpo_advantages(rewards, groups.tolist()), dtype=torch.float32)
-    out = GroupScores(weights=[{} for _ in samples], salience=[{} for _ in samples], token_advantages=[{} for _ in samples])
+    out = GroupScores(
+        weights=[{} for _ in samples], salience=[{} for _ in samples], token_advantages=[{} for _ in samples]
+    )
     for name in methods:
         try:
             raw = (precomputed or {}).get(name)
             raw = raw[:, :C].float() if raw is not None else group_credit.group_credit(
                 name, mask=mask, groups=groups, completion_ids=ids, rewards=torch.tensor(rewards, dtype=torch.float32),
-                advantages=adv, entropies=ent if entropies is not None else None, **dict((method_kwargs or {}).get(name, {})),
+                advantages=adv, entropies=ent if entropies is not None else None,
+                **dict((method_kwargs or {}).get(name, {})),
             )  # fmt: skip
             if group_credit.group_method_output(name) == "advantages":
                 tok = group_credit.mix_advantages(raw, adv, mask, mix)  # (1 - mix) A_i + mix A_it

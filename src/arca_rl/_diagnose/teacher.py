@@ -41,7 +41,9 @@ def self_teacher_salience(
     t_prompts = []
     for b in rows:
         solution = tokenizer.decode(samples[teachers[b]].completion_ids, skip_special_tokens=True)
-        ids, _ = teacher_prompt_ids(tokenizer, prompts[samples[b].prompt_index], solution, len(samples[b].completion_ids), max_len)
+        ids, _ = teacher_prompt_ids(
+            tokenizer, prompts[samples[b].prompt_index], solution, len(samples[b].completion_ids), max_len
+        )
         t_prompts.append(ids)
     fill = pad_id(tokenizer, eos_ids(model, tokenizer))
 

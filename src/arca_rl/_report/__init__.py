@@ -93,7 +93,9 @@ def _heatmap_sections(runs: Sequence[RunData], messages: list[str]):
             continue
         records, bad = rundir.read_token_log(r.token_log)
         if bad:
-            messages.append(f"{r.path}: skipped {bad} unreadable line(s) in credit_tokens.jsonl (not UTF-8 or not JSON)")
+            messages.append(
+                f"{r.path}: skipped {bad} unreadable line(s) in credit_tokens.jsonl (not UTF-8 or not JSON)"
+            )
         messages.extend(f"{r.path}: {problem}" for problem in token_log_problems(r.token_log))
         comps = completions_from_token_log(records)
         if not comps:
@@ -153,7 +155,9 @@ def _runs_in(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
     """The run folders under the given paths, and messages about folders skipped on the way; ConfigError (one
     line, before anything is written) for a path that is missing, a file, or holds no run folder."""
     if not paths:
-        raise ConfigError("arca report: no run folder given; pass run folders written by arca train, or folders holding them")
+        raise ConfigError(
+            "arca report: no run folder given; pass run folders written by arca train, or folders holding them"
+        )
     for raw in paths:
         p = Path(raw)
         if not p.exists():
@@ -164,13 +168,16 @@ def _runs_in(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
                 )
             raise ConfigError(f"{raw}: does not exist; pass run folders written by arca train, or folders holding them")
         if not p.is_dir():
-            raise ConfigError(f"{raw}: is a file, not a run folder; pass run folders written by arca train, or folders holding them")
+            raise ConfigError(
+                f"{raw}: is a file, not a run folder; pass run folders written by arca train, or folders holding them"
+            )
     found, messages = discover_runs(paths)
     for raw in paths:
         mine, _ = discover_runs([raw])
         if not mine and not rundir.outputs(raw):  # a run's outputs without config.yaml: said, and skipped
             raise ConfigError(
-                f"{raw}: no run folder (one with config.yaml) in it or its subfolders; pass run folders written by arca train"
+                f"{raw}: no run folder (one with config.yaml) in it or its subfolders; pass run folders written by "
+                "arca train"
             )
     return found, messages
 
@@ -223,7 +230,8 @@ def write_report(
     messages.extend(duplicates)
     if baseline is not None and not any(r.method == baseline for r in runs):
         methods = ", ".join(sorted({r.method for r in runs}))
-        raise ConfigError(f"--baseline: no finished run of method {baseline!r} (the runs' methods: {methods}); pick one of them")
+        raise ConfigError(f"--baseline: no finished run of method {baseline!r} (the runs' methods: {methods}); pick "
+                          "one of them")
     baseline = baseline if baseline is not None else default_baseline(runs)
     messages.extend(mixed_settings(runs))
     t2 = table2(runs)
@@ -285,7 +293,11 @@ _BAND = "line: mean over seeds; band: lowest to highest seed (min-max)"
 def _learning_section(res: ReportResult, png: Path) -> Section:
     notes = []
     for e in res.paired:
-        ci = f" [{e.ci_low:+.3f}, {e.ci_high:+.3f}]" if e.ci_low is not None and e.ci_high is not None else f" ({e.note})"
+        ci = (
+            f" [{e.ci_low:+.3f}, {e.ci_high:+.3f}]"
+            if e.ci_low is not None and e.ci_high is not None
+            else f" ({e.note})"
+        )
         notes.append(
             f"{e.method} r{e.rank} − {res.baseline}, {e.measure}: {e.mean:+.3f}{ci} over {e.n_seeds} seed(s), "
             f"wins / ties / losses {e.wins} / {e.ties} / {e.losses}"

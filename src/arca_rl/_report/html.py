@@ -355,8 +355,10 @@ def _legend() -> str:
     <label><input type="radio" name="mode" value="rel" checked> relative to uniform (w·T, log scale)</label>
     <label><input type="radio" name="mode" value="max"> share of row maximum (w / max w)</label>
   </div>
-  <div class="scale scale-rel"><div class="bar" style="background:{rel}"></div><div class="ticks">{rel_ticks}</div></div>
-  <div class="scale scale-max"><div class="bar" style="background:{mx}"></div><div class="ticks">{mx_ticks}</div></div>
+  <div class="scale scale-rel"><div class="bar" style="background:{rel}"></div>
+    <div class="ticks">{rel_ticks}</div></div>
+  <div class="scale scale-max"><div class="bar" style="background:{mx}"></div>
+    <div class="ticks">{mx_ticks}</div></div>
   <p class="hint">Each row is one signal's credit over the same completion (weights sum to 1 per row; T counts
   tokens up to and including the first EOS). Hover a token for its weight and raw salience; the same token is
   outlined in every row. <span class="ws">·</span> space, <span class="ws">↵</span> newline,
@@ -407,7 +409,8 @@ def render_page(title: str, sections: Sequence[Section], *, subtitle: str = "", 
 {f'<p class="lead">{_e(subtitle)}</p>' if subtitle else ""}
 {_legend()}
 {"".join(body)}
-<footer>{_e(footer) if footer else "arca-rl token credit report"} · <span id="js-status" data-status="pending"></span></footer>
+<footer>{_e(footer) if footer else "arca-rl token credit report"} ·
+<span id="js-status" data-status="pending"></span></footer>
 </main>
 <script>
 {_asset("page.js")}</script>

@@ -94,7 +94,9 @@ def paired_differences(runs: Sequence[RunData], baseline: str) -> tuple[list[Pai
     """Every other method's paired differences from `baseline` (runs of one rank paired by seed), and messages
     about the methods that could not be paired (no baseline run of their rank, no seed in common)."""
     groups = group_runs(runs)
-    base = {rank: {r.seed: r for r in group if r.seed is not None} for (m, rank), group in groups.items() if m == baseline}
+    base = {
+        rank: {r.seed: r for r in group if r.seed is not None} for (m, rank), group in groups.items() if m == baseline
+    }
     entries: list[PairedEntry] = []
     messages: list[str] = []
     for (method, rank), group in groups.items():

@@ -121,7 +121,11 @@ def plot_learning_curves(runs: Sequence[RunData], path: str | Path) -> Path | No
     cmap = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
     panels = (
-        (axes[0], "held-out greedy accuracy (curve.jsonl)", lambda r: ([s for s, _a in r.curve], [a for _s, a in r.curve])),
+        (
+            axes[0],
+            "held-out greedy accuracy (curve.jsonl)",
+            lambda r: ([s for s, _a in r.curve], [a for _s, a in r.curve]),
+        ),
         (axes[1], "training reward (mean over the batch)", lambda r: r.series("reward")),
     )
     for ax, title, get in panels:

@@ -54,9 +54,15 @@ def histogram_svg(signal: str, values: Sequence[float]) -> str:
     ticks.append(
         f'<line x1="{ux:.1f}" y1="{TOP}" x2="{ux:.1f}" y2="{H - B}" stroke="#888" stroke-dasharray="3,3"/>'
     )
-    yl = f'<text x="{L - 4}" y="{TOP + 8}" text-anchor="end">{ymax:.0%}</text><text x="{L - 4}" y="{H - B}" text-anchor="end">0</text>'
+    yl = (
+        f'<text x="{L - 4}" y="{TOP + 8}" text-anchor="end">{ymax:.0%}</text><text x="{L - 4}" y="{H - B}" '
+        'text-anchor="end">0</text>'
+    )
     axis = f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="#444"/>'
-    xl = f'<text x="{(L + W - R) / 2:.0f}" y="{H - 3}" text-anchor="middle" class="ax">relative weight w·T (log scale, 1 = uniform)</text>'
+    xl = (
+        f'<text x="{(L + W - R) / 2:.0f}" y="{H - 3}" text-anchor="middle" class="ax">relative weight w·T (log scale, '
+        '1 = uniform)</text>'
+    )
     return (
         f'<figure class="hist"><figcaption>{_esc(signal)} <span class="n">{total} tokens</span></figcaption>'
         f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{_esc(signal)} weight histogram">'

@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import rundir
 from .._credit_fields import defaults, final_lambda
-from .._curve import curve_auc, read_curve
+from .._run.curve import curve_auc, read_curve
 from ..diagnostics import mean_ci
 from ..variants import variant_name
 from .checks import eval_problems

@@ -37,8 +37,10 @@ examples:
   arca train --config configs/demo.yaml --set training.credit=arca --set name=demo-arca
   arca train --config configs/paper/arca_r16.yaml --dry-run
   arca train --config configs/demo.yaml --set training.learning_rate=1e-4 --set name=demo-lr
-  arca train --config configs/demo.yaml --set training.save_strategy=steps --set training.save_steps=10 --set name=demo-ckpt
-  arca train --config configs/demo.yaml --set training.save_strategy=steps --set training.save_steps=10 --set name=demo-ckpt --resume
+  arca train --config configs/demo.yaml --set training.save_strategy=steps --set training.save_steps=10 \\
+      --set name=demo-ckpt
+  arca train --config configs/demo.yaml --set training.save_strategy=steps --set training.save_steps=10 \\
+      --set name=demo-ckpt --resume
   arca eval --adapter runs/demo-uniform --task arithmetic --n 200
   arca demo
   arca demo --methods uniform,arca --seeds 0 --output-dir runs/demo-seed0

@@ -22,12 +22,19 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "write runs/demo/summary.json (each method's run in runs/demo/<method>/)."
         ),
     )
-    p.add_argument("--config", "-c", type=Path, default=None, help="base config (default: the built-in demo config = configs/demo.yaml)")
+    p.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=None,
+        help="base config (default: the built-in demo config = configs/demo.yaml)",
+    )
     p.add_argument(
         "--methods",
         default=None,
         help="comma-separated credit methods, in order: a signal or a group method (ktae, tempo, gtpo, hicra, "
-        "self_teacher, vine), or sdpo (TRL's SDPO trainer, uniform credit), optionally followed by +mix<lambda> (credit_mix), +warmup<N> (credit_warmup_steps), +topent<q> (TRL's "
+        "self_teacher, vine), or sdpo (TRL's SDPO trainer, uniform credit), optionally followed by +mix<lambda> "
+        "(credit_mix), +warmup<N> (credit_warmup_steps), +topent<q> (TRL's "
         "top_entropy_quantile), e.g. uniform,arca,arca+mix0.5,tempo,tempo+mix0.5,uniform+topent0.2 "
         "(default: uniform,arca,entropy_reduction,surprisal,divergence)",
     )
@@ -46,13 +53,17 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(default 0,1,2)",
     )
     add_set(p, "override the demo config; repeatable")
-    p.add_argument("--output-dir", "-o", type=arg(check_output_folder, "--output-dir"), default=None, help="demo folder (default: runs/demo)")
+    p.add_argument(
+        "--output-dir", "-o", type=arg(check_output_folder, "--output-dir"), default=None,
+        help="demo folder (default: runs/demo)",
+    )
     p.add_argument(
         "--oracle",
         type=arg(check_count, "--oracle", low=0),
         default=None,
         metavar="K",
-        help="continuations per prefix for each method's oracle lift and signed measure on 16 rollouts (4 prompts x 4) of its seed-0 adapter "
+        help="continuations per prefix for each method's oracle lift and signed measure on 16 rollouts (4 prompts x 4) "
+             "of its seed-0 adapter "
         "(default 16; 0 = off)",
     )
     add_quiet(p)

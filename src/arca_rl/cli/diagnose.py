@@ -48,7 +48,10 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--adapter", "-a", default=None, help="PEFT adapter folder, or a run folder from `arca train` (its adapter/)"
     )
     p.add_argument(
-        "--task", "-t", default=None, help=f"task name: {', '.join(TASKS)} (default: the run's task; required otherwise)"
+        "--task",
+        "-t",
+        default=None,
+        help=f"task name: {', '.join(TASKS)} (default: the run's task; required otherwise)",
     )
     add_task_options(p)
     p.add_argument("--n", type=arg(check_count, "--n"), default=32, help="number of held-out prompts (default 32)")
@@ -59,8 +62,18 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="completion budget (default: the run's max_completion_length, else 128)",
     )
-    p.add_argument("--temperature", type=arg(check_number, "--temperature", low=0, low_open=True), default=None, help="sampling temperature (default: the run's, else 1.0)")
-    p.add_argument("--top-p", type=arg(check_number, "--top-p", low=0, low_open=True, high=1), default=None, help="nucleus sampling (default: the run's, else 1.0)")
+    p.add_argument(
+        "--temperature",
+        type=arg(check_number, "--temperature", low=0, low_open=True),
+        default=None,
+        help="sampling temperature (default: the run's, else 1.0)",
+    )
+    p.add_argument(
+        "--top-p",
+        type=arg(check_number, "--top-p", low=0, low_open=True, high=1),
+        default=None,
+        help="nucleus sampling (default: the run's, else 1.0)",
+    )
     p.add_argument(
         "--power",
         type=arg(check_number, "--power", low=0, low_open=True),
@@ -74,10 +87,25 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="credit_mix lambda applied to every signal's weights, (1 - lambda)/T + lambda * w "
         "(default: the lambda the run ended with, else 1 = the signals alone)",
     )
-    p.add_argument("--signals", type=arg(check_names, "--signals", valid=signal_names, what="signal"), default=None, help="comma-separated signals to score (default: all registered)")
+    p.add_argument(
+        "--signals",
+        type=arg(check_names, "--signals", valid=signal_names, what="signal"),
+        default=None,
+        help="comma-separated signals to score (default: all registered)",
+    )
     p.add_argument("--seed", type=arg(check_seed, "--seed"), default=0, help="sampling seed (default 0)")
-    p.add_argument("--batch-size", type=arg(check_count, "--batch-size"), default=16, help="sequences per generate / forward call (default 16)")
-    p.add_argument("--device", type=arg(check_device, "--device"), default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "--batch-size",
+        type=arg(check_count, "--batch-size"),
+        default=16,
+        help="sequences per generate / forward call (default 16)",
+    )
+    p.add_argument(
+        "--device",
+        type=arg(check_device, "--device"),
+        default=None,
+        help="torch device (default: cuda if available, else cpu)",
+    )
     p.add_argument(
         "--oracle",
         type=arg(check_count, "--oracle"),
@@ -98,7 +126,13 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="adaptive oracle: also sample the prefixes ending at a step boundary (newline, '.', '=') first",
     )
-    p.add_argument("--out", "-o", type=arg(check_output_folder, "--out"), default=None, help="output folder (default: diagnose/<name>)")
+    p.add_argument(
+        "--out",
+        "-o",
+        type=arg(check_output_folder, "--out"),
+        default=None,
+        help="output folder (default: diagnose/<name>)",
+    )
     add_quiet(p, "no progress lines")
     add_threads(p, default=1)
     p.set_defaults(func=run)

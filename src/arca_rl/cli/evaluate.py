@@ -10,7 +10,7 @@ from pathlib import Path
 from .. import rundir
 from .._checks import arg, check_count, check_number, check_output_file, check_seed
 from .._config import ConfigError, RunConfig, load_config, parse_config
-from .._evaluation import adapter_base_model, evaluate, load_model_for_eval, write_eval_json
+from .._run.evaluation import adapter_base_model, evaluate, load_model_for_eval, write_eval_json
 from ..tasks import TASKS
 from ._common import add_quiet, add_task_options, add_threads, task_options
 
@@ -28,22 +28,59 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "model/task/eval settings default to that config's (so the run's eval.json is reproduced)."
         ),
     )
-    p.add_argument("--model", "-m", default=None, help="model name or path (default: the adapter's base model, else the embedded tiny model)")
+    p.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="model name or path (default: the adapter's base model, else the embedded tiny model)",
+    )
     p.add_argument("--adapter", "-a", default=None, help="PEFT adapter folder, or a run folder from `arca train`")
     p.add_argument("--task", "-t", default=None, help=f"task name: {', '.join(TASKS)} (default: arithmetic)")
     add_task_options(p)
     p.add_argument("--config", "-c", type=Path, default=None, help="take model, task and eval settings from a config")
     p.add_argument("--n", type=arg(check_count, "--n"), default=None, help="number of held-out problems (default 200)")
     p.add_argument("--k", type=arg(check_count, "--k"), default=None, help="k of pass@k (default 4)")
-    p.add_argument("--samples-per-problem", type=arg(check_count, "--samples-per-problem"), default=None, help="samples per problem for pass@k (default 4)")
-    p.add_argument("--batch-size", type=arg(check_count, "--batch-size"), default=None, help="prompts per generate call (default 64)")
-    p.add_argument("--max-new-tokens", type=arg(check_count, "--max-new-tokens"), default=None, help="completion budget (default 256)")
-    p.add_argument("--temperature", type=arg(check_number, "--temperature", low=0, low_open=True), default=None, help="sampling temperature for pass@k (default 1.0)")
-    p.add_argument("--top-p", type=arg(check_number, "--top-p", low=0, low_open=True, high=1), default=None, help="nucleus sampling for pass@k (default 1.0)")
+    p.add_argument(
+        "--samples-per-problem",
+        type=arg(check_count, "--samples-per-problem"),
+        default=None,
+        help="samples per problem for pass@k (default 4)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=arg(check_count, "--batch-size"),
+        default=None,
+        help="prompts per generate call (default 64)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=arg(check_count, "--max-new-tokens"),
+        default=None,
+        help="completion budget (default 256)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=arg(check_number, "--temperature", low=0, low_open=True),
+        default=None,
+        help="sampling temperature for pass@k (default 1.0)",
+    )
+    p.add_argument(
+        "--top-p",
+        type=arg(check_number, "--top-p", low=0, low_open=True, high=1),
+        default=None,
+        help="nucleus sampling for pass@k (default 1.0)",
+    )
     p.add_argument("--seed", type=arg(check_seed, "--seed"), default=None, help="sampling seed (default 42)")
-    p.add_argument("--max-prompt-tokens", type=arg(check_count, "--max-prompt-tokens"), default=None, help="left-truncate prompts to this many tokens")
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=arg(check_count, "--max-prompt-tokens"),
+        default=None,
+        help="left-truncate prompts to this many tokens",
+    )
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16", "auto"], help="weight dtype")
-    p.add_argument("--out", type=arg(check_output_file, "--out"), default=None, help="also write the eval.json object to this file")
+    p.add_argument(
+        "--out", type=arg(check_output_file, "--out"), default=None, help="also write the eval.json object to this file"
+    )
     add_quiet(p, "no progress bar")
     add_threads(p, default=None)
     p.set_defaults(func=run)
@@ -51,7 +88,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._run import build_task  # here: _run loads TRL, which `arca --help` does not need
+    from .._run.training import build_task  # here: _run loads TRL, which `arca --help` does not need
 
     config_path = args.config
     if config_path is None and args.adapter is not None:
@@ -85,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if eval_args["samples_per_problem"] < eval_args["k"]:  # the flags and the config together
         raise ConfigError(
-            f"--samples-per-problem: must be >= --k ({eval_args['k']}) for pass@k, got {eval_args['samples_per_problem']}"
+            f"--samples-per-problem: must be >= --k ({eval_args['k']}) for pass@k, got "
+            f"{eval_args['samples_per_problem']}"
         )
     task = build_task(cfg)
     model, tokenizer = load_model_for_eval(model_path, args.adapter, dtype=args.dtype or cfg.model.dtype)

@@ -34,7 +34,11 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders, or folders containing run folders"
     )
     p.add_argument(
-        "--out", "-o", type=arg(check_output_folder, "--out"), default=None, help="output folder (default: <common parent>/report)"
+        "--out",
+        "-o",
+        type=arg(check_output_folder, "--out"),
+        default=None,
+        help="output folder (default: <common parent>/report)",
     )
     p.add_argument(
         "--baseline",

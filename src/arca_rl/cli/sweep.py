@@ -32,16 +32,28 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", "-c", required=True, type=Path, help="base YAML config")
-    p.add_argument("--credit", required=True, type=arg(check_names, "--credit", valid=signal_names, what="signal"), help="comma-separated credit signals, e.g. uniform,surprisal,arca")
+    p.add_argument(
+        "--credit",
+        required=True,
+        type=arg(check_names, "--credit", valid=signal_names, what="signal"),
+        help="comma-separated credit signals, e.g. uniform,surprisal,arca",
+    )
     p.add_argument("--rank", required=True, help="comma-separated LoRA ranks, e.g. 4,16,64")
     p.add_argument("--seed", required=True, type=arg(check_seeds, "--seed"), help="comma-separated seeds, e.g. 1,2,3")
     add_set(p, "override the base config for every run (dotted path, YAML value); repeatable")
-    p.add_argument("--runs-dir", type=arg(check_output_folder, "--runs-dir"), default=rundir.RUNS_DIR, help="where the run folders go (default runs/)")
+    p.add_argument(
+        "--runs-dir",
+        type=arg(check_output_folder, "--runs-dir"),
+        default=rundir.RUNS_DIR,
+        help="where the run folders go (default runs/)",
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="print one `accelerate launch` line per run still to do; train nothing"
     )
     p.add_argument(
-        "--launcher", default="accelerate launch", help="command prefix of the --dry-run lines (default: accelerate launch)"
+        "--launcher",
+        default="accelerate launch",
+        help="command prefix of the --dry-run lines (default: accelerate launch)",
     )
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     add_quiet(p)

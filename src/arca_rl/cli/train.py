@@ -42,7 +42,13 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run", action="store_true", help="validate and print the resolved config; load no model or data"
     )
-    p.add_argument("--output-dir", "-o", type=arg(check_output_folder, "--output-dir"), default=None, help="run folder (default: runs/<name>)")
+    p.add_argument(
+        "--output-dir",
+        "-o",
+        type=arg(check_output_folder, "--output-dir"),
+        default=None,
+        help="run folder (default: runs/<name>)",
+    )
     p.add_argument(
         "--allow-other-files",
         action="store_true",
@@ -70,10 +76,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"# {args.config}: valid. Resolved config (arca train would write {run_dir}/config.yaml):")
         print(cfg.to_yaml(), end="")
         per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps * training.world_size
-        state = {"finished": "finished", "running": "in use by another run", "interrupted": "resumable", "fresh": "new"}[rundir.state(run_dir)]
+        state = {
+            "finished": "finished",
+            "running": "in use by another run",
+            "interrupted": "resumable",
+            "fresh": "new",
+        }[rundir.state(run_dir)]
         left, steps_line = steps, f"# optimizer steps: {steps} (training.max_steps)"
         if args.resume:  # every check the real --resume makes, so a dry run passes only what it would
-            from .._resume import check_resume, describe
+            from .._run.resume import check_resume, describe
 
             plan = check_resume(run_dir, cfg, world_size=int(os.environ.get("WORLD_SIZE", "1")))
             state += "; --resume " + describe(plan, steps)
@@ -83,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
                 steps_line += f", {left} to train after step {plan.done}" if left else ", 0 to train"
         # The only time estimate possible without loading the model: from the step times of this run
         # folder, when it has trained before.
-        times = sorted(r["step_time"] for r in rundir.read_metrics(run_dir) if isinstance(r.get("step_time"), int | float))
+        times = sorted(
+            r["step_time"] for r in rundir.read_metrics(run_dir) if isinstance(r.get("step_time"), int | float)
+        )
         if times:
             median = times[len(times) // 2]
             when = f"~{median * left:.0f} s of training at the {median:.2f} s median step time logged in {run_dir}"
@@ -108,9 +121,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     # imported here: it loads the trainer (TRL's), which --dry-run and `arca --help` do not need
-    from .._run import train
+    from .._run.training import train
 
-    out = train(cfg, run_dir=run_dir, resume=args.resume, progress=not args.quiet, allow_other_files=args.allow_other_files)
+    out = train(
+        cfg, run_dir=run_dir, resume=args.resume, progress=not args.quiet, allow_other_files=args.allow_other_files
+    )
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # a distributed launch: the main process saves, evaluates and reports
     if rundir.is_finished(out):

@@ -177,7 +177,16 @@ def oracle_values(
     if positions == "all":
         return _exhaustive(groups, sampler, reward, samples, max_new_tokens, batch_rows, on_rollouts)
     return _adaptive(
-        groups, batch_sampler(sampler), reward, samples, max_new_tokens, batch_rows, on_rollouts, split_se, max_gap, seeds
+        groups,
+        batch_sampler(sampler),
+        reward,
+        samples,
+        max_new_tokens,
+        batch_rows,
+        on_rollouts,
+        split_se,
+        max_gap,
+        seeds,
     )
 
 

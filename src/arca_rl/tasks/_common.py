@@ -167,7 +167,13 @@ def check_split(split: str, n: int) -> None:
 
 
 def draw_split(
-    split: str, n: int, rng_key: str, draw: Callable[[random.Random], P], in_test: Callable[[P], bool], *, unique: bool = True
+    split: str,
+    n: int,
+    rng_key: str,
+    draw: Callable[[random.Random], P],
+    in_test: Callable[[P], bool],
+    *,
+    unique: bool = True,
 ) -> list[P]:
     """`n` problems of `split` in a fixed order: `draw` from a generator seeded by `rng_key`, keeping a
     draw when `in_test` puts it in `split` (and, with `unique`, it is new). Check the arguments first

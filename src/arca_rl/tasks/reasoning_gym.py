@@ -136,7 +136,9 @@ def _build_dataset(name: str, config: dict[str, Any], seed: int, size: int) -> A
     from reasoning_gym.factory import DATASETS
 
     if name not in DATASETS:
-        raise ValueError(f"option 'dataset': unknown reasoning-gym data set {name!r}; choose one of {', '.join(sorted(DATASETS))}")
+        raise ValueError(
+            f"option 'dataset': unknown reasoning-gym data set {name!r}; choose one of {', '.join(sorted(DATASETS))}"
+        )
     _, config_cls = DATASETS[name]
     fields = [f.name for f in dataclasses.fields(config_cls) if f.name not in ("seed", "size")]
     for key in config:
@@ -197,8 +199,10 @@ class ReasoningGymTask(GeneratedTask):
             out.append(item)
         if len(out) < n:
             raise ValueError(
-                f"reasoning-gym {self.dataset} {self.config!r}: only {len(out)} distinct questions in {len(source)} draws"
-                f" (asked for {n}); the question space is too small for these splits: widen `config` or lower n_train/n_test"
+                f"reasoning-gym {self.dataset} {self.config!r}: only {len(out)} distinct questions in {len(source)} "
+                "draws"
+                f" (asked for {n}); the question space is too small for these splits: widen `config` or lower "
+                "n_train/n_test"
             )
         return out
 
@@ -208,7 +212,8 @@ class ReasoningGymTask(GeneratedTask):
     def _rows(self, which: str, n: int) -> dict[str, list[Any]]:
         if which == "test":
             if n > self.n_test:
-                raise ValueError(f"at most n_test={self.n_test} held-out problems; raise the task option n_test to ask for {n}")
+                raise ValueError(f"at most n_test={self.n_test} held-out problems; raise the task option n_test to ask "
+                                 f"for {n}")
             items = self._test_items()[:n]
         else:
             if self._test_questions is None:
@@ -221,7 +226,9 @@ class ReasoningGymTask(GeneratedTask):
         system = _system_prompt(self.system)
         prompts, solutions = [], []
         for item in items:
-            prompts.append(render_chat(item["question"], system or None) if self.chat else f"{system}\n{item['question']}\n")
+            prompts.append(
+                render_chat(item["question"], system or None) if self.chat else f"{system}\n{item['question']}\n"
+            )
             solution = json.dumps(
                 {"answer": item["answer"], "question": item["question"], "metadata": item.get("metadata", {})},
                 default=str,
@@ -274,5 +281,12 @@ def make_task(**options: Any) -> ReasoningGymTask:
         raise ValueError(f"option 'answer' must be one of {', '.join(ANSWER_MODES)}, got {answer!r}")
     _build_dataset(name, config, 0, 1)  # a bad name or option fails here, before any model loads
     return ReasoningGymTask(
-        dataset=name, config=dict(config), seed=seed, n_train=n_train, n_test=n_test, chat=chat, system=system, answer=answer
+        dataset=name,
+        config=dict(config),
+        seed=seed,
+        n_train=n_train,
+        n_test=n_test,
+        chat=chat,
+        system=system,
+        answer=answer,
     )

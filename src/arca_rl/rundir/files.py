@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._config import RunConfig
-from .errors import ConfigError
+from .._config import RunConfig
+from ..errors import ConfigError
 
 __all__ = [
     "check_checkpoint_files",
@@ -181,7 +181,7 @@ def append_metrics(run_dir: str | Path, step: int, logs: Mapping[str, Any]) -> N
 
 
 def write_eval(run_dir: str | Path, result: Mapping[str, Any]) -> Path:
-    """Write eval.json (`arca_rl._evaluation.EvalResult.to_json()`)."""
+    """Write eval.json (`arca_rl._run.evaluation.EvalResult.to_json()`)."""
     return _write_json(Path(run_dir) / EVAL_FILE, dict(result))
 
 
@@ -287,7 +287,9 @@ class TokenRecord:
         """The record of a parsed line, or None when it is malformed (no list of numeric weights, tokens
         or salience that do not match the weights one for one)."""
         weights, tokens, sal = obj.get("weights"), obj.get("tokens"), obj.get("salience")
-        if not isinstance(weights, list) or (tokens is not None and not (isinstance(tokens, list) and len(tokens) == len(weights))):
+        if not isinstance(weights, list) or (
+            tokens is not None and not (isinstance(tokens, list) and len(tokens) == len(weights))
+        ):
             return None
         try:
             w = [float(x) for x in weights]
@@ -303,7 +305,9 @@ class TokenRecord:
             tokens=None if tokens is None else [str(t) for t in tokens],
             weights=w,
             salience=salience,
-            advantage=float(adv) if isinstance(adv, int | float) and not isinstance(adv, bool) and math.isfinite(adv) else None,
+            advantage=float(adv)
+            if isinstance(adv, int | float) and not isinstance(adv, bool) and math.isfinite(adv)
+            else None,
             entropy_mask=[int(v) for v in mask] if isinstance(mask, list) and all(_is_int(v) for v in mask) else None,
             token_advantages=_numbers(obj.get("token_advantages"), len(w)),
         )
@@ -379,7 +383,12 @@ def _lora_config_problem(data: dict[str, Any]) -> str | None:
     def number(x: Any) -> bool:
         return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
-    r, alpha, dropout, targets = data.get("r"), data.get("lora_alpha"), data.get("lora_dropout", 0.0), data.get("target_modules")
+    r, alpha, dropout, targets = (
+        data.get("r"),
+        data.get("lora_alpha"),
+        data.get("lora_dropout", 0.0),
+        data.get("target_modules"),
+    )
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:
         return f"r must be an integer >= 1, got {r!r}"
     if alpha is not None and not (number(alpha) and alpha > 0):

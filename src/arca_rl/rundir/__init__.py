@@ -27,6 +27,11 @@ Guarantees (docs/guarantees.md): a training process holds `lock(run_dir)` (an OS
 or writes anything in the folder until it returns, so two runs never share a folder; `--resume`
 compares the new config with config.yaml first (`check_resume_config`) and refuses changes a run
 cannot take midway; a checkpoint at max_steps means training is complete (`checkpoint_step`).
+
+This package is the run folder's: `__init__` (this module) the layout, the lock, the state, checkpoints and
+adapters; `files.py` the formats of the files inside (metrics, token log records, eval, finished), re-exported
+here. Who may import it: the trainer (its token log), the run, and every command; it imports only the configs
+(`arca_rl._config`), `_credit_fields` and `errors`, so reading a run folder never loads TRL.
 """
 
 from __future__ import annotations
@@ -40,9 +45,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from . import _credit_fields
-from ._config import RunConfig, load_config
-from ._runfiles import (
+from .. import _credit_fields
+from .._config import RunConfig, load_config
+from ..errors import ConfigError
+from .files import (
     CONFIG_FILE,
     EVAL_FILE,
     FINISHED_FILE,
@@ -66,7 +72,6 @@ from ._runfiles import (
     write_eval,
     write_finished,
 )
-from .errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE",
@@ -306,7 +311,7 @@ def _fixed_values(cfg: RunConfig) -> dict[str, Any]:
     # TRL's defaults: imported here because it loads TRL, which reading a run folder does not need
     import dataclasses
 
-    from .trainer_config import ARCAGRPOConfig, field_default
+    from ..trainer_config import ARCAGRPOConfig, field_default
 
     d = cfg.to_yaml_dict()
     out: dict[str, Any] = {"trainer": d["trainer"], **{f"model.{k}": d["model"].get(k) for k in _FIXED_MODEL}}
@@ -366,7 +371,9 @@ def check_resume_config(run_dir: str | Path, cfg: RunConfig) -> list[str]:
     for section in after:
         a, b = before.get(section), after.get(section)
         if isinstance(a, dict) and isinstance(b, dict):
-            changes += [f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            changes += [
+                f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+            ]
         elif a != b:
             changes.append(f"{section}: {a!r} -> {b!r}")
     return changes
@@ -456,7 +463,14 @@ def read_adapter_config(folder: str | Path) -> dict[str, Any]:
     when it is not a PEFT config."""
     path = Path(folder) / "adapter_config.json"
     bad, fix = (UnicodeDecodeError, json.JSONDecodeError), _ADAPTER_FIX
-    data = _parse_file(path, json.loads, bad, missing=f"{path}: missing; {fix}", unreadable=f"{path}: not valid JSON; {fix}", error=ConfigError)
+    data = _parse_file(
+        path,
+        json.loads,
+        bad,
+        missing=f"{path}: missing; {fix}",
+        unreadable=f"{path}: not valid JSON; {fix}",
+        error=ConfigError,
+    )
     if not isinstance(data, dict) or not data.get("peft_type"):
         raise ConfigError(f"{path}: not a PEFT adapter config (no peft_type); {_ADAPTER_FIX}")
     from peft import PeftType

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._causal_lm import eos_ids, pad_id, seeded
-from ._config import check_model_folder
-from .errors import ConfigError
-from .models import resolve_model
-from .rundir import CONFIG_FILE, read_adapter_config, resolve_adapter
+from .._causal_lm import eos_ids, pad_id, seeded
+from .._config import check_model_folder
+from ..errors import ConfigError
+from ..models import resolve_model
+from ..rundir import CONFIG_FILE, read_adapter_config, resolve_adapter
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -248,7 +248,9 @@ def load_model_for_eval(
     check_model_folder(model_path)
     torch_dtype: Any = dtype if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, **from_pretrained)
-    tok_source = adapter_dir if adapter_dir is not None and (adapter_dir / "tokenizer_config.json").exists() else model_path
+    tok_source = (
+        adapter_dir if adapter_dir is not None and (adapter_dir / "tokenizer_config.json").exists() else model_path
+    )
     tokenizer = AutoTokenizer.from_pretrained(str(tok_source))
     if adapter_dir is not None:
         from peft import PeftModel
@@ -348,7 +350,9 @@ def check_adapter_fit(model: Any, adapter_dir: Path, model_path: str) -> None:
     if extra:
         what = f"{len(extra)} of its LoRA tensors have no place in the model {model_path}, the first {extra[0]}"
     elif missing:
-        what = f"the model has {len(missing)} LoRA tensors the adapter lacks, the first {missing[0]} (model {model_path})"
+        what = (
+            f"the model has {len(missing)} LoRA tensors the adapter lacks, the first {missing[0]} (model {model_path})"
+        )
     else:
         return
     raise ConfigError(_misfit_line(what, adapter_dir, model_path))
@@ -366,15 +370,20 @@ def _misfit_line(what: str, adapter_dir: Path, model_path: str) -> str:
         config = read_adapter_config(adapter_dir)
         return (
             f"--adapter {adapter_dir}: {what}; it was trained on this model, so its adapter_config.json "
-            f"(r={config.get('r')}, lora_alpha={config.get('lora_alpha')}) does not describe its adapter_model.safetensors; "
+            f"(r={config.get('r')}, lora_alpha={config.get('lora_alpha')}) does not describe its "
+            "adapter_model.safetensors; "
             "restore the adapter_config.json saved with it (a run's checkpoint-N/ holds a copy) or train again"
         )
     if base is None:
         return (
             f"--adapter {adapter_dir}: {what}; it records no base model (no base_model_name_or_path in its "
-            f"adapter_config.json): pass --model with the model it was trained on, or an adapter trained on {model_path}"
+            "adapter_config.json): pass --model with the model it was trained on, or an adapter trained on "
+            f"{model_path}"
         )
-    return f"--adapter {adapter_dir}: {what}; it was trained on {base}: pass --model {base}, or an adapter trained on {model_path}"
+    return (
+        f"--adapter {adapter_dir}: {what}; it was trained on {base}: pass --model {base}, or an adapter trained on "
+        f"{model_path}"
+    )
 
 
 def adapter_base_model(adapter: str | Path) -> str | None:

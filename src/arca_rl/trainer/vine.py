@@ -9,7 +9,7 @@ sampled by the current policy (adapter on, the run's temperature, top-p and `max
 oracle's KV-cache-sharing sampler (`arca_rl.oracle.sampler.model_sampler`), and rewarded by the run's reward
 functions, called as TRL calls them for the prompt's row and summed with `reward_weights`. V_T is the completion's
 own reward. A completion's values read only its own prefix, so each process samples its own rows and nothing is
-gathered but the cost (`credit/vine_rollouts`, `credit/vine_seconds`). A mixin under `_trainer_group._GroupCredit`,
+gathered but the cost (`credit/vine_rollouts`, `credit/vine_seconds`). A mixin under `group._GroupCredit`,
 which calls `_vine_credit` for the method; `_CreditRouting` then mixes it with A_i as every signed method.
 """
 
@@ -28,9 +28,9 @@ from trl.data_utils import is_conversational
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import is_async_callable
 
-from ._causal_lm import seeded
-from .oracle import Sampler, oracle_values
-from .oracle.sampler import model_sampler
+from .._causal_lm import seeded
+from ..oracle import Sampler, oracle_values
+from ..oracle.sampler import model_sampler
 
 if TYPE_CHECKING:  # the type checker reads the mixin as part of the TRL trainer it ends up in
     from trl import GRPOTrainer as _TRLTrainer
@@ -74,7 +74,10 @@ def vine_token_advantages(
         sampled += n
 
     per_group = oracle_values(
-        [(list(prompt_ids[rows[0]]), [(list(completion_ids[b]), float(rewards[b])) for b in rows]) for rows in rows_of.values()],
+        [
+            (list(prompt_ids[rows[0]]), [(list(completion_ids[b]), float(rewards[b])) for b in rows])
+            for rows in rows_of.values()
+        ],
         sampler,
         lambda g, comps: reward(first[g], comps),
         samples=samples,
@@ -108,8 +111,13 @@ class _VineCredit(_TRLTrainer):
             why = "a reward model (nn.Module) is not supported, only reward functions score its continuations"
         elif self.tools or self.environment_factories is not None or self.rollout_func is not None:
             why = "tool calls, environments and rollout_func are not supported (its continuations are plain sampling)"
-        elif self.is_fsdp_enabled or (self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3):
-            why = "each process samples its own continuations, but a sharded model (FSDP, ZeRO-3) needs every process in every forward; use DDP"
+        elif self.is_fsdp_enabled or (
+            self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
+        ):
+            why = (
+                "each process samples its own continuations, but a sharded model (FSDP, ZeRO-3) needs every process "
+                "in every forward; use DDP"
+            )
         if why is not None:
             raise ValueError(f"credit='vine': {why}.")
         if self.top_k or self.min_p or self.repetition_penalty != 1.0 or self.args.generation_kwargs:
@@ -139,7 +147,9 @@ class _VineCredit(_TRLTrainer):
         sampler = model_sampler(model, temperature=self.temperature, top_p=self.top_p, eos_ids=self.eos_token_ids)
         training = self.model.training
         # one seed per (run seed, step, process, mode): reproducible, and TRL's own random stream is left untouched
-        seed = ((int(self.args.seed) * 1_000_003 + self.state.global_step) * 1009 + self.accelerator.process_index) * 2 + training
+        seed = (
+            (int(self.args.seed) * 1_000_003 + self.state.global_step) * 1009 + self.accelerator.process_index
+        ) * 2 + training
         no_checkpointing = disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs)
         with seeded(model, seed), no_checkpointing:
             values, rollouts = vine_token_advantages(
@@ -149,7 +159,9 @@ class _VineCredit(_TRLTrainer):
                 positions=params.get("vine_positions", "adaptive"),
             )  # fmt: skip
         acc = self.accelerator
-        cost = acc.gather(torch.tensor([[rollouts, time.perf_counter() - start]], dtype=torch.float64, device=acc.device))
+        cost = acc.gather(
+            torch.tensor([[rollouts, time.perf_counter() - start]], dtype=torch.float64, device=acc.device)
+        )
         metrics = self._metrics["train" if training else "eval"]
         metrics["credit/vine_rollouts"].append(cost[:, 0].sum().item())  # continuations sampled, all processes
         metrics["credit/vine_seconds"].append(cost[:, 1].max().item())  # the slowest process's sampling time
@@ -166,7 +178,9 @@ class _VineCredit(_TRLTrainer):
         texts: list[Any] = self.processing_class.batch_decode(completions, skip_special_tokens=True)
         if is_conversational({"prompt": prompt}):
             texts = [[{"role": "assistant", "content": t}] for t in texts]
-        kwargs: dict[str, Any] = {k: [v] * n for k, v in inputs[row].items() if k not in ("prompt", "completion", "completion_ids")}
+        kwargs: dict[str, Any] = {
+            k: [v] * n for k, v in inputs[row].items() if k not in ("prompt", "completion", "completion_ids")
+        }
         kwargs.update(trainer_state=self.state, log_extra=_ignore, log_metric=_ignore)
         per_func = torch.full((n, len(self.reward_funcs)), torch.nan)  # float32, as TRL's
         none = torch.zeros(per_func.shape, dtype=torch.bool)  # which function returned None for which continuation
@@ -175,17 +189,20 @@ class _VineCredit(_TRLTrainer):
             if is_async_callable(func):
                 out = asyncio.run_coroutine_threadsafe(out, self.async_loop).result()
             if len(out) != n:
-                raise ValueError(f"reward function {self.reward_func_names[i]!r} returned {len(out)} rewards for {n} completions")
+                raise ValueError(f"reward function {self.reward_func_names[i]!r} returned {len(out)} rewards for {n} "
+                                 "completions")
             per_func[:, i] = torch.tensor([torch.nan if r is None else float(r) for r in out])
             none[:, i] = torch.tensor([r is None for r in out])
         unscored = int(none.all(dim=1).sum())  # a continuation no function scored: it has no value to average
         if unscored:
             names = [repr(self.reward_func_names[i]) for i in range(len(self.reward_funcs)) if none[:, i].any()]
             raise ValueError(
-                f"reward function{'s' if len(names) > 1 else ''} {', '.join(names)} returned None for {unscored} of {n} "
+                f"reward function{'s' if len(names) > 1 else ''} {', '.join(names)} returned None for {unscored} of "
+                f"{n} "
                 f"continuations of prompt {prompt!r:.60}; credit='vine' averages the rewards of its continuations, so "
                 "each needs a number from some reward function: return a float (0.0 for no reward) instead of None"
             )
         total = (per_func * self.reward_weights.cpu().unsqueeze(0)).nansum(dim=1)  # sum_j w_j r_j, as TRL
-        total[per_func.isnan().all(dim=1)] = torch.nan  # NaN from every function: the oracle refuses it, naming the prompt
+        # NaN from every function: the oracle refuses it, naming the prompt
+        total[per_func.isnan().all(dim=1)] = torch.nan
         return total.tolist()

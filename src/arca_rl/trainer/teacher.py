@@ -5,7 +5,7 @@ on) over the student and one over the teacher context give the per-token KL(pi_S
 
 The teachers are chosen over the gathered group (a sibling may sit on another process: its tokens come from the
 gathered completion ids); each process then builds and scores its own rows, so only the counts are gathered for
-the metrics. A mixin under `_trainer_group._GroupCredit`, which calls `_teacher_credit` for the method;
+the metrics. A mixin under `group._GroupCredit`, which calls `_teacher_credit` for the method;
 `_CreditRouting` turns the salience into weights (A_it = A_i * w_it * T_i) as for every `"weights"` method.
 """
 
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from trl.models.utils import disable_gradient_checkpointing
 
-from .self_teacher import choose_teachers, teacher_kl, teacher_prompt_ids
+from ..self_teacher import choose_teachers, teacher_kl, teacher_prompt_ids
 
 if TYPE_CHECKING:  # the type checker reads the mixin as part of the TRL trainer it ends up in
     from trl import GRPOTrainer as _TRLTrainer
@@ -48,7 +48,14 @@ class _TeacherCredit(_TRLTrainer):
 
     @torch.no_grad()
     def _teacher_credit(
-        self, batch: dict[str, Any], mask: Tensor, start: int, all_ids: Tensor, all_mask: Tensor, rewards: Tensor, groups: Tensor
+        self,
+        batch: dict[str, Any],
+        mask: Tensor,
+        start: int,
+        all_ids: Tensor,
+        all_mask: Tensor,
+        rewards: Tensor,
+        groups: Tensor,
     ) -> Tensor:
         """The self-teacher's salience [B, T] of this process's rows: KL(pi_S || pi_T) per token, 0 for a row with
         no teacher (uniform weights: A_i). `all_ids` / `all_mask` [N, T'] / `rewards` / `groups` [N] are the gathered
@@ -108,7 +115,9 @@ class _TeacherCredit(_TRLTrainer):
             )  # fmt: skip
         has = torch.tensor([j >= 0 for j in local], dtype=torch.bool, device=mask.device)
         kl = torch.where(has.unsqueeze(1), kl, 0.0)  # no teacher: salience 0, uniform weights, exactly A_i
-        counts = acc.gather(torch.tensor([[cut_rows, ratio_sum, with_teacher]], dtype=torch.float64, device=acc.device)).sum(0)
+        counts = acc.gather(
+            torch.tensor([[cut_rows, ratio_sum, with_teacher]], dtype=torch.float64, device=acc.device)
+        ).sum(0)
         metrics["credit/teacher_cut"].append(counts[0].item())
         metrics["credit/teacher_context_ratio"].append((counts[1] / counts[2].clamp_min(1)).item())
         return kl

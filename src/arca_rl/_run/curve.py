@@ -1,7 +1,7 @@
 """The held-out learning curve of a run (`eval.every_steps`, `eval.curve_n`): `curve.jsonl` in the run folder.
 
-During `arca train`, `_curve_callback.HeldOutCurveCallback` measures greedy accuracy on a fixed held-out subset (the first
-`eval.curve_n` problems of the task's test split) before the first optimizer step (step 0) and every
+During `arca train`, `curve_callback.HeldOutCurveCallback` measures greedy accuracy on a fixed held-out subset (the
+first `eval.curve_n` problems of the task's test split) before the first optimizer step (step 0) and every
 `eval.every_steps` steps after it, the last step included, and appends one JSON line per measurement:
 
     {"step": 10, "greedy_accuracy": 0.35, "n": 100, "seconds": 4.2}

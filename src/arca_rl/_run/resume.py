@@ -15,8 +15,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from . import rundir
-from ._config import ConfigError, RunConfig
+from .. import rundir
+from .._config import ConfigError, RunConfig
 
 __all__ = ["RECORD_FILE", "RecordCallback", "ResumePlan", "check_resume", "describe", "record"]
 
@@ -55,7 +55,10 @@ class ResumePlan:
 def _shape(settings: dict[str, Any], world_size: Any) -> str:
     per_device = settings.get("training.per_device_train_batch_size")
     accumulation = settings.get("training.gradient_accumulation_steps")
-    return f"{world_size} process(es) x per_device_train_batch_size {per_device} x gradient_accumulation_steps {accumulation}"
+    return (
+        f"{world_size} process(es) x per_device_train_batch_size {per_device} x gradient_accumulation_steps "
+        f"{accumulation}"
+    )
 
 
 def _check_record(run_dir: Path, ckpt: Path, cfg: RunConfig, world_size: int) -> None:
@@ -75,7 +78,8 @@ def _check_record(run_dir: Path, ckpt: Path, cfg: RunConfig, world_size: int) ->
               for k in sorted(set(settings) | set(saved_config)) if settings.get(k) != saved_config.get(k)]
     if edited:
         raise ConfigError(
-            f"{run_dir / rundir.CONFIG_FILE}: differs from the settings {ckpt.name} was trained with ({'; '.join(edited)}); "
+            f"{run_dir / rundir.CONFIG_FILE}: differs from the settings {ckpt.name} was trained with "
+            f"({'; '.join(edited)}); "
             f"it was edited after training: restore those values (as in {path}), or start a new run"
         )
     if trained_on != world_size:

@@ -5,7 +5,7 @@ Data flow (one generation batch, then one micro-batch at a time):
 
     rollout (TRL)  ->  adapter-off pass (no grad)        base hidden state, log pi_ref   [only if the signal needs it]
                    ->  training forward (adapter on)     log pi, entropy, last hidden state (captured by a hook)
-                   ->  group methods (ktae, tempo, ...)  once per generation batch, over the group (_trainer_group.py)
+                   ->  group methods (ktae, tempo, ...)  once per generation batch, over the group (group.py)
                    ->  salience -> token_weights         credit.py, float32, detached
                    ->  GRPO: A_it = A_i * w_it * T_i     uniform w = 1/T_i gives stock GRPO for every loss_type
                              or A_it = (1 - lam) A_i + lam A_it(method)   for a group method's signed token advantages
@@ -14,7 +14,7 @@ Data flow (one generation batch, then one micro-batch at a time):
 
 The trainers only route tensors between TRL and `credit.py` / `diagnostics.py`; the routing is one mixin
 (`_CreditRouting`), and each trainer says in `_apply_credit` how the weights enter its TRL loss. Mixins beside it:
-what is logged (`_trainer_logging`) and the group methods' per-batch pass (`_trainer_group`).
+what is logged (`metrics.py`) and the group methods' per-batch pass (`group.py`).
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from trl import GRPOTrainer, RLOOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, is_async_callable, use_adapter
 
-from . import credit, group_credit
-from ._trainer_group import _GroupCredit
-from ._trainer_hooks import _capture_last_hidden, _completion_positions, _numeric_rewards
-from ._trainer_logging import _CreditLogging
-from ._trainer_resume import _GenerationResume
-from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig
+from .. import credit, group_credit
+from ..trainer_config import ARCAGRPOConfig, ARCARLOOConfig
+from .group import _GroupCredit
+from .hooks import _capture_last_hidden, _completion_positions, _numeric_rewards
+from .metrics import _CreditLogging
+from .resume import _GenerationResume
 
 logger = logging.getLogger(__name__)
 
@@ -377,7 +377,9 @@ class _CreditRouting(_GenerationResume, _CreditLogging, _GroupCredit):
         if "arca" in salience_of:  # arca's salience is the residual norm itself
             self._log_residual(salience_of["arca"], mask, mode)
         if mode == "train":
-            self._maybe_dump_tokens(inputs, mask, weights_of, salience_of, inputs["advantages"], entropies, advantages_of)
+            self._maybe_dump_tokens(
+                inputs, mask, weights_of, salience_of, inputs["advantages"], entropies, advantages_of
+            )
         if args.credit in advantages_of:
             inputs["credit_token_advantages"] = advantages_of[args.credit]
         return weights, mask

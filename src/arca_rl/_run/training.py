@@ -25,19 +25,19 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from . import rundir
-from ._config import ConfigError, RunConfig, require_max_steps
-from ._evaluation import evaluate
-from ._resume import RecordCallback, ResumePlan, check_resume, describe
-from .tasks import get_task
-from .trainer import ARCAGRPOTrainer, ARCARLOOTrainer
+from .. import rundir
+from .._config import ConfigError, RunConfig, require_max_steps
+from ..tasks import get_task
+from ..trainer.arca_trainer import ARCAGRPOTrainer, ARCARLOOTrainer
+from .evaluation import evaluate
+from .resume import RecordCallback, ResumePlan, check_resume, describe
 
 if TYPE_CHECKING:  # pragma: no cover
     from peft import LoraConfig
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
-    from .tasks import Task
-    from .trainer_config import ARCAGRPOConfig, ARCARLOOConfig
+    from ..tasks import Task
+    from ..trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 
 __all__ = ["MetricsJsonlCallback", "build_task", "plot_metrics", "train"]
 
@@ -58,7 +58,9 @@ PLOTS = {
 class _BarOnlyProgressCallback(ProgressCallback):
     """HF's training progress bar without the log dict it prints at every logging step."""
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: Any = None, **kwargs: Any) -> None:
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: Any = None, **kwargs: Any
+    ) -> None:
         return None
 
 
@@ -67,7 +69,9 @@ class _StepsFromConfig(TrainerCallback):
     the values of the checkpoint's trainer_state.json, so a change `--resume` allows and records would
     not take effect."""
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         state.compute_steps(args, state.max_steps)
 
 
@@ -84,14 +88,18 @@ class _StopOnNonFinite(TrainerCallback):
         control.should_training_stop = True
         control.should_save = False
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any) -> None:
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
+    ) -> None:
         import torch
 
         params = [p for p in model.parameters() if p.requires_grad and p.numel()] if model is not None else []
         if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
             self._stop(control, f"a trainable weight is not finite after step {state.global_step}")
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: Any = None, **kwargs: Any) -> None:
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: Any = None, **kwargs: Any
+    ) -> None:
         for key in ("loss", "grad_norm"):
             value = (logs or {}).get(key)
             if isinstance(value, int | float) and not math.isfinite(value):
@@ -253,15 +261,15 @@ def _train_locked(
     finite = _StopOnNonFinite()
     callbacks = [_StepsFromConfig(), RecordCallback(cfg, args.world_size), finite, *callbacks]
     if cfg.eval.every_steps:  # the held-out learning curve (curve.jsonl)
-        from ._curve_callback import HeldOutCurveCallback
+        from .curve_callback import HeldOutCurveCallback
 
         callbacks.append(HeldOutCurveCallback(run_dir, task, tokenizer, every_steps=cfg.eval.every_steps,
                                               n=cfg.eval.curve_n, eval_arguments=cfg.eval_arguments()))
     from peft.utils.error import NoMatchingPeftModuleError
 
     trainer_class: Any = {"grpo": ARCAGRPOTrainer, "rloo": ARCARLOOTrainer}.get(cfg.trainer)
-    if cfg.trainer == "sdpo":  # TRL's own SDPO (`_sdpo`), imported only when asked for
-        from ._sdpo import ARCASDPOTrainer as trainer_class
+    if cfg.trainer == "sdpo":  # TRL's own SDPO (`trainer.sdpo`), imported only when asked for
+        from ..trainer.sdpo import ARCASDPOTrainer as trainer_class
     try:
         trainer = trainer_class(
             model=model_path,
@@ -299,7 +307,8 @@ def _train_locked(
     if finite.problem is not None:
         kept = rundir.last_checkpoint(run_dir)
         raise ConfigError(
-            f"training stopped: {finite.problem} (an overflow: lower the credit's magnitudes, e.g. credit_ktae_scale or "
+            f"training stopped: {finite.problem} (an overflow: lower the credit's magnitudes, e.g. credit_ktae_scale "
+            "or "
             f"credit_tempo_td_weight, or learning_rate); {run_dir} keeps "
             + (f"{kept.name}, the last good checkpoint" if kept is not None else "no checkpoint (none was good)")
         )
@@ -307,7 +316,10 @@ def _train_locked(
         return run_dir
     if stopped:
         logger.warning(
-            "training stopped at step %d of %d; %s is resumable with --resume", state.global_step, state.max_steps, run_dir
+            "training stopped at step %d of %d; %s is resumable with --resume",
+            state.global_step,
+            state.max_steps,
+            run_dir,
         )
         return run_dir
 
@@ -326,7 +338,9 @@ def _train_locked(
                    progress=progress)
 
 
-def _whole_run_summary(summary: dict[str, Any], history: list[dict[str, Any]], done: int, global_step: int) -> dict[str, Any]:
+def _whole_run_summary(
+    summary: dict[str, Any], history: list[dict[str, Any]], done: int, global_step: int
+) -> dict[str, Any]:
     """TRL's end-of-training summary with `train_loss` over the whole run: after a resume from step `done`, HF
     averages only the steps it trained; the steps before come back from the checkpoint's log history (each logged
     `loss` is the mean since the previous logged step)."""
@@ -338,7 +352,10 @@ def _whole_run_summary(summary: dict[str, Any], history: list[dict[str, Any]], d
         if isinstance(step, int) and isinstance(loss, int | float) and last < step <= done:
             before += float(loss) * (step - last)
             last = step
-    return {**summary, "train_loss": (before + summary["train_loss"] * (global_step - done)) / (last + global_step - done)}
+    return {
+        **summary,
+        "train_loss": (before + summary["train_loss"] * (global_step - done)) / (last + global_step - done),
+    }
 
 
 def _check_sharded_saving(trainer: Any, *, lora: bool) -> bool:
@@ -348,7 +365,8 @@ def _check_sharded_saving(trainer: Any, *, lora: bool) -> bool:
         state_dict_type = str(trainer.accelerator.state.fsdp_plugin.state_dict_type)
         if "FULL_STATE_DICT" not in state_dict_type:
             raise ConfigError(
-                f"FSDP state dict type {state_dict_type.rsplit('.', 1)[-1]}: arca train saves checkpoints and the final "
+                f"FSDP state dict type {state_dict_type.rsplit('.', 1)[-1]}: arca train saves checkpoints and the "
+                "final "
                 "weights as ordinary files; set fsdp_state_dict_type: FULL_STATE_DICT in the accelerate config"
             )
         return True

@@ -15,8 +15,8 @@ from typing import Any
 
 from trl import GRPOConfig, RLOOConfig
 
-from . import group_credit
-from ._credit_fields import CREDIT_BASES, CreditConfigError, CreditFields
+from .. import group_credit
+from .._credit_fields import CREDIT_BASES, CreditConfigError, CreditFields
 
 __all__ = [
     "CREDIT_BASES",
@@ -89,9 +89,9 @@ class ARCARLOOConfig(CreditFields, RLOOConfig):
 
 
 def sdpo_config() -> Any:
-    """`trainer: sdpo`'s config class, `_sdpo.ARCASDPOConfig` (TRL's experimental `SDPOConfig` plus the credit fields),
-    imported only when asked for."""
-    from ._sdpo import ARCASDPOConfig
+    """`trainer: sdpo`'s config class, `trainer_config.sdpo.ARCASDPOConfig` (TRL's experimental `SDPOConfig` plus the
+    credit fields), imported only when asked for."""
+    from .sdpo import ARCASDPOConfig
 
     return ARCASDPOConfig
 

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from trl.models.utils import disable_gradient_checkpointing
 
-from . import group_credit
-from ._trainer_teacher import _TeacherCredit
-from ._trainer_vine import _VineCredit
+from .. import group_credit
+from .teacher import _TeacherCredit
+from .vine import _VineCredit
 
 
 class _GroupCredit(_TeacherCredit, _VineCredit):
@@ -67,7 +67,9 @@ class _GroupCredit(_TeacherCredit, _VineCredit):
         out: dict[str, torch.Tensor] = {}
         for name in self._group_methods:
             if group_credit.is_sampled_method(name):  # vine: sampled on this process's own rows
-                out[f"credit_group/{name}"] = self._vine_credit(batch, mask, groups[start : start + B], rewards[start : start + B])
+                out[f"credit_group/{name}"] = self._vine_credit(
+                    batch, mask, groups[start : start + B], rewards[start : start + B]
+                )
                 continue
             if name == "self_teacher":  # the policy shown a verified sibling: this process's rows, teachers over all
                 out[f"credit_group/{name}"] = self._teacher_credit(

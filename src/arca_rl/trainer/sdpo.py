@@ -12,32 +12,14 @@ SDPO logs no token credit. Imported only when `trainer: sdpo` is asked for (TRL 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
-from ._credit_fields import CreditConfigError, CreditFields
+from ..trainer_config.sdpo import ARCASDPOConfig
 
 with warnings.catch_warnings():  # TRL warns on every import of trl.experimental; choosing sdpo is the user's intent
     warnings.filterwarnings("ignore", message=".*trl.experimental.*")
-    from trl.experimental.sdpo import SDPOConfig, SDPOTrainer
+    from trl.experimental.sdpo import SDPOTrainer
 
 __all__ = ["ARCASDPOConfig", "ARCASDPOTrainer"]
-
-
-@dataclass
-class ARCASDPOConfig(CreditFields, SDPOConfig):
-    r"""
-    [`trl.experimental.sdpo.SDPOConfig`] plus the credit fields (so one run config serves every trainer). Only
-    `credit: uniform`: SDPO's own loss decides how each token is credited.
-    """
-
-    def __post_init__(self) -> None:
-        if self.credit != "uniform":
-            reason = (
-                f"trainer: sdpo trains with SDPO's own self-distillation loss, so credit={self.credit!r} would have no "
-                "effect; set training.credit: uniform (or use credit: self_teacher with trainer: grpo)"
-            )
-            raise CreditConfigError("credit", f"credit={self.credit!r}: {reason}.", reason=reason)
-        super().__post_init__()
 
 
 class ARCASDPOTrainer(SDPOTrainer):

@@ -1,5 +1,6 @@
 """`HeldOutCurveCallback`: the TRL / HF `TrainerCallback` that writes a run's held-out learning curve
-(`curve.jsonl`, its format and reading in `arca_rl._curve`), wired in by `arca train` when `eval.every_steps` is set."""
+(`curve.jsonl`, its format and reading in `arca_rl._run.curve`), wired in by `arca train` when `eval.every_steps` is
+set."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from ._curve import CURVE_FILE
-from ._evaluation import generate_completions
-from .errors import ConfigError
+from ..errors import ConfigError
+from .curve import CURVE_FILE
+from .evaluation import generate_completions
 
 __all__ = ["HeldOutCurveCallback"]
 

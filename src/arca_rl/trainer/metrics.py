@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from . import diagnostics, rundir
+from .. import diagnostics, rundir
 
 if TYPE_CHECKING:  # the type checker reads the mixin as part of the TRL trainer it ends up in
     from trl import GRPOTrainer as _TRLTrainer
@@ -98,7 +98,9 @@ class _CreditLogging(_TRLTrainer):
                     # top_entropy_quantile < 1: 1 where TRL's mask keeps the token
                     entropy_mask=keep[row][real].tolist() if keep is not None else None,
                     # a signed group method: its token advantages as the loss gets them
-                    token_advantages=advantages_of[name][row][real].tolist() if advantages_of and name in advantages_of else None,
+                    token_advantages=advantages_of[name][row][real].tolist()
+                    if advantages_of and name in advantages_of
+                    else None,
                 )
                 for name in weights_of
             ]
