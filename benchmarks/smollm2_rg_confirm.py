@@ -33,7 +33,10 @@ MIN_SEEDS = 4  # the plan: fewer complete new seeds than this, no test
 
 
 # what a summary lacks when a measure has no value
-MISSING = {"greedy_accuracy": "no held-out greedy accuracy", "curve_area": "no curve area (fewer than two curve points)"}
+MISSING = {
+    "greedy_accuracy": "no held-out greedy accuracy",
+    "curve_area": "no curve area (fewer than two curve points)",
+}
 
 
 def measures(path: Path) -> dict[str, Any]:
@@ -70,7 +73,8 @@ def differences(
     for s in seeds:
         lacking = [runs[s]["file"] for runs in (mine, theirs) if runs[s][measure] is None]
         if lacking:
-            left_out.append(f"seed {s}: {' and '.join(lacking)} {'have' if len(lacking) > 1 else 'has'} {MISSING[measure]}")
+            verb = "have" if len(lacking) > 1 else "has"
+            left_out.append(f"seed {s}: {' and '.join(lacking)} {verb} {MISSING[measure]}")
         else:
             diffs.append(mine[s][measure] - theirs[s][measure])
     return diffs, left_out
