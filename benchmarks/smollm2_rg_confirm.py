@@ -30,6 +30,7 @@ from arca_rl._curve import curve_auc
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_SEEDS = 4  # the plan: fewer complete new seeds than this, no test
+NO_SPREAD = 1e-12  # a standard error at most this is no spread (accuracies differ in steps of 1 / n, not 1e-12)
 
 
 # what a summary lacks when a measure has no value
@@ -97,9 +98,10 @@ def paired(diffs: list[float]) -> dict[str, Any]:
         se = statistics.stdev(diffs) / math.sqrt(n)
         half = float(stats.t.ppf(0.975, n - 1)) * se
         row.update(ci_low=mean - half, ci_high=mean + half)
-        # t = mean / se, p = P(T_{n-1} >= t); with zero spread t is undefined: no test
-        row["p_one_sided"] = float(stats.t.sf(mean / se, n - 1)) if se > 0 else None
-        if se == 0:
+        # t = mean / se, p = P(T_{n-1} >= t); with zero spread (up to float rounding) t is undefined: no test
+        spread = se > NO_SPREAD
+        row["p_one_sided"] = float(stats.t.sf(mean / se, n - 1)) if spread else None
+        if not spread:
             row["note"] = "zero spread (every difference equal): no t statistic, no p-value"
     return row
 

@@ -1036,3 +1036,15 @@ def test_a_missing_curve_is_named_not_one_seed_in_common(tmp_path: Path):
     said = [m for m in res.messages if "uniform-s2" in m and "curve_auc" in m]
     assert len(said) == 1 and "no curve.jsonl" in said[0], res.messages
     assert not [m for m in res.messages if "one seed in common" in m]
+
+
+def test_equal_differences_up_to_rounding_are_no_spread(tmp_path: Path):
+    """0.35 - 0.1, 0.45 - 0.2 and 0.55 - 0.3 are 0.25 up to float rounding: no spread, so no t test (a p of about
+    0 from an sd of 1e-17 would claim what three seeds cannot show)."""
+    for seed, (u, t) in enumerate([(0.1, 0.35), (0.2, 0.45), (0.3, 0.55)], 1):
+        make_run(tmp_path, f"uniform-s{seed}", credit="uniform", rank=16, seed=seed, rewards=[0.2], greedy=u)
+        make_run(tmp_path, f"tempo-s{seed}", credit="tempo", rank=16, seed=seed, rewards=[0.2], greedy=t)
+    res = write_report([tmp_path], tmp_path / "r", margin=0.03, log=None)
+    e = next(e for e in res.paired if e.measure == "greedy_accuracy")
+    assert e.mean == pytest.approx(0.25) and e.p is None and e.mde is None and e.verdict == "undecided"
+    assert "zero spread" in e.note

@@ -120,9 +120,10 @@ def test_zero_spread_is_no_test_not_p_zero(tmp_path, capsys):
     first, confirm = tmp_path / "first", tmp_path / "confirm"
     _summary(first, "uniform", 0, 0.3, [(0, 0.2), (20, 0.3)])
     _summary(first, "tempo", 0, 0.4, [(0, 0.2), (20, 0.4)])
-    for seed in range(6, 10):
-        _summary(confirm, "uniform", seed, 0.25, [(0, 0.2), (20, 0.25)])
-        _summary(confirm, "tempo", seed, 0.5, [(0, 0.2), (20, 0.5)])
+    # every difference 0.25, up to float rounding (0.35 - 0.1 is 0.24999999999999997): still no spread
+    for seed, (u, t) in zip(range(6, 10), [(0.1, 0.35), (0.2, 0.45), (0.3, 0.55), (0.25, 0.5)]):
+        _summary(confirm, "uniform", seed, u, [(0, 0.2), (20, u)])
+        _summary(confirm, "tempo", seed, t, [(0, 0.2), (20, t)])
     out = load_benchmark("smollm2_rg_confirm").main(["--first", str(first), "--confirm", str(confirm)])
     g = out["measures"]["greedy_accuracy"]["new_seeds"]
     assert g["n_seeds"] == 4 and g["mean"] == pytest.approx(0.25)
