@@ -1048,3 +1048,15 @@ def test_equal_differences_up_to_rounding_are_no_spread(tmp_path: Path):
     e = next(e for e in res.paired if e.measure == "greedy_accuracy")
     assert e.mean == pytest.approx(0.25) and e.p is None and e.mde is None and e.verdict == "undecided"
     assert "zero spread" in e.note
+
+
+def test_a_measure_only_one_side_has_is_named(tmp_path: Path):
+    """The baseline's only run has a curve and the method's does not: no curve-area row, and a message says whose
+    curve is missing."""
+    make_run(tmp_path, "uniform-s1", credit="uniform", rank=16, seed=1, rewards=[0.2], greedy=0.5,
+             curve=[(0, 0.2), (4, 0.4)])
+    make_run(tmp_path, "tempo-s1", credit="tempo", rank=16, seed=1, rewards=[0.2], greedy=0.6)
+    res = write_report([tmp_path], tmp_path / "r", log=None)
+    assert {e.measure for e in res.paired} == {"greedy_accuracy"}  # pass@k: neither run has it
+    said = [m for m in res.messages if "curve_auc" in m]
+    assert len(said) == 1 and "tempo-s1 (no curve.jsonl)" in said[0], res.messages

@@ -368,7 +368,9 @@ def paired_differences(
     `pair_anyway` paired (the keys in the entries' `config_differences`), else with `refuse` ConfigError naming
     the keys, else left out with a message."""
     groups = group_runs(runs)
-    base = {rank: {r.seed: r for r in group if r.seed is not None} for (m, rank), group in groups.items() if m == baseline}
+    base = {
+        rank: {r.seed: r for r in group if r.seed is not None} for (m, rank), group in groups.items() if m == baseline
+    }
     entries: list[PairedEntry] = []
     messages: list[str] = []
     cache: dict[Any, Any] = {}
@@ -413,10 +415,13 @@ def paired_differences(
                         f"{r.name} ({_lacks(r, measure)})" for r, v in ((mine[s], a), (theirs[s], b)) if v is None
                     ]
             if not pairs:
+                if any(value(r) is not None for s in common for r in (mine[s], theirs[s])):
+                    missing = ", ".join(lacking)
+                    messages.append(f"{method} r{rank} - {baseline}, {measure}: no seed with both: {missing}")
                 continue
             e = _entry(method, rank, measure, pairs, margin)
             e.config_differences = list(differ.values())
-            if lacking and len(pairs) < len(common):
+            if lacking:
                 left = f"{len(common) - len(pairs)} seed(s) left out: {', '.join(lacking)}"
                 e.note = f"{e.note}; {left}" if e.note else left
                 messages.append(f"{method} r{rank} - {baseline}, {measure}: {left}")
