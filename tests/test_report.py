@@ -1060,3 +1060,17 @@ def test_a_measure_only_one_side_has_is_named(tmp_path: Path):
     assert {e.measure for e in res.paired} == {"greedy_accuracy"}  # pass@k: neither run has it
     said = [m for m in res.messages if "curve_auc" in m]
     assert len(said) == 1 and "tempo-s1 (no curve.jsonl)" in said[0], res.messages
+
+
+def test_a_setting_only_the_other_trainer_has_is_the_trainers_own(tmp_path: Path):
+    """RLOO's `normalize_advantages` is not a GRPO setting: an RLOO run that sets it pairs with a GRPO baseline; a
+    setting both trainers have (the learning rate) still refuses the pair."""
+    uni = make_run(tmp_path / "a", "uniform-s1", credit="uniform", rank=16, seed=1, rewards=[0.2], greedy=0.5)
+    rloo = make_run(tmp_path / "a", "arca-s1", credit="arca", rank=16, seed=1, rewards=[0.2], greedy=0.6)
+    _edit(rloo, trainer="rloo", training={"normalize_advantages": True})
+    res = write_report([uni, rloo], tmp_path / "r", baseline="uniform", log=None)
+    assert [e.method for e in res.paired] == ["arca"]
+    _edit(rloo, training={"learning_rate": 1e-5})
+    with pytest.raises(ConfigError, match="training.learning_rate") as err:
+        write_report([uni, rloo], tmp_path / "r2", baseline="uniform", log=None)
+    assert "normalize_advantages" not in str(err.value)
