@@ -616,7 +616,7 @@ def test_paired_differences_match_hand_computation(study: Path, tmp_path: Path, 
     g_mean, g_lo, g_hi = _by_hand([0.05, 0.0, 0.10])
     row = f"| surprisal | 16 | greedy_accuracy | 3 | {g_mean:+.3f} [{g_lo:+.3f}, {g_hi:+.3f}] | 2 / 1 / 0 |"
     assert row in md and row in printed
-    assert "| arca | 16 | greedy_accuracy | 1 | -0.050 (one seed in common: no interval) | 0 / 0 / 1 |" in md
+    assert "| arca | 16 | greedy_accuracy | 1 | -0.050 (one seed: no interval, no test) | 0 / 0 / 1 | — | — |" in md
     assert "one seed in common with uniform" in printed
 
 
@@ -681,3 +681,406 @@ def test_unreadable_curve_lines_are_named(tmp_path: Path):
     said = "\n".join(res.messages)
     assert "curve.jsonl line 3" in said and "'high'" in said and "curve.jsonl line 4" in said, said
     assert res.runs[0].curve == [(0, 0.1), (2, 0.3)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 39 §4: statistics that can say "equal": TOST at a margin, Holm, the minimum detectable effect
+
+T95 = {3: 2.353363434801823}  # t_{0.95, dof}, from tables: the 90% (1 - 2 alpha) interval of TOST at alpha 0.05
+
+
+def _t3_sf(t: float) -> float:
+    """P(T_3 >= t), Student's t with 3 degrees of freedom in closed form (no scipy)."""
+    x = t / math.sqrt(3)
+    return 0.5 - (x / (1 + x * x) + math.atan(x)) / math.pi
+
+
+def _holm_by_hand(ps: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment: the i-th smallest of m p-values -> max over j <= i of min(1, (m - j + 1) p_(j))."""
+    order = sorted(ps, key=ps.get)
+    out, running = {}, 0.0
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - i) * ps[key]))
+        out[key] = running
+    return out
+
+
+BASE4 = {1: 0.40, 2: 0.50, 3: 0.45, 4: 0.55}
+DIFFS4 = {
+    "surprisal": [0.01, 0.00, -0.01, 0.02],  # small and steady: equivalent within ±0.05
+    "arca": [0.10, 0.12, 0.08, 0.11],  # better
+    "entropy_reduction": [-0.10, -0.12, -0.09, -0.11],  # worse
+    "tempo": [0.10, -0.10, 0.05, -0.02],  # too noisy to say: undecided
+}
+
+
+@pytest.fixture()
+def four(tmp_path: Path) -> Path:
+    """uniform and four methods on seeds 1-4 (3 degrees of freedom); pass@k equal everywhere (zero spread)."""
+    root = tmp_path / "four"
+    for seed, base in BASE4.items():
+        make_run(root, f"uniform-s{seed}", credit="uniform", rank=16, seed=seed, rewards=[0.2], greedy=base, pass_k=0.7)
+        for method, diffs in DIFFS4.items():
+            make_run(root, f"{method}-s{seed}", credit=method, rank=16, seed=seed, rewards=[0.2],
+                     greedy=base + diffs[seed - 1], pass_k=0.7)
+    return root
+
+
+def _hand_tests(method: str, margin: float) -> dict[str, float]:
+    d = [BASE4[s] + DIFFS4[method][s - 1] - BASE4[s] for s in BASE4]  # as the runs store them
+    n, m = len(d), sum(d) / len(d)
+    sd = math.sqrt(sum((x - m) ** 2 for x in d) / (n - 1))
+    se = sd / math.sqrt(n)
+    return {
+        "mean": m,
+        "sd": sd,
+        "se": se,
+        "p": 2 * _t3_sf(abs(m / se)),
+        # H0: mean <= -M (p = P(T >= (m + M) / se)) and H0: mean >= M (p = P(T <= (m - M) / se))
+        "p_tost": max(_t3_sf((m + margin) / se), _t3_sf((margin - m) / se)),
+    }
+
+
+def test_tost_holm_and_mde_match_hand_computation(four: Path, tmp_path: Path, capsys):
+    from scipy import stats
+
+    out = tmp_path / "report"
+    assert main(["report", str(four), "--out", str(out), "--baseline", "uniform", "--margin", "0.05"]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads((out / "paired.json").read_text())
+    assert data["margin"] == 0.05 and data["alpha"] == 0.05
+    entries = {(e["method"], e["measure"]): e for e in data["entries"]}
+    hand = {m: _hand_tests(m, 0.05) for m in DIFFS4}
+    p_holm = _holm_by_hand({m: h["p"] for m, h in hand.items()})
+    tost_holm = _holm_by_hand({m: h["p_tost"] for m, h in hand.items()})
+    verdicts = {}
+    for method, h in hand.items():
+        e = entries[(method, "greedy_accuracy")]
+        assert (e["mean"], e["sd"]) == pytest.approx((h["mean"], h["sd"]))
+        assert (e["p"], e["p_holm"]) == pytest.approx((h["p"], p_holm[method]))
+        assert (e["p_tost"], e["p_tost_holm"]) == pytest.approx((h["p_tost"], tost_holm[method]))
+        # the (1 - 2 alpha) interval TOST reads off
+        assert (e["tost_ci_low"], e["tost_ci_high"]) == pytest.approx(
+            (h["mean"] - T95[3] * h["se"], h["mean"] + T95[3] * h["se"])
+        )
+        # the minimum detectable effect: a two-sided paired t test at 0.05 over 4 seeds has power 0.8 there
+        nc = e["mde"] / h["se"]
+        power = stats.nct.sf(T975[3], 3, nc) + stats.nct.cdf(-T975[3], 3, nc)
+        assert power == pytest.approx(0.8, abs=1e-6)
+        verdicts[method] = e["verdict"]
+    assert verdicts == {
+        "surprisal": "equivalent within ±0.05",
+        "arca": "better",
+        "entropy_reduction": "worse",
+        "tempo": "undecided",
+    }
+    # the rule, read off the hand figures: equivalent when the Holm-corrected TOST p < 0.05, else better / worse
+    # when the Holm-corrected p < 0.05; surprisal's 90% interval lies inside ±0.05, arca's 95% interval above 0
+    assert tost_holm["surprisal"] < 0.05 and p_holm["arca"] < 0.05 < p_holm["tempo"]
+    assert hand["surprisal"]["mean"] + T95[3] * hand["surprisal"]["se"] < 0.05
+    # pass@k: every difference 0, no spread: no t statistic, undecided, no MDE
+    z = entries[("arca", "pass_at_k")]
+    assert z["p"] is None and z["p_holm"] is None and z["mde"] is None and z["verdict"] == "undecided"
+    assert "zero spread" in z["note"]
+    md = (out / "report.md").read_text()
+    e = entries[("arca", "greedy_accuracy")]
+    row = (
+        f"| arca | 16 | greedy_accuracy | 4 | {e['mean']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}] | 4 / 0 / 0 | "
+        f"{p_holm['arca']:.3f} | {e['mde']:.3f} | better |"
+    )
+    assert row in md and row in printed, md
+    assert "verdict (±0.05)" in md and "p (Holm)" in md and "Holm" in md and "minimum detectable effect" in md
+
+
+def test_holm_and_mde_by_hand_cases():
+    from arca_rl._report.paired import holm, minimum_detectable_effect
+
+    # p-values 0.01, 0.04, 0.03, 0.005: sorted 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005, 3 x 0.01, 2 x 0.03, then
+    # max(0.06, 1 x 0.04): 0.02, 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]) == []
+    # issue 39: paired sds 0.034-0.096 over 6 seeds detect 0.05-0.14 at 80% power (two-sided 0.05)
+    assert minimum_detectable_effect(0.034, 6) == pytest.approx(0.05, abs=0.005)
+    assert minimum_detectable_effect(0.096, 6) == pytest.approx(0.14, abs=0.005)
+    # the t approximation (t_{0.975, n-1} + t_{0.8, n-1}) sd / sqrt(n) (t quantiles from tables) is within a few %
+    approx = (2.093024054408263 + 0.8609506244859838) * 0.05 / math.sqrt(20)  # 19 dof
+    assert minimum_detectable_effect(0.05, 20) == pytest.approx(approx, rel=0.03)
+    assert minimum_detectable_effect(0.05, 1) is None and minimum_detectable_effect(0.0, 5) is None
+
+
+def test_without_a_margin_no_verdict_but_holm_and_mde(four: Path, tmp_path: Path):
+    res = write_report([four], tmp_path / "r", log=None)
+    data = json.loads((tmp_path / "r" / "paired.json").read_text())
+    assert data["margin"] is None
+    for e in data["entries"]:
+        assert e["verdict"] is None and e["p_tost"] is None and e["tost_ci_low"] is None
+    e = next(e for e in res.paired if (e.method, e.measure) == ("arca", "greedy_accuracy"))
+    assert e.p_holm is not None and e.mde is not None
+    md = (tmp_path / "r" / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| method | rank | measure |"))
+    assert "p (Holm)" in header and "MDE" in header and "verdict" not in header
+
+
+@pytest.mark.parametrize("margin", ["0", "-0.1", "nan", "x"])
+def test_a_margin_that_is_not_positive_is_one_line(four: Path, tmp_path: Path, capsys, margin):
+    out = tmp_path / "report"
+    assert main(["report", str(four), "--out", str(out), "--margin", margin]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "--margin" in line, line
+    assert not out.exists()
+
+
+def test_a_margin_without_a_baseline_is_one_line(study: Path, tmp_path: Path):
+    with pytest.raises(ConfigError, match="--margin"):
+        write_report([study / "arca-s1"], tmp_path / "r", margin=0.03, log=None)
+    assert not (tmp_path / "r").exists()
+
+
+def test_one_seed_is_undecided_with_a_margin(study: Path, tmp_path: Path):
+    res = write_report([study], tmp_path / "r", margin=0.03, log=None)
+    one = next(e for e in res.paired if (e.method, e.measure) == ("arca", "greedy_accuracy"))
+    assert one.n_seeds == 1 and one.p is None and one.mde is None and one.verdict == "undecided"
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 39 §3: per-problem records (eval_problems.jsonl) and the paired bootstrap over seeds and problems
+
+
+def _write_problems(run: Path, correct: list[bool], ids: list[str] | None = None) -> None:
+    ids = ids if ids is not None else [f"q{i}" for i in range(len(correct))]
+    lines = [json.dumps({"id": i, "correct": c, "score": 1.0 if c else 0.5}) for i, c in zip(ids, correct)]
+    (run / "eval_problems.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _pair_with_problems(root: Path, seed: int, base: list[bool], mine: list[bool], method: str = "tempo") -> None:
+    for credit, correct in (("uniform", base), (method, mine)):
+        run = make_run(root, f"{credit}-s{seed}", credit=credit, rank=16, seed=seed, rewards=[0.2],
+                       greedy=sum(correct) / len(correct), pass_k=0.7)
+        _write_problems(run, correct)
+
+
+def test_read_eval_problems(tmp_path: Path):
+    from arca_rl._report.per_problem import read_eval_problems
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert read_eval_problems(run) is None  # no file: nothing to read
+    (run / "eval_problems.jsonl").write_text(
+        '{"id": "a", "correct": true, "score": 1.0}\n\n{"id": "b", "correct": false, "score": null}\n'
+    )
+    recs = read_eval_problems(run)
+    assert [(r.id, r.correct, r.score) for r in recs] == [("a", True, 1.0), ("b", False, None)]
+    for bad, said in [
+        ('{"id": "a", "correct": 1, "score": 1.0}', "'correct'"),
+        ('{"id": 3, "correct": true, "score": 1.0}', "'id'"),
+        ('{"id": "a", "correct": true, "score": "high"}', "'score'"),
+        ('{"id": "a", "correct": tr', "line 2"),
+        ('{"id": "x", "correct": true, "score": 1.0}', "twice"),
+    ]:
+        (run / "eval_problems.jsonl").write_text('{"id": "x", "correct": false, "score": 0.0}\n' + bad + "\n")
+        with pytest.raises(ValueError, match="eval_problems.jsonl") as err:
+            read_eval_problems(run)
+        assert said in str(err.value) and "line 2" in str(err.value), str(err.value)
+
+
+def test_bootstrap_over_problems_matches_the_binomial(tmp_path: Path):
+    """One seed, 200 problems, tempo right on 10 that uniform missed and the same elsewhere: the per-problem
+    differences are 1 on 10 problems and 0 on 190, so a resample's mean is X / 200, X ~ Binomial(200, 0.05)."""
+    from scipy import stats
+
+    base = [i % 3 == 0 for i in range(200)]
+    mine = [b or (i % 3 == 1 and i < 30) for i, b in enumerate(base)]
+    assert sum(mine) - sum(base) == 10
+    _pair_with_problems(tmp_path / "runs", 1, base, mine)
+    res = write_report([tmp_path / "runs"], tmp_path / "r", log=None)
+    e = next(e for e in res.paired if (e.method, e.measure) == ("tempo", "greedy_accuracy"))
+    lo, hi = stats.binom.ppf([0.025, 0.975], 200, 0.05) / 200
+    assert e.boot_ci_low == pytest.approx(lo, abs=0.0101) and e.boot_ci_high == pytest.approx(hi, abs=0.0101)
+    # paired by problem id: two accuracies near 0.35 resampled apart would give about ±0.09
+    assert e.boot_ci_high - e.boot_ci_low < 0.1
+    data = json.loads((tmp_path / "r" / "paired.json").read_text())
+    entry = next(x for x in data["entries"] if x["measure"] == "greedy_accuracy")
+    assert (entry["boot_ci_low"], entry["boot_ci_high"]) == pytest.approx((e.boot_ci_low, e.boot_ci_high))
+    assert data["bootstrap"]["resamples"] == 2000
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "bootstrap 95% CI" in md and f"[{e.boot_ci_low:+.3f}, {e.boot_ci_high:+.3f}]" in md
+    # pass@k has no per-problem records: no bootstrap there
+    p = next(e for e in res.paired if (e.method, e.measure) == ("tempo", "pass_at_k"))
+    assert p.boot_ci_low is None and p.boot_ci_high is None
+
+
+def test_bootstrap_resamples_seeds(tmp_path: Path):
+    """Seeds 1 and 2: tempo and uniform agree on every problem; seed 3: tempo right and uniform wrong on every one.
+    Problem resampling alone would give [1/3, 1/3]; over seeds the mean of three draws from {0, 0, 1} is 0 with
+    probability 8/27 and 1 with probability 1/27 (> 2.5%), so the 95% interval is [0, 1]."""
+    for seed in (1, 2):
+        same = [i % 2 == 0 for i in range(40)]
+        _pair_with_problems(tmp_path / "runs", seed, same, same)
+    _pair_with_problems(tmp_path / "runs", 3, [False] * 40, [True] * 40)
+    res = write_report([tmp_path / "runs"], tmp_path / "r", log=None)
+    e = next(e for e in res.paired if (e.method, e.measure) == ("tempo", "greedy_accuracy"))
+    assert e.mean == pytest.approx(1 / 3)
+    assert (e.boot_ci_low, e.boot_ci_high) == pytest.approx((0.0, 1.0))
+
+
+def test_bootstrap_spread_is_the_two_stage_variance(tmp_path: Path):
+    """Four seeds of 400 problems: the two-stage resample's mean has variance (Var_s(m_s) + mean_s(v_s / N)) / n,
+    m_s a seed's mean difference and v_s the variance of its per-problem differences; the percentile interval is
+    close to ± 1.96 of its square root."""
+    wins_losses = {1: (40, 40), 2: (60, 30), 3: (50, 10), 4: (80, 20)}
+    means, within = [], []
+    for seed, (wins, losses) in wins_losses.items():
+        base = [False] * wins + [True] * losses + [i % 2 == 0 for i in range(400 - wins - losses)]
+        mine = [True] * wins + [False] * losses + base[wins + losses:]
+        _pair_with_problems(tmp_path / "runs", seed, base, mine)
+        d = [float(a) - float(b) for a, b in zip(mine, base)]
+        m = sum(d) / 400
+        means.append(m)
+        within.append(sum((x - m) ** 2 for x in d) / 400 / 400)
+    n, grand = 4, sum(means) / 4
+    var = (sum((m - grand) ** 2 for m in means) / n + sum(within) / n) / n
+    res = write_report([tmp_path / "runs"], tmp_path / "r", log=None)
+    e = next(e for e in res.paired if (e.method, e.measure) == ("tempo", "greedy_accuracy"))
+    assert (e.boot_ci_low + e.boot_ci_high) / 2 == pytest.approx(grand, abs=0.01)
+    assert (e.boot_ci_high - e.boot_ci_low) / 2 == pytest.approx(1.96 * math.sqrt(var), rel=0.15)
+
+
+def test_no_bootstrap_when_records_are_missing_or_differ(tmp_path: Path):
+    same = [i % 2 == 0 for i in range(20)]
+    for seed in (1, 2):
+        _pair_with_problems(tmp_path / "a", seed, same, same)
+    (tmp_path / "a" / "tempo-s2" / "eval_problems.jsonl").unlink()
+    res = write_report([tmp_path / "a"], tmp_path / "ra", log=None)
+    e = next(e for e in res.paired if (e.method, e.measure) == ("tempo", "greedy_accuracy"))
+    assert e.boot_ci_low is None
+    said = [m for m in res.messages if "eval_problems.jsonl" in m]
+    assert len(said) == 1 and "tempo-s2" in said[0] and "no bootstrap" in said[0], said
+    # seed 2's two runs hold different problems
+    for seed in (1, 2):
+        _pair_with_problems(tmp_path / "b", seed, same, same)
+    _write_problems(tmp_path / "b" / "tempo-s2", same, ids=[f"z{i}" for i in range(20)])
+    res = write_report([tmp_path / "b"], tmp_path / "rb", log=None)
+    e = next(e for e in res.paired if (e.method, e.measure) == ("tempo", "greedy_accuracy"))
+    assert e.boot_ci_low is None
+    said = [m for m in res.messages if "different problem" in m]
+    assert len(said) == 1 and "tempo-s2" in said[0] and "uniform-s2" in said[0], said
+    # no run with records: nothing is said about them
+    res = write_report([tmp_path / "b" / "uniform-s1", tmp_path / "b" / "tempo-s1"], tmp_path / "rc", log=None)
+    assert res.paired[0].boot_ci_low is not None
+    plain = make_run(tmp_path / "c", "uniform-s1", credit="uniform", rank=16, seed=1, rewards=[0.2], greedy=0.5)
+    other = make_run(tmp_path / "c", "tempo-s1", credit="tempo", rank=16, seed=1, rewards=[0.2], greedy=0.6)
+    res = write_report([plain, other], tmp_path / "rd", log=None)
+    assert not [m for m in res.messages if "eval_problems" in m]
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 38 §2: pair only runs that differ in the method, its credit settings, the trainer and the seed
+
+
+def _edit(run: Path, **sections) -> None:
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key].update(value)
+        else:
+            cfg[key] = value
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def test_runs_of_another_task_and_learning_rate_are_refused(tmp_path: Path, capsys):
+    root = tmp_path / "runs"
+    make_run(root, "uniform-s1", credit="uniform", rank=16, seed=1, rewards=[0.2], greedy=0.5, pass_k=0.7)
+    tempo = make_run(root, "tempo-s1", credit="tempo", rank=16, seed=1, rewards=[0.2], greedy=0.125, pass_k=0.3)
+    _edit(tempo, task={"name": "reasoning_gym", "dataset": "basic_arithmetic"}, training={"learning_rate": 1e-5})
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out), "--baseline", "uniform"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    for key in ("task.name", "task.dataset", "training.learning_rate", "--pair-anyway", "tempo", "uniform"):
+        assert key in line, line
+    assert not out.exists()
+    # with the flag: paired, and the keys printed above the table
+    assert main(["report", str(root), "--out", str(out), "--baseline", "uniform", "--pair-anyway"]) == 0
+    printed = capsys.readouterr().out
+    md = (out / "report.md").read_text()
+    for text in (printed, md):
+        table = text.index("| method | rank | measure |")
+        assert -1 < text.find("task.name") < table and -1 < text.find("training.learning_rate") < table, text
+    data = json.loads((out / "paired.json").read_text())
+    differ = data["config_differences"]["tempo r16"]
+    assert any("task.name" in d and "reasoning_gym" in d and "arithmetic" in d for d in differ), differ
+    assert any("training.learning_rate" in d for d in differ) and len(differ) == 3
+    # with the default baseline (none named): that method is left out, and a message names the keys
+    res = write_report([root], tmp_path / "r2", log=None)
+    assert res.paired == []
+    said = [m for m in res.messages if "tempo r16" in m and "task.name" in m]
+    assert len(said) == 1 and "not paired" in said[0], res.messages
+
+
+def test_differences_in_credit_settings_trainer_and_names_are_paired(tmp_path: Path):
+    root = tmp_path / "runs"
+    uni = make_run(root, "uniform-s1", credit="uniform", rank=16, seed=1, rewards=[0.2], greedy=0.5, pass_k=0.7)
+    tempo = make_run(root, "tempo-s1", credit="tempo", rank=16, seed=1, rewards=[0.2], greedy=0.6, pass_k=0.7)
+    _edit(tempo, name="elsewhere", trainer="rloo",
+          training={"credit_tempo_td_weight": 0.5, "output_dir": "/tmp/x", "run_name": "t", "credit_mix": 0.5})
+    _edit(uni, training={"save_strategy": "steps", "save_steps": 10, "report_to": "none"})
+    res = write_report([root], tmp_path / "r", baseline="uniform", log=None)
+    assert {e.method for e in res.paired} == {"tempo+mix0.5"}
+    assert not [m for m in res.messages if "differ" in m], res.messages
+    assert json.loads((tmp_path / "r" / "paired.json").read_text())["config_differences"] == {}
+
+
+def test_a_missing_curve_is_named_not_one_seed_in_common(tmp_path: Path):
+    """issue 38 §4: two seeds in common, one baseline run without curve.jsonl: the curve-area row has one seed, and
+    its note and message name the run whose curve is missing."""
+    root = tmp_path / "runs"
+    for seed in (1, 2):
+        make_run(root, f"uniform-s{seed}", credit="uniform", rank=16, seed=seed, rewards=[0.2], greedy=0.5,
+                 pass_k=0.7, curve=None if seed == 2 else [(0, 0.2), (4, 0.4)])
+        make_run(root, f"tempo-s{seed}", credit="tempo", rank=16, seed=seed, rewards=[0.2], greedy=0.6,
+                 pass_k=0.7, curve=[(0, 0.2), (4, 0.6)])
+    res = write_report([root], tmp_path / "r", log=None)
+    area = next(e for e in res.paired if (e.method, e.measure) == ("tempo", "curve_auc"))
+    assert area.n_seeds == 1 and area.seeds == [1]
+    assert "one seed in common" not in area.note and "uniform-s2" in area.note and "curve.jsonl" in area.note
+    said = [m for m in res.messages if "uniform-s2" in m and "curve_auc" in m]
+    assert len(said) == 1 and "no curve.jsonl" in said[0], res.messages
+    assert not [m for m in res.messages if "one seed in common" in m]
+
+
+def test_equal_differences_up_to_rounding_are_no_spread(tmp_path: Path):
+    """0.35 - 0.1, 0.45 - 0.2 and 0.55 - 0.3 are 0.25 up to float rounding: no spread, so no t test (a p of about
+    0 from an sd of 1e-17 would claim what three seeds cannot show)."""
+    for seed, (u, t) in enumerate([(0.1, 0.35), (0.2, 0.45), (0.3, 0.55)], 1):
+        make_run(tmp_path, f"uniform-s{seed}", credit="uniform", rank=16, seed=seed, rewards=[0.2], greedy=u)
+        make_run(tmp_path, f"tempo-s{seed}", credit="tempo", rank=16, seed=seed, rewards=[0.2], greedy=t)
+    res = write_report([tmp_path], tmp_path / "r", margin=0.03, log=None)
+    e = next(e for e in res.paired if e.measure == "greedy_accuracy")
+    assert e.mean == pytest.approx(0.25) and e.p is None and e.mde is None and e.verdict == "undecided"
+    assert "zero spread" in e.note
+
+
+def test_a_measure_only_one_side_has_is_named(tmp_path: Path):
+    """The baseline's only run has a curve and the method's does not: no curve-area row, and a message says whose
+    curve is missing."""
+    make_run(tmp_path, "uniform-s1", credit="uniform", rank=16, seed=1, rewards=[0.2], greedy=0.5,
+             curve=[(0, 0.2), (4, 0.4)])
+    make_run(tmp_path, "tempo-s1", credit="tempo", rank=16, seed=1, rewards=[0.2], greedy=0.6)
+    res = write_report([tmp_path], tmp_path / "r", log=None)
+    assert {e.measure for e in res.paired} == {"greedy_accuracy"}  # pass@k: neither run has it
+    said = [m for m in res.messages if "curve_auc" in m]
+    assert len(said) == 1 and "tempo-s1 (no curve.jsonl)" in said[0], res.messages
+
+
+def test_a_setting_only_the_other_trainer_has_is_the_trainers_own(tmp_path: Path):
+    """RLOO's `normalize_advantages` is not a GRPO setting: an RLOO run that sets it pairs with a GRPO baseline; a
+    setting both trainers have (the learning rate) still refuses the pair."""
+    uni = make_run(tmp_path / "a", "uniform-s1", credit="uniform", rank=16, seed=1, rewards=[0.2], greedy=0.5)
+    rloo = make_run(tmp_path / "a", "arca-s1", credit="arca", rank=16, seed=1, rewards=[0.2], greedy=0.6)
+    _edit(rloo, trainer="rloo", training={"normalize_advantages": True})
+    res = write_report([uni, rloo], tmp_path / "r", baseline="uniform", log=None)
+    assert [e.method for e in res.paired] == ["arca"]
+    _edit(rloo, training={"learning_rate": 1e-5})
+    with pytest.raises(ConfigError, match="training.learning_rate") as err:
+        write_report([uni, rloo], tmp_path / "r2", baseline="uniform", log=None)
+    assert "normalize_advantages" not in str(err.value)

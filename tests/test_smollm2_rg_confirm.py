@@ -91,3 +91,43 @@ def test_a_seed_in_both_folders_or_a_missing_folder_is_refused(tmp_path, capsys)
     with pytest.raises(SystemExit):
         mod.main(["--first", str(first), "--confirm", str(tmp_path / "nope")])
     assert "no such folder of run summaries" in capsys.readouterr().err
+
+
+def test_a_curve_of_one_point_is_left_out_and_named_not_a_crash(tmp_path, capsys):
+    """issue 38 §4: a run whose curve has fewer than two points has no area (it used to become NaN and kill the
+    script); its seed is left out of the curve-area row, which names it, and the greedy row keeps it."""
+    first, confirm = tmp_path / "first", tmp_path / "confirm"
+    _summary(first, "uniform", 0, 0.3, [(0, 0.2), (20, 0.3)])
+    _summary(first, "tempo", 0, 0.4, [(0, 0.2), (20, 0.4)])
+    for seed, d in zip(range(6, 10), (0.1, 0.2, 0.3, 0.2)):
+        _summary(confirm, "uniform", seed, 0.3, [(0, 0.2), (20, 0.3)])
+        curve = [(0, 0.2)] if seed == 7 else [(0, 0.2), (20, 0.3 + d)]  # seed 7's curve: one point
+        _summary(confirm, "tempo", seed, 0.3 + d, curve)
+    out = load_benchmark("smollm2_rg_confirm").main(["--first", str(first), "--confirm", str(confirm)])
+    greedy = out["measures"]["greedy_accuracy"]["new_seeds"]
+    assert greedy["n_seeds"] == 4 and greedy["mean"] == pytest.approx(0.2)
+    area = out["measures"]["curve_area"]["new_seeds"]
+    # areas over 20 steps: uniform (0.2 + 0.3) / 2 = 0.25, tempo (0.2 + 0.3 + d) / 2: differences d / 2
+    assert area["n_seeds"] == 3 and area["mean"] == pytest.approx((0.1 + 0.3 + 0.2) / 2 / 3)
+    assert area["left_out"] == ["seed 7: tempo-s7.json has no curve area (fewer than two curve points)"]
+    assert out["measures"]["curve_area"]["pooled"]["n_seeds"] == 4
+    assert "tempo-s7.json" in capsys.readouterr().out
+
+
+def test_zero_spread_is_no_test_not_p_zero(tmp_path, capsys):
+    """issue 38 §4: four equal differences have no spread, so the t statistic is undefined: no p-value (it was
+    0.0, a certain replication out of four seeds), no replication, and the output says why."""
+    first, confirm = tmp_path / "first", tmp_path / "confirm"
+    _summary(first, "uniform", 0, 0.3, [(0, 0.2), (20, 0.3)])
+    _summary(first, "tempo", 0, 0.4, [(0, 0.2), (20, 0.4)])
+    # every difference 0.25, up to float rounding (0.35 - 0.1 is 0.24999999999999997): still no spread
+    for seed, (u, t) in zip(range(6, 10), [(0.1, 0.35), (0.2, 0.45), (0.3, 0.55), (0.25, 0.5)]):
+        _summary(confirm, "uniform", seed, u, [(0, 0.2), (20, u)])
+        _summary(confirm, "tempo", seed, t, [(0, 0.2), (20, t)])
+    out = load_benchmark("smollm2_rg_confirm").main(["--first", str(first), "--confirm", str(confirm)])
+    g = out["measures"]["greedy_accuracy"]["new_seeds"]
+    assert g["n_seeds"] == 4 and g["mean"] == pytest.approx(0.25)
+    assert g["p_one_sided"] is None and "zero spread" in g["note"]
+    assert out["tested"] and not out["replicates"]
+    said = capsys.readouterr().out
+    assert "zero spread" in said and "p = 0.000" not in said

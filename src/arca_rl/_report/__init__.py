@@ -8,7 +8,10 @@
 - `curves.png`  reward, Gini and EffN/T against step, one line per run
 - `paired.json` with a baseline method (`baseline`, default uniform when a uniform run is there): every other
   method's paired difference from it seed by seed, with its 95% t interval and wins / ties / losses, for held-out
-  greedy accuracy, pass@k and the learning-curve area (`_report.paired`)
+  greedy accuracy, pass@k and the learning-curve area; the paired t test's p Holm-corrected across the methods,
+  the minimum detectable effect (80% power), with a `margin` the equivalence test (TOST) and its verdict, and with
+  per-problem records (`eval_problems.jsonl`) a bootstrap interval over seeds and problems (`_report.paired`).
+  Only runs whose configs differ in the method, its credit settings, the trainer and the seed are paired
 - `learning_curves.png` held-out greedy accuracy (curve.jsonl, `eval.every_steps`) and training reward against
   step, a line per method (mean over seeds) and a band (lowest to highest seed)
 - `heatmaps.html` the learning curves and token-credit heatmaps of the runs that logged `credit_tokens.jsonl`
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import rundir
+from .._checks import check_number
 from ..diagnostics import regime
 from ..errors import ConfigError
 from .checks import token_log_problems
@@ -69,6 +73,7 @@ class ReportResult:
     messages: list[str] = field(default_factory=list)
     baseline: str | None = None
     paired: list[PairedEntry] = field(default_factory=list)
+    margin: float | None = None
 
 
 def default_out_dir(run_dirs: Sequence[str | Path]) -> Path:
@@ -187,17 +192,24 @@ def write_report(
     out: str | Path | None = None,
     *,
     baseline: str | None = None,
+    margin: float | None = None,
+    pair_anyway: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> ReportResult:
     """Read the run directories (or folders holding them) and write the report files into `out`.
 
     `baseline` names the method every other one is paired with (default: uniform when a uniform run is
-    there); a named baseline with no finished run raises ConfigError. A path that is missing, a file or
+    there); a named baseline with no finished run raises ConfigError, and so do runs of a named baseline and
+    another method whose configs differ beyond the method (`_report.paired`), unless `pair_anyway` (then paired,
+    the keys listed); with the default baseline such a method is left out with a message. `margin` (> 0, in the
+    measures' units) adds the equivalence test and its verdict. A path that is missing, a file or
     holds no run folder raises ConfigError before anything is written, and so does a set of runs none of
     which is finished. Returns a ReportResult; `log` receives progress and skip messages (None silences them).
     """
     say = log or (lambda _m: None)
     paths = list(run_dirs)
+    if margin is not None:
+        margin = check_number(margin, "--margin", low=0, low_open=True)
     found, messages = _runs_in(paths)
     out_dir = Path(out) if out is not None else default_out_dir(paths)
     out_dir = out_dir.resolve()
@@ -232,23 +244,32 @@ def write_report(
         methods = ", ".join(sorted({r.method for r in runs}))
         raise ConfigError(f"--baseline: no finished run of method {baseline!r} (the runs' methods: {methods}); pick "
                           "one of them")
+    named = baseline is not None
     baseline = baseline if baseline is not None else default_baseline(runs)
+    if margin is not None and baseline is None:
+        raise ConfigError(
+            f"--margin {margin:g}: no baseline to compare with (no uniform run, none named); name one with --baseline"
+        )
     messages.extend(mixed_settings(runs))
     t2 = table2(runs)
     t3 = table3(runs)
     paired: list[PairedEntry] = []
     if baseline is not None:
-        paired, paired_messages = paired_differences(runs, baseline)
+        paired, paired_messages = paired_differences(
+            runs, baseline, margin=margin, refuse=named, pair_anyway=pair_anyway
+        )
         messages.extend(paired_messages)
     result = ReportResult(
-        out_dir=out_dir, runs=runs, table2=t2, table3=t3, messages=messages, baseline=baseline, paired=paired
+        out_dir=out_dir, runs=runs, table2=t2, table3=t3, messages=messages, baseline=baseline, paired=paired,
+        margin=margin,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     result.files["table2.csv"] = write_csv(t2, out_dir / "table2.csv", TABLE2_COLUMNS)
     result.files["table3.csv"] = write_csv(t3, out_dir / "table3.csv", TABLE3_COLUMNS)
     if baseline is not None:
         result.files["paired.json"] = out_dir / "paired.json"
-        result.files["paired.json"].write_text(json.dumps(paired_json(paired, baseline), indent=2) + "\n")
+        body = json.dumps(paired_json(paired, baseline, margin=margin), indent=2)
+        result.files["paired.json"].write_text(body + "\n")
 
     curves = plot_curves(runs, out_dir / "curves.png")
     if curves is not None:
@@ -282,7 +303,7 @@ def write_report(
     say(markdown_table(t3, 3) if t3 else "Table 3: no run with credit diagnostics")
     if baseline is not None:
         say(f"Paired differences from {baseline} (same seed):")
-        say(paired_markdown(paired, baseline) if paired else f"  no method to pair with {baseline}")
+        say(paired_markdown(paired, baseline, margin=margin) if paired else f"  no method to pair with {baseline}")
     say(f"report written to {out_dir}")
     return result
 
@@ -298,9 +319,11 @@ def _learning_section(res: ReportResult, png: Path) -> Section:
             if e.ci_low is not None and e.ci_high is not None
             else f" ({e.note})"
         )
+        tests = "" if e.p_holm is None else f", Holm-corrected p {e.p_holm:.3g}"
+        tests += "" if e.verdict is None else f", {e.verdict}"
         notes.append(
             f"{e.method} r{e.rank} − {res.baseline}, {e.measure}: {e.mean:+.3f}{ci} over {e.n_seeds} seed(s), "
-            f"wins / ties / losses {e.wins} / {e.ties} / {e.losses}"
+            f"wins / ties / losses {e.wins} / {e.ties} / {e.losses}{tests}"
         )
     return Section(
         title="Learning curves",
@@ -325,6 +348,33 @@ def _eval_time_line(runs: Sequence[RunData]) -> list[str]:
         f"run over {len(secs)} run(s) (finished.json's `eval_seconds`; per run in the runs table).",
         "",
     ]
+
+
+def _statistics_paragraph(res: ReportResult) -> list[str]:
+    """What the paired table's test columns mean, as a paragraph."""
+    text = (
+        "_p (Holm)_: the two-sided paired t test of a zero mean difference, Holm-corrected across the methods "
+        "compared on the same measure (`p` in paired.json is uncorrected). _MDE_: the minimum detectable effect of "
+        "this design, the true difference a two-sided paired t test at 0.05 over these seeds would detect with 80% "
+        "power given the observed paired standard deviation (noncentral t); a difference smaller than it may have "
+        "gone unseen."
+    )
+    if any(e.boot_ci_low is not None for e in res.paired):
+        text += (
+            " _bootstrap 95% CI_: greedy accuracy's percentile interval from resampling seeds and, within them, "
+            "held-out problems (the same problems for both methods; `eval_problems.jsonl`), 2000 resamples."
+        )
+    if res.margin is not None:
+        m = f"{res.margin:g}"
+        text += (
+            f" _verdict_ at the margin ±{m} (two one-sided paired t tests, TOST, Holm-corrected, at 0.05): "
+            f"`equivalent within ±{m}` when the difference is shown to lie inside ±{m} (with one method: its 90% "
+            "interval lies inside); otherwise `better` or `worse` when the Holm-corrected p is below 0.05 (with one "
+            "method: the 95% interval excludes 0); otherwise `undecided` (also with one seed or no spread)."
+        )
+    else:
+        text += " With `--margin M`, an equivalence test at ±M gives each row a verdict."
+    return [text, ""]
 
 
 def _markdown(res: ReportResult) -> str:
@@ -358,7 +408,10 @@ def _markdown(res: ReportResult) -> str:
             + "; ".join(f"`{name}`: {what}" for name, (what, _v) in MEASURES.items())
             + ".",
             "",
-            paired_markdown(res.paired, res.baseline) if res.paired else f"_No method to pair with {res.baseline}._",
+            *_statistics_paragraph(res),
+            paired_markdown(res.paired, res.baseline, margin=res.margin)
+            if res.paired
+            else f"_No method to pair with {res.baseline}._",
             "",
         ]
     if "learning_curves.png" in res.files:
