@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from . import rundir
+from . import _outfolder, rundir
 from ._config import apply_overrides, load_config, parse_assignment
 from ._report import write_report
 from .errors import ConfigError
@@ -215,6 +215,8 @@ def run_sweep(
         call: TrainFn = _train
     else:
         call = train_fn
+    if report:  # a report folder holding the user's files is refused before any run trains, not after the last
+        _outfolder.claim(plan.report_dir, command="report", flag="--runs-dir")
     outcomes: dict[str, str] = {}
     say(f"sweep: {len(plan.runs)} runs into {plan.runs_dir}/; {plan.alpha_note}")
     for i, r in enumerate(plan.runs, 1):
@@ -243,7 +245,7 @@ def run_sweep(
         if dirs:
             try:
                 write_report(dirs, plan.report_dir, log=say)
-            except ConfigError as exc:  # e.g. no run finished: said, the sweep's outcomes still returned
+            except (ConfigError, rundir.RunExistsError) as exc:  # e.g. no run finished: said, outcomes still returned
                 say(f"no report: {exc}")
         else:
             say("no run folder exists; no report")

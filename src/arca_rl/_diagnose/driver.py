@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _checks as checks
-from .. import _credit_fields, _evaluation, group_credit, rundir
+from .. import _credit_fields, _evaluation, _outfolder, group_credit, rundir
 from .._config import ConfigError, RunConfig, default_model_path
 from ..group_credit import registered_methods
 from ..oracle import MAX_ROLLOUTS, POSITIONS, max_rollouts
@@ -178,56 +178,63 @@ def run_diagnose(
         else:
             name = Path(str(model_path)).name or "model"
         out = checks.check_output_folder(Path("diagnose") / name, "--out")
-    say(f"loading {model_path}" + (f" + adapter {adapter_dir}" if adapter_dir else " (no adapter)"))
-    lm, tok = _evaluation.load_model_for_eval(str(model_path), adapter_dir, dtype="float32", device=device)
-    try:
-        data = task_obj.test_dataset(n)
-    except ValueError as exc:  # the task's own data checks (missing columns, empty prompts)
-        raise ConfigError(f"task: {exc}") from exc
-    if max_prompt_tokens is not None:
-        data = task_obj.truncate_prompts(data, tok, max_prompt_tokens)
-    prompts = list(data["prompt"])[:n]
-    solutions = list(data["solution"])[: len(prompts)] if "solution" in data.column_names else None
+    out = Path(out)
+    # A folder of the user's is refused here, before the lock file goes in and before any model loads; the files an
+    # earlier diagnosis recorded writing there are replaced, and only those (`_outfolder`).
+    _outfolder.claim(out, command="diagnose")
+    with rundir.lock(out):  # a second diagnosis into `out` is refused while this one runs
+        earlier = _outfolder.claim(out, command="diagnose")  # again: no other diagnosis can change it now
+        say(f"loading {model_path}" + (f" + adapter {adapter_dir}" if adapter_dir else " (no adapter)"))
+        lm, tok = _evaluation.load_model_for_eval(str(model_path), adapter_dir, dtype="float32", device=device)
+        try:
+            data = task_obj.test_dataset(n)
+        except ValueError as exc:  # the task's own data checks (missing columns, empty prompts)
+            raise ConfigError(f"task: {exc}") from exc
+        if max_prompt_tokens is not None:
+            data = task_obj.truncate_prompts(data, tok, max_prompt_tokens)
+        prompts = list(data["prompt"])[:n]
+        solutions = list(data["solution"])[: len(prompts)] if "solution" in data.column_names else None
 
-    if oracle_samples is not None and solutions is None:
-        raise ConfigError(f"task {task_name}: its test split has no solution column, so the oracle has no reward")
+        if oracle_samples is not None and solutions is None:
+            raise ConfigError(f"task {task_name}: its test split has no solution column, so the oracle has no reward")
 
-    # the run's (or given) credit.token_weights keywords: numbers, as diagnose takes them
-    weights: dict[str, Any] = {kwarg: float(settings[kwarg]) for kwarg in _credit_fields.weight_kwargs({})}
+        # the run's (or given) credit.token_weights keywords: numbers, as diagnose takes them
+        weights: dict[str, Any] = {kwarg: float(settings[kwarg]) for kwarg in _credit_fields.weight_kwargs({})}
 
-    def reward(i: int, text: str) -> float | None:
-        return None if solutions is None else task_obj.score(text, solutions[i])
+        def reward(i: int, text: str) -> float | None:
+            return None if solutions is None else task_obj.score(text, solutions[i])
 
-    result = diagnose(
-        lm,
-        tok,
-        prompts,
-        k=k,
-        max_new_tokens=int(settings["max_new_tokens"]),
-        temperature=float(settings["temperature"]),
-        top_p=float(settings["top_p"]),
-        signals=signals,
-        mix=float(mix_in_force),
-        **weights,
-        seed=seed,
-        batch_size=batch_size,
-        progress=progress,
-        rewards=reward,
-        oracle_samples=oracle_samples,
-        oracle_positions=oracle_positions,
-        oracle_step_seeds=oracle_step_seeds,
-        group_kwargs=_group_kwargs(group_args, tok),
-    )
-    result.settings.update(
-        model=str(model_path), adapter=str(adapter_dir) if adapter_dir else None, task=task_name
-    )
-    title = f"arca diagnose: {Path(str(model_path)).name}" + (f" + {adapter}" if adapter else " (no adapter)")
-    files = result.write(out, title=title)
-    say(result.table())
-    seen = [r.reward for r in result.completions if r.reward is not None]
-    if seen:
-        say(f"mean reward of the {len(seen)} sampled completions: {sum(seen) / len(seen):.3f}")
-    say(f"wrote {', '.join(sorted(files))} to {out}/")
+        result = diagnose(
+            lm,
+            tok,
+            prompts,
+            k=k,
+            max_new_tokens=int(settings["max_new_tokens"]),
+            temperature=float(settings["temperature"]),
+            top_p=float(settings["top_p"]),
+            signals=signals,
+            mix=float(mix_in_force),
+            **weights,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
+            rewards=reward,
+            oracle_samples=oracle_samples,
+            oracle_positions=oracle_positions,
+            oracle_step_seeds=oracle_step_seeds,
+            group_kwargs=_group_kwargs(group_args, tok),
+        )
+        result.settings.update(
+            model=str(model_path), adapter=str(adapter_dir) if adapter_dir else None, task=task_name
+        )
+        title = f"arca diagnose: {Path(str(model_path)).name}" + (f" + {adapter}" if adapter else " (no adapter)")
+        files = result.write(out, title=title)
+        say(result.table())
+        seen = [r.reward for r in result.completions if r.reward is not None]
+        if seen:
+            say(f"mean reward of the {len(seen)} sampled completions: {sum(seen) / len(seen):.3f}")
+        say(f"wrote {', '.join(sorted(files))} to {out}/")
+        _outfolder.record(out, files.values(), earlier, command="diagnose")
     return result, files
 
 

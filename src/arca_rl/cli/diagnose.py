@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 from .. import rundir
@@ -113,16 +111,10 @@ def run(args: argparse.Namespace) -> int:
         )
     from .._diagnose import run_diagnose  # here: it loads transformers, which `arca --help` does not need
 
-    # A given --out is held for the whole diagnosis (a second one into it is refused, before any model loads), and
-    # histograms an earlier diagnosis left there that this one did not write are removed at the end.
+    # --out is held for the whole diagnosis (a second one into it is refused, before any model loads); a folder of
+    # the user's is refused, and only files an earlier diagnosis recorded writing there are replaced (`_outfolder`)
     try:
-        hold = rundir.lock(args.out) if args.out is not None else nullcontext()
-        with hold:
-            _, files = _diagnose(run_diagnose, args)
-            written = {Path(f).name for f in files.values()}
-            for stale in Path(files["diagnose.json"]).parent.glob("*.png"):
-                if stale.name not in written:
-                    stale.unlink()
+        _diagnose(run_diagnose, args)
     except rundir.RunLockedError as exc:
         raise rundir.RunLockedError(str(exc).replace("another run", "another arca command").replace(
             "--output-dir (or name)", "--out")) from None
