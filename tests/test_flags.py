@@ -42,7 +42,12 @@ BAD = [
     (["diagnose", "--task", "arithmetic", "--seed", "-1"], "--seed"),
     (["diagnose", "--task", "arithmetic", "--n", "0"], "--n"),
     (["diagnose", "--task", "arithmetic", "--threads", "0"], "--threads"),
-    (["diagnose", "--task", "arithmetic", "--oracle", "4", "--k", "1"], "--k"),  # the signed measure needs k >= 2
+    # the oracle's own settings do nothing without it (or step seeds with every prefix): refused, not ignored
+    (["diagnose", "--task", "arithmetic", "--oracle-positions", "all"], "--oracle-positions"),
+    (["diagnose", "--task", "arithmetic", "--oracle-positions", "adaptive"], "--oracle-positions"),
+    (["diagnose", "--task", "arithmetic", "--oracle-step-seeds"], "--oracle-step-seeds"),
+    (["diagnose", "--task", "arithmetic", "--oracle", "4", "--oracle-positions", "all", "--oracle-step-seeds"],
+     "--oracle-step-seeds"),
     (["eval", "--k", "0"], "--k"),
     (["eval", "--n", "0"], "--n"),
     (["eval", "--samples-per-problem", "2", "--k", "4"], "--samples-per-problem"),

@@ -78,7 +78,7 @@ def run_diagnose(
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     oracle_samples: int | None = None,
-    oracle_positions: str = "adaptive",
+    oracle_positions: str | None = None,
     oracle_step_seeds: bool = False,
 ) -> tuple[DiagnoseResult, dict[str, Path]]:
     """What `arca diagnose` does: load model (+ adapter) and task, `diagnose`, write the outputs.
@@ -92,7 +92,8 @@ def run_diagnose(
     embedded tiny model, temperature 1, top-p 1, power 1, mix 1, 128 new tokens. Arguments given here win. The model
     runs in float32. `out` defaults to `diagnose/<name>`, <name> being the run's name, the adapter
     folder's name or the model's. `oracle_samples=K` adds the Monte Carlo oracle, at `oracle_positions`
-    ("adaptive" or "all"; `oracle_step_seeds`: step boundaries first; see `diagnose`).
+    ("adaptive", the default, or "all"; `oracle_step_seeds`: step boundaries first, adaptive only; see
+    `diagnose`); either without `oracle_samples` is refused (ConfigError), as it would do nothing.
     Returns the result and the written files.
     """
     # Every argument is checked here, before any model or data loads (the CLI checked its flags already).
@@ -102,8 +103,19 @@ def run_diagnose(
     checks.check_seed(seed, "--seed")
     if oracle_samples is not None:
         checks.check_count(oracle_samples, "--oracle")
+    if oracle_samples is None:  # the oracle's own settings do nothing without it: said, not ignored
+        if oracle_positions is not None:
+            raise ConfigError("--oracle-positions: only with --oracle K (it picks the prefixes the oracle samples); "
+                              "add --oracle K or drop --oracle-positions")  # fmt: skip
+        if oracle_step_seeds:
+            raise ConfigError("--oracle-step-seeds: only with --oracle K (it picks the prefixes the oracle samples); "
+                              "add --oracle K or drop --oracle-step-seeds")  # fmt: skip
+    oracle_positions = "adaptive" if oracle_positions is None else oracle_positions
     if oracle_positions not in POSITIONS:
         raise ConfigError(f"--oracle-positions: must be one of {', '.join(POSITIONS)}, got {oracle_positions!r}")
+    if oracle_step_seeds and oracle_positions != "adaptive":
+        raise ConfigError("--oracle-step-seeds: only with --oracle-positions adaptive (all samples every prefix); "
+                          "drop one of them")  # fmt: skip
     if signals is not None:
         signals = checks.check_names(signals, "--signals", valid=registered_methods, what="signal")
     if device is not None:

@@ -15,7 +15,6 @@ from .._checks import (
     check_output_folder,
     check_seed,
 )
-from ..errors import ConfigError
 from ..tasks import TASKS
 from ._common import add_quiet, add_task_options, add_threads, signal_names, task_options
 
@@ -82,19 +81,21 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         metavar="K",
         help="Monte Carlo token values as ground truth: K continuations of each sampled prefix of every completion "
-        "(at most n*k*(T+1)*K sampled rollouts, see --oracle-positions; default off)",
+        "(at most n*k*(T+1)*K sampled rollouts, see --oracle-positions; default off); its signed measure needs "
+        "--k 2 or more, its lift does not",
     )
     p.add_argument(
         "--oracle-positions",
         choices=("adaptive", "all"),
-        default="adaptive",
-        help="which prefixes the oracle samples: adaptive (default: the two ends, then only where the value "
+        default=None,
+        help="with --oracle, which prefixes it samples: adaptive (default: the two ends, then only where the value "
         "moves more than its standard error, linear in between) or all (every prefix)",
     )
     p.add_argument(
         "--oracle-step-seeds",
         action="store_true",
-        help="adaptive oracle: also sample the prefixes ending at a step boundary (newline, '.', '=') first",
+        help="with --oracle and adaptive positions: also sample the prefixes ending at a step boundary (newline, "
+        "'.', '=') first",
     )
     p.add_argument("--out", "-o", type=arg(check_output_folder, "--out"), default=None, help="output folder (default: diagnose/<name>)")
     add_quiet(p, "no progress lines")
@@ -104,11 +105,6 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.oracle is not None and args.k < 2:  # before the model loads and the oracle samples
-        raise ConfigError(
-            f"--k: the oracle's signed measure needs k >= 2 completions per prompt (with k = 1 every A_i is 0), "
-            f"got {args.k}; pass --k 2 or more"
-        )
     from .._diagnose import run_diagnose  # here: it loads transformers, which `arca --help` does not need
 
     # --out is held for the whole diagnosis (a second one into it is refused, before any model loads); a folder of
