@@ -102,8 +102,9 @@ def test_train_into_other_files_only_when_asked(tmp_path, tiny_run_config, capsy
 
 
 def test_the_documented_resume_example_has_checkpoints_to_resume_from():
-    """docs/guide.md and `arca --help` show `arca train --config configs/demo.yaml ... --resume`: with its
-    --set overrides, the run saves checkpoints (configs/demo.yaml alone has save_strategy "no")."""
+    """docs/guide.md and `arca --help` show `arca train --config configs/demo.yaml ... --resume` (`-c demo` in the
+    help, the packaged config): with its --set overrides, the run saves checkpoints (the demo config alone has
+    save_strategy "no")."""
     import shlex
     from pathlib import Path
 
@@ -112,12 +113,14 @@ def test_the_documented_resume_example_has_checkpoints_to_resume_from():
 
     root = Path(__file__).resolve().parent.parent
     lines = [line for line in (root / "docs" / "guide.md").read_text().splitlines() + _EPILOG.splitlines()
-             if "configs/demo.yaml" in line and "--resume" in line]
+             if line.lstrip().startswith("arca train") and "--resume" in line]
     assert len(lines) == 2, lines
     for line in lines:
         argv = shlex.split(line.split("#")[0])
         sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
-        cfg = load_config(root / "configs" / "demo.yaml", sets)
+        config = next(argv[i + 1] for i, a in enumerate(argv) if a in ("--config", "-c"))
+        assert config in ("configs/demo.yaml", "demo"), line
+        cfg = load_config(root / config if config.startswith("configs/") else config, sets)
         assert cfg.training["save_strategy"] == "steps", line
         assert 0 < cfg.training["save_steps"] < cfg.training["max_steps"], line  # a checkpoint before the end
 

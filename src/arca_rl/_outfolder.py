@@ -70,7 +70,8 @@ def _read(folder: Path, command: str, flag: str) -> list[str]:
         ) from None
     if made_by != command:
         raise RunExistsError(
-            f"{flag}: {folder} holds the output of `arca {made_by}`, not of `arca {command}`; pick a new or empty {flag}"
+            f"{flag}: {folder} holds the output of `arca {made_by}`, not of `arca {command}`; "
+            f"pick a new or empty {flag}"
         )
     return [f for f in files if f and "/" not in f and f not in (".", "..")]
 

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from . import _outfolder, rundir
-from ._config import apply_overrides, load_config, parse_assignment
+from ._config import apply_overrides, config_path, load_config, parse_assignment
 from ._report import write_report
 from .errors import ConfigError
 
@@ -125,7 +125,7 @@ def plan_sweep(
     """
     if not credits or not ranks or not seeds:
         raise ConfigError("sweep: --credit, --rank and --seed each need at least one value")
-    path = Path(config)
+    path = config_path(config)  # a packaged config's name too, as `arca train -c` takes it
     base = load_config(path, overrides)
     raw = yaml.safe_load(path.read_text()) or {}
     raw_with_sets = apply_overrides(raw, overrides)
