@@ -191,3 +191,69 @@ def test_demo_trains_variants(tmp_path, tiny_model_dir, capsys):
     dumps = [json.loads(x) for x in (out / "uniform+topent0.5" / "credit_tokens.jsonl").read_text().splitlines()]
     assert dumps and all(len(d["entropy_mask"]) == len(d["weights"]) for d in dumps)
     assert 0 < sum(map(sum, (d["entropy_mask"] for d in dumps))) < sum(len(d["weights"]) for d in dumps)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a config by name: one rule in every command, and the file read is said (issue 38 §3, §4)
+
+
+def test_arca_help_shows_only_configs_a_pip_user_has(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    from arca_rl._config import config_path, packaged_configs
+    from arca_rl.cli import _EPILOG
+
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here, as for a pip-installed user
+    for command in ([], ["sweep"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = capsys.readouterr().out
+        assert "configs/" not in text, text
+    named = [words[i + 1] for words in map(shlex.split, _EPILOG.splitlines()[1:])
+             for i, w in enumerate(words) if w in ("-c", "--config")]  # fmt: skip
+    assert named and all(name in packaged_configs() and config_path(name).is_file() for name in named)
+
+
+def test_train_help_names_every_trainer(capsys):
+    from arca_rl._config.sections import TRAINERS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "trainer (grpo, the default, rloo or sdpo)" in text and set(TRAINERS) == {"grpo", "rloo", "sdpo"}
+
+
+@pytest.mark.parametrize("name", ["demo", "smollm2-rg2/uniform"])
+def test_sweep_finds_a_packaged_config_by_name(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["sweep", "--config", name, "--credit", "uniform,arca", "--rank", "4", "--seed", "1", "--dry-run"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    packaged = f"arca_rl/configs/{name}.yaml"
+    assert f"--config {name}: reading the packaged config" in err and packaged in err
+    assert out.count("arca_rl.cli train --config") == 2 and packaged in out  # each run reads the same file
+
+
+def test_a_local_folder_does_not_hide_a_packaged_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()  # e.g. the output of `arca demo --output-dir demo`
+    assert main(["train", "-c", "demo", "--dry-run", "--output-dir", str(tmp_path / "run")]) == 0
+    out, err = capsys.readouterr()
+    assert "--config demo: reading the packaged config" in err and "arca_rl/configs/demo.yaml: valid" in out
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "sweep"])
+def test_a_local_yaml_file_is_read_by_its_name_in_every_command_and_said(command, tmp_path, monkeypatch, capsys):
+    """`-c demo` with a demo.yaml here reads it (a file of yours wins over the packaged config), and says so."""
+    monkeypatch.chdir(tmp_path)
+    # a config the packaged demo is not: another name and a bad learning rate, so reading it is visible
+    (tmp_path / "demo.yaml").write_text("name: mine\ntraining: {learning_rate: -1.0}\n")
+    argv = {
+        "train": ["train", "-c", "demo", "--dry-run"],
+        "eval": ["eval", "--config", "demo", "--n", "1"],
+        "sweep": ["sweep", "--config", "demo", "--credit", "arca", "--rank", "4", "--seed", "1", "--dry-run"],
+    }[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--config demo: reading your file demo.yaml" in err, err
+    assert "learning_rate" in err.strip().splitlines()[-1], err  # the refusal is about the local file's value

@@ -91,7 +91,8 @@ def test_train_writes_the_curve_and_report_draws_it(tiny_run_config, tmp_path, c
     tiny_run_config["eval"].update(every_steps=1, curve_n=4)  # eval.n is 4 too: the last point is eval.json's
     run = train(parse_config(tiny_run_config), run_dir=tmp_path / "runs" / "tiny", progress=False)
     rows = [json.loads(x) for x in (run / "curve.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [0, 1, 2] and all(r["n"] == 4 and r["seconds"] > 0 for r in rows)
+    # seconds is rounded to the millisecond: 0 is a fair value on a fast device
+    assert [r["step"] for r in rows] == [0, 1, 2] and all(r["n"] == 4 and r["seconds"] >= 0 for r in rows)
     assert rows[-1]["greedy_accuracy"] == pytest.approx(json.loads((run / "eval.json").read_text())["greedy_accuracy"])
     assert [m["step"] for m in read_metrics(run) if "reward" in m] == [1, 2]  # the training reward of every step
     out = tmp_path / "report"

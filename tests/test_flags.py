@@ -42,7 +42,12 @@ BAD = [
     (["diagnose", "--task", "arithmetic", "--seed", "-1"], "--seed"),
     (["diagnose", "--task", "arithmetic", "--n", "0"], "--n"),
     (["diagnose", "--task", "arithmetic", "--threads", "0"], "--threads"),
-    (["diagnose", "--task", "arithmetic", "--oracle", "4", "--k", "1"], "--k"),  # the signed measure needs k >= 2
+    # the oracle's own settings do nothing without it (or step seeds with every prefix): refused, not ignored
+    (["diagnose", "--task", "arithmetic", "--oracle-positions", "all"], "--oracle-positions"),
+    (["diagnose", "--task", "arithmetic", "--oracle-positions", "adaptive"], "--oracle-positions"),
+    (["diagnose", "--task", "arithmetic", "--oracle-step-seeds"], "--oracle-step-seeds"),
+    (["diagnose", "--task", "arithmetic", "--oracle", "4", "--oracle-positions", "all", "--oracle-step-seeds"],
+     "--oracle-step-seeds"),
     (["eval", "--k", "0"], "--k"),
     (["eval", "--n", "0"], "--n"),
     (["eval", "--samples-per-problem", "2", "--k", "4"], "--samples-per-problem"),
@@ -178,26 +183,13 @@ def test_a_default_output_under_a_file_is_refused_first(command, tmp_path, monke
     assert (tmp_path / "runs").read_text() == (tmp_path / "report").read_text() == "keep me\n"
 
 
-def test_diagnose_holds_its_out_folder_and_leaves_no_stale_files(tmp_path, monkeypatch, no_model_load, capsys):
-    """Issue 28 §5: a second diagnosis into a folder in use is refused before any model loads; a reused --out keeps
-    no histogram of the earlier diagnosis that this one did not write."""
-    import arca_rl._diagnose as diagnose_pkg
+def test_diagnose_holds_its_out_folder(tmp_path, no_model_load, capsys):
+    """Issue 28 §5: a second diagnosis into a folder in use is refused before any model loads. (What a reused --out
+    keeps and removes: tests/test_folder_ownership.py.)"""
     from arca_rl import rundir
 
     out = tmp_path / "d"
     with rundir.lock(out):
         assert main(["diagnose", "--task", "arithmetic", "--out", str(out)]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert str(out) in line and "--out" in line, line
-
-    def fake(**kwargs):
-        folder = kwargs["out"]
-        files = {"diagnose.json": folder / "diagnose.json", "uniform.png": folder / "uniform.png"}
-        for path in files.values():
-            path.write_text("new")
-        return None, files
-
-    (out / "surprisal.png").write_text("old")  # written by an earlier diagnosis with another signal
-    monkeypatch.setattr(diagnose_pkg, "run_diagnose", fake)
-    assert main(["diagnose", "--task", "arithmetic", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == ["diagnose.json", "uniform.png"]
+    assert str(out) in line and "--out" in line and "another arca command" in line, line

@@ -102,8 +102,9 @@ def test_train_into_other_files_only_when_asked(tmp_path, tiny_run_config, capsy
 
 
 def test_the_documented_resume_example_has_checkpoints_to_resume_from():
-    """docs/guide.md and `arca --help` show `arca train --config configs/demo.yaml ... --resume`: with its
-    --set overrides, the run saves checkpoints (configs/demo.yaml alone has save_strategy "no")."""
+    """docs/guide.md and `arca --help` show `arca train --config configs/demo.yaml ... --resume` (`-c demo` in the
+    help, the packaged config): with its --set overrides, the run saves checkpoints (the demo config alone has
+    save_strategy "no")."""
     import shlex
     from pathlib import Path
 
@@ -113,11 +114,170 @@ def test_the_documented_resume_example_has_checkpoints_to_resume_from():
     root = Path(__file__).resolve().parent.parent
     text = (root / "docs" / "guide.md").read_text() + "\n" + _EPILOG
     joined = text.replace("\\\n", " ").splitlines()  # a command continued with a backslash is one line
-    lines = [line for line in joined if "configs/demo.yaml" in line and "--resume" in line]
+    lines = [line for line in joined if line.lstrip().startswith("arca train") and "--resume" in line]
     assert len(lines) == 2, lines
     for line in lines:
         argv = shlex.split(line.split("#")[0])
         sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
-        cfg = load_config(root / "configs" / "demo.yaml", sets)
+        config = next(argv[i + 1] for i, a in enumerate(argv) if a in ("--config", "-c"))
+        assert config in ("configs/demo.yaml", "demo"), line
+        cfg = load_config(root / config if config.startswith("configs/") else config, sets)
         assert cfg.training["save_strategy"] == "steps", line
         assert 0 < cfg.training["save_steps"] < cfg.training["max_steps"], line  # a checkpoint before the end
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# output folders that are not run folders: arca diagnose --out, arca report --out (issue 38 §2)
+
+USER_FILES = {"a.png": b"\x89PNG my picture", "report.html": b"<p>my own report</p>\n", "notes.txt": b"my notes\n"}
+
+
+def _users_folder(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name, data in USER_FILES.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def _diagnose_argv(out, tiny_model_dir, *extra):
+    return ["diagnose", "--model", str(tiny_model_dir), "--task", "arithmetic", "--n", "2", "--k", "2",
+            "--max-new-tokens", "4", "--out", str(out), "--quiet", *extra]  # fmt: skip
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    import arca_rl._diagnose.driver as driver
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(driver._evaluation, "load_model_for_eval", refuse)
+
+
+def test_diagnose_refuses_a_folder_of_the_users_files(tmp_path, tiny_model_dir, no_model_load, capsys):
+    out = _users_folder(tmp_path)
+    assert main(_diagnose_argv(out, tiny_model_dir)) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert str(out) in line and "--out" in line and all(name in line for name in USER_FILES), line
+    assert snapshot(out) == USER_FILES  # all kept, nothing added (not even the lock file)
+
+
+def test_diagnose_refuses_a_diagnosis_folder_the_user_added_to(tmp_path, tiny_model_dir, no_model_load, capsys):
+    from arca_rl import _outfolder
+
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / _outfolder.MANIFEST).write_text(json.dumps({"command": "diagnose", "files": ["diagnose.json"]}))
+    (out / "diagnose.json").write_text("{}")
+    (out / "notes.txt").write_text("mine\n")
+    before = snapshot(out)
+    assert main(_diagnose_argv(out, tiny_model_dir)) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "notes.txt" in line and "diagnose.json" not in line.split("(", 1)[1], line  # names only the user's file
+    assert snapshot(out) == before
+
+
+@pytest.mark.slow
+def test_diagnose_replaces_only_what_an_earlier_diagnosis_recorded(tmp_path, tiny_model_dir, capsys):
+    from arca_rl import _outfolder
+
+    out = tmp_path / "d"
+    assert main(_diagnose_argv(out, tiny_model_dir, "--signals", "uniform,surprisal")) == 0
+    first = json.loads((out / _outfolder.MANIFEST).read_text())
+    assert first["command"] == "diagnose" and "hist_surprisal.png" in first["files"]
+    assert set(first["files"]) == {p.name for p in out.iterdir()} - {_outfolder.MANIFEST, rundir.LOCK_FILE}
+
+    assert main(_diagnose_argv(out, tiny_model_dir, "--signals", "uniform")) == 0
+    second = json.loads((out / _outfolder.MANIFEST).read_text())["files"]
+    assert "hist_surprisal.png" not in second and not (out / "hist_surprisal.png").exists()  # recorded: removed
+    assert {p.name for p in out.iterdir()} == {*second, _outfolder.MANIFEST, rundir.LOCK_FILE}
+    assert set(json.loads((out / "diagnose.json").read_text())["signals"]) == {"uniform"}
+
+
+@pytest.mark.slow
+def test_diagnose_takes_over_a_folder_an_older_arca_diagnose_wrote(tmp_path, tiny_model_dir, capsys):
+    """Written before the record existed: the lock file it held, diagnose.json, the page and histograms only."""
+    from arca_rl import _outfolder
+
+    out = tmp_path / "d"
+    out.mkdir()
+    for name in (rundir.LOCK_FILE, "diagnose.json", "report.html", "histograms.png", "hist_old_signal.png"):
+        (out / name).write_text("old")
+    assert main(_diagnose_argv(out, tiny_model_dir, "--signals", "uniform")) == 0
+    files = json.loads((out / _outfolder.MANIFEST).read_text())["files"]
+    assert not (out / "hist_old_signal.png").exists() and (out / "diagnose.json").read_text() != "old"
+    assert {p.name for p in out.iterdir()} == {*files, _outfolder.MANIFEST, rundir.LOCK_FILE}
+
+
+def test_an_older_diagnosis_folder_needs_its_lock_file(tmp_path, tiny_model_dir, no_model_load, capsys):
+    out = tmp_path / "d"
+    out.mkdir()
+    for name in ("diagnose.json", "report.html"):  # no .lock: arca diagnose did not hold this folder
+        (out / name).write_text("mine")
+    before = snapshot(out)
+    assert main(_diagnose_argv(out, tiny_model_dir)) == 2
+    assert "diagnose.json" in one_error_line(capsys.readouterr().err)
+    assert snapshot(out) == before
+
+
+def _finished_runs(root):
+    from test_report import make_run
+
+    make_run(root, "u", credit="uniform", rank=4, seed=1, rewards=[0.1, 0.2], greedy=0.5, pass_k=0.6)
+    make_run(root, "a", credit="arca", rank=4, seed=1, rewards=[0.2, 0.3], greedy=0.6, pass_k=0.7)
+    return root
+
+
+def test_report_refuses_a_folder_of_the_users_files(tmp_path, capsys):
+    runs = _finished_runs(tmp_path / "runs")
+    out = _users_folder(tmp_path)
+    assert main(["report", str(runs), "--out", str(out)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert str(out) in line and all(name in line for name in USER_FILES), line
+    assert snapshot(out) == USER_FILES
+
+
+def test_report_removes_only_what_an_earlier_report_recorded(tmp_path, capsys):
+    from arca_rl import _outfolder
+
+    runs = _finished_runs(tmp_path / "runs")
+    out = tmp_path / "rep"
+    assert main(["report", str(runs), "--out", str(out)]) == 0
+    assert "paired.json" in json.loads((out / _outfolder.MANIFEST).read_text())["files"]  # uniform: the baseline
+    (runs / "u").rename(tmp_path / "u")  # no uniform run any more: no baseline, no paired.json
+    assert main(["report", str(runs), "--out", str(out)]) == 0
+    files = json.loads((out / _outfolder.MANIFEST).read_text())["files"]
+    assert "paired.json" not in files and not (out / "paired.json").exists()  # the earlier report's: removed
+    assert {p.name for p in out.iterdir()} == {*files, _outfolder.MANIFEST}
+    (out / "notes.txt").write_text("mine\n")
+    assert main(["report", str(runs), "--out", str(out)]) == 2
+    assert "notes.txt" in one_error_line(capsys.readouterr().err)
+    assert (out / "notes.txt").read_text() == "mine\n"
+
+
+def test_a_folder_of_one_command_is_not_taken_by_another(tmp_path, capsys):
+    from arca_rl import _outfolder
+
+    runs = _finished_runs(tmp_path / "runs")
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / _outfolder.MANIFEST).write_text(json.dumps({"command": "diagnose", "files": ["report.html"]}))
+    (out / "report.html").write_text("a diagnosis page")
+    assert main(["report", str(runs), "--out", str(out)]) == 2
+    assert "arca diagnose" in one_error_line(capsys.readouterr().err)
+    assert (out / "report.html").read_text() == "a diagnosis page"
+
+
+def test_sweep_refuses_a_report_folder_of_the_users_files_before_training(tmp_path):
+    from arca_rl._sweep import plan_sweep, run_sweep
+
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"name": "base", "task": {"name": "arithmetic"}, "training": {"max_steps": 1}}))
+    plan = plan_sweep(base, credits=["arca"], ranks=[4], seeds=[1], runs_dir=tmp_path / "runs")
+    plan.report_dir.mkdir(parents=True)
+    (plan.report_dir / "notes.txt").write_text("mine\n")
+    trained = []
+    with pytest.raises(rundir.RunExistsError, match="notes.txt"):
+        run_sweep(plan, train_fn=lambda cfg, **kw: trained.append(cfg.name), log=None)
+    assert trained == [] and snapshot(plan.report_dir) == {"notes.txt": b"mine\n"}

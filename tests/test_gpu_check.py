@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -18,7 +19,12 @@ def test_gpu_check_tiny_runs_every_method_and_the_oracle(tmp_path):
     )
     assert out["step_vs_uniform"]["uniform"] == 1.0
     for m, r in out["step_vs_uniform"].items():
-        assert r == pytest.approx(out["step_s"][m] / out["step_s"]["uniform"], rel=0.02)
+        # step_s is rounded to 4 decimals and the ratio (of the unrounded medians) to 3: r lies in the interval that
+        # rounding allows, whatever a step costs on this machine (a 2 % tolerance failed for steps of a few ms)
+        a, b, half = out["step_s"][m], out["step_s"]["uniform"], 0.5e-4
+        low = (a - half) / (b + half)
+        high = (a + half) / (b - half) if b > half else math.inf
+        assert low - 0.5e-3 <= r <= high + 0.5e-3, (m, r, a, b)
     o = out["oracle"]
     n, T, K = out["completions"], out["completion_tokens"], 4
     assert o["continuations_all_positions"] == K * (1 + n * (T - 1))  # V_0 + every prefix of 1 .. T-1 tokens

@@ -107,7 +107,7 @@ FLOORS: list[tuple[str, set[str]]] = [
         "_checks", "_setup_checks", "_credit_fields", "variants",
     }),
     ("the TRL configs", {"trainer_config"}),
-    ("the YAML config, the tasks, the run folder", {"tasks", "_config", "rundir"}),
+    ("the YAML config, the tasks, the run folder and output folders", {"tasks", "_config", "rundir", "_outfolder"}),
     ("the trainer", {"trainer"}),
     ("one training run", {"_run"}),
     ("the commands' engines", {"_report", "_diagnose", "_sweep", "_demo"}),

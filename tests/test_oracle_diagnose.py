@@ -165,6 +165,52 @@ def test_bad_oracle_arguments(peft_model, tok, no_continuations):
         diagnose(peft_model, tok, PROMPTS, oracle_samples=2, progress=False)
 
 
+def test_the_oracles_settings_without_the_oracle_are_refused(peft_model, tok, no_continuations):
+    """They would do nothing: refused, not ignored (and never recorded as if they had been used)."""
+    with pytest.raises(ValueError, match="oracle_step_seeds: only with oracle_samples"):
+        diagnose(peft_model, tok, PROMPTS, rewards=odd_share, oracle_step_seeds=True, progress=False)
+    with pytest.raises(ValueError, match="oracle_step_seeds: only with oracle_positions='adaptive'"):
+        diagnose(peft_model, tok, PROMPTS, rewards=odd_share, oracle_samples=2, oracle_positions="all",
+                 oracle_step_seeds=True, progress=False)  # fmt: skip
+    for kwargs, flag in (({"oracle_positions": "all"}, "--oracle-positions"),
+                         ({"oracle_positions": "adaptive"}, "--oracle-positions"),
+                         ({"oracle_step_seeds": True}, "--oracle-step-seeds"),
+                         ({"oracle_samples": 2, "oracle_positions": "all", "oracle_step_seeds": True},
+                          "--oracle-step-seeds")):  # fmt: skip
+        with pytest.raises(ConfigError, match=f"^{flag}: only with"):
+            run_diagnose(task="arithmetic", model="/nonexistent/model", log=None, **kwargs)
+
+
+def test_diagnose_records_the_step_seeds_it_used(peft_model, tok):
+    for seeds in (False, True):
+        res = diagnose(peft_model, tok, PROMPTS[:1], k=2, max_new_tokens=4, rewards=odd_share, oracle_samples=2,
+                       oracle_step_seeds=seeds, signals=["uniform"], progress=False)  # fmt: skip
+        assert res.settings["oracle_step_seeds"] is seeds and res.settings["oracle_positions"] == "adaptive"
+
+
+def test_cli_oracle_with_one_completion_per_prompt_runs_without_the_signed_measure(tmp_path, tok, capsys):
+    """The lift needs no group; the signed measure does (with k = 1 every A_i is 0): left out, and said."""
+    from arca_rl.cli import main
+
+    model_dir = tmp_path / "tiny"
+    tiny_model(tok, seed=0).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    out = tmp_path / "diag"
+    rc = main(["diagnose", "--model", str(model_dir), "--task", "arithmetic", "--n", "3", "--k", "1",
+               "--max-new-tokens", "4", "--oracle", "2", "--signals", "uniform,surprisal", "--out", str(out),
+               "--quiet"])  # fmt: skip
+    assert rc == 0
+    assert "signed measure needs k >= 2" in capsys.readouterr().out
+    d = json.loads((out / "diagnose.json").read_text())
+    assert d["settings"]["k"] == 1 and d["settings"]["oracle_samples"] == 2
+    rows = [c for c in d["completions"] if c["oracle"]["credit"] is not None]
+    for name in ("uniform", "surprisal"):
+        assert d["signals"][name]["oracle_signed"] is None
+        assert d["signals"][name]["oracle_lift"]["n"] == len(rows)
+    # by hand: uniform weights 1/T give a lift of T * sum_t (1/T) o_t = 1 on every row with credit
+    assert d["signals"]["uniform"]["oracle_lift"]["mean"] == (pytest.approx(1.0) if rows else None)
+
+
 def test_run_diagnose_refuses_bad_counts_before_loading(monkeypatch, capsys):
     import arca_rl._run.evaluation as ev
 

@@ -17,14 +17,17 @@ from arca_rl.cli import main
 
 pytestmark = pytest.mark.slow
 
-# A child that runs `arca train` whose reward never returns: it holds the run folder until killed.
+# A child that runs `arca train` whose reward never returns: it holds the run folder until killed. On its first
+# reward it writes the file named by $HANG_MARK (outside the run folder): from then on it writes nothing more.
 CHILD = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, threading
     from arca_rl.tasks._common import Task
 
     def reward_that_hangs(self, completions, solution, **kwargs):
-        time.sleep(3600)
+        with open(os.environ["HANG_MARK"], "w") as f:
+            f.write("hanging")
+        threading.Event().wait()  # never set
 
     Task.reward = reward_that_hangs
     from arca_rl.cli import main
@@ -51,17 +54,19 @@ def test_concurrent_start_refuses_and_a_killed_holder_frees_the_folder(tmp_path,
     run_dir = tmp_path / "runs" / "x"
     argv = ["train", "--config", str(config_path), "--output-dir", str(run_dir), "--quiet", "--threads", "1"]
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    mark = tmp_path / "hanging"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HANG_MARK": str(mark)}
     child = subprocess.Popen([sys.executable, str(child_py), *argv], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        # The first run has taken the folder once it has written its config.yaml.
-        deadline = time.monotonic() + 180
-        while not (run_dir / "config.yaml").is_file():
+        # The first run holds the folder, and has stopped writing into it, once its reward hangs. The deadline only
+        # keeps a broken run from hanging the suite: it is far beyond how long the tiny run takes on a loaded machine.
+        deadline = time.monotonic() + 600
+        while not mark.is_file():
             assert child.poll() is None, child.stderr.read().decode(errors="replace")[-2000:]
-            assert time.monotonic() < deadline, "the first run never wrote config.yaml"
+            assert time.monotonic() < deadline, "the first run never reached its reward"
             time.sleep(0.2)
-        time.sleep(0.5)
+        assert (run_dir / "config.yaml").is_file()
         before = snapshot(run_dir)
 
         # A second run on the same folder with different settings: refused, one line, folder + PID, exit 2.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -202,16 +201,17 @@ HOSTILE = [
 
 
 def test_score_hostile_inputs_are_bounded() -> None:
+    # Every one comes back with a score (no exception, no hang). How long each takes is not asserted: the time bound
+    # is the kill of a child that does not answer (test_score_kills_a_comparison_that_never_answers).
     for text in HOSTILE:
-        start = time.perf_counter()
-        value = mathtask.score(text, "\\boxed{2}")
-        assert value in (0.0, 1.0)
-        assert time.perf_counter() - start < 5.0, text[:40]
+        assert mathtask.score(text, "\\boxed{2}") in (0.0, 1.0), text[:40]
     assert mathtask.score(HOSTILE[2], "\\boxed{2}") == 1.0
     assert mathtask.score("\\boxed{2}", HOSTILE[0]) == 0.0  # hostile references too
 
 
-def test_score_from_worker_threads() -> None:
+def test_score_from_worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # equality from threads, not the time limit: a loaded machine can take over 3 s for one comparison
+    monkeypatch.setattr(mathtask, "VERIFY_TIMEOUT_S", 60.0)
     cases = [
         ("\\boxed{0.25}", "\\boxed{\\frac14}", 1.0),
         ("\\boxed{9^{9^{9^{9}}}}", "\\boxed{3}", 0.0),
@@ -220,20 +220,50 @@ def test_score_from_worker_threads() -> None:
         (HOSTILE[0], "\\boxed{2}", 0.0),
         ("\\boxed{2^{10}}", "\\boxed{1024}", 1.0),
     ] * 2
-    start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = list(pool.map(lambda case: mathtask.score(case[0], case[1]), cases))
     assert results == [expected for _, _, expected in cases]
-    assert time.perf_counter() - start < 15.0
 
 
-def test_score_kills_a_slow_comparison(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A timeout too short for any answer: the child is killed, the answer counts as wrong and is
-    # not cached; the next comparison starts a fresh child.
-    monkeypatch.setattr(mathtask, "VERIFY_TIMEOUT_S", 1e-4)
+# Stands in for the math-verify child: says "ready", reads the one request the parent sends, then waits for a second
+# line the parent never writes. It never answers, however fast or loaded the machine is.
+NEVER_ANSWERS = """
+import os, sys
+with open({pid_file!r}, "w") as f:
+    f.write(str(os.getpid()))
+print("ready", flush=True)
+sys.stdin.readline()
+sys.stdin.readline()
+"""
+
+
+def test_score_kills_a_comparison_that_never_answers(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    # The child is killed, the answer counts as wrong and is not cached; the next comparison starts a fresh child.
+    script = tmp_path / "never_answers.py"
+    script.write_text(NEVER_ANSWERS.format(pid_file=str(tmp_path / "pid")))
+    killed: list[int] = []
+    kill = mathtask._Worker.kill
+
+    def recording_kill(worker) -> None:
+        killed.append(worker.proc.pid)
+        kill(worker)
+
+    monkeypatch.setattr(mathtask._Worker, "kill", recording_kill)
+    monkeypatch.setattr(mathtask, "_POOL", None)  # a pool of this test's own (the module's is put back after)
+    real_script = mathtask._WORKER_SCRIPT
+    monkeypatch.setattr(mathtask, "_WORKER_SCRIPT", script)
+    monkeypatch.setattr(mathtask, "VERIFY_TIMEOUT_S", 1.0)  # any limit: the child never answers
     assert mathtask.score("\\boxed{\\frac{3}{6}}", "\\boxed{0.5}") == 0.0
-    monkeypatch.setattr(mathtask, "VERIFY_TIMEOUT_S", 3.0)
-    assert mathtask.score("\\boxed{\\frac{3}{6}}", "\\boxed{0.5}") == 1.0
+    pool = mathtask._pool()
+    try:
+        assert killed == [int((tmp_path / "pid").read_text())]  # the child that hung, and only it
+        assert pool._count == 0 and not pool._idle
+        monkeypatch.setattr(mathtask, "_WORKER_SCRIPT", real_script)
+        monkeypatch.setattr(mathtask, "VERIFY_TIMEOUT_S", 60.0)  # equality now, not the limit
+        assert mathtask.score("\\boxed{\\frac{3}{6}}", "\\boxed{0.5}") == 1.0  # not cached as wrong
+        assert mathtask._pool() is pool and pool._count == 1 and len(killed) == 1  # a fresh child answered
+    finally:
+        pool.close()
 
 
 # ---------------------------------------------------------------------------------------------

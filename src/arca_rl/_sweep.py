@@ -33,8 +33,8 @@ from typing import Any
 
 import yaml
 
-from . import rundir
-from ._config import apply_overrides, load_config, parse_assignment
+from . import _outfolder, rundir
+from ._config import apply_overrides, config_path, load_config, parse_assignment
 from ._report import write_report
 from .errors import ConfigError
 
@@ -125,7 +125,7 @@ def plan_sweep(
     """
     if not credits or not ranks or not seeds:
         raise ConfigError("sweep: --credit, --rank and --seed each need at least one value")
-    path = Path(config)
+    path = config_path(config)  # a packaged config's name too, as `arca train -c` takes it
     base = load_config(path, overrides)
     raw = yaml.safe_load(path.read_text()) or {}
     raw_with_sets = apply_overrides(raw, overrides)
@@ -215,6 +215,8 @@ def run_sweep(
         call: TrainFn = _train
     else:
         call = train_fn
+    if report:  # a report folder holding the user's files is refused before any run trains, not after the last
+        _outfolder.claim(plan.report_dir, command="report", flag="--runs-dir")
     outcomes: dict[str, str] = {}
     say(f"sweep: {len(plan.runs)} runs into {plan.runs_dir}/; {plan.alpha_note}")
     for i, r in enumerate(plan.runs, 1):
@@ -243,7 +245,7 @@ def run_sweep(
         if dirs:
             try:
                 write_report(dirs, plan.report_dir, log=say)
-            except ConfigError as exc:  # e.g. no run finished: said, the sweep's outcomes still returned
+            except (ConfigError, rundir.RunExistsError) as exc:  # e.g. no run finished: said, outcomes still returned
                 say(f"no report: {exc}")
         else:
             say("no run folder exists; no report")

@@ -39,7 +39,7 @@ of the others; build imports sections and hardware; validate imports build; sche
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .load import config_path, load_config, packaged_configs
+from .load import config_path, is_packaged, load_config, packaged_configs
 from .overrides import apply_overrides, parse_assignment
 from .paths import check_model_folder, default_model_path
 from .schema import RunConfig, parse_config, require_max_steps
@@ -59,6 +59,7 @@ __all__ = [
     "available_tasks",
     "check_model_folder",
     "config_path",
+    "is_packaged",
     "default_model_path",
     "load_config",
     "packaged_configs",

@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from .overrides import apply_overrides
 from .schema import RunConfig, parse_config
 
-__all__ = ["PACKAGED_CONFIGS", "config_path", "load_config", "packaged_configs"]
+__all__ = ["PACKAGED_CONFIGS", "config_path", "is_packaged", "load_config", "packaged_configs"]
 
 #: The configs that ship inside the package (`arca_rl/configs/`): a pip-installed user has no `configs/` folder,
 #: so `arca train -c demo` finds them by name from any folder.
@@ -25,16 +25,36 @@ def packaged_configs() -> list[str]:
 
 
 def config_path(path: str | Path) -> Path:
-    """`path` itself when it exists (a file of yours wins), else the packaged config it names (`demo`,
-    `demo.yaml`, `smollm2-rg/uniform`), else `path` unchanged (reading it then fails with the usual error,
-    which lists the packaged names)."""
+    """The config file `path` names, by one rule every command follows (`arca train -c`, `arca eval --config`,
+    `arca sweep --config`, `arca demo --config`, `load_config`, `plan_sweep`):
+
+    1. `path` itself when it is a file (a file of yours wins);
+    2. `path` + ``.yaml`` when that is a file (``-c demo`` reads ``./demo.yaml`` when there is one);
+    3. the packaged config it names (`demo`, `demo.yaml`, `smollm2-rg/uniform`; `packaged_configs`).
+
+    A folder is never a config: a local folder ``demo/`` does not hide the packaged `demo`. When none of these
+    is a file, `path` comes back unchanged (reading it then fails with one line that lists the packaged names).
+    `is_packaged` tells the caller which kind it got, so that it can say which file it read.
+    """
     path = Path(path)
-    if path.exists():
+    if path.is_file():
         return path
+    if path.name and path.suffix != ".yaml":
+        local = path.with_name(path.name + ".yaml")
+        if local.is_file():
+            return local
     name = path.as_posix().removesuffix(".yaml")
     if name in packaged_configs():
         return PACKAGED_CONFIGS / f"{name}.yaml"
     return path
+
+
+def is_packaged(path: str | Path) -> bool:
+    """Whether `path` is one of the configs that ship in the package."""
+    try:
+        return Path(path).resolve().is_relative_to(PACKAGED_CONFIGS)
+    except OSError:
+        return False
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = (), *, build: bool = True) -> RunConfig:
@@ -44,11 +64,14 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), *, build: bool 
     `build`: see `parse_config`.
     """
     path = config_path(path)
+    known = f"packaged configs, by name: {', '.join(packaged_configs())}"
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a config file; name a YAML file in it, or one of the {known}")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        known = "" if path.exists() else f"; packaged configs, by name: {', '.join(packaged_configs())}"
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc}){known}") from exc
+        hint = "" if path.exists() else f"; {known}"
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc}){hint}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}); "

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _checks as checks
-from .. import _credit_fields, group_credit, rundir
+from .. import _credit_fields, _outfolder, group_credit, rundir
 from .._config import ConfigError, RunConfig, default_model_path
 from .._run import evaluation as _evaluation
 from ..group_credit import registered_methods
@@ -79,7 +79,7 @@ def run_diagnose(
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     oracle_samples: int | None = None,
-    oracle_positions: str = "adaptive",
+    oracle_positions: str | None = None,
     oracle_step_seeds: bool = False,
 ) -> tuple[DiagnoseResult, dict[str, Path]]:
     """What `arca diagnose` does: load model (+ adapter) and task, `diagnose`, write the outputs.
@@ -93,7 +93,8 @@ def run_diagnose(
     embedded tiny model, temperature 1, top-p 1, power 1, mix 1, 128 new tokens. Arguments given here win. The model
     runs in float32. `out` defaults to `diagnose/<name>`, <name> being the run's name, the adapter
     folder's name or the model's. `oracle_samples=K` adds the Monte Carlo oracle, at `oracle_positions`
-    ("adaptive" or "all"; `oracle_step_seeds`: step boundaries first; see `diagnose`).
+    ("adaptive", the default, or "all"; `oracle_step_seeds`: step boundaries first, adaptive only; see
+    `diagnose`); either without `oracle_samples` is refused (ConfigError), as it would do nothing.
     Returns the result and the written files.
     """
     # Every argument is checked here, before any model or data loads (the CLI checked its flags already).
@@ -103,8 +104,19 @@ def run_diagnose(
     checks.check_seed(seed, "--seed")
     if oracle_samples is not None:
         checks.check_count(oracle_samples, "--oracle")
+    if oracle_samples is None:  # the oracle's own settings do nothing without it: said, not ignored
+        if oracle_positions is not None:
+            raise ConfigError("--oracle-positions: only with --oracle K (it picks the prefixes the oracle samples); "
+                              "add --oracle K or drop --oracle-positions")  # fmt: skip
+        if oracle_step_seeds:
+            raise ConfigError("--oracle-step-seeds: only with --oracle K (it picks the prefixes the oracle samples); "
+                              "add --oracle K or drop --oracle-step-seeds")  # fmt: skip
+    oracle_positions = "adaptive" if oracle_positions is None else oracle_positions
     if oracle_positions not in POSITIONS:
         raise ConfigError(f"--oracle-positions: must be one of {', '.join(POSITIONS)}, got {oracle_positions!r}")
+    if oracle_step_seeds and oracle_positions != "adaptive":
+        raise ConfigError("--oracle-step-seeds: only with --oracle-positions adaptive (all samples every prefix); "
+                          "drop one of them")  # fmt: skip
     if signals is not None:
         signals = checks.check_names(signals, "--signals", valid=registered_methods, what="signal")
     if device is not None:
@@ -180,56 +192,63 @@ def run_diagnose(
         else:
             name = Path(str(model_path)).name or "model"
         out = checks.check_output_folder(Path("diagnose") / name, "--out")
-    say(f"loading {model_path}" + (f" + adapter {adapter_dir}" if adapter_dir else " (no adapter)"))
-    lm, tok = _evaluation.load_model_for_eval(str(model_path), adapter_dir, dtype="float32", device=device)
-    try:
-        data = task_obj.test_dataset(n)
-    except ValueError as exc:  # the task's own data checks (missing columns, empty prompts)
-        raise ConfigError(f"task: {exc}") from exc
-    if max_prompt_tokens is not None:
-        data = task_obj.truncate_prompts(data, tok, max_prompt_tokens)
-    prompts = list(data["prompt"])[:n]
-    solutions = list(data["solution"])[: len(prompts)] if "solution" in data.column_names else None
+    out = Path(out)
+    # A folder of the user's is refused here, before the lock file goes in and before any model loads; the files an
+    # earlier diagnosis recorded writing there are replaced, and only those (`_outfolder`).
+    _outfolder.claim(out, command="diagnose")
+    with rundir.lock(out):  # a second diagnosis into `out` is refused while this one runs
+        earlier = _outfolder.claim(out, command="diagnose")  # again: no other diagnosis can change it now
+        say(f"loading {model_path}" + (f" + adapter {adapter_dir}" if adapter_dir else " (no adapter)"))
+        lm, tok = _evaluation.load_model_for_eval(str(model_path), adapter_dir, dtype="float32", device=device)
+        try:
+            data = task_obj.test_dataset(n)
+        except ValueError as exc:  # the task's own data checks (missing columns, empty prompts)
+            raise ConfigError(f"task: {exc}") from exc
+        if max_prompt_tokens is not None:
+            data = task_obj.truncate_prompts(data, tok, max_prompt_tokens)
+        prompts = list(data["prompt"])[:n]
+        solutions = list(data["solution"])[: len(prompts)] if "solution" in data.column_names else None
 
-    if oracle_samples is not None and solutions is None:
-        raise ConfigError(f"task {task_name}: its test split has no solution column, so the oracle has no reward")
+        if oracle_samples is not None and solutions is None:
+            raise ConfigError(f"task {task_name}: its test split has no solution column, so the oracle has no reward")
 
-    # the run's (or given) credit.token_weights keywords: numbers, as diagnose takes them
-    weights: dict[str, Any] = {kwarg: float(settings[kwarg]) for kwarg in _credit_fields.weight_kwargs({})}
+        # the run's (or given) credit.token_weights keywords: numbers, as diagnose takes them
+        weights: dict[str, Any] = {kwarg: float(settings[kwarg]) for kwarg in _credit_fields.weight_kwargs({})}
 
-    def reward(i: int, text: str) -> float | None:
-        return None if solutions is None else task_obj.score(text, solutions[i])
+        def reward(i: int, text: str) -> float | None:
+            return None if solutions is None else task_obj.score(text, solutions[i])
 
-    result = diagnose(
-        lm,
-        tok,
-        prompts,
-        k=k,
-        max_new_tokens=int(settings["max_new_tokens"]),
-        temperature=float(settings["temperature"]),
-        top_p=float(settings["top_p"]),
-        signals=signals,
-        mix=float(mix_in_force),
-        **weights,
-        seed=seed,
-        batch_size=batch_size,
-        progress=progress,
-        rewards=reward,
-        oracle_samples=oracle_samples,
-        oracle_positions=oracle_positions,
-        oracle_step_seeds=oracle_step_seeds,
-        group_kwargs=_group_kwargs(group_args, tok),
-    )
-    result.settings.update(
-        model=str(model_path), adapter=str(adapter_dir) if adapter_dir else None, task=task_name
-    )
-    title = f"arca diagnose: {Path(str(model_path)).name}" + (f" + {adapter}" if adapter else " (no adapter)")
-    files = result.write(out, title=title)
-    say(result.table())
-    seen = [r.reward for r in result.completions if r.reward is not None]
-    if seen:
-        say(f"mean reward of the {len(seen)} sampled completions: {sum(seen) / len(seen):.3f}")
-    say(f"wrote {', '.join(sorted(files))} to {out}/")
+        result = diagnose(
+            lm,
+            tok,
+            prompts,
+            k=k,
+            max_new_tokens=int(settings["max_new_tokens"]),
+            temperature=float(settings["temperature"]),
+            top_p=float(settings["top_p"]),
+            signals=signals,
+            mix=float(mix_in_force),
+            **weights,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
+            rewards=reward,
+            oracle_samples=oracle_samples,
+            oracle_positions=oracle_positions,
+            oracle_step_seeds=oracle_step_seeds,
+            group_kwargs=_group_kwargs(group_args, tok),
+        )
+        result.settings.update(
+            model=str(model_path), adapter=str(adapter_dir) if adapter_dir else None, task=task_name
+        )
+        title = f"arca diagnose: {Path(str(model_path)).name}" + (f" + {adapter}" if adapter else " (no adapter)")
+        files = result.write(out, title=title)
+        say(result.table())
+        seen = [r.reward for r in result.completions if r.reward is not None]
+        if seen:
+            say(f"mean reward of the {len(seen)} sampled completions: {sum(seen) / len(seen):.3f}")
+        say(f"wrote {', '.join(sorted(files))} to {out}/")
+        _outfolder.record(out, files.values(), earlier, command="diagnose")
     return result, files
 
 

@@ -73,7 +73,8 @@ def diagnose(
         oracle_positions: which prefixes get sampled values: "adaptive" (the default: the two ends, then only
             where the value moves; linear in between, see `arca_rl.oracle`) or "all" (every prefix, the cost above).
         oracle_step_seeds: adaptive only: also sample, in its first round, the prefixes ending at a step boundary
-            (a token with a newline or ending in ".", "="; `arca_rl.oracle.step_boundaries`).
+            (a token with a newline or ending in ".", "="; `arca_rl.oracle.step_boundaries`). ValueError without
+            `oracle_samples` or with `oracle_positions="all"`, where it would do nothing.
         group_kwargs: per group method, its hyper-parameters (`ARCAGRPOConfig.group_credit_kwargs`); the
             methods' defaults otherwise.
 
@@ -81,7 +82,8 @@ def diagnose(
     completions of a prompt are the group, A_i is GRPO's advantage of their rewards, and `mix` blends their
     token advantages with A_i as the trainer does. Every scored method also gets signed token advantages
     (`CompletionRecord.token_advantages`: A_i * w_it * T_i for a signal), which the oracle's signed measure
-    scores. With k = 1 every A_i is 0, so the signed measure needs k >= 2.
+    scores. With k = 1 every A_i is 0, so the signed measure needs k >= 2: with k = 1 it is left out (None, and a
+    note says why); the oracle's lift and rank measures need no group.
 
     Returns:
         DiagnoseResult with per-signal summaries, `absent` reasons, and per-completion records.
@@ -103,6 +105,10 @@ def diagnose(
         check_positions(oracle_positions)
         if not isinstance(oracle_step_seeds, bool):
             raise ValueError(f"oracle_step_seeds must be True or False, got {oracle_step_seeds!r}")
+        if oracle_step_seeds and oracle_positions != "adaptive":
+            raise ValueError("oracle_step_seeds: only with oracle_positions='adaptive' ('all' samples every prefix)")
+    elif oracle_step_seeds:
+        raise ValueError("oracle_step_seeds: only with oracle_samples (it picks prefixes the oracle samples)")
     registered = group_credit.registered_methods()
     names = list(registered if signals is None else signals)
     unknown = [s for s in names if s not in registered]
@@ -187,7 +193,7 @@ def diagnose(
         if oracle_samples is not None and first_rewards is not None and rewards is not None:
             t_oracle = time.time()
             seeds = None
-            if oracle_step_seeds and oracle_positions == "adaptive":
+            if oracle_step_seeds:  # adaptive (checked above)
                 seeds = [
                     step_boundaries([tokenizer.decode([t], skip_special_tokens=False) for t in s.completion_ids])
                     for s in samples
@@ -250,7 +256,7 @@ def diagnose(
 
     summaries, notes = summarize(records, scored, max_new_tokens=max_new_tokens)
     if oracle_samples is not None:
-        notes += summarize_oracle(records, summaries, oracle_samples)
+        notes += summarize_oracle(records, summaries, oracle_samples, k=k)
     settings = {
         "model": model_name(model),
         "adapter": None,

@@ -77,10 +77,11 @@ def summarize(
 
 
 def summarize_oracle(
-    records: Sequence[CompletionRecord], summaries: dict[str, SignalSummary], samples: int
+    records: Sequence[CompletionRecord], summaries: dict[str, SignalSummary], samples: int, *, k: int
 ) -> list[str]:
     """Score every summarized signal against the records' oracle rows (`arca_rl.oracle.score_signal`:
-    oracle lift with its 95% interval, Spearman vs |delta|, top match); return notes on the rows."""
+    oracle lift with its 95% interval, Spearman vs |delta|, top match; `score_signed`: the signed measure, only
+    with k >= 2 completions per prompt); return notes on the rows."""
     deltas = [rec.oracle["delta"] if rec.oracle else None for rec in records]
     for s, summ in summaries.items():
         # a signed group method's rank correlation reads its credit shares |A_it| (its raw output is signed)
@@ -91,9 +92,16 @@ def summarize_oracle(
         summ.oracle_spearman = got.oracle_spearman
         summ.oracle_spearman_n = got.spearman_n
         summ.oracle_top_match = got.oracle_top_match
-        # the signed measure: cos(A_it, delta_t) of the token advantages (A_i * w_it * T_i for a signal)
-        summ.oracle_signed = score_signed([r.token_advantages.get(s) for r in records], deltas)
+        # the signed measure: cos(A_it, delta_t) of the token advantages (A_i * w_it * T_i for a signal); a group
+        # of one has A_i = 0, so with k = 1 there is nothing to measure and it is left out (None), not 0 rows
+        if k >= 2:
+            summ.oracle_signed = score_signed([r.token_advantages.get(s) for r in records], deltas)
     notes = []
+    if k < 2:
+        notes.append(
+            "oracle: the signed measure needs k >= 2 completions per prompt (with k = 1 every advantage A_i is 0); "
+            "left out, the lift and the rank measures need no group"
+        )
     zero = sum(1 for r in records if r.oracle and r.oracle.get("credit") is None)
     quiet = sum(1 for r in records if r.oracle and r.oracle.get("no_signal"))
     if zero:

@@ -20,6 +20,10 @@ What is read: each path must exist and be (or hold, up to two levels down) a run
 otherwise `ConfigError` (one line) and nothing is written. Only finished runs (finished.json) count: a run
 still training (its lock held) or unfinished is skipped with a message, never averaged with finished seeds;
 two runs of one method, rank and seed are one seed. Damaged files and values are named in a message.
+
+Where: `out` is new, empty, or an earlier report's folder; a folder holding anything else (a user's files) is
+refused before any run is read, and only files an earlier report recorded writing are replaced or removed
+(`arca_rl._outfolder`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import rundir
+from .. import _outfolder, rundir
 from .._checks import check_number
 from ..diagnostics import regime
 from ..errors import ConfigError
@@ -205,6 +209,9 @@ def write_report(
     measures' units) adds the equivalence test and its verdict. A path that is missing, a file or
     holds no run folder raises ConfigError before anything is written, and so does a set of runs none of
     which is finished. Returns a ReportResult; `log` receives progress and skip messages (None silences them).
+    `out` must be new, empty or an earlier report's (RunExistsError otherwise, naming what it holds, before any
+    run is read); the files an earlier report recorded writing there and this one does not write are removed
+    (`_outfolder`), so no curve or table of another set of runs stays beside this report.
     """
     say = log or (lambda _m: None)
     paths = list(run_dirs)
@@ -213,6 +220,8 @@ def write_report(
     found, messages = _runs_in(paths)
     out_dir = Path(out) if out is not None else default_out_dir(paths)
     out_dir = out_dir.resolve()
+    earlier = _outfolder.claim(out_dir, command="report")  # a folder of the user's: refused before any run is read
+    found, messages = _runs_in(paths)
     runs: list[RunData] = []
     for d in found:
         if d.resolve() == out_dir or ((d / "report.md").is_file() and not (d / rundir.METRICS_FILE).is_file()):
@@ -297,6 +306,7 @@ def write_report(
     md = _markdown(result)
     result.files["report.md"] = out_dir / "report.md"
     result.files["report.md"].write_text(md, encoding="utf-8")
+    _outfolder.record(out_dir, result.files.values(), earlier, command="report")  # and an earlier report's rest goes
     for m in messages:
         say(m)
     say(markdown_table(t2, 2) if t2 else "Table 2: no run with eval.json")

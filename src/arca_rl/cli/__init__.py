@@ -32,19 +32,18 @@ __all__ = ["build_parser", "main"]
 COMMANDS = (train, evaluate, demo, diagnose, report, sweep)
 
 _EPILOG = """\
-examples:
-  arca train --config configs/demo.yaml
-  arca train --config configs/demo.yaml --set training.credit=arca --set name=demo-arca
-  arca train --config configs/paper/arca_r16.yaml --dry-run
-  arca train --config configs/demo.yaml --set training.learning_rate=1e-4 --set name=demo-lr
-  arca train --config configs/demo.yaml --set training.save_strategy=steps --set training.save_steps=10 \\
-      --set name=demo-ckpt
-  arca train --config configs/demo.yaml --set training.save_strategy=steps --set training.save_steps=10 \\
-      --set name=demo-ckpt --resume
+examples (-c takes a YAML file, or the name of a config that ships in the package: demo, smollm2-rg2/uniform, ...):
+  arca train -c demo
+  arca train -c demo --set training.credit=arca --set name=demo-arca
+  arca train -c smollm2-rg2/uniform --dry-run
+  arca train -c demo --set training.learning_rate=1e-4 --set name=demo-lr
+  arca train -c demo --set training.save_strategy=steps --set training.save_steps=10 --set name=demo-ckpt
+  arca train -c demo --set training.save_strategy=steps --set training.save_steps=10 --set name=demo-ckpt --resume
   arca eval --adapter runs/demo-uniform --task arithmetic --n 200
   arca demo
   arca demo --methods uniform,arca --seeds 0 --output-dir runs/demo-seed0
   arca demo --methods uniform,arca,arca+mix0.5,arca+warmup10,uniform+topent0.2 --output-dir runs/demo-credit-mix
+  arca sweep -c demo --credit uniform,arca --rank 4,16 --seed 1,2,3 --dry-run
 """
 
 

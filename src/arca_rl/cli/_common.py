@@ -5,11 +5,13 @@ prints every such error as one line, `arca <command>: error: <message>`, and exi
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .._checks import arg, check_count
-from .._config import parse_assignment
+from .._config import config_path, is_packaged, parse_assignment
 from ..errors import ConfigError
 from ..group_credit import registered_methods
 
@@ -18,11 +20,22 @@ __all__ = [
     "add_set",
     "add_task_options",
     "add_threads",
+    "config_file",
     "parse_list",
     "set_threads",
     "signal_names",
     "task_options",
 ]
+
+def config_file(given: str | Path, flag: str = "--config") -> Path:
+    """The config file `given` names (`arca_rl._config.config_path`: the same rule in every command). When that is
+    not `given` itself (a name: a packaged config, or `given` + .yaml), one line on stderr says which file is read."""
+    path = config_path(given)
+    if path != Path(given) and path.is_file():
+        what = "the packaged config" if is_packaged(path) else "your file"
+        print(f"{flag} {given}: reading {what} {path}", file=sys.stderr)
+    return path
+
 
 def add_set(p: argparse.ArgumentParser, help: str) -> None:
     """`--set KEY=VALUE` (repeatable): config overrides by dotted path, values parsed as YAML."""

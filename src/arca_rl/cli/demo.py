@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import rundir
 from .._checks import arg, check_count, check_number, check_output_folder, check_seeds
-from ._common import add_quiet, add_set, add_threads, parse_list
+from ._common import add_quiet, add_set, add_threads, config_file, parse_list
 
 __all__ = ["make_parser", "run"]
 
@@ -23,12 +23,9 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument(
-        "--config",
-        "-c",
-        type=Path,
-        default=None,
-        help="base config (default: the built-in demo config = configs/demo.yaml)",
-    )
+        "--config", "-c", type=Path, default=None,
+        help="base config, a file or a packaged config's name (default: the packaged demo config)",
+    )  # fmt: skip
     p.add_argument(
         "--methods",
         default=None,
@@ -77,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from .._demo import DEFAULT_BUDGET_S, DEFAULT_ORACLE_SAMPLES, run_demo
 
     run_demo(
-        config=args.config,
+        config=config_file(args.config) if args.config is not None else None,  # a name: which file, said
         overrides=args.overrides,
         methods=parse_list(args.methods, flag="--methods") if args.methods is not None else None,
         budget_s=args.budget if args.budget is not None else DEFAULT_BUDGET_S,

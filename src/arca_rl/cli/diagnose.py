@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 from .. import rundir
@@ -17,7 +15,6 @@ from .._checks import (
     check_output_folder,
     check_seed,
 )
-from ..errors import ConfigError
 from ..tasks import TASKS
 from ._common import add_quiet, add_task_options, add_threads, signal_names, task_options
 
@@ -112,19 +109,21 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         metavar="K",
         help="Monte Carlo token values as ground truth: K continuations of each sampled prefix of every completion "
-        "(at most n*k*(T+1)*K sampled rollouts, see --oracle-positions; default off)",
+        "(at most n*k*(T+1)*K sampled rollouts, see --oracle-positions; default off); its signed measure needs "
+        "--k 2 or more, its lift does not",
     )
     p.add_argument(
         "--oracle-positions",
         choices=("adaptive", "all"),
-        default="adaptive",
-        help="which prefixes the oracle samples: adaptive (default: the two ends, then only where the value "
+        default=None,
+        help="with --oracle, which prefixes it samples: adaptive (default: the two ends, then only where the value "
         "moves more than its standard error, linear in between) or all (every prefix)",
     )
     p.add_argument(
         "--oracle-step-seeds",
         action="store_true",
-        help="adaptive oracle: also sample the prefixes ending at a step boundary (newline, '.', '=') first",
+        help="with --oracle and adaptive positions: also sample the prefixes ending at a step boundary (newline, "
+        "'.', '=') first",
     )
     p.add_argument(
         "--out",
@@ -140,23 +139,12 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.oracle is not None and args.k < 2:  # before the model loads and the oracle samples
-        raise ConfigError(
-            f"--k: the oracle's signed measure needs k >= 2 completions per prompt (with k = 1 every A_i is 0), "
-            f"got {args.k}; pass --k 2 or more"
-        )
     from .._diagnose import run_diagnose  # here: it loads transformers, which `arca --help` does not need
 
-    # A given --out is held for the whole diagnosis (a second one into it is refused, before any model loads), and
-    # histograms an earlier diagnosis left there that this one did not write are removed at the end.
+    # --out is held for the whole diagnosis (a second one into it is refused, before any model loads); a folder of
+    # the user's is refused, and only files an earlier diagnosis recorded writing there are replaced (`_outfolder`)
     try:
-        hold = rundir.lock(args.out) if args.out is not None else nullcontext()
-        with hold:
-            _, files = _diagnose(run_diagnose, args)
-            written = {Path(f).name for f in files.values()}
-            for stale in Path(files["diagnose.json"]).parent.glob("*.png"):
-                if stale.name not in written:
-                    stale.unlink()
+        _diagnose(run_diagnose, args)
     except rundir.RunLockedError as exc:
         raise rundir.RunLockedError(str(exc).replace("another run", "another arca command").replace(
             "--output-dir (or name)", "--out")) from None

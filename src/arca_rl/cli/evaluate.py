@@ -12,7 +12,7 @@ from .._checks import arg, check_count, check_number, check_output_file, check_s
 from .._config import ConfigError, RunConfig, load_config, parse_config
 from .._run.evaluation import adapter_base_model, evaluate, load_model_for_eval, write_eval_json
 from ..tasks import TASKS
-from ._common import add_quiet, add_task_options, add_threads, task_options
+from ._common import add_quiet, add_task_options, add_threads, config_file, task_options
 
 __all__ = ["make_parser", "run"]
 
@@ -90,7 +90,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from .._run.training import build_task  # here: _run loads TRL, which `arca --help` does not need
 
-    config_path = args.config
+    config_path = config_file(args.config) if args.config is not None else None  # a name: which file, said
     if config_path is None and args.adapter is not None:
         # An adapter inside a run folder: evaluate with that run's settings (task options, seed, lengths).
         run_dir = rundir.resolve_adapter(args.adapter)[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 # _sweep's functions are looked up at call time, so tests can stand in for run_sweep
 from .. import _sweep, rundir
 from .._checks import arg, check_count, check_names, check_output_folder, check_seeds
-from ._common import add_quiet, add_set, parse_list, signal_names
+from ._common import add_quiet, add_set, config_file, parse_list, signal_names
 
 __all__ = ["make_parser", "run"]
 
@@ -25,13 +25,17 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "Ends with `arca report` over the grid (<runs-dir>/<base>-sweep-report/)."
         ),
         epilog=(
-            "examples:\n  arca sweep --config configs/demo.yaml --credit uniform,arca --rank 4,16 --seed 1,2,3\n"
-            "  arca sweep --config configs/paper/arca_r64.yaml --credit uniform,surprisal,entropy_reduction,"
-            "divergence,arca --rank 64 --seed 1337 --dry-run"
+            "examples:\n  arca sweep --config demo --credit uniform,arca --rank 4,16 --seed 1,2,3\n"
+            "  arca sweep --config smollm2-rg2/uniform --credit uniform,surprisal,entropy_reduction,arca --rank 16 "
+            "--seed 0,1,2 --dry-run"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", "-c", required=True, type=Path, help="base YAML config")
+    p.add_argument(
+        "--config", "-c", required=True, type=Path,
+        help="base YAML config: a file, or the name of a packaged config (demo, smollm2-rg2/uniform, ...), as "
+        "`arca train -c` takes it",
+    )  # fmt: skip
     p.add_argument(
         "--credit",
         required=True,
@@ -64,7 +68,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
 
     plan = _sweep.plan_sweep(
-        args.config,
+        config_file(args.config),  # a file, or a packaged config's name (which file: said on stderr)
         credits=args.credit,
         ranks=[check_count(r, "--rank") for r in parse_list(args.rank, int, flag="--rank")],
         seeds=args.seed,

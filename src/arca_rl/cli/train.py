@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import rundir
 from .._checks import arg, check_output_folder
 from .._config import load_config, packaged_configs, require_max_steps
-from ._common import add_quiet, add_set, add_threads
+from ._common import add_quiet, add_set, add_threads, config_file
 
 __all__ = ["make_parser", "run"]
 
@@ -17,11 +17,13 @@ __all__ = ["make_parser", "run"]
 def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
-        help="train one run from a YAML config (GRPO or RLOO + token credit), then evaluate it",
+        help="train one run from a YAML config (GRPO, RLOO or SDPO + token credit), then evaluate it",
         description=(
             "Train one run from a YAML config into runs/<name>/ (config.yaml, metrics.jsonl, "
-            "checkpoints, adapter/, eval.json, plots/). Sections: name, trainer (grpo or rloo), model, "
-            "lora, task, training (any ARCAGRPOConfig field; ARCARLOOConfig with trainer: rloo), eval."
+            "checkpoints, adapter/, eval.json, plots/). Sections: name, trainer (grpo, the default, rloo or sdpo), "
+            "model, lora, task, training (any ARCAGRPOConfig field; ARCARLOOConfig with trainer: rloo; TRL's "
+            "SDPOConfig with trainer: sdpo, uniform credit only), eval. -c takes a YAML file or a packaged config's "
+            "name (listed below); a file of yours wins, and a config found by name is said on stderr."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -64,6 +66,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     # Every check but building the TRL and PEFT configs, which happens once, for the run folder: below with
     # --dry-run (as on any machine: a GPU config validates on a laptop), else in `train` (for this machine).
+    args.config = config_file(args.config)  # a name: which file, said on stderr
     cfg = load_config(args.config, args.overrides, build=False)
     run_dir = args.output_dir or check_output_folder(rundir.default_run_dir(cfg.name), "--output-dir")
     built = cfg.build(run_dir, for_validation=True) if args.dry_run else None

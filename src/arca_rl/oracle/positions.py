@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .values import OracleRow, Tally, check_reward, check_samples
@@ -117,6 +118,17 @@ Groups = Sequence[tuple[list[int], Sequence[tuple[list[int], float]]]]
 Reward = Callable[[int, list[list[int]]], Sequence[float]]
 
 
+@dataclass(frozen=True)
+class _Draw:
+    """How every schedule draws and scores continuations (`oracle_values`' arguments of the same names)."""
+
+    reward: Reward
+    samples: int
+    max_new_tokens: int
+    batch_rows: int
+    on_rollouts: Callable[[int], None] | None
+
+
 def oracle_values(
     groups: Groups,
     sampler: Sampler,
@@ -174,31 +186,13 @@ def oracle_values(
         len(seeds) != len(groups) or any(len(s) != len(comps) for s, (_p, comps) in zip(seeds, groups))
     ):
         raise ValueError("seeds must hold, per group, one list of positions per completion")
+    draw = _Draw(reward, samples, max_new_tokens, batch_rows, on_rollouts)
     if positions == "all":
-        return _exhaustive(groups, sampler, reward, samples, max_new_tokens, batch_rows, on_rollouts)
-    return _adaptive(
-        groups,
-        batch_sampler(sampler),
-        reward,
-        samples,
-        max_new_tokens,
-        batch_rows,
-        on_rollouts,
-        split_se,
-        max_gap,
-        seeds,
-    )
+        return _exhaustive(groups, sampler, draw)
+    return _adaptive(groups, batch_sampler(sampler), draw, split_se, max_gap, seeds)
 
 
-def _exhaustive(
-    groups: Groups,
-    sampler: Sampler,
-    reward: Reward,
-    samples: int,
-    max_new_tokens: int,
-    batch_rows: int,
-    on_rollouts: Callable[[int], None] | None,
-) -> list[list[OracleRow]]:
+def _exhaustive(groups: Groups, sampler: Sampler, draw: _Draw) -> list[list[OracleRow]]:
     """Every prefix: one `sampler` call per completion (its prefixes of 1 .. T-1 tokens, K rows each, and for the
     first completion of a prompt also the prompt alone, V_0)."""
     out: list[list[OracleRow]] = []
@@ -210,18 +204,18 @@ def _exhaustive(
         for c, (ids, _r) in enumerate(completions):
             cuts = ([0] if c == 0 else []) + list(range(1, len(ids)))
             seq = list(prompt_ids) + list(ids[: max(len(ids) - 1, 0)])
-            for chunk in _chunks(((c, t) for t in cuts for _ in range(samples)), batch_rows):
-                got = sampler(seq, [P + t for _c, t in chunk], [max_new_tokens - t for _c, t in chunk])
+            for chunk in _chunks(((c, t) for t in cuts for _ in range(draw.samples)), draw.batch_rows):
+                got = sampler(seq, [P + t for _c, t in chunk], [draw.max_new_tokens - t for _c, t in chunk])
                 if len(got) != len(chunk):
                     raise RuntimeError(f"sampler returned {len(got)} continuations for {len(chunk)} rows")
                 full = [list(ids[: key[1]]) + list(x) for key, x in zip(chunk, got)]
-                scores = list(reward(g, full))
+                scores = list(draw.reward(g, full))
                 if len(scores) != len(full):
                     raise RuntimeError(f"reward function returned {len(scores)} rewards for {len(full)} completions")
                 for key, score in zip(chunk, scores):
                     tallies.setdefault(key, Tally()).add(check_reward(score, f"a continuation of prompt {g}"))
-                if on_rollouts is not None:
-                    on_rollouts(len(got))
+                if draw.on_rollouts is not None:
+                    draw.on_rollouts(len(got))
         rows_g: list[OracleRow] = []
         if completions:
             v0, se0 = tallies[(0, 0)].estimate()
@@ -233,7 +227,7 @@ def _exhaustive(
                 errs.append(se)
             values.append(check_reward(r, f"completion {c} of prompt {g}"))
             errs.append(0.0)
-            rows_g.append(OracleRow(values=values, stderr=errs, samples=samples))
+            rows_g.append(OracleRow(values=values, stderr=errs, samples=draw.samples))
         out.append(rows_g)
     return out
 
@@ -249,11 +243,7 @@ def _grid(a: int, b: int, max_gap: int) -> list[int]:
 def _adaptive(
     groups: Groups,
     many: BatchSampler,
-    reward: Reward,
-    samples: int,
-    max_new_tokens: int,
-    batch_rows: int,
-    on_rollouts: Callable[[int], None] | None,
+    draw: _Draw,
     split_se: float,
     max_gap: int,
     seeds: Sequence[Sequence[Sequence[int]]] | None,
@@ -279,9 +269,7 @@ def _adaptive(
             first.update(t for t in seeds[g][c] if isinstance(t, int) and 0 < t < T)
         pending.extend((g, c, t) for t in sorted(first))
     while pending:
-        estimates = _sample_round(
-            pending, groups, ids_of, sequences, seq_of, many, reward, samples, max_new_tokens, batch_rows, on_rollouts
-        )
+        estimates = _sample_round(pending, groups, ids_of, sequences, seq_of, many, draw)
         for (g, c, t), est in zip(pending, estimates):
             if c < 0:
                 v0[g] = est
@@ -299,9 +287,9 @@ def _adaptive(
     for g, c in keys:
         if not ids_of[(g, c)]:  # no tokens: the exhaustive oracle's row [V_0, R] (one delta), for the same shape
             r = known[(g, c)][0]
-            out[g].append(OracleRow(values=[v0[g][0], r[0]], stderr=[v0[g][1], r[1]], samples=samples))
+            out[g].append(OracleRow(values=[v0[g][0], r[0]], stderr=[v0[g][1], r[1]], samples=draw.samples))
         else:
-            out[g].append(_row(known[(g, c)], samples))
+            out[g].append(_row(known[(g, c)], draw.samples))
     return out
 
 
@@ -333,24 +321,20 @@ def _sample_round(
     sequences: list[list[int]],
     seq_of: dict[tuple[int, int], int],
     many: BatchSampler,
-    reward: Reward,
-    samples: int,
-    max_new_tokens: int,
-    batch_rows: int,
-    on_rollouts: Callable[[int], None] | None,
+    draw: _Draw,
 ) -> list[tuple[float, float]]:
     """(V_t, se_t) of every pending (group, completion, t) (completion -1: the prompt's V_0) from K continuations
     each: one `many` call per `batch_rows` rows, each row scored as soon as it is sampled (running tallies)."""
     tallies = [Tally() for _ in pending]
-    rows = ((i, key) for i, key in enumerate(pending) for _ in range(samples))
-    for chunk in _chunks(rows, batch_rows):
+    rows = ((i, key) for i, key in enumerate(pending) for _ in range(draw.samples))
+    for chunk in _chunks(rows, draw.batch_rows):
         used: dict[int, int] = {}  # sequence index -> its index in this call
         row_seq, cuts, budgets = [], [], []
         for _i, (g, c, t) in chunk:
             s = seq_of[(g, max(c, 0))]
             row_seq.append(used.setdefault(s, len(used)))
             cuts.append(len(groups[g][0]) + t)
-            budgets.append(max_new_tokens - t)
+            budgets.append(draw.max_new_tokens - t)
         got = many([sequences[s] for s in used], row_seq, cuts, budgets)
         if len(got) != len(chunk):
             raise RuntimeError(f"sampler returned {len(got)} continuations for {len(chunk)} rows")
@@ -362,13 +346,13 @@ def _sample_round(
             for j in js:
                 _i, (_g, c, t) = chunk[j]
                 full.append((ids_of[(g, c)][:t] if c >= 0 else []) + list(got[j]))
-            scores = list(reward(g, full))
+            scores = list(draw.reward(g, full))
             if len(scores) != len(full):
                 raise RuntimeError(f"reward function returned {len(scores)} rewards for {len(full)} completions")
             for j, score in zip(js, scores):
                 tallies[chunk[j][0]].add(check_reward(score, f"a continuation of prompt {g}"))
-        if on_rollouts is not None:
-            on_rollouts(len(got))
+        if draw.on_rollouts is not None:
+            draw.on_rollouts(len(got))
     return [tally.estimate() for tally in tallies]
 
 
