@@ -178,7 +178,9 @@ class Task:
         An evaluation of a run leaves these out: they are the held-out questions the run trained on (the
         reasoning_gym task draws both splits independently from one generator, so a frequent question can be in
         both). Pass the prompts the run trained on (``train_dataset(task.n_train)["prompt"]`` when the run uses
-        its whole training split once). Tasks with disjoint splits give an empty list.
+        its whole training split once). Tasks with disjoint splits give an empty list. With an i.i.d. held-out
+        split, ``len(result) / n`` estimates the generator probability of the questions trained on: the mass the
+        evaluation leaves out, to report beside the accuracy.
         """
         seen = set(trained_prompts)
         return [i for i, prompt in enumerate(self.test_dataset(n)["prompt"]) if prompt in seen]

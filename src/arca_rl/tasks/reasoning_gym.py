@@ -29,12 +29,14 @@ items. The held-out split draws from seed ``(2 * seed + 1) * 10**7`` and the tra
   one distribution of question forms. In a small question space the same question can be in both splits (a
   frequent one more often): an evaluation leaves out the held-out questions the run trained on
   (`Task.held_out_seen`) and reports how many. Measured on ``basic_arithmetic`` with two one-digit terms (the
-  smollm2 studies' task; 60,000 generator draws, 6,249 distinct questions): the held-out questions that also
-  appear among 80 training draws (20 steps x 4 prompts) carry 5.6% of the generator's probability, among 1,000
-  draws 41% (the expectation sum_q p_q (1 - (1 - p_q)^n) over the measured p_q). So a run that trains on each of
-  its `n_train` prompts once (``n_train`` = steps x prompts per step) leaves about 6% of its held-out problems
-  out, and what remains is a sample of the questions that run never saw. Filtering the *training* split instead
-  would remove that mass from what it trains on (the ``distinct`` problem below).
+  smollm2 studies' task; 60,000 generator draws, 6,297 distinct questions; ``benchmarks/rg_split_mass.py``): the
+  held-out questions that also appear among 80 training draws (20 steps x 4 prompts) carry 5.6% of the
+  generator's probability, among 160 draws 10.5%, among 1,000 draws 41% (the expectation
+  sum_q p_q (1 - (1 - p_q)^n) over the measured p_q). So a run that trains on each of its `n_train` prompts once
+  (``n_train`` = steps x prompts per step) leaves about 6% of its held-out problems out, and what remains is a
+  sample of the questions that run never saw. Filtering the *training* split instead would remove mass from what
+  it trains on: the first 200 distinct questions carry 12.2% of it, the first 1,000 52% (the ``distinct``
+  problem below).
 - ``distinct`` (the smollm2-rg and smollm2-rg2 studies): the held-out split keeps its first `n_test` distinct
   questions and the training split skips every question of those (``n_train`` draws that do; a question space
   too small for both is refused with the numbers). In a small space the distinct held-out questions are the
