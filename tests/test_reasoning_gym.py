@@ -293,6 +293,29 @@ def test_a_build_that_never_ends_is_stopped_at_the_time_bound(monkeypatch) -> No
         build_checked("never_builds", {}, seconds=1)
 
 
+@pytest.mark.parametrize("where", ["build", "item"])
+def test_any_exception_of_a_data_set_is_one_line(monkeypatch, where) -> None:
+    from reasoning_gym.factory import DATASETS
+
+    chain_sum, config_cls = DATASETS["chain_sum"]
+
+    class Failing(chain_sum):
+        def __init__(self, config) -> None:
+            if where == "build":
+                raise RuntimeError("no such table\nsecond line")
+            super().__init__(config)
+
+        def __getitem__(self, idx):
+            raise AttributeError("'dict' object has no attribute 'name'")
+
+    monkeypatch.setitem(DATASETS, "failing", (Failing, config_cls))
+    message = "refused {}: RuntimeError: no such table second line" if where == "build" else (
+        "fails to generate a problem: AttributeError")
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        get_task("reasoning_gym", dataset="failing")
+    assert "\n" not in str(caught.value) and str(caught.value).startswith("option 'config': ")
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="the memory cap is Linux's")
 def test_a_build_that_needs_too_much_memory_is_one_line() -> None:
     # count_primes sieves up to max_n when the data set is made: a list of a billion booleans (8 GB of pointers)
