@@ -339,3 +339,47 @@ def test_built_training_args_are_complete(tmp_path):
     args = cfg.training_args(tmp_path, for_validation=True, disable_tqdm=True)
     assert args.model_init_kwargs == {"dtype": "bfloat16", "revision": "main"} and args.disable_tqdm is True
     assert cfg.training_args(tmp_path, for_validation=True).model_init_kwargs == cfg.model_init_kwargs()
+
+
+RG = {"name": "reasoning_gym", "dataset": "basic_arithmetic", "config": {"min_terms": 2, "max_terms": 2}}
+
+
+def test_a_graded_reward_needs_full_score_teachers():
+    """Under partial credit the self-teacher's default success (the group's best reward above its mean) can be a
+    wrong answer; a correct answer is what it must show."""
+    raw = {"task": {**RG, "reward": "graded"}, "training": {"max_steps": 1, "credit": "self_teacher"}}
+    with pytest.raises(ConfigError, match=r"^training\.credit_teacher_success: with task\.reward: graded .*1\.0"):
+        parse_config(raw)
+    with pytest.raises(ConfigError, match=r"^training\.credit_teacher_success"):
+        parse_config({**raw, "training": {**raw["training"], "credit_teacher_success": 0.5}})
+    parse_config({**raw, "training": {**raw["training"], "credit_teacher_success": 1.0}})
+    parse_config({**raw, "task": RG})  # the exact reward (the default): 1 is a correct answer
+    parse_config({**raw, "training": {"max_steps": 1, "credit": "uniform"}})  # no teacher, any reward
+
+
+def test_greedy_only_evaluation_is_passed_on_or_refused_before_training():
+    """`eval.sampled: false` reaches `evaluate` as `sampled=False` where it takes it, and is refused up front where it
+    does not (a run would otherwise fail after training); true is the default and passes nothing new."""
+    import inspect
+
+    import arca_rl
+
+    cfg = parse_config({"training": {"max_steps": 1}})
+    assert cfg.eval.sampled is True and "sampled" not in cfg.eval_arguments()
+    raw = {"training": {"max_steps": 1}, "eval": {"sampled": False}}
+    if "sampled" in inspect.signature(arca_rl.evaluate).parameters:
+        assert parse_config(raw).eval_arguments()["sampled"] is False
+    else:
+        with pytest.raises(ConfigError, match=r"^eval\.sampled: false \(greedy only\) is not supported"):
+            parse_config(raw)
+
+
+def test_every_task_option_reaches_the_task():
+    """task.n_train is a key of the section (the runner takes the first n_train problems) and an option of the
+    tasks that generate their problems: both see it."""
+    from arca_rl.tasks import get_task
+
+    for task, n in (({"name": "arithmetic"}, 30), (RG, 40), ({"name": "addition"}, 50)):
+        cfg = parse_config({"training": {"max_steps": 1}, "task": {**task, "n_train": n}})
+        assert cfg.task.n_train == n and get_task(cfg.task.name, **cfg.task.options).n_train == n
+        assert parse_config(cfg.to_yaml_dict()) == cfg  # written once in config.yaml, read back the same

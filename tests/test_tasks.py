@@ -48,6 +48,38 @@ def test_bad_options_name_the_option(name: str, options: dict[str, Any], named: 
         get_task(name, **options)
 
 
+@pytest.mark.parametrize("name", TASKS)
+def test_every_task_takes_an_exact_reward_and_only_reasoning_gym_a_graded_one(name: str) -> None:
+    assert get_task(name, reward="exact").reward_kind == "exact"
+    if name == "reasoning_gym":
+        assert get_task(name, reward="graded").reward_kind == "graded"
+    else:
+        with pytest.raises(ValueError, match=f"option 'reward': task '{name}' has no graded score"):
+            get_task(name, reward="graded")
+    with pytest.raises(ValueError, match="option 'reward' must be one of exact, graded"):
+        get_task(name, reward="partial")
+
+
+def test_correct_is_a_bool_and_the_reward_follows_it_for_every_generated_task() -> None:
+    for name, right, wrong in (("arithmetic", "\\boxed{{{}}}", "\\boxed{{{}1}}"),
+                               ("addition", "\\boxed{{{}}}", "\\boxed{{{}1}}"),
+                               ("reasoning_gym", "<answer>{}</answer>", "<answer>{}1</answer>")):
+        task = get_task(name, n_train=2, n_test=3)
+        for row in task.test_dataset():
+            if name == "arithmetic":
+                answer = row["solution"].rsplit("{", 1)[1].rstrip("}")
+            elif name == "addition":
+                answer = row["solution"]
+            else:
+                answer = json.loads(row["solution"])["answer"]
+            completions = [right.format(answer), wrong.format(answer)]
+            judged = [task.correct(c, row["solution"]) for c in completions]
+            assert judged == [True, False] and all(type(j) is bool for j in judged)
+            assert task.reward(completions, [row["solution"]] * 2) == [1.0, 0.0]
+        if name != "reasoning_gym":  # disjoint splits by construction: nothing held out was trained on
+            assert task.held_out_seen(task.train_dataset(300)["prompt"]) == []
+
+
 def test_unknown_task() -> None:
     with pytest.raises(ValueError, match="unknown task 'mth'"):
         get_task("mth")

@@ -314,7 +314,10 @@ class CreditFields:
         credit_teacher_success (`float` or `None`, defaults to `None`):
             self-teacher (`credit: self_teacher`): the reward a sibling completion must reach to be shown to the
             policy as a verified solution (never a completion's own). None: the group's maximum reward, when it is
-            above the group's mean. Each token's weight is then KL(pi_S || pi_T) at it (`arca_rl.self_teacher`).
+            above the group's mean; with the tasks' default exact reward (1 for a correct answer, else 0) that is a
+            correct sibling in a group that also has a wrong answer. With `task.reward: graded` it must be 1.0 (a
+            partial score is not a correct answer; other values are refused). Each token's weight is then
+            KL(pi_S || pi_T) at it (`arca_rl.self_teacher`).
         credit_vine_positions (`str`, defaults to `"adaptive"`):
             vine: which prefixes get sampled values: `adaptive` (the two ends, then only where the value moves more
             than its standard error, linear in between, so a flat completion costs only V_0) or `all` (every prefix).
@@ -366,8 +369,8 @@ class CreditFields:
         help="vine: most continuations per batched sampling call (bounds memory).")
     credit_teacher_success: float | None = credit_field(
         None, check=Range(optional=True, note="(null: the group's maximum reward when above its mean)"), use=Use.GROUP,
-        kwarg="self_teacher_success", help="self_teacher: reward a sibling must reach to be shown as a verified "
-                                           "solution.")
+        kwarg="self_teacher_success", help=(
+            "self_teacher: reward a sibling must reach to be shown as a verified solution (a correct answer)."))
     credit_vine_positions: str = credit_field(
         "adaptive", check=OneOf(("adaptive", "all")), use=Use.GROUP, kwarg="vine_positions",
         help="vine: which prefixes get sampled values: adaptive (where the value moves) or all.")

@@ -50,6 +50,11 @@ def choose_teachers(rewards: Sequence[float], groups: Sequence[int], threshold: 
     A row's teacher is the first other row of its group whose reward is >= the threshold, never the row itself
     (as SDPO's `dont_reprompt_on_self_success`). `threshold` None: the group's maximum reward, when it is above
     the group's mean (a group whose rewards are all equal has no success, so no teacher).
+
+    A success must be a correct answer. With the tasks' exact reward (the default, `Task.reward`: 1.0 for a correct
+    answer, else 0.0) the None rule picks exactly the correct siblings of a group that also has a wrong answer.
+    With a graded reward (reasoning-gym's partial credit) it would not: for the answer -3, "-30" scores 0.667 and
+    would be shown to "3" and "7" as the solution; the config check therefore asks for threshold 1.0 there.
     """
     if len(rewards) != len(groups):
         raise ValueError(f"choose_teachers: {len(rewards)} rewards for {len(groups)} group ids")

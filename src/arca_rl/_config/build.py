@@ -135,6 +135,8 @@ def eval_arguments(
         "seed": pick(ev.seed, "seed"),
         "max_prompt_tokens": max_prompt_tokens,
     }
+    if not ev.sampled:  # passed only when off, so an evaluation without the switch is called as before
+        args["sampled"] = False
     given = {key: value for key, value in overrides.items() if value is not None}
     unknown = sorted(set(given) - set(args))
     if unknown:

@@ -105,7 +105,9 @@ class LoraSection(_Section):
 
 class TaskSection(_Section):
     """The data set and reward. Keys other than the ones below are options of the named task
-    (`arca_rl.tasks.get_task(name, **options)`), e.g. `source` for math and gsm8k."""
+    (`arca_rl.tasks.get_task(name, **options)`), e.g. `source` for math and gsm8k; every task takes
+    `reward: exact` (the default: 1 for a correct answer, else 0), and reasoning_gym also `reward: graded` (the data
+    set's partial credit) and `split: iid | distinct` (how its held-out split is drawn)."""
 
     name: str = "arithmetic"
     """Task name: arithmetic (embedded, offline), addition (offline, chat format), reasoning_gym (offline, any
@@ -113,19 +115,23 @@ class TaskSection(_Section):
     max_prompt_tokens: Int | None = Field(None, ge=1)
     """Keep at most this many prompt tokens (TRL 1.16 has no prompt-length limit); null: no limit."""
     n_train: Int | None = Field(None, ge=1)
-    """Use the first n training examples; null: all of them."""
+    """Use the first n training examples (tasks that generate their problems draw that many); null: all of them."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Task-specific options, written flat in the YAML section (validated against the task's
     signature)."""
 
 
 class EvalSection(_Section):
-    """Held-out evaluation after training (`eval.json`): greedy accuracy and unbiased pass@k."""
+    """Held-out evaluation after training (`eval.json`): greedy accuracy and unbiased pass@k, both counting correct
+    answers (`Task.correct`; a task's graded score, where it has one, is reported beside them as a score)."""
 
     enabled: bool = True
     """false: skip the evaluation after `arca train`."""
     n: Int | None = Field(200, ge=1)
     """Number of held-out problems (the first n of the test split); null: all."""
+    sampled: bool = True
+    """false: greedy accuracy only, no sampled completions and no pass@k (the sampled pass costs about as much
+    generation as the greedy one again); `k`, `samples_per_problem`, `temperature` and `top_p` are then unused."""
     k: Int = Field(4, ge=1)
     """k of pass@k."""
     samples_per_problem: Int = Field(4, ge=1)

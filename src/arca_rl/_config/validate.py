@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
-from ..tasks import TASKS, get_task
+from ..tasks import TASKS, Task, get_task, task_options
 from .build import config_class
 from .sections import TRAINERS, EvalSection, LoraSection, ModelSection, TaskSection
 from .typecheck import check, section_error, suggest, unknown_key
@@ -71,7 +71,7 @@ def check_fields(raw: Mapping[str, Any], top_level: Collection[str]) -> dict[str
             )
     lora = _parse_section(LoraSection, raw.get("lora"), "lora")
 
-    task = _parse_task(raw.get("task"))
+    task, task_obj = _parse_task(raw.get("task"))
     training = _parse_training(raw.get("training"), training_fields, trainer)
     _check_training_ranges(training)
     evaluation = _parse_section(EvalSection, raw.get("eval"), "eval")
@@ -80,6 +80,9 @@ def check_fields(raw: Mapping[str, Any], top_level: Collection[str]) -> dict[str
             f"eval.samples_per_problem: must be >= eval.k ({evaluation.k}) for pass@k, got "
             f"{evaluation.samples_per_problem}"
         )
+    _check_held_out_size(evaluation, task_obj)
+    _check_sampled_eval(evaluation)
+    _check_teacher_success(training, task_obj)
 
     # A cross-section check (the TRL and PEFT configs' own checks follow in `schema.parse_config`).
     if "model_init_kwargs" in training and isinstance(training["model_init_kwargs"], dict):
@@ -101,7 +104,8 @@ def _parse_section(cls: type[_S], raw: Any, path: str) -> _S:
         raise section_error(exc, cls, raw, path) from None
 
 
-def _parse_task(raw: Any) -> TaskSection:
+def _parse_task(raw: Any) -> tuple[TaskSection, Task]:
+    """The task section and the task it builds (cheap: data sets load lazily)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -111,8 +115,12 @@ def _parse_task(raw: Any) -> TaskSection:
         raise ConfigError("task.options: write task options directly in the task section (e.g. task.source)")
     own = {k: raw.pop(k) for k in _OWN_TASK_KEYS if k in raw}
     section = _parse_section(TaskSection, {**own, "options": raw}, "task")
-    _validate_task_options(section)
-    return section
+    _check_task_name(section.name)
+    if section.n_train is not None and "n_train" in task_options(section.name):
+        # the runner takes the first n_train training problems; the task must also draw that many (not its own
+        # default): a reasoning_gym split is built for its n_train, and its errors name that option
+        section.options["n_train"] = section.n_train
+    return section, _validate_task_options(section)
 
 
 _OWN_TASK_KEYS = ("name", "max_prompt_tokens", "n_train")
@@ -123,15 +131,17 @@ def available_tasks() -> list[str]:
     return list(TASKS)
 
 
-def _validate_task_options(section: TaskSection) -> None:
-    """Build the task once (cheap: data loads lazily) so its own option checks run now."""
+def _check_task_name(name: str) -> None:
     names = available_tasks()
-    if section.name not in names:
-        raise ConfigError(
-            f"task.name: unknown task {section.name!r}{suggest(section.name, names)}; available: {', '.join(names)}"
-        )
+    if name not in names:
+        raise ConfigError(f"task.name: unknown task {name!r}{suggest(name, names)}; available: {', '.join(names)}")
+
+
+def _validate_task_options(section: TaskSection) -> Task:
+    """Build the task once (cheap: data loads lazily) so its own option checks run now; return it."""
+    _check_task_name(section.name)
     try:
-        get_task(section.name, **section.options)
+        return get_task(section.name, **section.options)
     except (ValueError, TypeError) as exc:
         msg = str(exc)
         unknown = re.search(r"unknown option '([^']+)'.*allowed: (.*)$", msg)
@@ -140,6 +150,55 @@ def _validate_task_options(section: TaskSection) -> None:
             raise unknown_key("task", unknown.group(1), set(allowed) | set(_OWN_TASK_KEYS)) from None
         option = re.search(r"option '([^']+)'", msg)
         raise ConfigError(f"task.{option.group(1)}: {msg}" if option else f"task: {msg}") from None
+
+
+def _check_held_out_size(evaluation: EvalSection, task: Task) -> None:
+    """eval.n (and the curve's curve_n) within what the task's held-out split holds (reasoning_gym: task.n_test),
+    refused here rather than after training."""
+    limit = task.held_out_limit()
+    if limit is None:
+        return
+    asked = []
+    if evaluation.enabled and evaluation.n is not None:
+        asked.append(("eval.n", evaluation.n))
+    if evaluation.every_steps:
+        asked.append(("eval.curve_n", evaluation.curve_n))
+    for key, n in asked:
+        if n > limit:
+            raise ConfigError(
+                f"{key}: {n} held-out problems asked for, but the task's held-out split holds task.n_test = {limit}"
+                f" (it is fixed by n_test); raise task.n_test to at least {n} or lower {key}"
+            )
+
+
+def _check_sampled_eval(evaluation: EvalSection) -> None:
+    """`eval.sampled: false` needs an evaluation that can skip the sampled pass; refuse it before training when
+    this installation's `evaluate` cannot (the run would fail after training otherwise)."""
+    if evaluation.sampled:
+        return
+    import inspect
+
+    import arca_rl  # the public `arca_rl.evaluate`, wherever its module lives
+
+    if "sampled" not in inspect.signature(arca_rl.evaluate).parameters:
+        raise ConfigError(
+            "eval.sampled: false (greedy only) is not supported by this installation's evaluation yet; "
+            "set eval.sampled: true (and eval.k: 1, eval.samples_per_problem: 1 for the cheapest sampled pass)"
+        )
+
+
+def _check_teacher_success(training: Mapping[str, Any], task: Task) -> None:
+    """The self-teacher shows a sibling as a verified solution: under a graded reward its default success rule (the
+    group's best reward, when above the mean) can pick a wrong answer with partial credit."""
+    if training.get("credit") != "self_teacher" or task.reward_kind != "graded":
+        return
+    success = training.get("credit_teacher_success")
+    if success is None or success < 1.0:
+        raise ConfigError(
+            "training.credit_teacher_success: with task.reward: graded a partial score is not a correct answer, so "
+            f"the self-teacher (success rule {success!r}) could show a wrong answer as the verified solution; set "
+            "training.credit_teacher_success: 1.0 (full-score answers only) or use task.reward: exact"
+        )
 
 
 def _training_fields(trainer: str = "grpo") -> dict[str, Any]:

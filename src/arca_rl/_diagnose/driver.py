@@ -215,8 +215,8 @@ def run_diagnose(
         # the run's (or given) credit.token_weights keywords: numbers, as diagnose takes them
         weights: dict[str, Any] = {kwarg: float(settings[kwarg]) for kwarg in _credit_fields.weight_kwargs({})}
 
-        def reward(i: int, text: str) -> float | None:
-            return None if solutions is None else task_obj.score(text, solutions[i])
+        def reward(i: int, text: str) -> float | None:  # the oracle's success: a correct answer (never partial)
+            return None if solutions is None else float(task_obj.correct(text, solutions[i]))
 
         result = diagnose(
             lm,

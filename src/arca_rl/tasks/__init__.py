@@ -10,11 +10,14 @@
 - ``"addition"``: small sums asked in chat format, for real instruction-tuned models
   (``smollm2-135m-instruct``); generated locally with disjoint splits.
 - ``"reasoning_gym"``: any `reasoning-gym` data set by name (``dataset="chain_sum"``, its options in
-  ``config``), generated offline from disjoint seed ranges, scored by the data set's own
-  ``score_answer`` on the ``<answer>`` the prompt asks for.
+  ``config``), both splits drawn from the generator (disjoint seed ranges), judged on the ``<answer>`` the
+  prompt asks for: correct when the data set's own ``score_answer`` is 1 or the numbers are equal.
 
 Every task's ``train_dataset(n)`` / ``test_dataset(n)`` have a plain-text ``prompt`` column and a
-``solution`` column, and ``task.reward`` is a TRL reward function::
+``solution`` column. ``task.correct(completion, solution)`` is the accuracy (a bool, never partial),
+``task.score(completion, solution)`` the graded score (partial credit where the task has one: reasoning_gym),
+``task.grade`` both at once, and ``task.reward`` is a TRL reward function (``correct`` as 1.0 / 0.0, or the
+graded score for a task built with ``reward="graded"``)::
 
     task = get_task("arithmetic")
     trainer = GRPOTrainer(model, reward_funcs=task.reward, train_dataset=task.train_dataset(), ...)
@@ -25,10 +28,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._common import Task, last_boxed
+from ._common import REWARDS, Grade, Task, last_boxed
 from .arithmetic import TINY_MODEL_PATH
 
-__all__ = ["TASKS", "TINY_MODEL_PATH", "Task", "get_task", "last_boxed", "tiny_model_path"]
+__all__ = ["REWARDS", "TASKS", "TINY_MODEL_PATH", "Grade", "Task", "get_task", "last_boxed", "task_options",
+           "tiny_model_path"]
 
 #: The task names `get_task` knows.
 TASKS: tuple[str, ...] = ("arithmetic", "math", "gsm8k", "addition", "reasoning_gym")
@@ -56,6 +60,15 @@ def get_task(name: str, **options: Any) -> Task:
     else:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     return make_task(**options)
+
+
+def task_options(name: str) -> tuple[str, ...]:
+    """The options `get_task(name, ...)` takes (ValueError for an unknown name)."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    import importlib
+
+    return tuple(importlib.import_module(f"{__name__}.{name}").OPTIONS)
 
 
 def tiny_model_path() -> str:

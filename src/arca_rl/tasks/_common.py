@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -105,6 +105,19 @@ def completion_text(completion: Any) -> str:
     return ""
 
 
+#: What a task's `reward` gives a completion: ``exact`` (1.0 for a correct answer, else 0.0; the default) or
+#: ``graded`` (the task's graded `score`, e.g. reasoning-gym's partial credit).
+REWARDS = ("exact", "graded")
+
+
+class Grade(NamedTuple):
+    """One completion judged against its reference: `correct` (the answer is right, never partial) and `score` (the
+    task's graded score in [0, 1]; equal to ``float(correct)`` for tasks without partial credit)."""
+
+    correct: bool
+    score: float
+
+
 @dataclass
 class Task:
     """A training/evaluation task: prompts, reference solutions and a verifiable reward.
@@ -113,9 +126,18 @@ class Task:
     column (plain text, non-conversational) and a ``solution`` column (reference text holding the
     final answer), so `reward` can be passed directly to TRL's ``GRPOTrainer(reward_funcs=...)``:
     TRL calls it with the completions and the dataset columns as keyword arguments.
+
+    Judging a completion: `correct` says whether its answer is right (a bool: what accuracy, pass@k, the learning
+    curve, the oracle's success and the self-teacher's "verified solution" count); `score` is the graded score
+    (partial credit where the task has one, e.g. reasoning-gym's ``score_answer``; for the other tasks it is 1.0
+    exactly when `correct`); `grade` gives both from one check. `reward` is `correct` as 1.0 / 0.0 unless the task
+    was built with ``reward="graded"`` (`reward_kind`).
     """
 
     name: str
+
+    #: ``exact`` (the reward is 1.0 for a correct answer, else 0.0) or ``graded`` (the reward is `score`).
+    reward_kind = "exact"
 
     def train_dataset(self, n: int | None = None) -> Dataset:
         """The training split, its first `n` rows when `n` is given (all rows otherwise)."""
@@ -129,16 +151,54 @@ class Task:
         raise NotImplementedError
 
     def score(self, completion: str, solution: str) -> float:  # pragma: no cover - abstract
-        """1.0 when `completion` reaches the answer held in `solution`, else 0.0. Never raises."""
+        """The graded score of `completion` against the answer held in `solution`, in [0, 1]. Never raises.
+
+        For tasks without partial credit (all but reasoning_gym) it is 1.0 for a correct answer, else 0.0."""
         raise NotImplementedError
 
+    def grade(self, completion: str, solution: str) -> Grade:
+        """`correct` and `score` of one completion, from one check. Never raises.
+
+        This default serves tasks whose `score` is exact (1.0 or 0.0): correct means a score of 1.0."""
+        value = float(self.score(completion, solution))
+        return Grade(correct=value >= 1.0, score=value)
+
+    def correct(self, completion: str, solution: str) -> bool:
+        """True when `completion`'s answer is right: the accuracy, never partial credit. Never raises."""
+        return self.grade(completion, solution).correct
+
+    def held_out_limit(self) -> int | None:
+        """The most held-out problems `test_dataset(n)` gives, or None when it has no fixed limit (it generates
+        more on request, or returns what the source holds)."""
+        return None
+
+    def held_out_seen(self, trained_prompts: Iterable[str], n: int | None = None) -> list[int]:
+        """Indices (into ``test_dataset(n)``) of held-out problems whose prompt is one of `trained_prompts`.
+
+        An evaluation of a run leaves these out: they are the held-out questions the run trained on (the
+        reasoning_gym task draws both splits independently from one generator, so a frequent question can be in
+        both). Pass the prompts the run trained on (``train_dataset(task.n_train)["prompt"]`` when the run uses
+        its whole training split once). Tasks with disjoint splits give an empty list. With an i.i.d. held-out
+        split, ``len(result) / n`` estimates the generator probability of the questions trained on: the mass the
+        evaluation leaves out, to report beside the accuracy.
+        """
+        seen = set(trained_prompts)
+        return [i for i, prompt in enumerate(self.test_dataset(n)["prompt"]) if prompt in seen]
+
     def reward(self, completions: list[Any], solution: list[str], **kwargs: Any) -> list[float]:
-        """Score a batch: a TRL reward function (extra dataset columns arrive in `kwargs`, unused)."""
+        """Score a batch: a TRL reward function (extra dataset columns arrive in `kwargs`, unused).
+
+        Each completion gets 1.0 when `correct`, else 0.0; with ``reward_kind == "graded"`` its `score`."""
         if len(completions) != len(solution):
             raise ValueError(
                 f"reward: got {len(completions)} completions but {len(solution)} solutions"
             )
-        return [self.score(completion_text(c), s) for c, s in zip(completions, solution)]
+        graded = self.reward_kind == "graded"
+        out = []
+        for c, s in zip(completions, solution):
+            judged = self.grade(completion_text(c), s)
+            out.append(float(judged.score) if graded else float(judged.correct))
+        return out
 
     def truncate_prompts(
         self, dataset: Dataset, tokenizer: Any, max_tokens: int | None = None
@@ -281,6 +341,18 @@ def check_str(option: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"option {option!r} must be a non-empty string, got {value!r}")
     return value
+
+
+def check_reward(task: str, value: Any, *, graded: bool = False) -> str:
+    """The `reward` option: ``exact`` or ``graded``; ``graded`` only where the task has partial credit (`graded`)."""
+    if value not in REWARDS:
+        raise ValueError(f"option 'reward' must be one of {', '.join(REWARDS)}, got {value!r}")
+    if value == "graded" and not graded:
+        raise ValueError(
+            f"option 'reward': task {task!r} has no graded score (its score is already 1 for a correct answer and 0"
+            " otherwise); leave it out or write 'exact'"
+        )
+    return str(value)
 
 
 def check_template(option: str, value: Any, field: str) -> str:

@@ -27,7 +27,15 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._common import GeneratedTask, check_int, check_options, check_split, draw_split, last_boxed
+from ._common import (
+    GeneratedTask,
+    check_int,
+    check_options,
+    check_reward,
+    check_split,
+    draw_split,
+    last_boxed,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -56,7 +64,7 @@ _SPLIT_SALT = "arca-addition-v1"
 # Problem spaces up to this size are enumerated exactly (to know how many each split holds).
 _ENUMERATE_LIMIT = 200_000
 
-OPTIONS = ("seed", "n_train", "n_test", "low", "high", "n_terms", "system")
+OPTIONS = ("seed", "n_train", "n_test", "low", "high", "n_terms", "system", "reward")
 Problem = tuple[int, ...]
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -172,6 +180,7 @@ class AdditionTask(GeneratedTask):
 def make_task(**options: Any) -> AdditionTask:
     """Build the task from `get_task` options (see `AdditionTask`), checking every value."""
     check_options("addition", options, OPTIONS)
+    check_reward("addition", options.get("reward", "exact"))
     seed = check_int("seed", options.get("seed", 0))
     n_train = check_int("n_train", options.get("n_train", 300), minimum=1)
     n_test = check_int("n_test", options.get("n_test", 40), minimum=1)

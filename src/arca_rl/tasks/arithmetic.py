@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import math as _math
-from ._common import GeneratedTask, check_int, check_options, check_split, draw_split
+from ._common import GeneratedTask, check_int, check_options, check_reward, check_split, draw_split
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -62,7 +62,7 @@ _SPLIT_SALT = "arca-arithmetic-v1"
 # Caps on distinct problems per split (the split sizes are about 656k and 73k).
 MAX_UNIQUE = {"train": 600_000, "test": 60_000}
 
-OPTIONS = ("seed", "n_train", "n_test")
+OPTIONS = ("seed", "n_train", "n_test", "reward")
 Problem = tuple[int, ...]
 
 
@@ -180,6 +180,7 @@ class ArithmeticTask(GeneratedTask):
 def make_task(**options: Any) -> ArithmeticTask:
     """Build the task from `get_task` options (see `ArithmeticTask`), checking every value."""
     check_options("arithmetic", options, OPTIONS)
+    check_reward("arithmetic", options.get("reward", "exact"))
     seed = check_int("seed", options.get("seed", 0))
     n_train = check_int("n_train", options.get("n_train", 5000), minimum=1)
     n_test = check_int("n_test", options.get("n_test", 500), minimum=1)

@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from . import math as _math
-from ._common import check_options, check_template, last_boxed
+from ._common import check_options, check_reward, check_template, last_boxed
 from .math import INSTRUCTION, MathTask, _common_options
 
 __all__ = ["DEFAULT_CONFIG", "DEFAULT_SOURCE", "OPTIONS", "PROMPT_TEMPLATE", "Gsm8kTask", "make_task",
@@ -121,6 +121,7 @@ class Gsm8kTask(MathTask):
 def make_task(**options: Any) -> Gsm8kTask:
     """Build the task from `get_task` options (see `Gsm8kTask`), checking every value."""
     check_options("gsm8k", options, OPTIONS)
+    check_reward("gsm8k", options.get("reward", "exact"))
     if "source" in options and "config" not in options:
         options = {**options, "config": None}  # "main" is a configuration of the default source only
     values = _common_options(

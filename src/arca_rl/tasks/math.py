@@ -34,6 +34,7 @@ from ._common import (
     Task,
     check_int,
     check_options,
+    check_reward,
     check_str,
     check_template,
     last_boxed,
@@ -308,6 +309,7 @@ OPTIONS = (
     "template",
     "max_prompt_tokens",
     "tokenizer",
+    "reward",
 )
 
 
@@ -389,6 +391,7 @@ def _common_options(options: dict[str, Any], defaults: dict[str, Any]) -> dict[s
     """Check the loading options shared by `math` and `gsm8k`; return the values to build with."""
     values = dict(defaults)
     values.update(options)
+    values.pop("reward", None)  # checked by each make_task: the answers are right or wrong, the reward exact
     check_str("source", values["source"])
     for key in ("split", "test_split"):
         check_str(key, values[key])
@@ -406,6 +409,7 @@ def _common_options(options: dict[str, Any], defaults: dict[str, Any]) -> dict[s
 def make_task(**options: Any) -> MathTask:
     """Build the task from `get_task` options (see `MathTask`), checking every value."""
     check_options("math", options, OPTIONS)
+    check_reward("math", options.get("reward", "exact"))
     values = _common_options(
         options,
         {"source": DEFAULT_SOURCE, "config": None, "split": "train", "test_split": "test",
