@@ -26,20 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_ROOT = ROOT / "benchmarks" / "results"
 
 
-def command(method: str, seed: int, out: Path, threads: int, study: str = "smollm2-rg") -> list[str]:
-    return [
-        "arca",
-        "train",
-        "-c",
-        f"{study}/{method}",
-        "--set",
-        f"training.seed={seed}",
-        "--output-dir",
-        str(out),
-        "--threads",
-        str(threads),
-        "--quiet",
-    ]
+def command(
+    method: str, seed: int, out: Path, threads: int, study: str = "smollm2-rg", *, task_seed: bool = False,
+    sets: list[str] | None = None,
+) -> list[str]:
+    """The `arca train` line of one run. `task_seed`: the seed sets the task's problems too (`task.seed`), so each
+    seed is a new draw of training and held-out questions, the same for every method of that seed."""
+    cmd = ["arca", "train", "-c", f"{study}/{method}", "--set", f"training.seed={seed}"]
+    if task_seed:
+        cmd += ["--set", f"task.seed={seed}"]
+    for extra in sets or []:
+        cmd += ["--set", extra]
+    return [*cmd, "--output-dir", str(out), "--threads", str(threads), "--quiet"]
 
 
 def summarize(method: str, seed: int, out: Path, cmd: list[str]) -> dict:
@@ -54,7 +52,7 @@ def summarize(method: str, seed: int, out: Path, cmd: list[str]) -> dict:
         "method": method,
         "seed": seed,
         "command": " ".join(cmd),
-        "eval": json.loads((out / "eval.json").read_text()),
+        "eval": json.loads((out / "eval.json").read_text()) if (out / "eval.json").is_file() else None,
         "curve": curve,
         "train_reward": [r["reward"] for r in rows if "reward" in r and "step" in r],
         "step_time": [round(r["step_time"], 2) for r in rows if "step_time" in r],
@@ -62,18 +60,29 @@ def summarize(method: str, seed: int, out: Path, cmd: list[str]) -> dict:
     }
 
 
-def commit(path: Path, message: str) -> None:
-    """Commit one file on its own; retried while another git operation (a merge) holds the tree."""
+def commit(paths: list[Path], message: str) -> None:
+    """Commit these files on their own; retried while another git operation (a merge) holds the tree."""
+    names = [str(p) for p in paths]
     for _ in range(40):
         if not (ROOT / ".git" / "MERGE_HEAD").exists():
-            add = subprocess.run(["git", "add", str(path)], cwd=ROOT, capture_output=True)
-            done = subprocess.run(
-                ["git", "commit", "-m", message, "--", str(path)], cwd=ROOT, capture_output=True
-            )
+            add = subprocess.run(["git", "add", *names], cwd=ROOT, capture_output=True)
+            done = subprocess.run(["git", "commit", "-m", message, "--", *names], cwd=ROOT, capture_output=True)
             if add.returncode == 0 and done.returncode == 0:
                 return
         time.sleep(30)
-    print(f"could not commit {path}: commit it by hand", file=sys.stderr)
+    print(f"could not commit {names}: commit them by hand", file=sys.stderr)
+
+
+def keep_records(out: Path, folder: Path) -> list[Path]:
+    """Copy the run's config.yaml and its per-problem records (eval_problems.jsonl), when it has them, into
+    `folder`: what a later reanalysis needs beside the summary."""
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for name in ("config.yaml", "eval_problems.jsonl"):
+        if (out / name).is_file():
+            shutil.copyfile(out / name, folder / name)
+            kept.append(folder / name)
+    return kept
 
 
 def main() -> None:
@@ -91,13 +100,18 @@ def main() -> None:
     parser.add_argument(
         "--study",
         default="smollm2-rg",
-        help="packaged config folder: smollm2-rg (products, 1-2 digits) or smollm2-rg2 (basic_arithmetic, two "
-             "one-digit terms)",
+        help="packaged config folder: smollm2-rg (products, 1-2 digits), smollm2-rg2 (basic_arithmetic, two "
+             "one-digit terms, graded), smollm2-rg3 (the same task, exact, one mixture, 1,000 held-out problems)",
     )
     parser.add_argument("--runs-dir", type=Path, help="default runs/rg (smollm2-rg), runs/rg2 (smollm2-rg2)")
     parser.add_argument(
         "--results", type=Path, help="where the summaries go; default benchmarks/results/<study> (e.g. smollm2_rg2)"
     )
+    parser.add_argument(
+        "--task-seed", action=argparse.BooleanOptionalAction, default=None,
+        help="the seed sets task.seed too (default: on for smollm2-rg3, off for the earlier studies)",
+    )
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="extra --set for every run")
     parser.add_argument("--nice", type=int, default=5)
     parser.add_argument("--no-commit", action="store_true")
     args = parser.parse_args()
@@ -105,6 +119,7 @@ def main() -> None:
     results = args.results or RESULTS_ROOT / args.study.replace("-", "_")  # this study's summaries
     args.runs_dir = args.runs_dir or ROOT / "runs" / args.study.removeprefix("smollm2-")
     results.mkdir(parents=True, exist_ok=True)
+    task_seed = args.task_seed if args.task_seed is not None else args.study == "smollm2-rg3"
     grid = [(m, s) for s in args.seeds for m in args.methods]
     if args.pairs:
         grid = [(p.split(":")[0], int(p.split(":")[1])) for p in args.pairs]
@@ -114,16 +129,12 @@ def main() -> None:
         while queue and len(running) < args.parallel:
             method, seed = queue.pop(0)
             out = args.runs_dir / f"{method}-s{seed}"
-            cmd = command(method, seed, out, threads=1, study=args.study)
+            cmd = command(method, seed, out, threads=1, study=args.study, task_seed=task_seed, sets=args.sets)
             if out.exists():  # a run cut by an earlier session (no summary): start it again from scratch
                 shutil.rmtree(out)
-            logs = (
-                args.runs_dir.parent / f"{args.runs_dir.name}-logs"
-            )  # beside, so `arca report runs/rg/*` sees runs only
+            logs = args.runs_dir.parent / f"{args.runs_dir.name}-logs"  # beside: `arca report runs/rg/*` sees runs
             logs.mkdir(parents=True, exist_ok=True)
-            with open(
-                logs / f"{method}-s{seed}.log", "w"
-            ) as log:  # Popen keeps its own copy of the descriptor
+            with open(logs / f"{method}-s{seed}.log", "w") as log:  # Popen keeps its own copy of the descriptor
                 proc = subprocess.Popen(
                     ["nice", "-n", str(args.nice), *cmd], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
                 )
@@ -142,12 +153,16 @@ def main() -> None:
             summary = summarize(method, seed, out, cmd)
             path = results / f"{method}-s{seed}.json"
             path.write_text(json.dumps(summary, indent=1) + "\n")
-            greedy = summary["eval"]["greedy_accuracy"]
+            kept = keep_records(out, results / f"{method}-s{seed}")
+            # the final evaluation, or (a pilot with eval.enabled false) the curve's last point
+            last = summary["eval"] or (summary["curve"][-1] if summary["curve"] else {"greedy_accuracy": float("nan")})
+            greedy = last["greedy_accuracy"]
             print(f"finished {method} seed {seed}: greedy {greedy:.3f} ({minutes:.1f} min)", flush=True)
             if not args.no_commit:
                 commit(
-                    path,
-                    f"SmolLM2 reasoning-gym study: {method} seed {seed} finished, held-out greedy {greedy:.3f}",
+                    [path, *kept],
+                    f"SmolLM2 reasoning-gym study ({args.study}): {method} seed {seed} finished, held-out greedy "
+                    f"{greedy:.3f}",
                 )
 
 

@@ -42,6 +42,27 @@ def test_a_curve_point_is_evaluates_greedy_accuracy_and_draws_no_random_numbers(
     assert json.loads((tmp_path / "curve.jsonl").read_text()) == row
 
 
+@pytest.mark.slow
+def test_a_curve_point_counts_correct_answers_and_leaves_out_the_skipped(tiny_model_dir, tmp_path):
+    """Issue 39: the curve's accuracy is exact (a near miss's partial credit counts 0), and it leaves out the
+    held-out problems the run trained on, as the final evaluation does."""
+    from arca_rl._run.curve_callback import HeldOutCurveCallback
+    from arca_rl._run.evaluation import generate_completions, load_model_for_eval
+    from test_eval import GradedTask
+
+    model, tokenizer = load_model_for_eval(str(tiny_model_dir))
+    task = GradedTask()
+    cb = HeldOutCurveCallback(tmp_path, task, tokenizer, every_steps=1, n=6, skip=[0, 5],
+                              eval_arguments={"batch_size": 4, "max_new_tokens": 6, "max_prompt_tokens": None})
+    row = cb.measure(model, 1)
+    prompts, solutions = cb.problems()
+    data = task.test_dataset()
+    assert prompts == [data["prompt"][i] for i in (1, 2, 3, 4)] and row["n"] == 4
+    texts = [t[0] for t in generate_completions(model, tokenizer, prompts, max_new_tokens=6, batch_size=4)]
+    correct = [len(t) % 2 == int(s) for t, s in zip(texts, solutions)]  # by hand: no partial credit
+    assert row["greedy_accuracy"] == pytest.approx(sum(correct) / 4)
+
+
 def test_the_curve_is_measured_at_step_0_every_n_steps_and_the_last(tmp_path):
     cb = _callback(tmp_path, ParityTask(), every=3)
     done: list[int] = []
@@ -94,6 +115,11 @@ def test_train_writes_the_curve_and_report_draws_it(tiny_run_config, tmp_path, c
     # seconds is rounded to the millisecond: 0 is a fair value on a fast device
     assert [r["step"] for r in rows] == [0, 1, 2] and all(r["n"] == 4 and r["seconds"] >= 0 for r in rows)
     assert rows[-1]["greedy_accuracy"] == pytest.approx(json.loads((run / "eval.json").read_text())["greedy_accuracy"])
+    # one record per held-out problem of the final evaluation; its accuracy is theirs
+    records = [json.loads(x) for x in (run / "eval_problems.jsonl").read_text().splitlines()]
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert len(records) == evaluation["n"] == 4 and [r["id"] for r in records] == ["0", "1", "2", "3"]
+    assert evaluation["greedy_accuracy"] == pytest.approx(sum(r["correct"] for r in records) / 4)
     assert [m["step"] for m in read_metrics(run) if "reward" in m] == [1, 2]  # the training reward of every step
     out = tmp_path / "report"
     assert main(["report", str(tmp_path / "runs"), "--out", str(out)]) == 0

@@ -38,7 +38,12 @@ def test_pass_at_k_rejects_impossible_counts(n, c, k):
 
 def test_eval_json_schema():
     result = EvalResult(greedy_accuracy=0.5, pass_at_k=0.75, k=4, samples_per_problem=4, n=2)
-    assert result.to_json() == {"greedy_accuracy": 0.5, "pass_at_k": 0.75, "k": 4, "samples_per_problem": 4, "n": 2}
+    assert result.to_json() == {
+        "greedy_accuracy": 0.5, "greedy_score": None, "pass_at_k": 0.75, "k": 4, "samples_per_problem": 4, "n": 2
+    }
+    greedy_only = EvalResult(greedy_accuracy=0.5, pass_at_k=None, k=1, samples_per_problem=1, n=2, greedy_score=0.75,
+                             n_skipped=3)  # fmt: skip
+    assert greedy_only.to_json() == {"greedy_accuracy": 0.5, "greedy_score": 0.75, "n": 2, "n_skipped": 3}
 
 
 class ParityTask:
@@ -85,6 +90,48 @@ def test_evaluate_batched_left_padding_and_seeded_sampling(tiny_model_dir):
     assert tokenizer.padding_side == "left" or tokenizer.padding_side == "right"
     with pytest.raises(ValueError, match="k <= samples_per_problem"):
         evaluate(model, tokenizer, task, k=4, samples_per_problem=3, progress=False)
+
+
+class GradedTask(ParityTask):
+    """ParityTask with partial credit: a wrong completion of even length scores 0.5 (a near miss), never correct."""
+
+    def grade(self, completion: str, solution: str):
+        from arca_rl.tasks._common import Grade
+
+        ok = len(completion) % 2 == int(solution)
+        return Grade(correct=ok, score=1.0 if ok else (0.5 if len(completion) % 2 == 0 else 0.0))
+
+    def score(self, completion: str, solution: str) -> float:
+        return self.grade(completion, solution).score
+
+
+@pytest.mark.slow
+def test_accuracy_counts_correct_answers_and_the_graded_score_stands_beside_it(tiny_model_dir):
+    """Issue 39: greedy accuracy is the share of correct answers (never partial credit); the graded score is
+    `greedy_score`; `skip` leaves problems out by their held-out index, which stays their id; greedy only
+    (`sampled=False`) has no pass@k; one record per problem."""
+    model, tokenizer = load_model_for_eval(str(tiny_model_dir))
+    task = GradedTask()
+    result = evaluate(model, tokenizer, task, n=6, k=1, samples_per_problem=1, max_new_tokens=6, progress=False,
+                      sampled=False, skip=[1, 3])  # fmt: skip
+    kept = [0, 2, 4, 5]
+    solutions = [task.test_dataset()["solution"][i] for i in kept]
+    assert result.n == 4 and result.n_skipped == 2 and result.problem_ids == ["0", "2", "4", "5"]
+    # by hand, from the greedy completions
+    correct = [len(c) % 2 == int(s) for c, s in zip(result.greedy_completions, solutions)]
+    scores = [1.0 if ok else (0.5 if len(c) % 2 == 0 else 0.0)
+              for ok, c in zip(correct, result.greedy_completions)]  # fmt: skip
+    assert result.greedy_accuracy == pytest.approx(sum(correct) / 4)
+    assert result.greedy_score == pytest.approx(sum(scores) / 4)
+    assert result.pass_at_k is None and result.correct_samples == []
+    assert "pass_at_k" not in result.to_json() and result.to_json()["n_skipped"] == 2
+    assert result.problem_records() == [
+        {"id": i, "correct": ok, "score": sc} for i, ok, sc in zip(["0", "2", "4", "5"], correct, scores)
+    ]
+    # the same problems, unskipped: the kept ones are judged alike (greedy decoding does not depend on the others)
+    full = evaluate(model, tokenizer, task, n=6, k=1, samples_per_problem=1, max_new_tokens=6, progress=False,
+                    sampled=False)  # fmt: skip
+    assert [full.greedy_completions[i] for i in kept] == result.greedy_completions
 
 
 def _adapter_of(folder, model_dir, **model_kwargs):

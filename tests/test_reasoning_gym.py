@@ -446,3 +446,24 @@ def test_bad_task_settings_are_one_line_before_any_model(override, named, dry_ru
     assert main([*argv, "--dry-run"] if dry_run else argv) == 2
     assert re.search(named, one_error_line(capsys.readouterr().err))
     assert not (tmp_path / "run").exists()
+
+
+def test_the_rg3_study_config_evaluates_1000_problems_of_one_mixture_leaving_out_what_a_run_trains_on() -> None:
+    """Issue 39: `smollm2-rg3/uniform` evaluates >= 1,000 held-out problems, greedy only, on splits drawn from one
+    generator; a run leaves out the held-out questions in its training split, the same ones for every method of a
+    task seed (checked here against a plain set intersection)."""
+    from arca_rl._config import load_config
+    from arca_rl._run.training import build_task, held_out_skip
+
+    cfg = load_config("smollm2-rg3/uniform")
+    args = cfg.eval_arguments()
+    assert args["n"] >= 1000 and args.get("sampled") is False
+    assert cfg.task.options["split"] == "iid" and cfg.task.options["reward"] == "exact"
+    task = build_task(cfg)
+    trained = list(task.train_dataset(n=cfg.task.n_train)["prompt"])
+    held_out = list(task.test_dataset(n=args["n"])["prompt"])
+    skip = held_out_skip(task, trained, args["n"])
+    assert skip == [i for i, p in enumerate(held_out) if p in set(trained)]
+    assert 0 < len(skip) < 0.2 * len(held_out)  # i.i.d. splits share some frequent questions, not most
+    other = build_task(load_config("smollm2-rg3/tempo"))
+    assert held_out_skip(other, trained, args["n"]) == skip  # paired: the same problems left out

@@ -81,7 +81,6 @@ def check_fields(raw: Mapping[str, Any], top_level: Collection[str]) -> dict[str
             f"{evaluation.samples_per_problem}"
         )
     _check_held_out_size(evaluation, task_obj)
-    _check_sampled_eval(evaluation)
     _check_teacher_success(training, task_obj)
 
     # A cross-section check (the TRL and PEFT configs' own checks follow in `schema.parse_config`).
@@ -169,22 +168,6 @@ def _check_held_out_size(evaluation: EvalSection, task: Task) -> None:
                 f"{key}: {n} held-out problems asked for, but the task's held-out split holds task.n_test = {limit}"
                 f" (it is fixed by n_test); raise task.n_test to at least {n} or lower {key}"
             )
-
-
-def _check_sampled_eval(evaluation: EvalSection) -> None:
-    """`eval.sampled: false` needs an evaluation that can skip the sampled pass; refuse it before training when
-    this installation's `evaluate` cannot (the run would fail after training otherwise)."""
-    if evaluation.sampled:
-        return
-    import inspect
-
-    import arca_rl  # the public `arca_rl.evaluate`, wherever its module lives
-
-    if "sampled" not in inspect.signature(arca_rl.evaluate).parameters:
-        raise ConfigError(
-            "eval.sampled: false (greedy only) is not supported by this installation's evaluation yet; "
-            "set eval.sampled: true (and eval.k: 1, eval.samples_per_problem: 1 for the cheapest sampled pass)"
-        )
 
 
 def _check_teacher_success(training: Mapping[str, Any], task: Task) -> None:

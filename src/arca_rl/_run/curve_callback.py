@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class HeldOutCurveCallback(TrainerCallback):
         every_steps: int,
         n: int,
         eval_arguments: Mapping[str, Any],
+        skip: Sequence[int] = (),
     ) -> None:
         self.path = Path(run_dir) / CURVE_FILE
         self.task = task
@@ -44,6 +45,7 @@ class HeldOutCurveCallback(TrainerCallback):
         self.batch_size = int(eval_arguments.get("batch_size", 64))
         self.max_new_tokens = int(eval_arguments.get("max_new_tokens", 256))
         self.max_prompt_tokens = eval_arguments.get("max_prompt_tokens")
+        self.skip = [int(i) for i in skip]
         self._problems: tuple[list[str], list[Any]] | None = None
 
     def problems(self) -> tuple[list[str], list[Any]]:
@@ -53,6 +55,9 @@ class HeldOutCurveCallback(TrainerCallback):
                 data = self.task.test_dataset(n=self.n)
             except ValueError as exc:
                 raise ConfigError(f"task: {exc}") from exc
+            left_out = {i for i in self.skip if 0 <= i < len(data)}
+            if left_out:  # the held-out questions the run trains on, left out as in the final evaluation
+                data = data.select([i for i in range(len(data)) if i not in left_out])
             if self.max_prompt_tokens is not None:
                 data = self.task.truncate_prompts(data, self.tokenizer, self.max_prompt_tokens)
             self._problems = (list(data["prompt"]), list(data["solution"]))
@@ -65,7 +70,7 @@ class HeldOutCurveCallback(TrainerCallback):
         texts = generate_completions(
             model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size
         )
-        scores = [float(self.task.score(t[0], s)) for t, s in zip(texts, solutions)]
+        scores = [float(_correct(self.task, t[0], s)) for t, s in zip(texts, solutions)]  # accuracy: exact
         row = {
             "step": int(step),
             "greedy_accuracy": sum(scores) / len(scores),
@@ -106,3 +111,10 @@ class HeldOutCurveCallback(TrainerCallback):
     ) -> None:
         if state.is_world_process_zero and self._due(state.global_step, state.max_steps):
             self.measure(kwargs["model"], state.global_step)
+
+
+def _correct(task: Any, completion: str, solution: Any) -> bool:
+    """Is `completion` right (`task.correct`; for a task without it, a score of 1)."""
+    if hasattr(task, "correct"):
+        return bool(task.correct(completion, solution))
+    return float(task.score(completion, solution)) >= 1.0

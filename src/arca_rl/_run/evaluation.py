@@ -1,13 +1,20 @@
 """Held-out evaluation: greedy accuracy and unbiased pass@k, with batched HF `generate`.
 
     result = evaluate(model, tokenizer, task, n=200, k=4, samples_per_problem=4)
-    result.to_json()  # {"greedy_accuracy", "pass_at_k", "k", "samples_per_problem", "n"}
+    result.to_json()  # {"greedy_accuracy", "greedy_score", "pass_at_k", "k", "samples_per_problem", "n", ...}
+    result.problem_records()  # one {"id", "correct", "score"} per problem: eval_problems.jsonl
 
 Prompts are tokenized exactly as TRL tokenizes plain-text prompts during training (the
 tokenizer's default special tokens), left-padded, and decoded without special tokens before the
-task's `score`. pass@k uses the unbiased estimator of Chen et al. (2021):
+task's `grade`. Accuracy counts correct answers (`task.correct`: never partial credit); the task's graded
+score (reasoning-gym's `score_answer`, partial credit for near misses) is reported beside it as
+`greedy_score`, never in its place. pass@k uses the unbiased estimator of Chen et al. (2021):
 `1 - C(s - c, k) / C(s, k)` per problem with s samples of which c are correct, averaged over
-problems.
+problems; `sampled=False` skips the sampled pass (greedy only: no pass@k).
+
+`skip` leaves held-out problems out by their index in the held-out split (`Task.held_out_seen`: the questions
+the run trained on, when both splits are drawn from one generator); the records keep each problem's index in
+the held-out split as its id, so two runs of one task seed are paired problem by problem.
 """
 
 from __future__ import annotations
@@ -53,29 +60,44 @@ class EvalResult:
     """Evaluation figures plus the per-problem detail behind them."""
 
     greedy_accuracy: float
-    """Mean score of the greedy completion over the n problems."""
-    pass_at_k: float
-    """Mean unbiased pass@k over the n problems."""
+    """Share of the n problems whose greedy completion is correct (`task.correct`)."""
+    pass_at_k: float | None
+    """Mean unbiased pass@k over the n problems (a sample counts when correct); None without the sampled pass."""
     k: int
     samples_per_problem: int
     n: int
     """Number of problems evaluated."""
+    greedy_score: float | None = None
+    """Mean graded score of the greedy completion (`task.score`: partial credit where the task gives it)."""
+    n_skipped: int = 0
+    """Held-out problems left out (`skip`: the questions the run trained on)."""
     greedy_scores: list[float] = field(default_factory=list, repr=False)
-    """Per problem: the greedy completion's score."""
+    """Per problem: the greedy completion's graded score."""
+    greedy_correct: list[bool] = field(default_factory=list, repr=False)
+    """Per problem: is the greedy completion correct."""
+    problem_ids: list[str] = field(default_factory=list, repr=False)
+    """Per problem: its id (the dataset's `id` column, else its index in the held-out split)."""
     correct_samples: list[int] = field(default_factory=list, repr=False)
-    """Per problem: how many of the sampled completions were correct (score >= 0.5)."""
+    """Per problem: how many of the sampled completions were correct."""
     greedy_completions: list[str] = field(default_factory=list, repr=False)
     """Per problem: the greedy completion text."""
 
     def to_json(self) -> dict[str, Any]:
-        """The eval.json object."""
-        return {
-            "greedy_accuracy": self.greedy_accuracy,
-            "pass_at_k": self.pass_at_k,
-            "k": self.k,
-            "samples_per_problem": self.samples_per_problem,
-            "n": self.n,
-        }
+        """The eval.json object (`pass_at_k` and its k only when the sampled pass ran)."""
+        out: dict[str, Any] = {"greedy_accuracy": self.greedy_accuracy, "greedy_score": self.greedy_score}
+        if self.pass_at_k is not None:
+            out.update(pass_at_k=self.pass_at_k, k=self.k, samples_per_problem=self.samples_per_problem)
+        out["n"] = self.n
+        if self.n_skipped:
+            out["n_skipped"] = self.n_skipped
+        return out
+
+    def problem_records(self) -> list[dict[str, Any]]:
+        """One compact record per problem (`eval_problems.jsonl`): its id, correct or not, the graded score."""
+        return [
+            {"id": pid, "correct": bool(ok), "score": float(score)}
+            for pid, ok, score in zip(self.problem_ids, self.greedy_correct, self.greedy_scores)
+        ]
 
 
 def write_eval_json(result: EvalResult, path: str | Path) -> Path:
@@ -163,13 +185,16 @@ def evaluate(
     max_prompt_tokens: int | None = None,
     dataset: Any = None,
     progress: bool = True,
+    sampled: bool = True,
+    skip: Sequence[int] = (),
 ) -> EvalResult:
     """Greedy accuracy and unbiased pass@k of `model` on `task`'s held-out split.
 
-    `task` is an `arca_rl.tasks` Task (its `test_dataset(n)` and `score(completion, solution)`);
-    pass `dataset` (with "prompt" and "solution" columns) to evaluate other problems. A completion
-    counts as correct for pass@k when its score is >= 0.5. Sampling (temperature, top_p, top_k as in
-    TRL's GRPO rollouts) is seeded with `seed`; the greedy pass needs no seed.
+    `task` is an `arca_rl.tasks` Task (its `test_dataset(n)` and `grade(completion, solution)`, or only
+    `score` for a task without `grade`: correct then means a score of 1);
+    pass `dataset` (with "prompt" and "solution" columns) to evaluate other problems. Sampling (temperature,
+    top_p, top_k as in TRL's GRPO rollouts) is seeded with `seed`; the greedy pass needs no seed.
+    `sampled=False`: greedy only (no pass@k). `skip`: indices of held-out problems to leave out.
     """
     from tqdm.auto import tqdm
 
@@ -183,6 +208,12 @@ def evaluate(
             raise ConfigError(f"task: {exc}") from exc
     elif n is not None and len(dataset) > n:
         dataset = dataset.select(range(n))
+    ids = [str(x) for x in dataset["id"]] if "id" in dataset.column_names else [str(i) for i in range(len(dataset))]
+    left_out = sorted({int(i) for i in skip if 0 <= int(i) < len(dataset)})
+    if left_out:
+        keep = sorted(set(range(len(dataset))) - set(left_out))
+        dataset = dataset.select(keep)
+        ids = [ids[i] for i in keep]
     if max_prompt_tokens is not None:
         dataset = task.truncate_prompts(dataset, tokenizer, max_prompt_tokens)
     prompts = list(dataset["prompt"])
@@ -192,14 +223,31 @@ def evaluate(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    with tqdm(total=2 * len(prompts), desc="eval (greedy + sampled)", unit="prompt", disable=not progress) as bar:
+    desc = "eval (greedy + sampled)" if sampled else "eval (greedy)"
+    with tqdm(total=(1 + sampled) * len(prompts), desc=desc, unit="prompt", disable=not progress) as bar:
         greedy = generate_completions(
             model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, on_batch=bar.update
         )
         greedy_texts = [g[0] for g in greedy]
-        greedy_scores = [float(task.score(c, s)) for c, s in zip(greedy_texts, solutions)]
+        grades = [_grade(task, c, s) for c, s in zip(greedy_texts, solutions)]
+        n_problems = len(prompts)
+        result = EvalResult(
+            greedy_accuracy=sum(ok for ok, _ in grades) / n_problems,
+            pass_at_k=None,
+            k=k,
+            samples_per_problem=samples_per_problem,
+            n=n_problems,
+            greedy_score=sum(score for _, score in grades) / n_problems,
+            n_skipped=len(left_out),
+            greedy_scores=[score for _, score in grades],
+            greedy_correct=[ok for ok, _ in grades],
+            problem_ids=ids,
+            greedy_completions=greedy_texts,
+        )
+        if not sampled:
+            return result
         with seeded(model, seed):
-            sampled = generate_completions(
+            samples = generate_completions(
                 model,
                 tokenizer,
                 prompts,
@@ -212,18 +260,20 @@ def evaluate(
                 batch_size=batch_size,
                 on_batch=bar.update,
             )
-    correct = [sum(float(task.score(c, s)) >= 0.5 for c in group) for group, s in zip(sampled, solutions)]
-    n_problems = len(prompts)
-    return EvalResult(
-        greedy_accuracy=sum(greedy_scores) / n_problems,
-        pass_at_k=sum(pass_at_k(samples_per_problem, c, k) for c in correct) / n_problems,
-        k=k,
-        samples_per_problem=samples_per_problem,
-        n=n_problems,
-        greedy_scores=greedy_scores,
-        correct_samples=correct,
-        greedy_completions=greedy_texts,
-    )
+    correct = [sum(_grade(task, c, s)[0] for c in group) for group, s in zip(samples, solutions)]
+    result.correct_samples = correct
+    result.pass_at_k = sum(pass_at_k(samples_per_problem, c, k) for c in correct) / n_problems
+    return result
+
+
+def _grade(task: Any, completion: str, solution: Any) -> tuple[bool, float]:
+    """(correct, graded score) of one completion: the task's `grade` when it has one, else its `score` (correct
+    when the score is 1: the tasks without partial credit)."""
+    if hasattr(task, "grade"):
+        judged = task.grade(completion, solution)
+        return bool(judged.correct), float(judged.score)
+    score = float(task.score(completion, solution))
+    return score >= 1.0, score
 
 
 def load_model_for_eval(

@@ -137,6 +137,17 @@ class MetricsJsonlCallback(TrainerCallback):
 # training
 
 
+def held_out_skip(task: Any, trained_prompts: Sequence[str], n: int | None) -> list[int]:
+    """Indices of the first `n` held-out problems whose question is in the run's training split
+    (`Task.held_out_seen`): the evaluation leaves them out. It depends on the task and its seed only, not on the
+    run's sampling, so runs of one task seed leave out the same problems and stay paired problem by problem.
+    Tasks with disjoint splits give none."""
+    seen = getattr(task, "held_out_seen", None)
+    if seen is None or not trained_prompts:
+        return []
+    return [int(i) for i in seen(trained_prompts, n)]
+
+
 def build_task(cfg: RunConfig) -> Task:
     """`get_task(cfg.task.name, **cfg.task.options)`, with task errors turned into ConfigError."""
     try:
@@ -246,6 +257,7 @@ def _train_locked(
         train_dataset = task.train_dataset(n=cfg.task.n_train)
     except ValueError as exc:  # the task's own data checks (missing columns, empty prompts): name the option
         raise ConfigError(f"task: {exc}") from exc
+    trained_prompts = list(train_dataset["prompt"])  # before any truncation: the questions as the task wrote them
     if cfg.task.max_prompt_tokens is not None:
         train_dataset = task.truncate_prompts(train_dataset, tokenizer, cfg.task.max_prompt_tokens)
 
@@ -255,7 +267,7 @@ def _train_locked(
             return run_dir
         model = _load_checkpoint_model(cfg, model_path, ckpt, args.model_init_kwargs)
         return _finish(cfg, run_dir, model, tokenizer, task, global_step=done, train_seconds=0.0,
-                       resumed_from=ckpt.name, train_summary={}, progress=progress)
+                       resumed_from=ckpt.name, train_summary={}, progress=progress, trained_prompts=trained_prompts)
 
     metrics_cb = MetricsJsonlCallback(run_dir)
     finite = _StopOnNonFinite()
@@ -264,7 +276,8 @@ def _train_locked(
         from .curve_callback import HeldOutCurveCallback
 
         callbacks.append(HeldOutCurveCallback(run_dir, task, tokenizer, every_steps=cfg.eval.every_steps,
-                                              n=cfg.eval.curve_n, eval_arguments=cfg.eval_arguments()))
+                                              n=cfg.eval.curve_n, eval_arguments=cfg.eval_arguments(),
+                                              skip=held_out_skip(task, trained_prompts, cfg.eval.curve_n)))
     from peft.utils.error import NoMatchingPeftModuleError
 
     trainer_class: Any = {"grpo": ARCAGRPOTrainer, "rloo": ARCARLOOTrainer}.get(cfg.trainer)
@@ -335,7 +348,7 @@ def _train_locked(
     summary = _whole_run_summary(metrics_cb.summary, state.log_history, done, state.global_step)
     return _finish(cfg, run_dir, model, tokenizer, task, global_step=state.global_step, train_seconds=train_seconds,
                    resumed_from=ckpt.name if ckpt is not None else None, train_summary=summary,
-                   progress=progress)
+                   progress=progress, trained_prompts=trained_prompts)
 
 
 def _whole_run_summary(
@@ -413,8 +426,11 @@ def _finish(
     resumed_from: str | None,
     train_summary: dict[str, Any],
     progress: bool,
+    trained_prompts: Sequence[str] = (),
 ) -> Path:
-    """After the last optimizer step: final weights, evaluation, plots, then finished.json (last)."""
+    """After the last optimizer step: final weights, evaluation (eval.json, eval_problems.jsonl), plots, then
+    finished.json (last). The held-out problems whose question is in the run's training split are left out of the
+    evaluation (`held_out_skip`) and counted in eval.json's `n_skipped`."""
     final_dir = rundir.final_weights_dir(run_dir, lora=cfg.lora.enabled)
     model.save_pretrained(str(final_dir))
     tokenizer.save_pretrained(str(final_dir))
@@ -422,9 +438,12 @@ def _finish(
     eval_seconds = 0.0
     if cfg.eval.enabled:
         t1 = time.perf_counter()
-        result = evaluate(model, tokenizer, task, progress=progress, **cfg.eval_arguments())
+        eval_args = cfg.eval_arguments()
+        skip = held_out_skip(task, trained_prompts, eval_args.get("n"))
+        result = evaluate(model, tokenizer, task, progress=progress, skip=skip, **eval_args)
         eval_seconds = time.perf_counter() - t1
         rundir.write_eval(run_dir, result.to_json())
+        rundir.write_eval_problems(run_dir, result.problem_records())
         logger.info("eval: %s", json.dumps(result.to_json()))
 
     plot_metrics(run_dir)

@@ -88,7 +88,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._run.training import build_task  # here: _run loads TRL, which `arca --help` does not need
+    from .._run.training import build_task, held_out_skip  # here: _run loads TRL, which `arca --help` does not need
 
     config_path = config_file(args.config) if args.config is not None else None  # a name: which file, said
     if config_path is None and args.adapter is not None:
@@ -126,8 +126,14 @@ def run(args: argparse.Namespace) -> int:
             f"{eval_args['samples_per_problem']}"
         )
     task = build_task(cfg)
+    # as `arca train` evaluates: the held-out questions that are also in the config's training split are left out
+    try:
+        trained = list(task.train_dataset(n=cfg.task.n_train)["prompt"])
+    except (ValueError, OSError, KeyError):  # a task without a training split here: nothing to leave out
+        trained = []
+    skip = held_out_skip(task, trained, eval_args.get("n"))
     model, tokenizer = load_model_for_eval(model_path, args.adapter, dtype=args.dtype or cfg.model.dtype)
-    result = evaluate(model, tokenizer, task, progress=not args.quiet, **eval_args)
+    result = evaluate(model, tokenizer, task, progress=not args.quiet, skip=skip, **eval_args)
     print(json.dumps(result.to_json(), indent=2))
     if args.out is not None:
         write_eval_json(result, args.out)

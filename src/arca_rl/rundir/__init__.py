@@ -10,7 +10,9 @@ module owns the layout and each file's format. A run folder (by default `runs/<n
     checkpoint-N/        TRL / HF Trainer checkpoints (model, optimizer, scheduler, RNG state)
     adapter/             the final adapter (save_pretrained) and tokenizer; model/ for full fine-tuning
     credit_tokens.jsonl  when training.credit_log_tokens_every > 0: one `TokenRecord` per line
-    eval.json            {"greedy_accuracy", "pass_at_k", "k", "samples_per_problem", "n"}
+    eval.json            {"greedy_accuracy", "greedy_score", "pass_at_k", "k", "samples_per_problem", "n"}
+                         (greedy only: no pass_at_k, k, samples_per_problem; "n_skipped" when problems were left out)
+    eval_problems.jsonl  one {"id", "correct", "score"} per held-out problem of that evaluation
     plots/               reward.png, gini.png, effective_token_ratio.png (against step)
     finished.json        written last: the run is complete
 
@@ -51,6 +53,7 @@ from ..errors import ConfigError
 from .files import (
     CONFIG_FILE,
     EVAL_FILE,
+    EVAL_PROBLEMS_FILE,
     FINISHED_FILE,
     LOCK_FILE,
     METRICS_FILE,
@@ -70,12 +73,14 @@ from .files import (
     reset_logs,
     write_config,
     write_eval,
+    write_eval_problems,
     write_finished,
 )
 
 __all__ = [
     "CONFIG_FILE",
     "EVAL_FILE",
+    "EVAL_PROBLEMS_FILE",
     "FINISHED_FILE",
     "METRICS_FILE",
     "PLOTS_DIR",
@@ -116,13 +121,14 @@ __all__ = [
     "state",
     "write_config",
     "write_eval",
+    "write_eval_problems",
     "write_finished",
 ]
 
 RUNS_DIR = Path("runs")  # where run folders go unless another folder is given
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # What a run writes before it finishes (checkpoints aside): any of them makes a folder a run's.
-_OUTPUTS = (METRICS_FILE, "adapter", "model", EVAL_FILE)
+_OUTPUTS = (METRICS_FILE, "adapter", "model", EVAL_FILE, EVAL_PROBLEMS_FILE)
 
 RunState = Literal["fresh", "running", "interrupted", "finished"]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ __all__ = [
     "clear",
     "CONFIG_FILE",
     "EVAL_FILE",
+    "EVAL_PROBLEMS_FILE",
     "FINISHED_FILE",
     "LOCK_FILE",
     "METRICS_FILE",
@@ -38,6 +40,7 @@ __all__ = [
     "reset_logs",
     "write_config",
     "write_eval",
+    "write_eval_problems",
     "write_finished",
 ]
 
@@ -45,6 +48,7 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 TOKENS_FILE = "credit_tokens.jsonl"
 EVAL_FILE = "eval.json"
+EVAL_PROBLEMS_FILE = "eval_problems.jsonl"  # one {"id", "correct", "score"} per held-out problem
 FINISHED_FILE = "finished.json"
 PLOTS_DIR = "plots"
 LOCK_FILE = ".lock"
@@ -183,6 +187,16 @@ def append_metrics(run_dir: str | Path, step: int, logs: Mapping[str, Any]) -> N
 def write_eval(run_dir: str | Path, result: Mapping[str, Any]) -> Path:
     """Write eval.json (`arca_rl._run.evaluation.EvalResult.to_json()`)."""
     return _write_json(Path(run_dir) / EVAL_FILE, dict(result))
+
+
+def write_eval_problems(run_dir: str | Path, records: Iterable[Mapping[str, Any]]) -> Path:
+    """Write eval_problems.jsonl: one compact JSON line per held-out problem of the final evaluation (its id,
+    whether the greedy answer is correct, the graded score), written whole to a temporary file and renamed."""
+    path = Path(run_dir) / EVAL_PROBLEMS_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(dict(r), separators=(",", ":")) + "\n" for r in records), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def write_finished(
