@@ -103,8 +103,8 @@ def _circles(graph: dict[str, set[str]]) -> list[set[str]]:
 # package (its modules import each other freely, within the no-circle rule above).
 FLOORS: list[tuple[str, set[str]]] = [
     ("tensors, the oracle and the leaves", {
-        "errors", "credit", "diagnostics", "group_credit", "self_teacher", "oracle", "models", "_causal_lm",
-        "_checks", "_setup_checks", "_credit_fields", "variants",
+        "errors", "credit", "diagnostics", "group_credit", "self_teacher", "model_credit", "oracle", "models",
+        "_causal_lm", "_checks", "_setup_checks", "_credit_fields", "variants",
     }),
     ("the TRL configs", {"trainer_config"}),
     ("the YAML config, the tasks, the run folder and output folders", {"tasks", "_config", "rundir", "_outfolder"}),

@@ -321,6 +321,49 @@ class CreditFields:
         credit_vine_positions (`str`, defaults to `"adaptive"`):
             vine: which prefixes get sampled values: `adaptive` (the two ends, then only where the value moves more
             than its standard error, linear in between, so a flat completion costs only V_0) or `all` (every prefix).
+        credit_grail_answer_weight (`float`, defaults to `5.0`):
+            GRAIL (`credit: grail`, `arca_rl.model_credit`): the weight forced on the answer's own tokens (the answer
+            the task grades, `Task.answer_span`), on every completion that has one, after the z-weights below; its
+            markup (`\\boxed{`, `}`) and the tokens after it get 1. 0 turns the forced weight off: the answer's tokens
+            keep their z-weight (variant suffix `grail+answer0`). Costs GRAIL one forward and one backward to the
+            input embeddings per generation batch (no parameter gradient).
+        credit_grail_wrong_only (`bool`, defaults to `True`):
+            GRAIL: z-weights only on the wrong rollouts (A_i <= 0), as GRAIL's runs; the others keep weight 1 (and
+            the forced answer weight). False: every rollout.
+        credit_grail_std (`float`, defaults to `0.5`):
+            GRAIL: a token's weight is `1 + std * z`, z the z-score of log ||grad * embedding|| over its completion,
+            clipped to [`credit_grail_min`, `credit_grail_max`].
+        credit_grail_min (`float`, defaults to `0.5`):
+            GRAIL: the lower clip of the z-weights.
+        credit_grail_max (`float`, defaults to `5.0`):
+            GRAIL: the upper clip of the z-weights.
+        credit_oar_g_tau (`float`, defaults to `0.4`):
+            OAR-G (`credit: oar_g`): the gate, the share of a completion's tokens (lowest attribution first) below
+            which a token's weight is suppressed to `h / gate`, at least `credit_oar_g_floor`.
+        credit_oar_g_floor (`float`, defaults to `0.1`):
+            OAR-G: the smallest weight of a suppressed token (before the weights are rescaled to sum to T).
+        credit_oar_g_boost (`float`, defaults to `2.0`):
+            OAR-G: a kept token's weight is `1 + boost * (h - gate) / (1 - gate)`, h its min-max scaled attribution.
+        credit_oar_g_noise (`float`, defaults to `0.001`):
+            OAR-G: the standard deviation of the Gaussian noise on the completion's input embeddings, whose
+            gradient of KL(clean answer distribution || noisy one) is the attribution. Costs one no-grad forward,
+            one forward and one backward to the input embeddings per generation batch.
+        credit_delta_low (`float`, defaults to `0.8`):
+            DelTA (`credit: delta`): the lowest token weight, in [0, 1] (and every weight of a completion with
+            A_i = 0).
+        credit_delta_high (`float`, defaults to `1.2`):
+            DelTA: the highest token weight, >= 1; `low + (high - low) * gate`, the gate from the token's margin under the
+            linear discriminator of the batch's positive and negative completions. Costs one no-grad forward per
+            generation batch.
+        credit_delta_gate (`float` or `None`, defaults to `None`):
+            DelTA: None, the gate is sigmoid(m) of the normalised margin m, as DelTA's released code; c > 0, the
+            linear gate clip((m + c) / 2c, 0, 1).
+        credit_delta_steps (`int`, defaults to `1`):
+            DelTA: rounds that re-estimate each side's centroid with its tokens weighted by their gate (the
+            released run: 1; 0 = the advantage-weighted centroids).
+        credit_answer_only_weight (`float`, defaults to `5.0`):
+            `credit: answer_only`, the control for GRAIL's forced answer weight: this weight on the answer's own
+            tokens, 1 on every other token, no gradient pass.
     """
 
     # fmt: off
@@ -374,6 +417,38 @@ class CreditFields:
     credit_vine_positions: str = credit_field(
         "adaptive", check=OneOf(("adaptive", "all")), use=Use.GROUP, kwarg="vine_positions",
         help="vine: which prefixes get sampled values: adaptive (where the value moves) or all.")
+    credit_grail_answer_weight: float = credit_field(
+        5.0, check=Range(low=0, note="(0 = no forced weight: the answer keeps its z-weight)"), use=Use.GROUP,
+        kwarg="grail_answer_weight", variant="answer",
+        help="GRAIL: weight forced on the answer's own tokens (0 = none).")
+    credit_grail_wrong_only: bool = credit_field(True, check=IS_BOOL, use=Use.GROUP, kwarg="grail_wrong_only",
+                                                 help="GRAIL: z-weights only on wrong rollouts (A_i <= 0).")
+    credit_grail_std: float = credit_field(0.5, check=Range(low=0), use=Use.GROUP, kwarg="grail_std",
+                                           help="GRAIL: weight = 1 + std * z (z of log ||grad * embedding||).")
+    credit_grail_min: float = credit_field(0.5, check=Range(low=0), use=Use.GROUP, kwarg="grail_min",
+                                           help="GRAIL: lower clip of the z-weights.")
+    credit_grail_max: float = credit_field(5.0, check=Range(low=0), use=Use.GROUP, kwarg="grail_max",
+                                           help="GRAIL: upper clip of the z-weights.")
+    credit_oar_g_tau: float = credit_field(0.4, check=Range(low=0, high=1, high_open=True), use=Use.GROUP,
+                                           kwarg="oar_g_tau", help="OAR-G: quantile gate of the attributions.")
+    credit_oar_g_floor: float = credit_field(0.1, check=Range(low=0), use=Use.GROUP, kwarg="oar_g_floor",
+                                             help="OAR-G: smallest weight of a token below the gate.")
+    credit_oar_g_boost: float = credit_field(2.0, check=Range(low=0), use=Use.GROUP, kwarg="oar_g_boost",
+                                             help="OAR-G: kept tokens get 1 + boost * (h - gate) / (1 - gate).")
+    credit_oar_g_noise: float = credit_field(1e-3, check=Range(low=0, low_open=True), use=Use.GROUP,
+                                             kwarg="oar_g_noise", help="OAR-G: std of the input-embedding noise.")
+    credit_delta_low: float = credit_field(0.8, check=Range(low=0, high=1), use=Use.GROUP, kwarg="delta_low",
+                                           help="DelTA: lowest token weight (<= 1).")
+    credit_delta_high: float = credit_field(1.2, check=Range(low=1), use=Use.GROUP, kwarg="delta_high",
+                                            help="DelTA: highest token weight (>= 1).")
+    credit_delta_gate: float | None = credit_field(
+        None, check=Range(low=0, low_open=True, optional=True, note="(null: sigmoid, as the released code)"),
+        use=Use.GROUP, kwarg="delta_gate", help="DelTA: linear gate width c (null: sigmoid gate).")
+    credit_delta_steps: int = credit_field(1, check=Range(integer=True, low=0), use=Use.GROUP, kwarg="delta_steps",
+                                           help="DelTA: gate-weighted centroid re-estimation rounds.")
+    credit_answer_only_weight: float = credit_field(
+        5.0, check=Range(low=0), use=Use.GROUP, kwarg="answer_only_weight",
+        help="answer_only: weight on the answer's own tokens, 1 elsewhere (GRAIL's forced weight alone).")
     # fmt: on
 
     def __post_init__(self) -> None:
@@ -383,7 +458,12 @@ class CreditFields:
             if error is not None:
                 raise error
         self._check_group_settings_apply()
-        if problem := config_problem(self, group_credit.is_sampled_method(self.credit)):
+        if self.credit_grail_min > self.credit_grail_max:
+            reason = f"must be <= credit_grail_max ({self.credit_grail_max!r}), got {self.credit_grail_min!r}"
+            raise CreditConfigError("credit_grail_min", f"credit_grail_min {reason}.", reason=reason)
+        if problem := config_problem(
+            self, group_credit.is_sampled_method(self.credit), gradient=group_credit.is_gradient_method(self.credit)
+        ):
             raise CreditConfigError(problem[0], f"{problem[0]} {problem[1]}.", reason=problem[1])
         if group_credit.is_group_method(self.credit) and group_credit.group_method_output(self.credit) == "advantages":
             given = defaults()

@@ -8,7 +8,13 @@ import json
 import os
 from typing import Any
 
-__all__ = ["MAX_VINE_ROLLOUTS", "config_problem", "sampled_method_problem", "vine_token_bound"]
+__all__ = [
+    "MAX_VINE_ROLLOUTS",
+    "config_problem",
+    "gradient_method_problem",
+    "sampled_method_problem",
+    "vine_token_bound",
+]
 
 MAX_VINE_ROLLOUTS = 10**8  # continuations sampled for one generation batch, as `arca diagnose --oracle` caps them
 
@@ -55,15 +61,40 @@ def sampled_method_problem(credit: str, args: Any) -> tuple[str, str] | None:
     return None
 
 
-def config_problem(args: Any, sampled: bool) -> tuple[str, str] | None:
+def _uses_fsdp(args: Any) -> bool:
+    """Does this launch shard the model with FSDP: accelerate's environment or the `fsdp` training argument?"""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").strip().lower() in ("1", "true", "yes"):
+        return True
+    fsdp = getattr(args, "fsdp", None)
+    return bool(fsdp) and fsdp not in ("", [], "no")
+
+
+def gradient_method_problem(credit: str, args: Any) -> tuple[str, str] | None:
+    """(field, reason) when a gradient method (grail, oar_g: the answer's gradient with respect to the input
+    embeddings, taken outside TRL's loss) cannot run under this launch: DeepSpeed ZeRO-3 and FSDP, which shard the
+    parameters that pass would need gathered outside their own forward and backward. Else None."""
+    sharded = "DeepSpeed ZeRO-3" if _zero_stage(getattr(args, "deepspeed", None)) == 3 else None
+    if sharded is None and _uses_fsdp(args):
+        sharded = "FSDP"
+    if sharded is None:
+        return None
+    return "credit", (
+        f"{credit!r} takes the answer's gradient with respect to the input embeddings in a pass of its own, which "
+        f"{sharded} cannot run outside its sharded forward and backward; use DDP or ZeRO-2, or another credit"
+    )
+
+
+def config_problem(args: Any, sampled: bool, gradient: bool = False) -> tuple[str, str] | None:
     """(field, reason) of the first setting these credit training arguments cannot run with, else None. `sampled`:
-    the credit is a sampled method (vine)."""
+    the credit is a sampled method (vine); `gradient`: it takes an input-embedding gradient (grail, oar_g)."""
     grams = str(getattr(args, "credit_hicra_grams", "") or "")
     if getattr(args, "credit", None) == "hicra" and grams.strip() and not any(p.strip() for p in grams.split("|")):
         return "credit_hicra_grams", (
             f"{grams!r} holds no phrase (phrases are separated by '|'); give phrases such as 'let me|wait', or "
             "leave it empty for HICRA's top-entropy rule"
         )
+    if gradient:
+        return gradient_method_problem(args.credit, args)
     return sampled_method_problem(args.credit, args) if sampled else None
 
 

@@ -24,10 +24,12 @@ from . import credit
 __all__ = [
     "GROUP_INPUTS",
     "GROUP_OUTPUTS",
+    "MODEL_METHODS",
     "advantage_shares",
     "group_credit",
     "group_method_needs",
     "group_method_output",
+    "is_gradient_method",
     "is_group_method",
     "is_sampled_method",
     "is_trainer_method",
@@ -108,9 +110,15 @@ def is_sampled_method(name: str) -> bool:
     return name in _SAMPLED_METHODS
 
 
+def is_gradient_method(name: str) -> bool:
+    """Does method `name` take a gradient outside TRL's loss (`grail`, `oar_g`: the answer's gradient with respect to
+    the input embeddings, `arca_rl.model_credit.embedding_scores`)?"""
+    return name in _GRADIENT_METHODS
+
+
 def is_trainer_method(name: str) -> bool:
-    """Does method `name` read the model itself (`vine`, `self_teacher`)? The trainer computes it, not `group_credit`,
-    and it is never a shadow (each costs forwards of the policy)."""
+    """Does method `name` read the model itself (`vine`, `self_teacher`, `MODEL_METHODS`)? The trainer computes it, not
+    `group_credit`, and it is never a shadow (each costs forwards of the policy)."""
     return name in _TRAINER_METHODS
 
 
@@ -508,7 +516,52 @@ def _self_teacher(*, mask: Tensor, groups: Tensor, self_teacher_success: float |
     raise ValueError("credit method 'self_teacher' runs the policy on teacher contexts; only the trainer computes it")
 
 
+def _reads_the_model(name: str) -> ValueError:
+    return ValueError(
+        f"credit method {name!r} reads the model (and the task's answers); only the trainer and arca diagnose compute "
+        "it (arca_rl.model_credit)"
+    )
+
+
+def _grail(
+    *, mask: Tensor, groups: Tensor, grail_answer_weight: float = 5.0, grail_wrong_only: bool = True,
+    grail_std: float = 0.5, grail_min: float = 0.5, grail_max: float = 5.0, **_: Any,
+) -> Tensor:
+    # GRAIL's omega_t: clip(1 + std * z(log ||grad * embedding||)), the answer's tokens forced to answer_weight
+    # (model_credit.grail_weights); registered here, computed by the trainer (trainer/model_credit.py)
+    raise _reads_the_model("grail")
+
+
+def _oar_g(
+    *, mask: Tensor, groups: Tensor, oar_g_tau: float = 0.4, oar_g_floor: float = 0.1, oar_g_boost: float = 2.0,
+    oar_g_noise: float = 1e-3, **_: Any,
+) -> Tensor:
+    # OAR-G's omega_t from |sum_d grad * noisy embedding| of KL(P_0 || P_eps) (model_credit.oar_g_weights)
+    raise _reads_the_model("oar_g")
+
+
+def _delta(
+    *, mask: Tensor, groups: Tensor, delta_low: float = 0.8, delta_high: float = 1.2, delta_gate: float | None = None,
+    delta_steps: int = 1, **_: Any,
+) -> Tensor:
+    # DelTA's omega_t in [low, high] from a linear discriminator on (1 - p_t) h_t (model_credit.delta_weights)
+    raise _reads_the_model("delta")
+
+
+def _answer_only(*, mask: Tensor, groups: Tensor, answer_only_weight: float = 5.0, **_: Any) -> Tensor:
+    # GRAIL's forced answer weight alone: answer_only_weight on the answer's tokens, 1 elsewhere
+    raise _reads_the_model("answer_only")
+
+
+#: The methods of `arca_rl.model_credit`, output "weights": GRAIL and OAR-G (the answer's gradient with respect to the
+#: input embeddings), DelTA (a discriminator on the last hidden state), answer_only (GRAIL's forced weight alone).
+MODEL_METHODS = ("grail", "oar_g", "delta", "answer_only")
+_GRADIENT_METHODS = frozenset({"grail", "oar_g"})
 _SAMPLED_METHODS = frozenset({"vine"})
-_TRAINER_METHODS = frozenset({"vine", "self_teacher"})
+_TRAINER_METHODS = frozenset({"vine", "self_teacher", *MODEL_METHODS})
 register_group_method("vine", _vine, needs=())
 register_group_method("self_teacher", _self_teacher, needs=(), output="weights")
+register_group_method("grail", _grail, needs=(), output="weights")
+register_group_method("oar_g", _oar_g, needs=(), output="weights")
+register_group_method("delta", _delta, needs=(), output="weights")
+register_group_method("answer_only", _answer_only, needs=(), output="weights")

@@ -28,11 +28,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._common import REWARDS, Grade, Task, last_boxed
+from ._common import REWARDS, AnswerSpan, Grade, Task, boxed_span, last_boxed
 from .arithmetic import TINY_MODEL_PATH
 
-__all__ = ["REWARDS", "TASKS", "TINY_MODEL_PATH", "Grade", "Task", "get_task", "last_boxed", "task_options",
-           "tiny_model_path"]
+__all__ = ["REWARDS", "TASKS", "TINY_MODEL_PATH", "AnswerSpan", "Grade", "Task", "boxed_span", "get_task", "last_boxed",
+           "task_options", "tiny_model_path"]
 
 #: The task names `get_task` knows.
 TASKS: tuple[str, ...] = ("arithmetic", "math", "gsm8k", "addition", "reasoning_gym")

@@ -29,6 +29,67 @@ _BRACE_TOKENS = re.compile(r"\\(?:boxed|fbox)\s*\{|\\[{}]|[{}]")
 _UNBRACED_BOXED = re.compile(r"\\boxed +([^\s${}\\]+)")
 
 
+class AnswerSpan(NamedTuple):
+    """Where a completion's answer sits, as character offsets into its text: ``text[start:end]`` is the answer with
+    its markup (``\\boxed{42}``, ``<answer>42</answer>``, or the bare ``42`` when there is none) and
+    ``text[content_start:content_end]`` the answer itself (``42``), what the task grades. What answer-aware credit
+    (GRAIL's forced answer weight, OAR-G's answer distribution) reads as the answer's tokens."""
+
+    start: int
+    end: int
+    content_start: int
+    content_end: int
+
+
+def _stripped(text: str, start: int, end: int) -> tuple[int, int]:
+    """`(start, end)` moved inwards past whitespace, as ``text[start:end].strip()`` would cut it."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def boxed_span(text: str) -> AnswerSpan | None:
+    """Where the last complete ``\\boxed{...}`` (or ``\\fbox{...}``) of `text` sits: the box, and its content
+    stripped of surrounding whitespace. The box `last_boxed` reads (its content is ``last_boxed(text)``), None
+    exactly when `last_boxed` gives None."""
+    if not isinstance(text, str) or "\\" not in text:
+        return None
+    best: tuple[int, int, int, int] | None = None  # (box start, end of the whole box, content start, content end)
+    if "\\boxed" in text or "\\fbox" in text:
+        # Stack of open braces: each entry is (box start, content start) for a box opening, or None.
+        stack: list[tuple[int, int] | None] = []
+        for match in _BRACE_TOKENS.finditer(text):
+            token = match.group()
+            if token == "}":
+                if stack:
+                    opened = stack.pop()
+                    if opened is not None:
+                        best = (opened[0], match.end(), opened[1], match.start())
+            elif token == "{":
+                stack.append(None)
+            elif token[-1] == "{" and token[0] == "\\" and len(token) > 2:
+                stack.append((match.start(), match.end()))
+            # escaped braces: literal, no effect on nesting
+    # The unbraced form `\boxed 5` counts only when it comes after every braced box.
+    tail_start = best[1] if best is not None else 0
+    unbraced = None
+    for unbraced in _UNBRACED_BOXED.finditer(text, tail_start):  # noqa: B007 - keep the last match
+        pass
+    if unbraced is not None:
+        best = (unbraced.start(), unbraced.end(), unbraced.start(1), unbraced.end(1))
+    if best is None:
+        return None
+    box_start, box_end, start, end = best
+    if end - start > MAX_ANSWER_CHARS:
+        return None
+    start, end = _stripped(text, start, end)
+    if _brace_depth(text[start:end]) > MAX_ANSWER_DEPTH:
+        return None
+    return AnswerSpan(box_start, box_end, start, end)
+
+
 def last_boxed(text: str) -> str | None:
     """Return the content of the last complete ``\\boxed{...}`` (or ``\\fbox{...}``) in `text`.
 
@@ -36,42 +97,37 @@ def last_boxed(text: str) -> str | None:
     truncated completion falls back to the previous complete one. Nested braces inside the box are
     kept (``\\boxed{\\frac{1}{2}}`` gives ``\\frac{1}{2}``). Runs in one linear pass, so megabyte
     inputs stay cheap. Returns None when there is no complete box, or when the answer is longer
-    than `MAX_ANSWER_CHARS` or nests braces deeper than `MAX_ANSWER_DEPTH`.
+    than `MAX_ANSWER_CHARS` or nests braces deeper than `MAX_ANSWER_DEPTH`. `boxed_span` says where it is.
     """
-    if not isinstance(text, str) or "\\" not in text:
-        return None
-    best: tuple[int, int, int] | None = None  # (end of the whole box, content start, content end)
-    if "\\boxed" in text or "\\fbox" in text:
-        # Stack of open braces: each entry is the content start for a box opening, or -1.
-        stack: list[int] = []
-        for match in _BRACE_TOKENS.finditer(text):
-            token = match.group()
-            if token == "}":
-                if stack:
-                    start = stack.pop()
-                    if start >= 0:
-                        best = (match.end(), start, match.start())
-            elif token == "{":
-                stack.append(-1)
-            elif token[-1] == "{" and token[0] == "\\" and len(token) > 2:
-                stack.append(match.end())
-            # escaped braces: literal, no effect on nesting
-    # The unbraced form `\boxed 5` counts only when it comes after every braced box.
-    tail_start = best[0] if best is not None else 0
-    unbraced = None
-    for unbraced in _UNBRACED_BOXED.finditer(text, tail_start):  # noqa: B007 - keep the last match
+    span = boxed_span(text)
+    return None if span is None else text[span.content_start : span.content_end]
+
+
+def last_match_span(pattern: re.Pattern[str], text: str, drop: re.Pattern[str] | None = None) -> AnswerSpan | None:
+    """The span, in `text`, of `pattern`'s last match in `text` with `drop`'s matches removed first (e.g. thousands
+    commas, as the tasks remove them before reading the last number): a bare answer, no markup. None without one."""
+    if drop is None:
+        found = None
+        for found in pattern.finditer(text):  # noqa: B007 - keep the last match
+            pass
+        return None if found is None else AnswerSpan(found.start(), found.end(), found.start(), found.end())
+    kept: list[int] = []  # index in `text` of each character of the reduced text
+    pieces: list[str] = []
+    at = 0
+    for gone in drop.finditer(text):
+        kept.extend(range(at, gone.start()))
+        pieces.append(text[at : gone.start()])
+        at = gone.end()
+    kept.extend(range(at, len(text)))
+    pieces.append(text[at:])
+    reduced = "".join(pieces)
+    found = None
+    for found in pattern.finditer(reduced):  # noqa: B007 - keep the last match
         pass
-    if unbraced is not None:
-        best = (unbraced.end(), unbraced.start(1), unbraced.end(1))
-    if best is None:
+    if found is None or found.end() == found.start():
         return None
-    _, start, end = best
-    if end - start > MAX_ANSWER_CHARS:
-        return None
-    content = text[start:end].strip()
-    if _brace_depth(content) > MAX_ANSWER_DEPTH:
-        return None
-    return content
+    start, end = kept[found.start()], kept[found.end() - 1] + 1
+    return AnswerSpan(start, end, start, end)
 
 
 def _brace_depth(text: str) -> int:
@@ -166,6 +222,11 @@ class Task:
     def correct(self, completion: str, solution: str) -> bool:
         """True when `completion`'s answer is right: the accuracy, never partial credit. Never raises."""
         return self.grade(completion, solution).correct
+
+    def answer_span(self, completion: str) -> AnswerSpan | None:
+        """Where `completion`'s answer sits (`AnswerSpan`), as this task extracts it to grade it, or None when it
+        gives no answer. This default is the last ``\\boxed{}`` (`boxed_span`), what the boxed tasks grade."""
+        return boxed_span(completion)
 
     def held_out_limit(self) -> int | None:
         """The most held-out problems `test_dataset(n)` gives, or None when it has no fixed limit (it generates

@@ -28,13 +28,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._common import (
+    AnswerSpan,
     GeneratedTask,
+    boxed_span,
     check_int,
     check_options,
     check_reward,
     check_split,
     draw_split,
     last_boxed,
+    last_match_span,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +47,7 @@ __all__ = [
     "DEFAULT_SYSTEM",
     "OPTIONS",
     "AdditionTask",
+    "answer_span",
     "extract_answer",
     "is_test_problem",
     "make_task",
@@ -68,6 +72,7 @@ OPTIONS = ("seed", "n_train", "n_test", "low", "high", "n_terms", "system", "rew
 Problem = tuple[int, ...]
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_COMMA = re.compile(",")
 
 
 def question(terms: Problem) -> str:
@@ -90,6 +95,19 @@ def extract_answer(completion: str) -> str | None:
             return numbers[0]
     numbers = _NUMBER.findall(completion.replace(",", ""))
     return numbers[-1] if numbers else None
+
+
+def answer_span(completion: str) -> AnswerSpan | None:
+    """Where the answer `extract_answer` reads sits in `completion`: the last ``\\boxed{}`` when it holds one
+    number, else the last number of the text (thousands commas skipped)."""
+    if not isinstance(completion, str):
+        return None
+    span = boxed_span(completion)
+    if span is not None:
+        boxed = completion[span.content_start : span.content_end]
+        if len(_NUMBER.findall(boxed.replace(",", ""))) == 1:
+            return span
+    return last_match_span(_NUMBER, completion, drop=_COMMA)
 
 
 def _as_int(text: str | None) -> int | None:
@@ -167,6 +185,10 @@ class AdditionTask(GeneratedTask):
             "prompt": [render_chat(question(t), self.system or None) for t in drawn],
             "solution": [str(sum(t)) for t in drawn],
         }
+
+    def answer_span(self, completion: str) -> AnswerSpan | None:
+        """Where `extract_answer`'s answer sits (`answer_span`)."""
+        return answer_span(completion)
 
     def score(self, completion: str, solution: str) -> float:
         """1.0 when `extract_answer(completion)` equals the sum held in `solution`, else 0.0."""

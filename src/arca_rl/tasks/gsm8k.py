@@ -16,7 +16,15 @@ from fractions import Fraction
 from typing import Any
 
 from . import math as _math
-from ._common import check_options, check_reward, check_template, last_boxed
+from ._common import (
+    AnswerSpan,
+    boxed_span,
+    check_options,
+    check_reward,
+    check_template,
+    last_boxed,
+    last_match_span,
+)
 from .math import INSTRUCTION, MathTask, _common_options
 
 __all__ = ["DEFAULT_CONFIG", "DEFAULT_SOURCE", "OPTIONS", "PROMPT_TEMPLATE", "Gsm8kTask", "make_task",
@@ -116,6 +124,13 @@ class Gsm8kTask(MathTask):
     def score(self, completion: str, solution: str) -> float:
         """`arca_rl.tasks.gsm8k.score` with this task's `require_boxed`."""
         return score(completion, solution, require_boxed=self.require_boxed)
+
+    def answer_span(self, completion: str) -> AnswerSpan | None:
+        """The last ``\\boxed{}``; without one (and without `require_boxed`) the last number, as `score` reads it."""
+        span = boxed_span(completion)
+        if span is None and not self.require_boxed and isinstance(completion, str):
+            span = last_match_span(_NUMBER, completion)
+        return span
 
 
 def make_task(**options: Any) -> Gsm8kTask:

@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from ._common import REWARDS, GeneratedTask, Grade, check_int, check_options
+from ._common import REWARDS, AnswerSpan, GeneratedTask, Grade, check_int, check_options, last_match_span
 from ._rg_build import BUILD_SECONDS, build, build_checked, check_config, dump_entry, load_entry
 from ._rg_forms import compare_splits, question_form, split_mismatch
 from .addition import render_chat
@@ -78,6 +78,7 @@ __all__ = [
     "OPTIONS",
     "SPLITS",
     "ReasoningGymTask",
+    "answer_span",
     "compare_splits",
     "dataset_names",
     "extract_answer",
@@ -131,6 +132,41 @@ def extract_answer(completion: str, mode: str = "tags") -> str | None:
         numbers = _LAST_NUMBER.findall(_THOUSANDS.sub("", completion.translate(_MINUS)))
         found = numbers[-1].removeprefix("+") if numbers else None
     return found
+
+
+# reasoning-gym's own answer tags (reasoning_gym.utils.extract_answer): the last <answer>...</answer>
+_TAGGED = re.compile(r"<answer>\s?(.*?)\s?</answer>", flags=re.DOTALL)
+
+
+def answer_span(completion: str, mode: str = "tags") -> AnswerSpan | None:
+    """Where the answer `extract_answer(completion, mode)` reads sits in `completion`: the last ``<answer>`` tags
+    (content stripped), else the last non-empty line (``last_line``) or the last number (``last_number``)."""
+    if not isinstance(completion, str):
+        return None
+    tagged = None
+    for tagged in _TAGGED.finditer(completion):  # noqa: B007 - keep the last match
+        pass
+    if tagged is not None:
+        start, end = tagged.start(1), tagged.end(1)
+        while start < end and completion[start].isspace():
+            start += 1
+        while end > start and completion[end - 1].isspace():
+            end -= 1
+        return AnswerSpan(tagged.start(), tagged.end(), start, end)
+    if mode == "last_line":
+        at, last = 0, None
+        for line in completion.splitlines(keepends=True):
+            if line.strip():
+                lead = len(line) - len(line.lstrip())
+                last = (at + lead, at + lead + len(line.strip()))
+            at += len(line)
+        return None if last is None else AnswerSpan(last[0], last[1], last[0], last[1])
+    if mode == "last_number":
+        span = last_match_span(_LAST_NUMBER, completion.translate(_MINUS), drop=_THOUSANDS)
+        if span is not None and completion[span.start] == "+":  # extract_answer drops a leading "+"
+            span = AnswerSpan(span.start, span.end, span.start + 1, span.end)
+        return span
+    return None
 
 
 def _as_number(text: Any) -> Fraction | None:
@@ -310,6 +346,10 @@ class ReasoningGymTask(GeneratedTask):
         except Exception:  # noqa: BLE001 - a scorer that raises on odd text gives no credit, never a crash
             return Grade(correct=False, score=0.0)
         return Grade(correct=value >= 1.0 or numbers_equal(answer, entry.get("answer")), score=value)
+
+    def answer_span(self, completion: str) -> AnswerSpan | None:
+        """Where the answer `grade` reads sits (`answer_span` with this task's `answer` mode)."""
+        return answer_span(completion, self.answer)
 
     def score(self, completion: str, solution: str) -> float:
         """The data set's graded ``score_answer`` on the extracted answer, in [0, 1] (partial credit: for the answer

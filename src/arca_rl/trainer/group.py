@@ -11,13 +11,15 @@ import torch
 from trl.models.utils import disable_gradient_checkpointing
 
 from .. import group_credit
+from .model_credit import _ModelCredit
 from .teacher import _TeacherCredit
 from .vine import _VineCredit
 
 
-class _GroupCredit(_TeacherCredit, _VineCredit):
+class _GroupCredit(_TeacherCredit, _VineCredit, _ModelCredit):
     """The group methods' per-batch pass of `_CreditRouting` (listed after it and before the TRL trainer, so that
-    `super()` here is TRL's own forward helper, not the routing's override); `vine` samples in `_VineCredit`."""
+    `super()` here is TRL's own forward helper, not the routing's override); `vine` samples in `_VineCredit`, the
+    self-teacher's pass is `_TeacherCredit`'s, grail / oar_g / delta / answer_only read the model in `_ModelCredit`."""
 
     _group_methods: list[str]  # the scored group methods (the active one and shadow ones; set by the routing)
 
@@ -70,6 +72,9 @@ class _GroupCredit(_TeacherCredit, _VineCredit):
                 out[f"credit_group/{name}"] = self._vine_credit(
                     batch, mask, groups[start : start + B], rewards[start : start + B]
                 )
+                continue
+            if name in group_credit.MODEL_METHODS:  # the model on this process's rows (gradient pass or hidden state)
+                out[f"credit_group/{name}"] = self._model_credit(name, batch, mask)
                 continue
             if name == "self_teacher":  # the policy shown a verified sibling: this process's rows, teachers over all
                 out[f"credit_group/{name}"] = self._teacher_credit(
