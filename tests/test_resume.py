@@ -72,18 +72,30 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, tiny_run_con
     assert len(dump_a) == 4 * 4 and dump_a == dump_b
 
 
+class TailAnswer(VariedReward):
+    """VariedReward whose answer is a completion's last two characters, so that grail / oar_g find one in the tiny
+    model's random completions and run their gradient pass."""
+
+    def answer_span(self, text):
+        n = len(text)
+        return (max(0, n - 3), n, max(0, n - 2), n) if n else None
+
+
+@pytest.mark.parametrize("credit", ["tempo", "grail", "oar_g", "delta"])
 @pytest.mark.parametrize(
     "shape", [{"steps_per_generation": 2}, {"num_iterations": 2}], ids=["steps_per_generation=2", "num_iterations=2"]
 )
-def test_resume_inside_a_generation_batch_equals_uninterrupted(tmp_path, tiny_run_config, monkeypatch, shape):
+def test_resume_inside_a_generation_batch_equals_uninterrupted(tmp_path, tiny_run_config, monkeypatch, shape, credit):
     """Issue 28 §1: TRL generates once per steps_per_generation x num_iterations micro-batches and keeps the rest in
     memory; a checkpoint at step 1 falls inside that batch. The resumed run is still the uninterrupted one: same
-    adapter bit for bit, same metrics and token dump, and finished.json's train_loss covers every step."""
+    adapter bit for bit, same metrics and token dump, and finished.json's train_loss covers every step. For every
+    method computed once per generation batch: a group method (tempo) and the ones that read the model (grail and
+    oar_g with their gradient pass and its RNG, delta)."""
     real_build_task = run_module.build_task
-    monkeypatch.setattr(run_module, "build_task", lambda cfg: VariedReward(real_build_task(cfg)))
+    monkeypatch.setattr(run_module, "build_task", lambda cfg: TailAnswer(real_build_task(cfg)))
     raw = tiny_run_config
     raw["training"].update(max_steps=4, save_steps=1, gradient_accumulation_steps=1, credit_log_tokens_every=1,
-                           credit="tempo", **shape)
+                           credit=credit, **shape)
     raw["eval"]["enabled"] = False
     cfg = parse_config(raw)
     straight = train(cfg, run_dir=tmp_path / "straight", progress=False)
