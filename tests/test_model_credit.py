@@ -20,8 +20,8 @@ from arca_rl.model_credit import (
     grail_weights,
     oar_g_weights,
 )
-from arca_rl.tasks import boxed_span, get_task
 from arca_rl.tasks import addition as addition_task
+from arca_rl.tasks import boxed_span, get_task
 from arca_rl.tasks import reasoning_gym as rg_task
 from tiny import char_tokenizer, tiny_lora, tiny_model
 
@@ -119,7 +119,9 @@ def answers(content: list[list[int]], markup: list[list[int]], after: list[list[
 
 
 def test_grail_weights_by_hand():
-    scores = torch.tensor([[0.5, 2.0, 8.0, 1e-3, 3.0, 0.0], [1.0, 2.0, 3.0, 4.0, 0.0, 0.0], [1.0, 5.0, 2.0, 0.0, 0.0, 0.0]])
+    scores = torch.tensor(
+        [[0.5, 2.0, 8.0, 1e-3, 3.0, 0.0], [1.0, 2.0, 3.0, 4.0, 0.0, 0.0], [1.0, 5.0, 2.0, 0.0, 0.0, 0.0]]
+    )
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]], dtype=torch.bool)
     ans = answers(
         content=[[0, 0, 0, 1, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]],
@@ -139,9 +141,7 @@ def test_grail_weights_by_hand():
                 want = 0.0
             elif ans.content[b, t]:
                 want = 5.0
-            elif ans.markup[b, t] or ans.after[b, t]:
-                want = 1.0
-            elif not ans.found[b] or advantages[b] > 0:
+            elif ans.markup[b, t] or ans.after[b, t] or not ans.found[b] or advantages[b] > 0:
                 want = 1.0
             else:
                 want = min(5.0, max(0.5, 1 + 0.5 * (logs[t] - mean) / sd))
@@ -389,7 +389,8 @@ def test_gsm8k_answer_span(text, require_boxed):
 
 @pytest.mark.parametrize("mode", ["tags", "last_line", "last_number"])
 @pytest.mark.parametrize(
-    "text", ["think <answer> 42 </answer> more", "line one\n  the end: −1,234  \n\n", "x +5 y", "<answer>a</answer><answer>b</answer>"]
+    "text",
+    ["think <answer> 42 </answer> more", "line one\n  the end: −1,234  \n\n", "x +5 y", "<answer>a</answer><answer>b</answer>"],
 )
 def test_reasoning_gym_answer_span(mode, text):
     span = rg_task.answer_span(text, mode)
@@ -400,3 +401,59 @@ def test_reasoning_gym_answer_span(mode, text):
         if mode == "last_number" and "<answer>" not in text:
             piece = piece.translate(rg_task._MINUS).replace(",", "")
         assert piece == got
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# arca diagnose
+
+
+def tail_answer(text: str):
+    n = len(text)
+    return (max(0, n - 3), n, max(0, n - 2), n) if n else None
+
+
+def test_diagnose_scores_each_method_as_the_functions_compute_it():
+    """`diagnose` rows for the four methods; answer_only's weights recomputed by hand from the completions, grail's
+    from `embedding_scores` + `grail_weights` on the same batch (the adapter on, eval mode, as diagnose runs)."""
+    from arca_rl import diagnose
+    from arca_rl._diagnose.score import grpo_advantages
+
+    tok, model = tiny_peft()
+    model.eval()
+    methods = ["uniform", "grail", "oar_g", "delta", "answer_only"]
+    res = diagnose(
+        model, tok, ["12+7=", "3+45+6=", "1="], k=4, max_new_tokens=6, temperature=1.0, seed=2, progress=False,
+        signals=methods, rewards=lambda i, text: float(len(text) % 2), answer_span=tail_answer,
+    )  # fmt: skip
+    assert set(methods) <= set(res.signals) and not set(methods) & set(res.absent)
+    assert all(name in res.table() for name in methods)
+    for rec in res.completions:
+        for name in methods:
+            assert sum(rec.weights[name]) == pytest.approx(1.0, abs=1e-5)
+        n = len(rec.token_ids)
+        text_tokens = [tok.decode(rec.token_ids[:k], skip_special_tokens=True) for k in range(n + 1)]
+        span = tail_answer(text_tokens[-1])
+        if span is None:
+            continue
+        content = [k for k in range(n) if len(text_tokens[k]) < span[3] and len(text_tokens[k + 1]) > span[2]]
+        omega = [5.0 if k in content else 1.0 for k in range(n)]
+        assert rec.weights["answer_only"] == pytest.approx([w / sum(omega) for w in omega], rel=1e-5)
+    # grail on the same batch rebuilt by hand (left-padded prompts, right-padded completions, generate's positions)
+    recs = res.completions
+    adv = torch.tensor(grpo_advantages([r.reward for r in recs], [r.prompt_index for r in recs]))
+    p_ids = [tok.encode(r.prompt, add_special_tokens=False) for r in recs]
+    P, C = max(map(len, p_ids)), max(len(r.token_ids) for r in recs)
+    ids = torch.full((len(recs), P + C), tok.pad_token_id)
+    att = torch.zeros(len(recs), P + C, dtype=torch.long)
+    for b, (p, r) in enumerate(zip(p_ids, recs)):
+        ids[b, P - len(p) : P] = torch.tensor(p)
+        ids[b, P : P + len(r.token_ids)] = torch.tensor(r.token_ids)
+        att[b, P - len(p) : P + len(r.token_ids)] = 1
+    mask = att[:, P:].bool()
+    ans = answer_tokens(lambda x: tok.decode(x, skip_special_tokens=True), ids[:, P:], mask, tail_answer)
+    positions = (att.cumsum(-1) - 1).clamp_min(0)
+    scores = embedding_scores(model, ids, att, C, ans.span, kind="grail", position_ids=positions)
+    want = grail_weights(scores, mask, ans, adv)
+    for b, r in enumerate(recs):
+        assert r.salience["grail"] == pytest.approx(want[b, : len(r.token_ids)].tolist(), rel=1e-4, abs=1e-6)
+    assert any(len(set(r.salience["grail"])) > 2 for r in recs)  # z-weights, not only the forced answer weight

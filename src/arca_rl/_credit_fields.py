@@ -352,9 +352,9 @@ class CreditFields:
             DelTA (`credit: delta`): the lowest token weight, in [0, 1] (and every weight of a completion with
             A_i = 0).
         credit_delta_high (`float`, defaults to `1.2`):
-            DelTA: the highest token weight, >= 1; `low + (high - low) * gate`, the gate from the token's margin under the
-            linear discriminator of the batch's positive and negative completions. Costs one no-grad forward per
-            generation batch.
+            DelTA: the highest token weight, >= 1; a token's weight is `low + (high - low) * gate`, the gate from its
+            margin under the linear discriminator of the batch's positive and negative completions. Costs one no-grad
+            forward per generation batch.
         credit_delta_gate (`float` or `None`, defaults to `None`):
             DelTA: None, the gate is sigmoid(m) of the normalised margin m, as DelTA's released code; c > 0, the
             linear gate clip((m + c) / 2c, 0, 1).

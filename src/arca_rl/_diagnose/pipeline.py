@@ -11,6 +11,8 @@ from .. import group_credit
 from .._causal_lm import eos_ids, has_adapter, model_name, render_prompt
 from .._credit_fields import MIX_RANGE
 from ..oracle import check_positions, check_samples, step_boundaries
+from ..tasks import boxed_span
+from .model_credit import model_method_salience
 from .oracle_sampling import sample_oracle, strict_reward
 from .results import CompletionRecord, DiagnoseResult, num
 from .sample import sample
@@ -44,6 +46,7 @@ def diagnose(
     oracle_positions: str = "adaptive",
     oracle_step_seeds: bool = False,
     group_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    answer_span: Callable[[str], Any] | None = None,
 ) -> DiagnoseResult:
     """Sample k completions per prompt and score every credit signal on them.
 
@@ -77,6 +80,8 @@ def diagnose(
             `oracle_samples` or with `oracle_positions="all"`, where it would do nothing.
         group_kwargs: per group method, its hyper-parameters (`ARCAGRPOConfig.group_credit_kwargs`); the
             methods' defaults otherwise.
+        answer_span: where a completion's answer sits (`arca_rl.tasks.Task.answer_span`), for the methods that read
+            the answer (grail, oar_g, answer_only); default: the last ``\\boxed{}`` (`arca_rl.tasks.boxed_span`).
 
     Group methods (ktae, tempo, gtpo, hicra, or registered ones) are scored whenever there is a reward: the k
     completions of a prompt are the group, A_i is GRPO's advantage of their rewards, and `mix` blends their
@@ -183,6 +188,13 @@ def diagnose(
                         model, tokenizer, prompts, samples, filled, temperature=temperature, batch_size=batch_size,
                         threshold=dict((group_kwargs or {}).get("self_teacher", {})).get("self_teacher_success"),
                     )  # fmt: skip
+                model_methods = [m for m in group_methods if m in group_credit.MODEL_METHODS]
+                if model_methods:  # read the model: the answer's gradient (grail, oar_g), the hidden state (delta)
+                    precomputed.update(model_method_salience(
+                        model, tokenizer, samples, model_methods, [float(a or 0.0) for a in advantages],
+                        answer_span=answer_span or boxed_span,
+                        temperature=temperature, batch_size=batch_size, method_kwargs=group_kwargs,
+                    ))  # fmt: skip
                 group_scores = score_groups(
                     samples, group_methods, rewards=filled, entropies=scores.entropies if need_entropies else None,
                     mix=mix, method_kwargs=group_kwargs, precomputed=precomputed,
