@@ -390,7 +390,12 @@ def test_gsm8k_answer_span(text, require_boxed):
 @pytest.mark.parametrize("mode", ["tags", "last_line", "last_number"])
 @pytest.mark.parametrize(
     "text",
-    ["think <answer> 42 </answer> more", "line one\n  the end: −1,234  \n\n", "x +5 y", "<answer>a</answer><answer>b</answer>"],
+    [
+        "think <answer> 42 </answer> more",
+        "line one\n  the end: −1,234  \n\n",
+        "x +5 y",
+        "<answer>a</answer><answer>b</answer>",
+    ],
 )
 def test_reasoning_gym_answer_span(mode, text):
     span = rg_task.answer_span(text, mode)
