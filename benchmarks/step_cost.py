@@ -9,6 +9,7 @@ ARCA's whole overhead (seen on an H200, see docs/results.md, "What ARCA costs").
     python benchmarks/step_cost.py                         # CPU: 6 layers, d = 256, LoRA r = 16, 128 tokens
     python benchmarks/step_cost.py --shape qwen3-1.7b --device cuda --dtype bfloat16 --lora-r 64
     python benchmarks/step_cost.py --signals uniform,self_teacher --betas 0   # the self-teacher's two no-grad passes
+    python benchmarks/step_cost.py --signals uniform,grail,oar_g,delta,answer_only --betas 0   # model-reading credit
 
 Figures (medians over --repeats):
 - loss phase: TRL's compute_loss forward + backward on one micro-batch (weights come from this forward).
@@ -16,6 +17,8 @@ Figures (medians over --repeats):
   base hidden state is captured inside TRL's reference pass). This is the fair comparison with the paper's
   code, whose 1.71x loss-step figure includes its two extra passes.
 - whole step: generation + scoring + forward + backward (trainer.training_step).
+- grail, oar_g (their gradient pass to the input embeddings), delta (one no-grad pass for the hidden state),
+  answer_only (no pass): in the rollout too, so in the whole step; the answer is each completion's last word.
 - self_teacher: its two no-grad passes (student and teacher context, full logits for the KL) run in the rollout,
   so they are in the whole step, not the loss phase; `teacher_context_ratio` is how much longer the teacher's
   context is than the student's (teacher prompt + completion over prompt + completion, `credit/teacher_context_ratio`).
@@ -139,7 +142,15 @@ def build_trainer(opts: argparse.Namespace, signal: str, beta: float):
     )
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which we bypass to time phases
+    trainer.answer_span = last_word  # random words hold no \boxed{}: the answer of grail / oar_g / answer_only
     return trainer
+
+
+def last_word(text: str) -> tuple[int, int, int, int] | None:
+    """The answer of the benchmark's random-word completions: their last word (so grail and oar_g run their pass)."""
+    stripped = text.rstrip()
+    start = stripped.rfind(" ") + 1
+    return (start, len(stripped), start, len(stripped)) if stripped else None
 
 
 def measure_beta(opts: argparse.Namespace, beta: float) -> list[dict]:
@@ -200,9 +211,11 @@ def measure_beta(opts: argparse.Namespace, beta: float) -> list[dict]:
     rows = []
     for s in signals:
         teacher_ratio = trainers[s]._metrics["train"].get("credit/teacher_context_ratio")
+        found = trainers[s]._metrics["train"].get("credit/answer_found")
         rows.append(
             {
                 "signal": s,
+                "answer_found": statistics.mean(found) if found else None,
                 "teacher_context_ratio": statistics.mean(teacher_ratio) if teacher_ratio else None,
                 "beta": beta,
                 "completion_tokens": int(fixed[s]["completion_mask"].sum()),
@@ -292,10 +305,10 @@ def main() -> None:
         f"\nstep cost, shape={opts.shape} device={opts.device} dtype={opts.dtype} LoRA r={opts.lora_r}, "
         f"{opts.completions} completions x {opts.completion_len} tokens, median of {opts.repeats}"
     )
-    print(f"{'beta':>5} {'signal':>8} {'loss ms':>9} {'base ms':>9} {'step ms':>9} {'peak MB':>9}")
+    print(f"{'beta':>5} {'signal':>11} {'loss ms':>9} {'base ms':>9} {'step ms':>9} {'peak MB':>9}")
     for r in results:
         print(
-            f"{r['beta']:>5} {r['signal']:>8} {1e3 * r['loss_s']:9.1f} {1e3 * r['base_pass_s']:9.1f} "
+            f"{r['beta']:>5} {r['signal']:>11} {1e3 * r['loss_s']:9.1f} {1e3 * r['base_pass_s']:9.1f} "
             f"{1e3 * r['step_s']:9.1f} {r['peak_mem_mb']:9.1f}"
         )
     summary: dict[str, dict[str, float]] = {}
