@@ -30,8 +30,9 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--methods",
         default=None,
         help="comma-separated credit methods, in order: a signal or a group method (ktae, tempo, gtpo, hicra, "
-        "self_teacher, vine), or sdpo (TRL's SDPO trainer, uniform credit), optionally followed by +mix<lambda> "
-        "(credit_mix), +warmup<N> (credit_warmup_steps), +topent<q> (TRL's "
+        "self_teacher, vine, grail, oar_g, delta, answer_only), or sdpo (TRL's SDPO trainer, uniform credit), "
+        "optionally followed by +mix<lambda> (credit_mix), +warmup<N> (credit_warmup_steps), +answer<w> "
+        "(credit_grail_answer_weight; grail+answer0: no forced answer weight), +topent<q> (TRL's "
         "top_entropy_quantile), e.g. uniform,arca,arca+mix0.5,tempo,tempo+mix0.5,uniform+topent0.2 "
         "(default: uniform,arca,entropy_reduction,surprisal,divergence)",
     )
