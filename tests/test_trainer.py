@@ -306,8 +306,11 @@ def test_token_dump(tmp_path):
     assert {x["step"] for x in lines} == {0, 1}
     active = [x for x in lines if x["active"]]
     assert len(active) == 4 and all(x["signal"] == "arca" for x in active)
-    # signals and group methods, but vine and self_teacher (they run the policy: never shadows)
-    assert {x["signal"] for x in lines} == set(group_credit.registered_methods()) - {"vine", "self_teacher"}
+    # signals and group methods, but vine, self_teacher, grail, oar_g, delta, answer_only (they run the policy or
+    # read the task's answer: never shadows)
+    trainer_methods = {"vine", "self_teacher", *group_credit.MODEL_METHODS}
+    assert all(group_credit.is_trainer_method(m) for m in trainer_methods)
+    assert {x["signal"] for x in lines} == set(group_credit.registered_methods()) - trainer_methods
     for x in lines:
         assert set(x) >= {"step", "signal", "tokens", "weights", "salience", "advantage"}
         assert len(x["tokens"]) == len(x["weights"]) == len(x["salience"]) > 0
