@@ -240,6 +240,15 @@ def test_forward_pass_counts(tmp_path, beta):
         calls = count_scoring_forwards(trainer)
         trainer.train()
         assert len(calls) == len(stock_calls) + extra * micro_batches, method
+    # the methods that read the model, once per generation batch in chunks of a micro-batch (whatever beta): grail a
+    # forward with a backward to the input embeddings, oar_g a clean no-grad forward and a noisy one with its
+    # backward, delta one no-grad forward, answer_only none
+    for method, extra in {"grail": 1, "oar_g": 2, "delta": 1, "answer_only": 0}.items():
+        trainer = build(tmp_path / method, credit=method, beta=beta)
+        trainer.answer_span = lambda text: (max(0, len(text) - 2), len(text), max(0, len(text) - 1), len(text))
+        calls = count_scoring_forwards(trainer)
+        trainer.train()
+        assert len(calls) == len(stock_calls) + extra * micro_batches, method
     # shadow scoring of every method costs at most one adapter-off pass and one entropy pass per micro-batch
     trainer = build(tmp_path / "shadow", credit="uniform", credit_shadow=True, beta=beta)
     calls = count_scoring_forwards(trainer)
