@@ -134,9 +134,7 @@ def oracle_rate(trainer: Any, p: dict[str, Any], k: int, sync: Any, deadline: fl
     t = time.perf_counter()
     stopped = False
     try:
-        oracle_values(
-            groups, sampler, reward, samples=k, max_new_tokens=p["length"], batch_rows=256, on_rollouts=count
-        )
+        oracle_values(groups, sampler, reward, samples=k, max_new_tokens=p["length"], batch_rows=256, on_rollouts=count)
     except _OutOfTime:
         stopped = True
     finally:
