@@ -14,7 +14,7 @@ sampled. The JSON says how many rounds were timed (`repeats`, of `repeats_asked`
 
     python benchmarks/gpu_check.py --out gpu_check.json        # the device check (cuda, bf16, qwen3-1.7b)
     python benchmarks/gpu_check.py --shape tiny                # CPU, a small shape, seconds (run by the tests)
-    bash benchmarks/gpu_check.sh OUT_DIR 360                   # on a lent GPU: the wheels in .whl/, then this
+    bash benchmarks/gpu_check.sh OUT_DIR 300                   # on a lent GPU: the wheels in .whl/, then this
 """
 
 from __future__ import annotations
