@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.arca-installed
 
-.PHONY: setup test test-sharded lint typecheck docs demo bench tiny-model real-model clean
+.PHONY: setup test test-sharded test-verl lint typecheck docs demo bench tiny-model real-model clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,24 @@ test: $(STAMP) lint typecheck docs
 test-sharded: $(STAMP)
 	ARCA_TEST_ALL_BACKENDS=1 $(VENV)/bin/pytest -q tests/test_distributed.py tests/test_distributed_group.py
 
+# arca-rl's credit as verl advantage estimators (arca_rl.integrations.verl), against verl 0.9.1 itself, in its own
+# environment .venv-verl/: the CPU torch first (as above), base verl without GPU extras, and arca-rl without its
+# dependencies (it needs torch and numpy only; its TRL and math-verify pins cannot sit beside verl's, see
+# docs/many-gpus.md). A few minutes the first time (about 2 GB), then only the tests.
+VERL_VENV := .venv-verl
+VERL_STAMP := $(VERL_VENV)/.arca-installed
+
+$(VERL_STAMP): pyproject.toml
+	test -x $(VERL_VENV)/bin/python || $(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/python -m pip install -q --upgrade pip
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(VERL_VENV)/bin/python -m pip install -q torch==2.13.0; fi
+	$(VERL_VENV)/bin/python -m pip install -q verl==0.9.1 pytest
+	$(VERL_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $(VERL_STAMP)
+
+test-verl: $(VERL_STAMP)
+	$(VERL_VENV)/bin/pytest -q tests/test_verl.py
+
 demo: $(STAMP)
 	$(VENV)/bin/arca demo
 
@@ -61,4 +79,4 @@ real-model: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m arca_rl.models install smollm2-135m-instruct
 
 clean:
-	rm -rf $(VENV) runs diagnose site .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VERL_VENV) runs diagnose site .pytest_cache .ruff_cache

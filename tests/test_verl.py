@@ -285,3 +285,26 @@ def test_v1_advantage_step_reads_the_token_ids_beside_verls_fields(verl_registry
     assert asked == [(Meta.keys, "train", ("responses", "entropy"))]
     Step("arca_surprisal")._compute_advantage(Meta(), {})  # reads nothing more: old_log_probs are verl's
     assert len(asked) == 1
+
+
+@needs_verl
+def test_the_documented_launcher_installs_in_its_task_runner(verl_registry, monkeypatch):
+    """docs/many-gpus.md's launcher, run as a module (not as __main__): its TaskRunner is verl's with install() at the
+    start of `run`, in the process that then runs verl's trainer."""
+    import re
+    from pathlib import Path
+
+    from verl.trainer import main_ppo
+
+    _, ray_trainer = verl_registry
+    page = (Path(__file__).resolve().parent.parent / "docs" / "many-gpus.md").read_text()
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", page, flags=re.S) if "from verl" in b]
+    namespace: dict = {"__name__": "verl_arca"}
+    exec(compile(block, "docs/many-gpus.md:verl", "exec"), namespace)
+    runner_cls = namespace["ArcaTaskRunner"].__ray_actor_class__
+    assert issubclass(runner_cls, main_ppo.TaskRunnerV1.__ray_actor_class__)
+    started = []
+    monkeypatch.setattr(main_ppo.TaskRunnerV1.__ray_actor_class__, "run",
+                        lambda self, config: started.append(ray_trainer.compute_advantage))
+    runner_cls.run(object.__new__(runner_cls), config=None)
+    assert started == [arca_verl.compute_advantage]  # installed before verl's run began

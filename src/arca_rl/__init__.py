@@ -3,7 +3,8 @@
 The public API is what this module exports, plus the modules without a leading underscore:
 `arca_rl.credit`, `arca_rl.group_credit` and `arca_rl.diagnostics` (the tensor functions), `arca_rl.trainer` and
 `arca_rl.trainer_config` (the TRL classes), `arca_rl.rundir` (what a run folder holds),
-`arca_rl.models`, `arca_rl.oracle`, `arca_rl.tasks` and `arca_rl.cli` (the `arca` command).
+`arca_rl.models`, `arca_rl.oracle`, `arca_rl.tasks`, `arca_rl.cli` (the `arca` command) and
+`arca_rl.integrations.verl` (the credit methods as verl's advantage estimators; torch only until verl is called).
 Modules whose name starts with an underscore are private. The tensor functions import torch only;
 everything else pulls in TRL, PEFT or transformers, so it loads lazily on first use.
 """
