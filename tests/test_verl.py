@@ -137,6 +137,11 @@ def verl_registry(monkeypatch):
 
     monkeypatch.setattr(core_algos, "ADV_ESTIMATOR_REGISTRY", dict(core_algos.ADV_ESTIMATOR_REGISTRY))
     monkeypatch.setattr(ray_trainer, "compute_advantage", ray_trainer.compute_advantage)
+    if importlib.util.find_spec("transfer_queue") is not None:  # verl[verl-core]: the v1 trainer imports
+        from verl.trainer.ppo.v1 import trainer_base, utils
+
+        monkeypatch.setattr(utils, "compute_advantage", utils.compute_advantage)
+        monkeypatch.setattr(trainer_base.PPOTrainer, "_compute_advantage", trainer_base.PPOTrainer._compute_advantage)
     return core_algos, ray_trainer
 
 
@@ -248,6 +253,11 @@ def test_install_routes_verls_trainers_through_the_drop_in(verl_registry):
         "advantages"])
     tempo = ray_trainer.compute_advantage(_proto(tensors, uid), adv_estimator="arca_tempo", config=_algorithm())
     assert torch.equal(tempo.batch["advantages"], _expected("arca_tempo", tensors, uid))
+    if importlib.util.find_spec("transfer_queue") is not None:  # the v1 trainer: its call and its advantage step
+        from verl.trainer.ppo.v1 import trainer_base, utils
+
+        assert utils.compute_advantage is arca_verl.compute_advantage
+        assert getattr(trainer_base.PPOTrainer._compute_advantage, "_arca_fields", False)
 
 
 @needs_verl
