@@ -112,7 +112,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("the trainer", {"trainer"}),
     ("one training run", {"_run"}),
     ("the commands' engines", {"_report", "_diagnose", "_sweep", "_demo"}),
-    ("the command line and the public API", {"cli", "arca_rl"}),
+    ("the command line and the public API", {"cli", "arca_rl", "_console"}),
 ]
 
 
