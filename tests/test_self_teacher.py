@@ -66,6 +66,29 @@ def test_a_context_too_long_is_cut_from_the_left_of_the_solution_and_counted():
     assert cut_solution(before, sol, after, 9, 8) is None  # the completion alone is longer than the model's positions
 
 
+def test_identical_contexts_give_no_kl_with_dropout_on_and_the_modes_are_put_back():
+    """Issue 38: the KL pass ran in train mode, so LoRA's dropout (lora.dropout, 0.05 by default) made two identical
+    contexts disagree (KL 2.8e-4). It runs with dropout off now, as SDPO's teacher does, and leaves every module's
+    mode as it found it (the trainer goes on training)."""
+    from peft import get_peft_model
+
+    tok = char_tokenizer()
+    model = get_peft_model(tiny_model(tok, seed=0), tiny_lora(lora_dropout=0.5))
+    model.train()
+    model.base_model.model.lm_head.eval()  # one module in another mode: put back as it was, not as the model's
+    modes = {name: m.training for name, m in model.named_modules()}
+    ids = torch.tensor([tok("12+7=19")["input_ids"], tok("30+4=34")["input_ids"]])
+    att = torch.ones_like(ids)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    torch.manual_seed(0)
+    kl, t_logps = teacher_kl(model, ids, att, ids.clone(), att.clone(), 3, mask, rows=2)
+    assert kl.abs().max().item() <= 1e-6  # the same context twice: the same distribution
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    with torch.no_grad():  # in train mode the same two forwards differ: the dropout is real
+        a, b = model(input_ids=ids).logits, model(input_ids=ids).logits
+    assert not torch.equal(a, b)
+
+
 def test_teacher_log_probs_kl_and_advantages_match_a_hand_computation():
     # two rows; completion y = [1, 1, 0] (row 0) and [0, 1] (row 1, padded). Student prompt [0, 1]; the teacher
     # prompt shows a solution [1, 1, 1] before it: [0, 1, 1, 1, 1] (row 1's teacher prompt is left-padded to the same).

@@ -22,7 +22,8 @@ Pure functions here (tensors, token ids, any causal LM); the trainer's per-batch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -142,6 +143,20 @@ def teacher_prompt_ids(
     )
 
 
+@contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """Every module of `model` in eval mode (no dropout) inside, each one's own mode put back after."""
+    modules = list(model.modules()) if isinstance(model, torch.nn.Module) else []
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.training = mode
+
+
 def teacher_kl(
     model: Any,
     student_ids: Tensor,
@@ -159,14 +174,16 @@ def teacher_kl(
 
     `student_ids` / `teacher_ids` [B, P + width] / [B, P' + width]: each row's (left-padded) prompt, resp. teacher
     prompt, then the same `width` completion columns; the masks are their attention masks. Both forwards run the
-    current `model` (adapter as it is), `rows` rows at a time, logits divided by `temperature` as TRL scores.
+    current `model` (adapter as it is), `rows` rows at a time, logits divided by `temperature` as TRL scores, with
+    dropout off (every module in eval mode for the pass, each put back as it was after), as SDPO's teacher runs: in
+    train mode LoRA's dropout alone would make two identical contexts disagree.
     """
     B = student_ids.shape[0]
     kl = torch.zeros(B, width, dtype=torch.float32, device=student_ids.device)
     teacher_logps = torch.zeros_like(kl)
     targets = student_ids[:, student_ids.shape[1] - width :]
     real = completion_mask.bool()
-    with torch.no_grad():
+    with torch.no_grad(), _eval_mode(model):
         for s in range(0, B, max(1, rows)):
             chunk = slice(s, s + max(1, rows))
             z_s, _ = aligned_forward(
