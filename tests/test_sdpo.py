@@ -114,3 +114,33 @@ def test_sdpo_resumed_run_equals_uninterrupted(tmp_path, tiny_run_config, monkey
     generated = [r for r in rows_a if "self_distillation/reprompt_sample_fraction" in r]  # steps that generated
     assert generated and any(r["self_distillation/reprompt_sample_fraction"] > 0 for r in generated)
     assert all(r["credit/teacher_fraction"] == r["self_distillation/reprompt_sample_fraction"] for r in generated)
+
+
+def test_the_rg3_sdpo_arm_runs_sdpo_with_its_policy_gradient_term_and_is_uniform_otherwise(tmp_path, capsys):
+    """Issue 39 §5: `smollm2-rg3/sdpo` is TRL's SDPO with the policy-gradient term on (distillation_weight < 1;
+    smollm2-rg2/sdpo ran TRL's default 1.0, pure self-distillation) and success = a correct answer under the exact
+    reward; everything else is smollm2-rg3/uniform's. Its --dry-run passes."""
+    import dataclasses
+
+    from arca_rl._config import load_config
+    from arca_rl.cli import main
+    from arca_rl.tasks import TINY_MODEL_PATH
+    from arca_rl.trainer_config.sdpo import SDPOConfig
+
+    sdpo, uniform = load_config("smollm2-rg3/sdpo"), load_config("smollm2-rg3/uniform")
+    rg2 = load_config("smollm2-rg2/sdpo")
+    assert sdpo.trainer == "sdpo" and rg2.trainer == "sdpo"
+    defaults = {f.name: f.default for f in dataclasses.fields(SDPOConfig)}
+    assert defaults["distillation_weight"] == 1.0 and "distillation_weight" not in rg2.training  # rg2: TRL's 1.0
+    args = sdpo.training_args(str(tmp_path / "out"))
+    assert 0.0 < args.distillation_weight < 1.0
+    assert args.success_reward_threshold == 1.0 and sdpo.task.options["reward"] == "exact"  # reward 1 = correct
+    sdpo_own = set(defaults) - {f.name for f in dataclasses.fields(type(uniform.training_args(str(tmp_path / "u"))))}
+    assert {k: v for k, v in sdpo.training.items() if k not in sdpo_own} == uniform.training
+    assert (sdpo.model, sdpo.lora, sdpo.task, sdpo.eval) == (uniform.model, uniform.lora, uniform.task, uniform.eval)
+    for key in sdpo_own & set(sdpo.training):  # every SDPO key it writes is a real SDPOConfig field, read back
+        assert getattr(args, key) == sdpo.training[key], key
+    # the dry run checks the config, not the model: the embedded one stands in where SmolLM2 is not installed
+    argv = ["train", "-c", "smollm2-rg3/sdpo", "--output-dir", str(tmp_path / "run"), "--dry-run"]
+    assert main([*argv, "--set", f"model.name_or_path={TINY_MODEL_PATH}"]) == 0
+    assert "trainer: sdpo" in capsys.readouterr().out and not (tmp_path / "run").exists()
