@@ -225,7 +225,9 @@ def folder_problems(page: Path) -> list[str]:
     for line, args in _page_commands(page):
         if args.command == "train" and not args.dry_run:
             where = ROOT / args.config if (ROOT / args.config).is_file() else str(args.config)  # a packaged name
-            name = load_config(where, args.overrides, build=False).name
+            # only the run's name is read here: a GPU page's vLLM setting is refused on a machine without vLLM
+            overrides = [o for o in args.overrides or [] if not o.startswith("training.use_vllm=")]
+            name = load_config(where, overrides, build=False).name
             folder = _folder(args.output_dir or f"runs/{name}")
             if args.resume:
                 read(folder, line)
