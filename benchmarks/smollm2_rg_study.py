@@ -74,11 +74,12 @@ def commit(paths: list[Path], message: str) -> None:
 
 
 def keep_records(out: Path, folder: Path) -> list[Path]:
-    """Copy the run's config.yaml and its per-problem records (eval_problems.jsonl), when it has them, into
-    `folder`: what a later reanalysis needs beside the summary."""
+    """Copy the run's config.yaml, its per-problem records (eval_problems.jsonl) and the small files `arca report`
+    reads (eval.json, finished.json, metrics.jsonl, curve.jsonl), when it has them, into `folder`: a later
+    reanalysis runs `arca report` on these folders as on the run folders (no weights are kept)."""
     folder.mkdir(parents=True, exist_ok=True)
     kept = []
-    for name in ("config.yaml", "eval_problems.jsonl"):
+    for name in ("config.yaml", "eval_problems.jsonl", "eval.json", "finished.json", "metrics.jsonl", "curve.jsonl"):
         if (out / name).is_file():
             shutil.copyfile(out / name, folder / name)
             kept.append(folder / name)

@@ -383,3 +383,30 @@ def test_every_task_option_reaches_the_task():
         cfg = parse_config({"training": {"max_steps": 1}, "task": {**task, "n_train": n}})
         assert cfg.task.n_train == n and get_task(cfg.task.name, **cfg.task.options).n_train == n
         assert parse_config(cfg.to_yaml_dict()) == cfg  # written once in config.yaml, read back the same
+
+
+@pytest.mark.parametrize("trainer", ["grpo", "rloo", "sdpo"])
+def test_use_vllm_without_vllm_is_refused_before_the_model_loads(trainer, monkeypatch, tmp_path, capsys):
+    """Issue 38: `training.use_vllm: true` without vLLM passed `--dry-run`, then TRL failed with an ImportError
+    traceback after the model loaded (grpo and sdpo); now one line at validation naming the field and the fix."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    installed = {"vllm": False}
+
+    def find_spec(name, *args, **kwargs):
+        if name == "vllm":
+            return None if not installed["vllm"] else real_find_spec("json")  # a stand-in module spec
+        return real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    raw = {"trainer": trainer, "training": {"credit": "uniform", "use_vllm": True}}
+    with pytest.raises(ConfigError, match=r"^training\.use_vllm: true, but vLLM is not installed.*use_vllm: false"):
+        parse_config(raw)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["train", "--config", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("arca train: error: training.use_vllm")
+    installed["vllm"] = True  # with vLLM present the setting is the user's to make
+    assert parse_config(raw).training.get("use_vllm") is True

@@ -208,11 +208,13 @@ def test_every_group_setting_reaches_its_method():
     "fields, name",
     [({"credit": "arca", "credit_ktae_scale": 2.0}, "credit_ktae_scale"),
      ({"credit": "uniform", "credit_hicra_alpha": 0.5}, "credit_hicra_alpha"),
-     ({"credit": "tempo", "credit_shadow": True, "credit_vine_samples": 4}, "credit_vine_samples")],
+     ({"credit": "tempo", "credit_shadow": True, "credit_vine_samples": 4}, "credit_vine_samples"),
+     # issue 38: accepted under credit_shadow and did nothing (self_teacher runs the policy: never a shadow)
+     ({"credit": "tempo", "credit_shadow": True, "credit_teacher_success": 1.0}, "credit_teacher_success")],
 )
 def test_a_group_methods_setting_with_another_method_is_refused(fields, name):
     """Issue 28 §4: refused as credit_power with tempo is, naming the field and the method it belongs to; shadow
-    signals read the other methods' settings (vine is never a shadow)."""
+    signals read the other methods' settings (vine and self_teacher are never shadows)."""
     with pytest.raises(CreditConfigError, match=rf"^{name} applies to credit='\w+' only") as err:
         config(**fields)
     assert err.value.field == name

@@ -12,8 +12,18 @@ from bench import load_benchmark
 
 def test_gpu_check_tiny_runs_every_method_and_the_oracle(tmp_path):
     mod = load_benchmark("gpu_check")
-    out = mod.main(["--shape", "tiny", "--repeats", "1", "--oracle-k", "4", "--out", str(tmp_path / "g.json")])
-    assert json.loads((tmp_path / "g.json").read_text()) == out
+    argv = ["--shape", "tiny", "--repeats", "1", "--oracle-k", "4", "--budget-s", "100000"]
+    out = mod.main([*argv, "--out", str(tmp_path / "sub" / "g.json")])  # a missing folder is made
+    assert json.loads((tmp_path / "sub" / "g.json").read_text()) == out
+    # a budget far above what the check takes trims nothing
+    assert out["repeats"] == 1 and out["repeats_asked"] == 1 and out["budget_s"] == 100000
+    assert out["oracle"]["stopped_by_budget"] is False
+    import torch
+    import transformers
+    import trl
+
+    assert out["versions"]["torch"] == torch.__version__ and out["versions"]["trl"] == trl.__version__
+    assert out["versions"]["transformers"] == transformers.__version__
     assert set(out["step_s"]) == {"uniform", "arca", "surprisal", "tempo"} and all(
         s > 0 for s in out["step_s"].values()
     )
@@ -41,3 +51,26 @@ def test_the_full_shape_refuses_without_a_gpu(capsys):
     with pytest.raises(SystemExit):
         mod.main([])
     assert "needs a CUDA device; use --shape tiny" in capsys.readouterr().err
+
+
+def test_a_spent_budget_keeps_one_timed_round_and_stops_the_oracle_after_one_batch(tmp_path):
+    """--budget-s trims the timed rounds to the one every figure needs and stops the oracle at its first batch
+    once the time is spent: what is reported is still a median of real steps and a real sampling rate."""
+    mod = load_benchmark("gpu_check")
+    out = mod.main(["--shape", "tiny", "--repeats", "4", "--oracle-k", "4", "--budget-s", "0.001"])
+    assert out["repeats"] == 1 and out["repeats_asked"] == 4
+    assert all(s > 0 for s in out["step_s"].values())
+    o = out["oracle"]
+    assert o["stopped_by_budget"] is True
+    # one sampler batch (at most 256 rows) of whole groups of K continuations, fewer than every position needs
+    assert 0 < o["continuations"] <= 256 and o["continuations"] % 4 == 0
+    assert o["continuations"] < o["continuations_all_positions"]
+    assert o["continuations_per_s"] > 0
+
+
+@pytest.mark.parametrize("budget", ["0", "-5"])
+def test_a_budget_must_be_positive(budget, capsys):
+    mod = load_benchmark("gpu_check")
+    with pytest.raises(SystemExit):
+        mod.main(["--shape", "tiny", "--budget-s", budget])
+    assert "--budget-s must be > 0" in capsys.readouterr().err

@@ -125,6 +125,98 @@ def test_tempo_td_gated_and_telescopes():
     assert td[1, 4] == 0  # [1,2,3,5] -> [1,2,3,5,6]: one child, same completions below
 
 
+def _tempo_td_tree_walk(completion_ids, mask, groups, values):
+    """The prefix tree walked row by row in Python: tempo_td's implementation before it was vectorised, kept
+    as the reference it must equal bit for bit."""
+    td = torch.zeros(mask.shape, dtype=torch.float64)
+    vals = values.detach().double().cpu()
+    ids = completion_ids.cpu()
+    m_all = mask.cpu()
+    _, inverse = torch.unique(groups.cpu(), return_inverse=True)
+    for g in range(int(inverse.max()) + 1):
+        rows = (inverse == g).nonzero().squeeze(-1)
+        node_of: dict[tuple[int, int], int] = {}
+        total: list[float] = [0.0]
+        count: list[int] = [0]
+        paths: list[list[int]] = []
+        for r in rows.tolist():
+            node, path = 0, [0]
+            total[0] += float(vals[r])
+            count[0] += 1
+            for tok in ids[r][m_all[r]].tolist():
+                key = (node, tok)
+                if key not in node_of:
+                    node_of[key] = len(total)
+                    total.append(0.0)
+                    count.append(0)
+                node = node_of[key]
+                total[node] += float(vals[r])
+                count[node] += 1
+                path.append(node)
+            paths.append(path)
+        V = [t / c for t, c in zip(total, count)]
+        for r, path in zip(rows.tolist(), paths):
+            diffs = [V[path[i + 1]] - V[path[i]] for i in range(len(path) - 1)]
+            td[r, m_all[r]] = torch.tensor(diffs, dtype=torch.float64)
+    return td
+
+
+def _branching_batch(gen: torch.Generator, B: int, T: int, vocab: int, n_groups: int):
+    """Rows that share prefixes (each copies a random prefix of an earlier row of its group, then branches),
+    random lengths (some 0), holes in the mask, groups shuffled over the batch, values with ties."""
+    groups = torch.randint(0, n_groups, (B,), generator=gen) * 7 - 3  # arbitrary group ids, negative ones too
+    ids = torch.randint(0, vocab, (B, T), generator=gen)
+    for b in range(1, B):
+        same = (groups[:b] == groups[b]).nonzero().squeeze(-1)
+        if same.numel():
+            src = int(same[torch.randint(0, same.numel(), (1,), generator=gen)])
+            k = int(torch.randint(0, T + 1, (1,), generator=gen))
+            ids[b, :k] = ids[src, :k]
+    lengths = torch.randint(0, T + 1, (B,), generator=gen)
+    mask = torch.arange(T) < lengths.unsqueeze(1)
+    holes = torch.rand(B, T, generator=gen) < 0.05  # a mask that is not a prefix: the real tokens still chain
+    mask = mask & ~holes if bool(torch.rand(1, generator=gen) < 0.5) else mask
+    values = torch.randn(B, generator=gen)
+    values[torch.rand(B, generator=gen) < 0.3] = 0.5  # exact ties
+    return ids, mask, groups, values
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_tempo_td_equals_the_tree_walk_bit_for_bit(seed):
+    gen = torch.Generator().manual_seed(seed)
+    B, T = int(torch.randint(1, 40, (1,), generator=gen)), int(torch.randint(1, 30, (1,), generator=gen))
+    vocab = int(torch.randint(2, 6, (1,), generator=gen))  # a small vocabulary: many shared prefixes
+    n_groups = int(torch.randint(1, 5, (1,), generator=gen))
+    ids, mask, groups, values = _branching_batch(gen, B, T, vocab, n_groups)
+    got = tempo_td(ids, mask, groups, values)
+    assert got.dtype == torch.float64
+    assert torch.equal(got, _tempo_td_tree_walk(ids, mask, groups, values))
+    A = values.float()
+    out = group_credit("tempo", mask=mask, groups=groups, completion_ids=ids, advantages=A, tempo_td_weight=0.7)
+    want = torch.where(mask, (A.double().unsqueeze(1) + 0.7 * _tempo_td_tree_walk(ids, mask, groups, A)).float(), 0.0)
+    assert torch.equal(out, want)
+
+
+def test_tempo_td_edge_ids_and_shapes():
+    """Token ids at the ends of int64 (the padding key of the sort is int64's minimum), identical rows,
+    completions that are prefixes of others, empty rows and an all-padding batch."""
+    lo, hi = -(2**63), 2**63 - 1
+    rows = [[lo, 3, hi], [lo, 3], [lo, 3, hi], [lo], [], [lo, 3, hi, lo], [hi, lo]]
+    ids, mask = batch(rows, width=5)
+    ids[~mask] = lo  # padding that looks like a real token
+    values = torch.tensor([1.0, -2.0, 0.25, 3.0, 7.0, -1.5, 0.5])
+    for groups in (torch.zeros(7, dtype=torch.long), torch.tensor([0, 1, 0, 1, 0, 1, 0])):
+        assert torch.equal(tempo_td(ids, mask, groups, values), _tempo_td_tree_walk(ids, mask, groups, values))
+    ids, mask = batch([[1, 2], [1, 2]], width=3)
+    left_ids, left_mask = batch([[1, 2], [1, 2]], width=3, left=True)
+    g2 = torch.zeros(2, dtype=torch.long)
+    right, left = tempo_td(ids, mask, g2, values[:2]), tempo_td(left_ids, left_mask, g2, values[:2])
+    assert torch.equal(right[mask], left[left_mask])
+    none = torch.zeros(3, 4, dtype=torch.bool)
+    assert torch.equal(tempo_td(torch.zeros(3, 4, dtype=torch.long), none, torch.zeros(3, dtype=torch.long),
+                                torch.ones(3)), torch.zeros(3, 4, dtype=torch.float64))
+
+
 # -----------------------------------------------------------------------------
 # GTPO
 

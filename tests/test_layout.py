@@ -106,12 +106,13 @@ FLOORS: list[tuple[str, set[str]]] = [
         "errors", "credit", "diagnostics", "group_credit", "self_teacher", "model_credit", "oracle", "models",
         "_causal_lm", "_checks", "_setup_checks", "_credit_fields", "variants",
     }),
+    ("other trainers' integrations (verl)", {"integrations"}),
     ("the TRL configs", {"trainer_config"}),
     ("the YAML config, the tasks, the run folder and output folders", {"tasks", "_config", "rundir", "_outfolder"}),
     ("the trainer", {"trainer"}),
     ("one training run", {"_run"}),
     ("the commands' engines", {"_report", "_diagnose", "_sweep", "_demo"}),
-    ("the command line and the public API", {"cli", "arca_rl"}),
+    ("the command line and the public API", {"cli", "arca_rl", "_console"}),
 ]
 
 

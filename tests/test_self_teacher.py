@@ -58,7 +58,35 @@ def test_a_context_too_long_is_cut_from_the_left_of_the_solution_and_counted():
     assert cut_solution(before, sol, after, 4, None) == ([1, 2, 10, 11, 12, 13, 3], 0)
     assert cut_solution(before, sol, after, 4, 11) == ([1, 2, 10, 11, 12, 13, 3], 0)
     assert cut_solution(before, sol, after, 4, 9) == ([1, 2, 12, 13, 3], 2)  # the solution's end is kept
-    assert cut_solution(before, sol, after, 4, 6) == ([2, 3], 4)  # no solution left: the context's own left goes
+    assert cut_solution(before, sol, after, 4, 8) == ([1, 2, 13, 3], 3)  # one solution token: still a teacher
+    # not one solution token fits beside the question and the completion: no teacher (issue 38: the question was
+    # cut instead, down to nothing for a completion at max_len, and the pass failed)
+    assert cut_solution(before, sol, after, 4, 7) is None
+    assert cut_solution(before, sol, after, 4, 6) is None
+    assert cut_solution(before, sol, after, 9, 8) is None  # the completion alone is longer than the model's positions
+
+
+def test_identical_contexts_give_no_kl_with_dropout_on_and_the_modes_are_put_back():
+    """Issue 38: the KL pass ran in train mode, so LoRA's dropout (lora.dropout, 0.05 by default) made two identical
+    contexts disagree (KL 2.8e-4). It runs with dropout off now, as SDPO's teacher does, and leaves every module's
+    mode as it found it (the trainer goes on training)."""
+    from peft import get_peft_model
+
+    tok = char_tokenizer()
+    model = get_peft_model(tiny_model(tok, seed=0), tiny_lora(lora_dropout=0.5))
+    model.train()
+    model.base_model.model.lm_head.eval()  # one module in another mode: put back as it was, not as the model's
+    modes = {name: m.training for name, m in model.named_modules()}
+    ids = torch.tensor([tok("12+7=19")["input_ids"], tok("30+4=34")["input_ids"]])
+    att = torch.ones_like(ids)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    torch.manual_seed(0)
+    kl, t_logps = teacher_kl(model, ids, att, ids.clone(), att.clone(), 3, mask, rows=2)
+    assert kl.abs().max().item() <= 1e-6  # the same context twice: the same distribution
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    with torch.no_grad():  # in train mode the same two forwards differ: the dropout is real
+        a, b = model(input_ids=ids).logits, model(input_ids=ids).logits
+    assert not torch.equal(a, b)
 
 
 def test_teacher_log_probs_kl_and_advantages_match_a_hand_computation():
@@ -151,6 +179,27 @@ def test_no_teacher_gives_exactly_A_i_and_teachers_move_the_weights(tmp_path, mo
     assert fraction and fraction[0] > 0
     d = spy.generations[0]["credit_group/self_teacher"]
     assert torch.isfinite(d).all() and d.min() >= 0 and d.sum() > 0  # a KL: >= 0, somewhere > 0
+
+
+@pytest.mark.slow
+def test_completions_at_the_models_positions_get_no_teacher_and_are_counted(tmp_path, monkeypatch):
+    """Issue 38: completions reaching `max_position_embeddings` (256 on the tiny model) left the teacher no room:
+    `RuntimeError: model returned 260 positions, need >= 261`. Now such a completion gets no teacher (salience 0:
+    exactly A_i), counted in `credit/teacher_unfit`, and training goes on."""
+    spy = Spy(monkeypatch)
+    # success threshold 0: every completion's first sibling is its teacher (4 completions of one prompt)
+    t = trainer(tmp_path, spread, max_steps=1, credit_teacher_success=0.0, max_completion_length=260,
+                generation_kwargs={"min_new_tokens": 260}, gradient_accumulation_steps=1)
+    assert t.model.config.max_position_embeddings == 256
+    t.train()
+    gen = spy.generations[0]
+    assert (gen["completion_mask"].sum(1) == 260).all()  # every completion is longer than the model's positions
+    logs = [h for h in t.state.log_history if "credit/teacher_unfit" in h]
+    assert [h["credit/teacher_unfit"] for h in logs] == [4]  # all 4 had a teacher chosen, and none fit
+    assert [h["credit/teacher_fraction"] for h in logs] == [0.0]
+    assert gen["credit_group/self_teacher"].abs().sum() == 0  # no teacher: uniform weights
+    losses = [h["loss"] for h in t.state.log_history if "loss" in h]
+    assert losses and all(math.isfinite(v) for v in losses)
 
 
 @pytest.mark.slow

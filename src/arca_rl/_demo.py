@@ -371,6 +371,7 @@ def _run_demo_locked(
           f"{budget_s:.0f} s")
     model, tokenizer = load_model_for_eval(base.model_path(), dtype=base.model.dtype)
     task = build_task(base)
+    task.use_tokenizer(tokenizer)  # chat prompts in the model's chat template, as `arca train` renders them
     t_eval = time.perf_counter()
     before = evaluate(model, tokenizer, task, **eval_kwargs)
     eval_seconds = time.perf_counter() - t_eval

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,6 +55,7 @@ class _GroupMethod:
     output: str  # "advantages" (signed A_it) or "weights" (a salience >= 0, through token_weights)
 
 
+_INT64_MIN = -(2**63)
 _GROUP_METHODS: dict[str, _GroupMethod] = {}  # name -> group method, in registration order
 
 
@@ -339,36 +341,80 @@ def tempo_td(completion_ids: Tensor, mask: Tensor, groups: Tensor, values: Tenso
         td_it = V(y_<=t) - V(y_<t)
     which is 0 wherever the parent prefix has one child in the group (same completions below both), so
     only branching tokens carry a TD; summed over a row it telescopes to V(y_i) - mean_group(values).
+
+    Vectorised (no loop per token): the rows are sorted by (group, real tokens), so that the completions
+    through any prefix are one run of consecutive sorted rows; a prefix is named by the first row of its run,
+    found from the common-prefix lengths of neighbouring rows. Each prefix's sum of values is accumulated in
+    ascending row order within the group (one step per row rank, every group at once): the order a walk of the
+    tree row by row adds them in, so each V is the same float64 number as the walk's.
     """
-    td = torch.zeros(mask.shape, dtype=torch.float64)
+    device = mask.device
+    m = mask.detach().cpu() != 0
+    B, T = m.shape
+    td = torch.zeros((B, T), dtype=torch.float64)
+    lens = m.sum(1)
+    L = int(lens.max()) if B else 0
+    if L == 0:
+        return td.to(device)
+    ids = completion_ids.detach().cpu().long()
     vals = values.detach().double().cpu()
-    ids = completion_ids.cpu()
-    m_all = mask.cpu()
-    for rows in _group_rows(groups.cpu()):
-        node_of: dict[tuple[int, int], int] = {}  # (parent node, token id) -> node; node 0 = empty prefix
-        total: list[float] = [0.0]
-        count: list[int] = [0]
-        paths: list[list[int]] = []
-        for r in rows.tolist():
-            node, path = 0, [0]
-            total[0] += float(vals[r])
-            count[0] += 1
-            for tok in ids[r][m_all[r]].tolist():
-                key = (node, tok)
-                if key not in node_of:
-                    node_of[key] = len(total)
-                    total.append(0.0)
-                    count.append(0)
-                node = node_of[key]
-                total[node] += float(vals[r])  # completion r passes through this prefix
-                count[node] += 1
-                path.append(node)
-            paths.append(path)
-        V = [t / c for t, c in zip(total, count)]  # V(s) = mean value of the completions below s
-        for r, path in zip(rows.tolist(), paths):
-            diffs = [V[path[i + 1]] - V[path[i]] for i in range(len(path) - 1)]  # V(child) - V(parent)
-            td[r, m_all[r]] = torch.tensor(diffs, dtype=torch.float64)
-    return td.to(mask.device)
+    _, grp = torch.unique(groups.detach().cpu(), return_inverse=True)  # group index per row, 0..n_groups-1
+    n_groups = int(grp.max()) + 1
+    cols = torch.arange(L)
+    real = cols < lens.unsqueeze(1)  # [B, L]: the real tokens, left-aligned
+    prefix = bool(torch.equal(m[:, :L], real)) and not bool(m[:, L:].any())  # right padding: nothing moves
+    if prefix:
+        packed = ids[:, :L].clone()
+    else:
+        packed = torch.zeros((B, L), dtype=torch.long)
+        packed[real] = ids[m]
+    # padding sorts below every real id (int64's minimum); where that is a real id, sort by rank instead
+    if bool(((packed == _INT64_MIN) & real).any()):
+        packed[real] = torch.unique(packed[real], return_inverse=True)[1] + 1
+    packed.masked_fill_(~real, _INT64_MIN)
+
+    # sort rows by (group, tokens) lexicographically: a completion that ends sorts before its extensions, so
+    # the rows through any prefix are contiguous (numpy compares the rows as big-endian bytes: one memcmp each)
+    keys = torch.cat([grp.unsqueeze(1), packed], 1).numpy().view(np.uint64) ^ np.uint64(1 << 63)
+    keys = np.ascontiguousarray(keys.astype(">u8"))
+    perm = torch.from_numpy(np.argsort(keys.view(np.dtype((np.void, keys.shape[1] * 8))).ravel()).astype(np.int64))
+    s_tok, s_real, s_grp = packed[perm], real[perm], grp[perm]
+    # common real prefix of each sorted row with the one before it (0 at a group's first row)
+    same = (s_tok[1:] == s_tok[:-1]) & s_real[1:] & s_real[:-1] & (s_grp[1:] == s_grp[:-1]).unsqueeze(1)
+    lcp = torch.where(same.all(1), L, (~same).to(torch.uint8).argmax(1))
+    lcp = torch.cat([torch.zeros(1, dtype=torch.long), lcp])
+    # the prefix y_<=t of sorted row u is named by the first row of its run: the last row v <= u whose common
+    # prefix with its predecessor is shorter than t + 1. Node ids: v * L + t; the root of group g: B * L + g;
+    # padding: one spare id past them all (written to and never read)
+    spare = B * L + n_groups
+    starts = torch.where(lcp.unsqueeze(1) <= cols, torch.arange(B).unsqueeze(1), 0).cummax(0).values
+    node = torch.empty((B, L), dtype=torch.long)
+    node[perm] = torch.where(s_real, starts * L + cols, spare)
+    path = torch.cat([(B * L + grp).unsqueeze(1), node], 1)  # [B, L + 1]: each row's root, then its prefixes
+
+    # sum of values per node, rows added in ascending order within each group: step k adds each group's k-th
+    # row (a row passes a node once and groups share no node, so a step writes each real node at most once)
+    by_group = torch.argsort(grp, stable=True)
+    first = torch.zeros(n_groups, dtype=torch.long)
+    first[1:] = torch.bincount(grp, minlength=n_groups).cumsum(0)[:-1]
+    rank = torch.empty(B, dtype=torch.long)
+    rank[by_group] = torch.arange(B) - first[grp[by_group]]
+    total = torch.zeros(spare + 1, dtype=torch.float64)
+    by_rank = torch.argsort(rank, stable=True)
+    start = 0
+    for c in torch.bincount(rank).tolist():
+        rows = by_rank[start : start + c]
+        start += c
+        idx = path[rows]
+        total[idx] = total[idx] + vals[rows].unsqueeze(1)
+    count = torch.bincount(path.flatten(), minlength=spare + 1)
+    V = total / count  # nan on unused ids, never read
+    diffs = V[path[:, 1:]] - V[path[:, :-1]]  # V(child) - V(parent) along each row
+    if prefix:
+        td[:, :L] = diffs.masked_fill_(~real, 0.0)
+    else:
+        td[m] = diffs[real]
+    return td.to(device)
 
 
 def _tempo(

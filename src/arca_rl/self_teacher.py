@@ -22,7 +22,8 @@ Pure functions here (tensors, token ids, any causal LM); the trainer's per-batch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -90,21 +91,22 @@ def teacher_messages(prompt: Any, solution: str) -> Any:
 
 def cut_solution(
     before: list[int], solution: list[int], after: list[int], completion_len: int, max_len: int | None
-) -> tuple[list[int], int]:
-    """(the teacher prompt's ids `before + solution + after`, how many solution tokens were cut).
+) -> tuple[list[int], int] | None:
+    """(the teacher prompt's ids `before + solution + after`, how many solution tokens were cut), or None when the
+    teacher context cannot hold a single token of the solution.
 
-    When the teacher context (prompt + completion) is longer than `max_len`, tokens are cut from the left of the
-    shown solution (its end, nearest the question, is kept); if cutting all of it is not enough, the context is
-    cut from its own left as a last resort (counted as the whole solution cut)."""
+    When the teacher context (prompt + completion) is longer than `max_len` (the model's positions), tokens are cut
+    from the left of the shown solution (its end, nearest the question, is kept). When not even one solution token
+    fits beside the question and the completion (a completion near `max_len`, or a long prompt), there is no teacher
+    to show: None, and the trainer gives that completion no teacher (salience 0, uniform weights, exactly A_i),
+    counted in `credit/teacher_unfit`."""
     ids = [*before, *solution, *after]
     if max_len is None or len(ids) + completion_len <= max_len:
         return ids, 0
     over = len(ids) + completion_len - max_len
-    if over <= len(solution):
+    if over < len(solution):
         return [*before, *solution[over:], *after], over
-    ids = [*before, *after]
-    keep = max(0, max_len - completion_len)
-    return ids[len(ids) - keep :], len(solution)
+    return None
 
 
 def teacher_prompt_ids(
@@ -114,10 +116,11 @@ def teacher_prompt_ids(
     completion_len: int,
     max_len: int | None,
     chat_template_kwargs: Any = None,
-) -> tuple[list[int], int]:
+) -> tuple[list[int], int] | None:
     """(the teacher prompt's token ids, solution tokens cut): `teacher_messages(prompt, solution)` tokenized as TRL
     tokenizes prompts (chat: the template with the generation prompt; plain text: with special tokens), the
-    solution as its own tokens, cut from its left to fit `max_len` with the completion (`cut_solution`)."""
+    solution as its own tokens, cut from its left to fit `max_len` with the completion (`cut_solution`); None when
+    no solution token fits (no teacher for this completion)."""
     shown = teacher_messages(prompt, TEACHER_MARKER)
     chat = not isinstance(prompt, str)
     text = (
@@ -140,6 +143,20 @@ def teacher_prompt_ids(
     )
 
 
+@contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """Every module of `model` in eval mode (no dropout) inside, each one's own mode put back after."""
+    modules = list(model.modules()) if isinstance(model, torch.nn.Module) else []
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.training = mode
+
+
 def teacher_kl(
     model: Any,
     student_ids: Tensor,
@@ -157,14 +174,16 @@ def teacher_kl(
 
     `student_ids` / `teacher_ids` [B, P + width] / [B, P' + width]: each row's (left-padded) prompt, resp. teacher
     prompt, then the same `width` completion columns; the masks are their attention masks. Both forwards run the
-    current `model` (adapter as it is), `rows` rows at a time, logits divided by `temperature` as TRL scores.
+    current `model` (adapter as it is), `rows` rows at a time, logits divided by `temperature` as TRL scores, with
+    dropout off (every module in eval mode for the pass, each put back as it was after), as SDPO's teacher runs: in
+    train mode LoRA's dropout alone would make two identical contexts disagree.
     """
     B = student_ids.shape[0]
     kl = torch.zeros(B, width, dtype=torch.float32, device=student_ids.device)
     teacher_logps = torch.zeros_like(kl)
     targets = student_ids[:, student_ids.shape[1] - width :]
     real = completion_mask.bool()
-    with torch.no_grad():
+    with torch.no_grad(), _eval_mode(model):
         for s in range(0, B, max(1, rows)):
             chunk = slice(s, s + max(1, rows))
             z_s, _ = aligned_forward(

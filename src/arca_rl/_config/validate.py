@@ -12,6 +12,7 @@ level is checked here too: `schema`'s docstring).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import re
 import typing
@@ -74,6 +75,7 @@ def check_fields(raw: Mapping[str, Any], top_level: Collection[str]) -> dict[str
     task, task_obj = _parse_task(raw.get("task"))
     training = _parse_training(raw.get("training"), training_fields, trainer)
     _check_training_ranges(training)
+    _check_vllm(training)
     evaluation = _parse_section(EvalSection, raw.get("eval"), "eval")
     if evaluation.samples_per_problem < evaluation.k:
         raise ConfigError(
@@ -168,6 +170,15 @@ def _check_held_out_size(evaluation: EvalSection, task: Task) -> None:
                 f"{key}: {n} held-out problems asked for, but the task's held-out split holds task.n_test = {limit}"
                 f" (it is fixed by n_test); raise task.n_test to at least {n} or lower {key}"
             )
+
+
+def _check_vllm(training: Mapping[str, Any]) -> None:
+    """`use_vllm: true` needs vLLM: TRL imports it only once the model has loaded (a traceback, every trainer)."""
+    if training.get("use_vllm") and importlib.util.find_spec("vllm") is None:
+        raise ConfigError(
+            "training.use_vllm: true, but vLLM is not installed (TRL would fail only after the model loads); set "
+            "training.use_vllm: false to sample with transformers, or install vllm"
+        )
 
 
 def _check_teacher_success(training: Mapping[str, Any], task: Task) -> None:

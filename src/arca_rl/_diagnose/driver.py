@@ -200,6 +200,7 @@ def run_diagnose(
         earlier = _outfolder.claim(out, command="diagnose")  # again: no other diagnosis can change it now
         say(f"loading {model_path}" + (f" + adapter {adapter_dir}" if adapter_dir else " (no adapter)"))
         lm, tok = _evaluation.load_model_for_eval(str(model_path), adapter_dir, dtype="float32", device=device)
+        task_obj.use_tokenizer(tok)  # chat prompts in the model's chat template, as `arca train` renders them
         try:
             data = task_obj.test_dataset(n)
         except ValueError as exc:  # the task's own data checks (missing columns, empty prompts)

@@ -39,12 +39,17 @@ def self_teacher_salience(
         return out
     max_len = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     t_prompts = []
-    for b in rows:
+    for b in list(rows):
         solution = tokenizer.decode(samples[teachers[b]].completion_ids, skip_special_tokens=True)
-        ids, _ = teacher_prompt_ids(
+        fitted = teacher_prompt_ids(
             tokenizer, prompts[samples[b].prompt_index], solution, len(samples[b].completion_ids), max_len
         )
-        t_prompts.append(ids)
+        if fitted is None:  # not one solution token fits within the model's positions: no teacher, as in training
+            rows.remove(b)
+            continue
+        t_prompts.append(fitted[0])
+    if not rows:
+        return out
     fill = pad_id(tokenizer, eos_ids(model, tokenizer))
 
     def left_padded(prompt_rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

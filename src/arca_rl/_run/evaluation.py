@@ -194,7 +194,9 @@ def evaluate(
     `score` for a task without `grade`: correct then means a score of 1);
     pass `dataset` (with "prompt" and "solution" columns) to evaluate other problems. Sampling (temperature,
     top_p, top_k as in TRL's GRPO rollouts) is seeded with `seed`; the greedy pass needs no seed.
-    `sampled=False`: greedy only (no pass@k). `skip`: indices of held-out problems to leave out.
+    `sampled=False`: greedy only (no pass@k). `skip`: indices of held-out problems to leave out. A task that
+    has not been given a tokenizer (`Task.use_tokenizer`) is given `tokenizer`, so chat prompts are in the model's
+    chat template.
     """
     from tqdm.auto import tqdm
 
@@ -202,6 +204,8 @@ def evaluate(
     if not 1 <= k <= samples_per_problem:
         raise ValueError(f"need 1 <= k <= samples_per_problem, got k={k}, samples_per_problem={samples_per_problem}")
     if dataset is None:
+        if getattr(task, "chat_tokenizer", False) is None:  # an arca task not yet given one
+            task.use_tokenizer(tokenizer)
         try:
             dataset = task.test_dataset(n=n)
         except ValueError as exc:  # the task's own data checks (missing columns, empty prompts)

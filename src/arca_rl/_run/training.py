@@ -253,6 +253,7 @@ def _train_locked(
     tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left", truncation_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    task.use_tokenizer(tokenizer)  # chat prompts in the model's own chat template, for training and evaluation
     try:
         train_dataset = task.train_dataset(n=cfg.task.n_train)
     except ValueError as exc:  # the task's own data checks (missing columns, empty prompts): name the option

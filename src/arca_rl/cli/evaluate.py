@@ -126,13 +126,14 @@ def run(args: argparse.Namespace) -> int:
             f"{eval_args['samples_per_problem']}"
         )
     task = build_task(cfg)
+    model, tokenizer = load_model_for_eval(model_path, args.adapter, dtype=args.dtype or cfg.model.dtype)
+    task.use_tokenizer(tokenizer)  # chat prompts in the model's chat template, as `arca train` renders them
     # as `arca train` evaluates: the held-out questions that are also in the config's training split are left out
     try:
         trained = list(task.train_dataset(n=cfg.task.n_train)["prompt"])
     except (ValueError, OSError, KeyError):  # a task without a training split here: nothing to leave out
         trained = []
     skip = held_out_skip(task, trained, eval_args.get("n"))
-    model, tokenizer = load_model_for_eval(model_path, args.adapter, dtype=args.dtype or cfg.model.dtype)
     result = evaluate(model, tokenizer, task, progress=not args.quiet, skip=skip, **eval_args)
     print(json.dumps(result.to_json(), indent=2))
     if args.out is not None:

@@ -195,6 +195,23 @@ class Task:
     #: ``exact`` (the reward is 1.0 for a correct answer, else 0.0) or ``graded`` (the reward is `score`).
     reward_kind = "exact"
 
+    @property
+    def chat_tokenizer(self) -> Any:
+        """The tokenizer whose chat template renders this task's chat prompts (`use_tokenizer`), or None."""
+        return getattr(self, "_chat_tokenizer", None)
+
+    def use_tokenizer(self, tokenizer: Any) -> None:
+        """Render chat prompts (``addition``, ``reasoning_gym`` with ``chat: true``) with `tokenizer`'s chat template
+        from now on: the model's own format (ChatML when it has none). `arca train`, `arca eval`, `arca diagnose`
+        and `evaluate` give it the model's tokenizer before they read a split, so training and evaluation see the
+        same prompts. Splits already built with another template are built again; plain-text tasks ignore it."""
+        before = getattr(self.chat_tokenizer, "chat_template", None)
+        self._chat_tokenizer = tokenizer
+        if getattr(tokenizer, "chat_template", None) != before:
+            cache = getattr(self, "_cache", None)
+            if isinstance(cache, dict):
+                cache.clear()
+
     def train_dataset(self, n: int | None = None) -> Dataset:
         """The training split, its first `n` rows when `n` is given (all rows otherwise)."""
         return _head(self._load("train"), n, "n")

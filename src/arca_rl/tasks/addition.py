@@ -1,11 +1,12 @@
 """A chat-formatted task for real instruction-tuned models: small additions.
 
 A problem is `n_terms` integers in [`low`, `high`]; the user message asks
-``"What is 7 + 12? Put your final answer in \\boxed{}."`` and the prompt is that message in the
-ChatML format (``<|im_start|>user ... <|im_end|>``, the format of SmolLM2's and Qwen's chat
-templates, with SmolLM2's default system message), ending where the assistant's reply starts.
-Prompts are plain text, like every task's, so training, `arca eval` and `arca diagnose` tokenize
-them identically; `render_chat` builds them.
+``"What is 7 + 12? Put your final answer in \\boxed{}."`` and the prompt is that message (after SmolLM2's
+default system message) rendered by the model's own chat template, ending where the assistant's reply starts
+(`render_chat`: the tokenizer's ``apply_chat_template`` once `Task.use_tokenizer` has been given the model's
+tokenizer, as `arca train`, `arca eval` and `arca diagnose` do; ChatML, ``<|im_start|>user ... <|im_end|>``,
+the format of SmolLM2's and Qwen's templates, for a tokenizer without one or before it is given). Prompts are
+plain text, like every task's, so training, `arca eval` and `arca diagnose` tokenize them identically.
 
 The reward (`score`) accepts the answer the model can reach from the start: the content of the
 last ``\\boxed{}`` when it holds a number, otherwise the last number in the completion. Small chat
@@ -80,10 +81,37 @@ def question(terms: Problem) -> str:
     return "What is " + " + ".join(str(t) for t in terms) + "? Put your final answer in \\boxed{}."
 
 
-def render_chat(user: str, system: str | None = DEFAULT_SYSTEM) -> str:
-    """One user turn in ChatML, ending with the assistant header (where the reply starts)."""
-    head = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
-    return f"{head}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+def render_chat(user: str, system: str | None = DEFAULT_SYSTEM, tokenizer: Any = None) -> str:
+    """One user turn (after the `system` message, when given) as text ending where the assistant's reply starts.
+
+    With a `tokenizer` that has a chat template, the template renders it (``apply_chat_template`` with the
+    generation prompt): the model's own format. A template that refuses a system role gets the system text at the
+    head of the user turn. A leading BOS the tokenizer adds again when it encodes the text is left out (it would
+    be doubled). Without a tokenizer, or with one that has no template: ChatML."""
+    template = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
+    if not template:
+        head = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
+        return f"{head}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+    from jinja2 import TemplateError
+
+    turn = {"role": "user", "content": user}
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "system", "content": system}, turn] if system else [turn], add_generation_prompt=True,
+            tokenize=False,
+        )
+    except TemplateError:
+        if not system:
+            raise
+        merged = {"role": "user", "content": f"{system}\n\n{user}"}
+        text = tokenizer.apply_chat_template([merged], add_generation_prompt=True, tokenize=False)
+    text = str(text)
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and text.startswith(bos):
+        ids = tokenizer("x")["input_ids"]
+        if ids and ids[0] == tokenizer.bos_token_id:  # the tokenizer puts it back when it encodes the prompt
+            text = text[len(bos) :]
+    return text
 
 
 def extract_answer(completion: str) -> str | None:
@@ -182,7 +210,7 @@ class AdditionTask(GeneratedTask):
     def _rows(self, which: str, n: int) -> dict[str, list[Any]]:
         drawn = problems(which, n, self.seed, low=self.low, high=self.high, n_terms=self.n_terms)  # type: ignore[arg-type]
         return {
-            "prompt": [render_chat(question(t), self.system or None) for t in drawn],
+            "prompt": [render_chat(question(t), self.system or None, self.chat_tokenizer) for t in drawn],
             "solution": [str(sum(t)) for t in drawn],
         }
 

@@ -211,7 +211,8 @@ class ReasoningGymTask(GeneratedTask):
     """A reasoning-gym data set as a task; `correct` is the exact answer, `score` the data set's ``score_answer``.
 
     Options: `dataset` (a reasoning-gym name), `config` (its options), `seed` (0 to `MAX_SEED`), `n_train`,
-    `n_test`, `chat` (ChatML prompts for chat models; false: the system prompt and question as plain text),
+    `n_test`, `chat` (chat prompts in the model's chat template, `render_chat`; ChatML for a tokenizer without one;
+    false: the system prompt and question as plain text),
     `system` (a reasoning-gym system prompt name or the text itself), `answer` (``tags``, ``last_line`` or
     ``last_number``), `reward` (``exact`` or ``graded``, stored as `reward_kind`), `split` (``iid`` or
     ``distinct``); see the module docstring.
@@ -313,7 +314,9 @@ class ReasoningGymTask(GeneratedTask):
         prompts, solutions = [], []
         for item in items:
             prompts.append(
-                render_chat(item["question"], system or None) if self.chat else f"{system}\n{item['question']}\n"
+                render_chat(item["question"], system or None, self.chat_tokenizer)
+                if self.chat
+                else f"{system}\n{item['question']}\n"
             )
             entry = {"answer": item["answer"], "question": item["question"], "metadata": item.get("metadata", {})}
             solution = dump_entry(entry)

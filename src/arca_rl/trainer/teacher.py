@@ -60,8 +60,10 @@ class _TeacherCredit(_TRLTrainer):
         """The self-teacher's salience [B, T] of this process's rows: KL(pi_S || pi_T) per token, 0 for a row with
         no teacher (uniform weights: A_i). `all_ids` / `all_mask` [N, T'] / `rewards` / `groups` [N] are the gathered
         batch, this process's rows at `start ..`. Logs `credit/teacher_fraction` (rows with a teacher, all
-        processes), `credit/teacher_cut` (contexts whose shown solution was cut to fit) and
-        `credit/teacher_context_ratio` (teacher context tokens / student context tokens, rows with a teacher)."""
+        processes), `credit/teacher_cut` (contexts whose shown solution was cut to fit), `credit/teacher_unfit`
+        (rows whose chosen teacher context could not hold one solution token within the model's positions: they
+        get no teacher) and `credit/teacher_context_ratio` (teacher context tokens / student context tokens, rows
+        with a teacher)."""
         prompts, self._teacher_prompts = self._teacher_prompts, None
         if prompts is None:
             raise RuntimeError(f"{type(self).__name__}: TRL's rollout computed no rewards for credit='self_teacher'")
@@ -71,10 +73,11 @@ class _TeacherCredit(_TRLTrainer):
         local = teachers[start : start + B]
         acc = self.accelerator
         metrics = self._metrics["train" if self.model.training else "eval"]
-        metrics["credit/teacher_fraction"].append(sum(j >= 0 for j in teachers) / max(1, len(teachers)))
         kl = torch.zeros(B, T, dtype=torch.float32, device=mask.device)
         if all(j < 0 for j in teachers):  # the same on every process: nobody runs the pass
+            metrics["credit/teacher_fraction"].append(0.0)
             metrics["credit/teacher_cut"].append(0.0)
+            metrics["credit/teacher_unfit"].append(0.0)
             return kl
         tokenizer: Any = getattr(self.processing_class, "tokenizer", self.processing_class)
         model = acc.unwrap_model(self.model)
@@ -82,15 +85,22 @@ class _TeacherCredit(_TRLTrainer):
         lengths = mask.sum(dim=1).tolist()
         prompt_lens = batch["prompt_mask"].sum(dim=1).tolist()
         rows_ids: list[list[int]] = []
-        cut_rows, ratio_sum, with_teacher = 0, 0.0, 0
+        has_teacher: list[bool] = []
+        cut_rows, ratio_sum, with_teacher, unfit = 0, 0.0, 0, 0
         for b, j in enumerate(local):
-            if j < 0:  # no teacher: its own prompt (scored, then zeroed; every process runs the same passes)
+            fitted = None
+            if j >= 0:
+                solution = tokenizer.decode(all_ids[j][all_mask[j]].tolist(), skip_special_tokens=True)
+                fitted = teacher_prompt_ids(
+                    tokenizer, prompts[b], solution, int(lengths[b]), max_len,
+                    getattr(self, "chat_template_kwargs", None),
+                )  # fmt: skip
+                unfit += fitted is None
+            has_teacher.append(fitted is not None)
+            if fitted is None:  # no teacher: its own prompt (scored, then zeroed; every process runs the same passes)
                 rows_ids.append(batch["prompt_ids"][b][batch["prompt_mask"][b].bool()].tolist())
                 continue
-            solution = tokenizer.decode(all_ids[j][all_mask[j]].tolist(), skip_special_tokens=True)
-            ids, cut = teacher_prompt_ids(
-                tokenizer, prompts[b], solution, int(lengths[b]), max_len, getattr(self, "chat_template_kwargs", None)
-            )
+            ids, cut = fitted
             rows_ids.append(ids)
             cut_rows += cut > 0
             with_teacher += 1
@@ -113,11 +123,13 @@ class _TeacherCredit(_TRLTrainer):
                 self.model, student_ids, student_att.long(), teacher_ids, teacher_att, T, mask,
                 temperature=self.temperature, rows=rows,
             )  # fmt: skip
-        has = torch.tensor([j >= 0 for j in local], dtype=torch.bool, device=mask.device)
+        has = torch.tensor(has_teacher, dtype=torch.bool, device=mask.device)
         kl = torch.where(has.unsqueeze(1), kl, 0.0)  # no teacher: salience 0, uniform weights, exactly A_i
         counts = acc.gather(
-            torch.tensor([[cut_rows, ratio_sum, with_teacher]], dtype=torch.float64, device=acc.device)
+            torch.tensor([[cut_rows, ratio_sum, with_teacher, unfit]], dtype=torch.float64, device=acc.device)
         ).sum(0)
+        metrics["credit/teacher_fraction"].append(counts[2].item() / max(1, len(teachers)))
         metrics["credit/teacher_cut"].append(counts[0].item())
+        metrics["credit/teacher_unfit"].append(counts[3].item())
         metrics["credit/teacher_context_ratio"].append((counts[1] / counts[2].clamp_min(1)).item())
         return kl
