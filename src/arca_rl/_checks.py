@@ -26,6 +26,7 @@ from .errors import ConfigError
 
 __all__ = [
     "SEED_MAX",
+    "yaml11_number",
     "arg",
     "check_count",
     "check_device",
@@ -200,3 +201,14 @@ def check_output_file(path: str | Path, flag: str) -> Path:
         raise ConfigError(f"{flag}: {path} is not writable; pick another {flag}")
     check_output_folder(path.parent, flag)
     return path
+
+
+def yaml11_number(value: Any) -> Any:
+    """A string that spells a number (`5e-6`, `1e9`: YAML 1.1, which PyYAML reads, takes a number without a dot
+    for a string) -> that float; anything else unchanged, for the type check that follows to judge."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value

@@ -23,20 +23,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from .._checks import yaml11_number
+
 __all__ = ["DTYPES", "TRAINERS", "EvalSection", "LoraSection", "ModelSection", "TaskSection"]
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 TRAINERS = ("grpo", "rloo", "sdpo")  # `trainer:` -> ARCAGRPOTrainer / ARCARLOOTrainer / TRL's SDPOTrainer
-
-
-def _yaml11_number(value: Any) -> Any:
-    """`5e-6` read as a string by YAML 1.1 -> the float it spells (anything else is left to the type check)."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _integral(value: Any) -> Any:
@@ -44,7 +36,7 @@ def _integral(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-Float = Annotated[float, BeforeValidator(_yaml11_number)]
+Float = Annotated[float, BeforeValidator(yaml11_number)]
 Int = Annotated[int, BeforeValidator(_integral)]
 
 

@@ -31,6 +31,8 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._checks import yaml11_number
+
 __all__ = ["BUILD_SECONDS", "build", "build_checked", "check_config", "dump_entry", "load_entry"]
 
 #: A data set (and its first item) that takes longer than this to build is refused (seconds).
@@ -118,16 +120,6 @@ def _dataset_specs(value: Any, where: str) -> list[Any]:
     return specs
 
 
-def _number(value: Any) -> Any:
-    """``"1e9"`` (YAML 1.1 reads it as a string) -> 1e9; anything else unchanged."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 def _read(value: Any, annotation: Any) -> tuple[bool, Any]:
     """(whether `value` fits `annotation`, the value as the field takes it). Types it cannot check pass as they are."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -146,12 +138,12 @@ def _read(value: Any, annotation: Any) -> tuple[bool, Any]:
     if annotation is bool:
         return isinstance(value, bool), value
     if annotation is int:
-        value = _number(value)
+        value = yaml11_number(value)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         return isinstance(value, int) and not isinstance(value, bool), value
     if annotation is float:
-        value = _number(value)
+        value = yaml11_number(value)
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         return ok, float(value) if ok else value
     if annotation is str:
