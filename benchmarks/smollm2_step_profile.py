@@ -5,7 +5,8 @@ For each dtype (`--dtypes`) and each setting of the LM-head fix (`--head-fix`), 
 `--config` (default `smollm2-rg2/uniform`, evaluation and learning curve off) through `arca_rl.train`, timing
 each step's phases by wrapping the trainer's methods, then loads the trained adapter as the final evaluation does
 (`load_model_for_eval`: base model in the dtype plus the unmerged LoRA) and generates greedy completions of the
-first `--eval-n` held-out problems at each `--eval-batch-sizes` (`--eval-new-tokens` new tokens, as `eval` does).
+first `--eval-n` held-out problems at each `--eval-batch-sizes` (`--eval-new-tokens` new tokens, as `eval` does);
+in float32 with the fix, once more with the adapter merged into the weights (`--no-eval-merged`: not).
 
     python benchmarks/smollm2_step_profile.py                       # SmolLM2, float32 and bfloat16, fix on and off
     python benchmarks/smollm2_step_profile.py --model tiny --steps 1 --eval-n 4 --eval-batch-sizes 2,4 --out x.json
@@ -201,11 +202,11 @@ def overrides(opts: argparse.Namespace, dtype: str, *, steps: int) -> list[str]:
     return sets
 
 
-def profile_training(opts: argparse.Namespace, dtype: str, fix: bool, run_dir: Path) -> dict[str, Any]:
+def profile_training(opts: argparse.Namespace, config: str, dtype: str, fix: bool, run_dir: Path) -> dict[str, Any]:
     import arca_rl
     from arca_rl.trainer import ARCAGRPOTrainer, ARCARLOOTrainer
 
-    cfg = arca_rl.load_config(opts.config, overrides(opts, dtype, steps=opts.steps))
+    cfg = arca_rl.load_config(config, overrides(opts, dtype, steps=opts.steps))
     trainer_class = ARCARLOOTrainer if cfg.trainer == "rloo" else ARCAGRPOTrainer
     phases, steps = Phases(), []
     t0 = _clock()
@@ -218,13 +219,16 @@ def profile_training(opts: argparse.Namespace, dtype: str, fix: bool, run_dir: P
         row = json.loads(line)
         if "reward" in row:
             rewards.append(row["reward"])
-    return {"dtype": dtype, "head_fix": fix, "steps": steps, "median": _medians(steps), "rewards": rewards,
-            "run_wall_s": round(t1[0] - t0[0], 1), "run_cpu_s": round(t1[1] - t0[1], 1)}
+    return {"config": config, "dtype": dtype, "head_fix": fix, "steps": steps, "median": _medians(steps),
+            "rewards": rewards, "run_wall_s": round(t1[0] - t0[0], 1), "run_cpu_s": round(t1[1] - t0[1], 1)}
 
 
-def profile_eval(opts: argparse.Namespace, dtype: str, fix: bool, run_dir: Path) -> list[dict[str, Any]]:
+def profile_eval(
+    opts: argparse.Namespace, config: str, dtype: str, fix: bool, run_dir: Path
+) -> list[dict[str, Any]]:
+    """Greedy completions of the first `--eval-n` held-out problems at each batch size; with the fix, in float32,
+    also with the adapter merged into the base weights (at the largest batch size: what merging would save)."""
     import arca_rl
-    from arca_rl import _causal_lm
     from arca_rl.tasks import get_task
 
     try:  # the evaluation helpers move into arca_rl._run (issue 33)
@@ -232,7 +236,7 @@ def profile_eval(opts: argparse.Namespace, dtype: str, fix: bool, run_dir: Path)
     except ImportError:
         from arca_rl._evaluation import generate_completions, load_model_for_eval
 
-    cfg = arca_rl.load_config(opts.config, overrides(opts, dtype, steps=opts.steps))
+    cfg = arca_rl.load_config(config, overrides(opts, dtype, steps=opts.steps))
     task = get_task(cfg.task.name, **cfg.task.options)
     data = task.test_dataset(n=opts.eval_n)
     prompts, solutions = list(data["prompt"]), list(data["solution"])
@@ -241,14 +245,19 @@ def profile_eval(opts: argparse.Namespace, dtype: str, fix: bool, run_dir: Path)
         model, tokenizer = load_model_for_eval(cfg.model_path(), run_dir, dtype=dtype)
         head = model.get_output_embeddings()
         copy_gb_per_row = head.weight.numel() * head.weight.element_size() / 1e9
-        for bs in opts.eval_batch_sizes:
+        plan = [(bs, False) for bs in opts.eval_batch_sizes]
+        if fix and dtype == "float32" and opts.eval_merged:
+            plan.append((max(opts.eval_batch_sizes), True))
+        for bs, merged in plan:
             row: dict[str, Any] = {"dtype": dtype, "head_fix": fix, "batch_size": bs, "n": len(prompts)}
+            if merged:
+                row["merged"] = True
+                model = model.merge_and_unload()  # the last row: the adapter is folded into the weights for good
             if not fix and dtype != "float32" and bs * copy_gb_per_row > MAX_HEAD_COPY_GB:
                 row["skipped"] = (f"without the fix the prompt pass would copy the LM head {bs} times "
                                   f"({bs * copy_gb_per_row:.1f} GB)")
                 rows.append(row)
                 continue
-            _causal_lm.contiguous_head_input(model)  # as generate_completions does (a no-op with the fix off)
             t0 = _clock()
             texts = generate_completions(model, tokenizer, prompts, max_new_tokens=opts.eval_new_tokens,
                                          batch_size=bs)
@@ -262,18 +271,54 @@ def profile_eval(opts: argparse.Namespace, dtype: str, fix: bool, run_dir: Path)
 
 
 def _same_completions(rows: list[dict[str, Any]]) -> None:
-    """Per dtype and batch size: do the fixed and unfixed runs write the same greedy completions?"""
-    by_key = {(r["dtype"], r["batch_size"], r["head_fix"]): r for r in rows if "completions" in r}
-    for (dtype, bs, fix), row in by_key.items():
-        other = by_key.get((dtype, bs, not fix))
-        if fix and other is not None:
-            same = sum(a == b for a, b in zip(row["completions"], other["completions"], strict=True))
-            row["same_completions_as_unfixed"] = f"{same}/{len(row['completions'])}"
+    """Do the greedy completions depend on the fix (same dtype and batch size), on the batch size (same dtype, fix
+    on, against the first batch size), or on merging the adapter? Written as "same/n" into the fixed rows."""
+    by_key = {(r["dtype"], r["batch_size"], r["head_fix"], r.get("merged", False)): r
+              for r in rows if "completions" in r}
+
+    def same(a: dict[str, Any], b: dict[str, Any]) -> str:
+        return f"{sum(x == y for x, y in zip(a['completions'], b['completions'], strict=True))}/{len(a['completions'])}"
+
+    first: dict[str, dict[str, Any]] = {}
+    for (dtype, bs, fix, merged), row in by_key.items():
+        if not fix:
+            continue
+        if merged:
+            if (dtype, bs, True, False) in by_key:
+                row["same_completions_as_unmerged"] = same(row, by_key[(dtype, bs, True, False)])
+            continue
+        if (dtype, bs, False, False) in by_key:
+            row["same_completions_as_unfixed"] = same(row, by_key[(dtype, bs, False, False)])
+        if dtype in first:
+            row[f"same_completions_as_batch_{first[dtype]['batch_size']}"] = same(row, first[dtype])
+        else:
+            first[dtype] = row
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures the study plans with: CPU s/step (median over the later steps) per config, dtype and fix, and
+    greedy-eval CPU s per 100 problems (and per 1,000) per dtype and batch size, with the fix."""
+    steps: dict[str, Any] = {}
+    for run in result["training"]:
+        med = run["median"]
+        steps.setdefault(run["config"], {}).setdefault(run["dtype"], {})["fix" if run["head_fix"] else "no_fix"] = {
+            "step": med["total"]["cpu_s"], "generation": med["generation"]["cpu_s"],
+            "forwards": med["forwards_cpu_s"], "backward_optimizer": med["backward_optimizer_cpu_s"],
+        }
+    evals: dict[str, Any] = {}
+    for row in result["eval"]:
+        if "cpu_s_per_100" in row:
+            key = "merged" if row.get("merged") else "fix" if row["head_fix"] else "no_fix"
+            evals.setdefault(row["dtype"], {}).setdefault(key, {})[str(row["batch_size"])] = {
+                "per_100": row["cpu_s_per_100"], "per_1000": round(10 * row["cpu_s_per_100"], 1),
+                "score": row["score"]}
+    return {"cpu_s_per_step": steps, "eval_cpu_s": evals}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="smollm2-rg2/uniform")
+    p.add_argument("--config", default="smollm2-rg2/uniform",
+                   help="config(s), comma-separated; the evaluation uses the first one's adapter and task")
     p.add_argument("--model", default="smollm2-135m-instruct", help="a model name or folder; 'tiny': the embedded one")
     p.add_argument("--dtypes", default="float32,bfloat16")
     p.add_argument("--head-fix", default="on,off", help="on, off or on,off (see the module docstring)")
@@ -281,12 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-n", type=int, default=200, help="held-out problems per batch size (0: no evaluation)")
     p.add_argument("--eval-batch-sizes", default="50,100,200")
     p.add_argument("--eval-new-tokens", type=int, default=48)
+    p.add_argument("--eval-merged", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time float32 greedy evaluation with the adapter merged (default: on)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     opts = p.parse_args(argv)
     opts.eval_batch_sizes = [int(x) for x in opts.eval_batch_sizes.split(",") if x]
     fixes = [{"on": True, "off": False}[x.strip()] for x in opts.head_fix.split(",") if x.strip()]
+    configs = [c.strip() for c in opts.config.split(",") if c.strip()]
+    dtypes = [d.strip() for d in opts.dtypes.split(",") if d.strip()]
 
     import torch
     import transformers
@@ -303,23 +352,23 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_start": list(os.getloadavg()), "training": [], "eval": [],
     }
     with tempfile.TemporaryDirectory(prefix="step_profile_") as tmp:
-        for dtype in [d.strip() for d in opts.dtypes.split(",") if d.strip()]:
-            for fix in fixes:
-                run_dir = Path(tmp) / f"{dtype}-{'fix' if fix else 'nofix'}"
-                row = profile_training(opts, dtype, fix, run_dir)
-                med = row["median"]
-                print(f"{dtype} head_fix={fix}: {med['total']['cpu_s']} cpu s/step (generation "
-                      f"{med['generation']['cpu_s']}, forwards {med['forwards_cpu_s']}, backward+optimizer "
-                      f"{med['backward_optimizer_cpu_s']}), wall {med['total']['wall_s']}", flush=True)
-                result["training"].append(row)
-                if opts.eval_n > 0:
-                    for ev in profile_eval(opts, dtype, fix, run_dir):
-                        print(f"  eval bs={ev['batch_size']}: " + (ev.get("skipped") or
-                              f"{ev['cpu_s_per_100']} cpu s / 100 problems (wall {ev['wall_s_per_100']})"), flush=True)
-                        result["eval"].append(ev)
+        for config, dtype, fix in [(c, d, f) for c in configs for d in dtypes for f in fixes]:
+            run_dir = Path(tmp) / f"{config.replace('/', '-')}-{dtype}-{'fix' if fix else 'nofix'}"
+            row = profile_training(opts, config, dtype, fix, run_dir)
+            med = row["median"]
+            print(f"{config} {dtype} head_fix={fix}: {med['total']['cpu_s']} cpu s/step (generation "
+                  f"{med['generation']['cpu_s']}, forwards {med['forwards_cpu_s']}, backward+optimizer "
+                  f"{med['backward_optimizer_cpu_s']}), wall {med['total']['wall_s']}", flush=True)
+            result["training"].append(row)
+            if opts.eval_n > 0 and config == configs[0]:
+                for ev in profile_eval(opts, config, dtype, fix, run_dir):
+                    print(f"  eval bs={ev['batch_size']}: " + (ev.get("skipped") or
+                          f"{ev['cpu_s_per_100']} cpu s / 100 problems (wall {ev['wall_s_per_100']})"), flush=True)
+                    result["eval"].append(ev)
     _same_completions(result["eval"])
     for ev in result["eval"]:
         ev.pop("completions", None)
+    result["summary"] = summarize(result)
     result["load_average_end"] = list(os.getloadavg())
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

@@ -4,6 +4,7 @@ the JSON the study reads (no assertion on how fast anything is)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -82,9 +83,21 @@ def test_tiny_run_writes_the_expected_keys(tmp_path):
             assert s["total"]["cpu_s"] == pytest.approx(sum(s[k]["cpu_s"] for k in mod.PHASES), abs=0.01)
             assert s["generation"]["cpu_s"] > 0 and s["forward_train"]["cpu_s"] > 0 and s["backward"]["cpu_s"] > 0
             assert s["forward_base"]["cpu_s"] == 0  # uniform reads no base model
-    assert [(r["head_fix"], r["batch_size"]) for r in data["eval"]] == [(True, 1), (True, 2), (False, 1), (False, 2)]
+    assert [(r["head_fix"], r["batch_size"], r.get("merged", False)) for r in data["eval"]] == [
+        (True, 1, False), (True, 2, False), (True, 2, True), (False, 1, False), (False, 2, False)]
     for row in data["eval"]:
         assert row["n"] == 2 and row["cpu_s_per_100"] == pytest.approx(100 * row["cpu_s"] / 2, rel=0.05, abs=0.05)
         assert "completions" not in row  # the texts are compared, not stored
-    # greedy completions do not depend on the fix
-    assert [r.get("same_completions_as_unfixed") for r in data["eval"]] == ["2/2", "2/2", None, None]
+    # how many greedy completions the fix, the batch size or merging leave as they were: counted in the fixed rows
+    # (the fix's logits are checked in tests/test_head_input.py; a count here would compare roundings across CPUs)
+    keys = ("same_completions_as_unfixed", "same_completions_as_batch_1", "same_completions_as_unmerged")
+    counted = [tuple(r.get(k) for k in keys) for r in data["eval"]]
+    present = [tuple(x is not None for x in c) for c in counted]
+    assert present == [(True, False, False), (True, True, False), (False, False, True)] + [(False,) * 3] * 2
+    assert all(re.fullmatch(r"[0-2]/2", x) for c in counted for x in c if x is not None)
+    summary = data["summary"]
+    steps = summary["cpu_s_per_step"]["smollm2-rg2/uniform"]["float32"]
+    assert steps["fix"]["step"] == data["training"][0]["median"]["total"]["cpu_s"]
+    assert steps["no_fix"]["generation"] == data["training"][1]["median"]["generation"]["cpu_s"]
+    assert summary["eval_cpu_s"]["float32"]["fix"]["2"]["per_100"] == data["eval"][1]["cpu_s_per_100"]
+    assert summary["eval_cpu_s"]["float32"]["merged"]["2"]["per_100"] == data["eval"][2]["cpu_s_per_100"]
