@@ -231,12 +231,8 @@ def profile_eval(
     """Greedy completions of the first `--eval-n` held-out problems at each batch size; with the fix, in float32,
     also with the adapter merged into the base weights (at the largest batch size: what merging would save)."""
     import arca_rl
+    from arca_rl._run.evaluation import generate_completions, load_model_for_eval
     from arca_rl.tasks import get_task
-
-    try:  # the evaluation helpers move into arca_rl._run (issue 33)
-        from arca_rl._run._evaluation import generate_completions, load_model_for_eval  # type: ignore
-    except ImportError:
-        from arca_rl._evaluation import generate_completions, load_model_for_eval
 
     cfg = arca_rl.load_config(config, overrides(opts, dtype, steps=opts.steps))
     task = get_task(cfg.task.name, **cfg.task.options)
