@@ -22,6 +22,7 @@ __all__ = [
     "adapter_disabled",
     "aligned_forward",
     "completion_tokens",
+    "contiguous_head_input",
     "device_of",
     "eos_ids",
     "has_adapter",
@@ -80,6 +81,30 @@ def render_prompt(tokenizer: Any, prompt: Any) -> str:
 
 # -----------------------------------------------------------------------------
 # models and adapters
+
+
+def contiguous_head_input(model: Any) -> Any:
+    """Give `model`'s LM head a contiguous input (a forward pre-hook, added once); returns `model`.
+
+    `generate` scores only the last position, `hidden[:, -1:]`, which is a strided view at the prompt pass. With a
+    head that takes no gradient (frozen under LoRA), torch's matmul does not fold such a view into one matrix
+    product: it broadcasts the head's weight over the batch and copies it once per row. On CPU (torch 2.13) that made
+    the prompt pass's head take 2.4 s instead of 8 ms for 16 rows of SmolLM2 in bf16, and 130 ms instead of 30 ms in
+    float32 (a batch of 200 copies 11 GB in bf16). The contiguous copy of a [B, 1, D] input costs nothing, and the
+    product is the same. A model without output embeddings is returned unchanged.
+    """
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if isinstance(head, torch.nn.Module) and not getattr(head, "_arca_contiguous_input", False):
+        head.register_forward_pre_hook(_contiguous_first_input)
+        head._arca_contiguous_input = True
+    return model
+
+
+def _contiguous_first_input(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    if args and isinstance(args[0], Tensor) and not args[0].is_contiguous():
+        return (args[0].contiguous(), *args[1:])
+    return None
 
 
 def is_peft(model: Any) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from .. import _causal_lm
 from .._causal_lm import completion_tokens, device_of, eos_ids, pad_id, seeded
 
 __all__ = ["Sample", "sample"]
@@ -46,6 +47,7 @@ def sample(
     Generation is seeded with `seed` and the global RNG state is restored afterwards; the tokenizer
     pads on the left during generation and gets its own padding side back.
     """
+    _causal_lm.contiguous_head_input(model)  # a frozen head copies its weight per row otherwise (bf16: seconds)
     eos = eos_ids(model, tokenizer)
     device = device_of(model)
     samples: list[Sample] = []

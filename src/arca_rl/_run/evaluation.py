@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import _causal_lm
 from .._causal_lm import eos_ids, pad_id, seeded
 from .._config import check_model_folder
 from ..errors import ConfigError
@@ -130,6 +131,7 @@ def generate_completions(
     from transformers import GenerationConfig
 
 
+    _causal_lm.contiguous_head_input(model)  # a frozen head copies its weight per row otherwise (bf16: seconds)
     eos = eos_ids(model, tokenizer)
     gen_kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,

@@ -34,7 +34,7 @@ from trl import GRPOTrainer, RLOOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, is_async_callable, use_adapter
 
-from .. import credit, group_credit
+from .. import _causal_lm, credit, group_credit
 from ..trainer_config import ARCAGRPOConfig, ARCARLOOConfig
 from .group import _GroupCredit
 from .hooks import _capture_last_hidden, _completion_positions, _numeric_rewards
@@ -99,6 +99,7 @@ class _CreditRouting(_GenerationResume, _CreditLogging, _GroupCredit):
         ]
 
         unwrapped = self.accelerator.unwrap_model(self.model)
+        _causal_lm.contiguous_head_input(unwrapped)  # TRL's rollouts: a frozen head copies its weight per row otherwise
         self._is_peft = is_peft_model(unwrapped)
         if group_credit.method_needs_base(args.credit) and not self._is_peft and self.ref_model is None:
             raise ValueError(
