@@ -74,8 +74,10 @@ def _check_record(run_dir: Path, ckpt: Path, cfg: RunConfig, world_size: int) ->
         ) from None
     # config.yaml against the checkpoint (check_resume_config has already compared the new config with config.yaml)
     saved_config = record(rundir.read_config(run_dir, build=False), world_size)["settings"]
+    # A setting the checkpoint does not record did not exist when it was written: config.yaml (written then too)
+    # cannot have set it, so it stands at its default and is no edit.
     edited = [f"{k}: {settings.get(k)!r} in {ckpt.name}, {saved_config.get(k)!r} in config.yaml"
-              for k in sorted(set(settings) | set(saved_config)) if settings.get(k) != saved_config.get(k)]
+              for k in sorted(settings) if settings.get(k) != saved_config.get(k)]
     if edited:
         raise ConfigError(
             f"{run_dir / rundir.CONFIG_FILE}: differs from the settings {ckpt.name} was trained with "
