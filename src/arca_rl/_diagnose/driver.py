@@ -237,6 +237,7 @@ def run_diagnose(
             oracle_positions=oracle_positions,
             oracle_step_seeds=oracle_step_seeds,
             group_kwargs=_group_kwargs(group_args, tok),
+            answer_span=task_obj.answer_span,
         )
         result.settings.update(
             model=str(model_path), adapter=str(adapter_dir) if adapter_dir else None, task=task_name

@@ -29,14 +29,15 @@ _BRACE_TOKENS = re.compile(r"\\(?:boxed|fbox)\s*\{|\\[{}]|[{}]")
 _UNBRACED_BOXED = re.compile(r"\\boxed +([^\s${}\\]+)")
 
 
-def last_boxed(text: str) -> str | None:
+def last_boxed(text: str, *, span: list[tuple[int, int]] | None = None) -> str | None:
     """Return the content of the last complete ``\\boxed{...}`` (or ``\\fbox{...}``) in `text`.
 
     "Last" is the box whose closing brace comes last, so an unclosed box at the end of a
     truncated completion falls back to the previous complete one. Nested braces inside the box are
     kept (``\\boxed{\\frac{1}{2}}`` gives ``\\frac{1}{2}``). Runs in one linear pass, so megabyte
     inputs stay cheap. Returns None when there is no complete box, or when the answer is longer
-    than `MAX_ANSWER_CHARS` or nests braces deeper than `MAX_ANSWER_DEPTH`.
+    than `MAX_ANSWER_CHARS` or nests braces deeper than `MAX_ANSWER_DEPTH`. `span`: a list that gets the
+    answer's character bounds [start, end) in `text` appended (`last_boxed_span`).
     """
     if not isinstance(text, str) or "\\" not in text:
         return None
@@ -71,7 +72,36 @@ def last_boxed(text: str) -> str | None:
     content = text[start:end].strip()
     if _brace_depth(content) > MAX_ANSWER_DEPTH:
         return None
-    return content
+    return content if span is None else _strip_span(text, start, end, span)
+
+
+def last_boxed_span(text: str) -> tuple[int, int] | None:
+    """The characters [start, end) of `last_boxed(text)` in `text` (the box's content, stripped), or None when
+    there is no answer. Used to find which tokens hold a completion's final answer."""
+    found: list[tuple[int, int]] = []
+    return found[0] if last_boxed(text, span=found) is not None and found else None
+
+
+def last_match_span(pattern: re.Pattern[str], text: str, group: int = 0) -> tuple[int, int] | None:
+    """The characters [start, end) of the last match of `pattern` in `text` (its `group`, stripped), or None."""
+    last = None
+    for last in pattern.finditer(text):  # noqa: B007 - keep the last match
+        pass
+    if last is None:
+        return None
+    found: list[tuple[int, int]] = []
+    _strip_span(text, last.start(group), last.end(group), found)
+    return found[0] if found[0][1] > found[0][0] else None
+
+
+def _strip_span(text: str, start: int, end: int, out: list[tuple[int, int]]) -> str:
+    """text[start:end].strip(), recording its bounds in `out`."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    out.append((start, end))
+    return text[start:end]
 
 
 def _brace_depth(text: str) -> int:
@@ -166,6 +196,12 @@ class Task:
     def correct(self, completion: str, solution: str) -> bool:
         """True when `completion`'s answer is right: the accuracy, never partial credit. Never raises."""
         return self.grade(completion, solution).correct
+
+    def answer_span(self, completion: str) -> tuple[int, int] | None:
+        """The characters [start, end) of the final answer that `correct` reads in `completion`, or None when it
+        finds none (the oracle's `answer_only` reference row spreads credit over these). This default: the last
+        ``\\boxed{}``'s content (`last_boxed_span`)."""
+        return last_boxed_span(completion) if isinstance(completion, str) else None
 
     def held_out_limit(self) -> int | None:
         """The most held-out problems `test_dataset(n)` gives, or None when it has no fixed limit (it generates

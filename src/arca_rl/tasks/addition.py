@@ -35,6 +35,8 @@ from ._common import (
     check_split,
     draw_split,
     last_boxed,
+    last_boxed_span,
+    last_match_span,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,6 +169,15 @@ class AdditionTask(GeneratedTask):
             "prompt": [render_chat(question(t), self.system or None) for t in drawn],
             "solution": [str(sum(t)) for t in drawn],
         }
+
+    def answer_span(self, completion: str) -> tuple[int, int] | None:
+        """Where `extract_answer` reads: the last ``\\boxed{}`` when it holds one number, else the last number."""
+        if not isinstance(completion, str):
+            return None
+        boxed = last_boxed(completion)
+        if boxed is not None and len(_NUMBER.findall(boxed.replace(",", ""))) == 1:
+            return last_boxed_span(completion)
+        return last_match_span(_NUMBER, completion)
 
     def score(self, completion: str, solution: str) -> float:
         """1.0 when `extract_answer(completion)` equals the sum held in `solution`, else 0.0."""

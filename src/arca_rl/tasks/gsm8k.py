@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from . import math as _math
-from ._common import check_options, check_reward, check_template, last_boxed
+from ._common import check_options, check_reward, check_template, last_boxed, last_boxed_span, last_match_span
 from .math import INSTRUCTION, MathTask, _common_options
 
 __all__ = ["DEFAULT_CONFIG", "DEFAULT_SOURCE", "OPTIONS", "PROMPT_TEMPLATE", "Gsm8kTask", "make_task",
@@ -112,6 +112,15 @@ class Gsm8kTask(MathTask):
     problem_column = "question"
     solution_column = "answer"
     template_field = "question"
+
+    def answer_span(self, completion: str) -> tuple[int, int] | None:
+        """Where `score` reads: the last ``\\boxed{}``; without one (unless `require_boxed`), the last number."""
+        if not isinstance(completion, str):
+            return None
+        boxed = last_boxed_span(completion)
+        if boxed is not None or self.require_boxed:
+            return boxed
+        return last_match_span(_NUMBER, completion)
 
     def score(self, completion: str, solution: str) -> float:
         """`arca_rl.tasks.gsm8k.score` with this task's `require_boxed`."""

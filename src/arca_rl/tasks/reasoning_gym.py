@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from ._common import REWARDS, GeneratedTask, Grade, check_int, check_options
+from ._common import REWARDS, GeneratedTask, Grade, check_int, check_options, last_match_span
 from ._rg_build import BUILD_SECONDS, build, build_checked, check_config, dump_entry, load_entry
 from ._rg_forms import compare_splits, question_form, split_mismatch
 from .addition import render_chat
@@ -101,6 +101,8 @@ _MINUS = str.maketrans({"\u2212": "-", "\ufe63": "-", "\uff0d": "-"})
 _LAST_NUMBER = re.compile(
     r"(?<![\d.])(?:(?<![\w)\]])[-+])?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?:/\d+(?![\d.]))?"
 )
+_ANSWER_TAG = re.compile(r"<answer>\s?(.*?)\s?</answer>", re.DOTALL)  # reasoning_gym.utils.extract_answer's
+_LAST_LINE = re.compile(r"[^\n]*\S[^\n]*")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # A whole answer that is a number: what `numbers_equal` compares.
 _WHOLE_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?\d+/\d+")
@@ -310,6 +312,16 @@ class ReasoningGymTask(GeneratedTask):
         except Exception:  # noqa: BLE001 - a scorer that raises on odd text gives no credit, never a crash
             return Grade(correct=False, score=0.0)
         return Grade(correct=value >= 1.0 or numbers_equal(answer, entry.get("answer")), score=value)
+
+    def answer_span(self, completion: str) -> tuple[int, int] | None:
+        """Where `extract_answer` reads: the last ``<answer>...</answer>``'s content; without tags, the last
+        non-empty line (``answer: last_line``) or the last number (``last_number``)."""
+        if not isinstance(completion, str):
+            return None
+        tagged = last_match_span(_ANSWER_TAG, completion, 1)
+        if tagged is not None or self.answer == "tags":
+            return tagged
+        return last_match_span(_LAST_LINE if self.answer == "last_line" else _LAST_NUMBER, completion)
 
     def score(self, completion: str, solution: str) -> float:
         """The data set's graded ``score_answer`` on the extracted answer, in [0, 1] (partial credit: for the answer
