@@ -34,8 +34,10 @@ __all__ = [
     "DECISIVE_TOKEN_INDEX",
     "OPTIONS",
     "TINY_MODEL_PATH",
+    "VARIANTS",
     "ArithmeticTask",
     "answer",
+    "decisive_chars",
     "direct_completion",
     "is_test_problem",
     "make_task",
@@ -45,6 +47,8 @@ __all__ = [
     "solution_text",
     "steps_completion",
     "strategy",
+    "variant_completion",
+    "variant_strategy",
 ]
 
 #: The warm-started tiny model and tokenizer shipped in the package (built by
@@ -134,22 +138,114 @@ def _rows(terms_list: list[Problem]) -> dict[str, list[Any]]:
     }
 
 
-def sft_dataset(n: int, direct_fraction: float = 0.65, seed: int = 0) -> Dataset:
+#: Warm-start variants (issue 34 §4): the same problems, prompt and reward, but the model is warm-started on
+#: completions that differ in where, and how many, tokens decide the expected reward. Per variant, the share of
+#: warm-start completions with 0, 1 or 2 written-out additions (0: the direct answer, mostly wrong):
+#:
+#: - ``first``: the shipped task, ``\boxed{208}`` or ``80+33=113. 113+95=208. \boxed{208}``: the first token decides.
+#: - ``preamble``: the same after a fixed ``Sum: ``: the 6th token decides.
+#: - ``late``: the problem restated first, ``80+33+95: \boxed{208}``: the 11th token decides.
+#: - ``two``: 0, 1 or 2 additions written out: the first token, and (after one addition) the token after it decide.
+#: - ``long``: wordy, ``The answer is \boxed{208}`` or ``First, 80 + 33 = 113. Then, 113 + 95 = 208. So the answer
+#:   is \boxed{208}``: the first token decides, in completions three times as long.
+#: - ``digits``: the direct answer only: no strategy to choose; the answer's digits decide.
+VARIANTS: dict[str, dict[int, float]] = {
+    "first": {0: 0.65, 2: 0.35},
+    "preamble": {0: 0.65, 2: 0.35},
+    "late": {0: 0.65, 2: 0.35},
+    "two": {0: 0.5, 1: 0.25, 2: 0.25},
+    "long": {0: 0.65, 2: 0.35},
+    "digits": {0: 1.0},
+}
+
+
+def variant_completion(variant: str, terms: Problem, steps: int) -> str:
+    """Variant `variant`'s completion of a problem with `steps` additions written out (0: the direct answer)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; variants: {', '.join(VARIANTS)}")
+    total, parts, spaced = terms[0], [], []
+    for term in terms[1:][:steps]:
+        parts.append(f"{total}+{term}={total + term}.")
+        spaced.append(f"{total} + {term} = {total + term}.")
+        total += term
+    box = direct_completion(terms)
+    if variant == "long":
+        if not steps:
+            return "The answer is " + box
+        words = ["First, ", "Then, "]
+        return " ".join(w + x for w, x in zip(words, spaced)) + " So the answer is " + box
+    body = " ".join([*parts, box])
+    if variant == "preamble":
+        return "Sum: " + body
+    if variant == "late":
+        return "+".join(str(t) for t in terms) + ": " + body
+    return body
+
+
+def variant_strategy(variant: str, completion: str) -> Literal["direct", "steps"]:
+    """`strategy` of a completion in `variant`'s form: its fixed opening (``Sum: ``, the restated problem) skipped;
+    ``long``: direct when it opens with ``The answer``."""
+    text = completion.lstrip()
+    if variant == "long":
+        return "direct" if text.startswith("The answer") else "steps"
+    if variant == "preamble":
+        text = text.removeprefix("Sum:").lstrip()
+    elif variant == "late" and ": " in text:
+        text = text.split(": ", 1)[1]
+    return strategy(text)
+
+
+def decisive_chars(variant: str, terms: Problem, completion: str) -> list[int]:
+    """The characters of `completion` (a completion of `terms` in `variant`'s form) whose token decides the expected
+    reward, by construction: where the strategy is chosen (direct answer or an addition written out), or, for
+    ``digits``, the answer's digits. The oracle (``positions="all"``) should find the value jumps there."""
+    if variant == "digits":
+        start = completion.find("\\boxed{")
+        if start < 0:
+            return []
+        start += len("\\boxed{")
+        end = completion.find("}", start)
+        return list(range(start, end if end >= 0 else len(completion)))
+    offset = {"preamble": len("Sum: "), "late": len("+".join(str(t) for t in terms) + ": ")}.get(variant, 0)
+    out = [offset]
+    if variant == "two":
+        first = f"{terms[0]}+{terms[1]}={terms[0] + terms[1]}. "
+        if completion.startswith(first):  # one addition written out: the next token decides again
+            out.append(len(first))
+    return out
+
+
+def sft_dataset(n: int, direct_fraction: float = 0.65, seed: int = 0, variant: str = "first") -> Dataset:
     """Warm-start data: `n` training problems with ``prompt``/``completion`` columns.
 
     Each completion is the direct answer with probability `direct_fraction`, else the
     step-by-step solution (the shipped model used 0.65). Problems come from the training split only
-    and may repeat; the order and the mixture are fixed by `seed`.
+    and may repeat; the order and the mixture are fixed by `seed`. Another `variant` (`VARIANTS`) writes its
+    own completions, in its own mixture of 0, 1 or 2 written-out additions (`direct_fraction` is then unused).
     """
     from datasets import Dataset
 
     if not 0.0 <= direct_fraction <= 1.0:
         raise ValueError(f"direct_fraction must be in [0, 1], got {direct_fraction!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; variants: {', '.join(VARIANTS)}")
     terms_list = problems("train", n, seed=seed, unique=False)
     rng = random.Random(f"{seed}:mixture")
-    completions = [
-        direct_completion(t) if rng.random() < direct_fraction else steps_completion(t) for t in terms_list
-    ]
+    if variant == "first":  # the shipped warm start, draw for draw
+        completions = [
+            direct_completion(t) if rng.random() < direct_fraction else steps_completion(t) for t in terms_list
+        ]
+    else:
+        mix = list(VARIANTS[variant].items())
+        completions = []
+        for t in terms_list:
+            u, acc, steps = rng.random(), 0.0, mix[-1][0]
+            for k, share in mix:
+                acc += share
+                if u < acc:
+                    steps = k
+                    break
+            completions.append(variant_completion(variant, t, steps))
     return Dataset.from_dict({"prompt": [prompt_text(t) for t in terms_list], "completion": completions})
 
 
