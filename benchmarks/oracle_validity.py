@@ -8,8 +8,10 @@ the tiny model warm-started on completions whose decisive tokens sit elsewhere, 
    its shuffled control, `arca_rl.oracle.placement`) for the signed measure and the lift, and the check that the
    value jumps sit where the variant puts them: the mean share of |delta| on the decisive tokens
    (`arithmetic.decisive_chars`) against their share under uniform credit.
-2. **Training**: every method, `--seeds` seeds, `--steps` steps of the demo config from the variant's model (greedy
-   learning curve every 5 steps on 100 held-out problems, final greedy accuracy on 200), paired against uniform on
+2. **Training**: each of `--methods` (default: uniform, surprisal, entropy_reduction, tempo, gtpo, self_teacher and
+   the shuffled controls of surprisal and entropy_reduction), `--seeds` seeds, `--steps` steps of the demo config
+   from the variant's model (greedy learning curve every 5 steps on 100 held-out problems, final greedy accuracy
+   on 200), paired against uniform on
    the same seed: gain = method - uniform, for the final greedy accuracy and the curve area (mean over the curve).
    A method `X+shuffle` is X trained with `credit_shuffle: true`; its placement is measured on X's weights permuted
    within each completion (one seeded permutation per row).
@@ -17,7 +19,9 @@ the tiny model warm-started on completions whose decisive tokens sit elsewhere, 
 Across the (variant, method) points: Spearman's rank correlation between placement and paired gain, with a
 percentile bootstrap interval that resamples variants, and within each the seeds (the paired differences), and the
 R^2 of a least-squares line. arca and divergence need an adapter (there is none before training) and vine is the
-oracle itself, so they have no base placement and no point. Writes the JSON (`tasks`, `seeds`, `methods`, `points`,
+oracle itself, so they have no base placement and no point. Progress is kept per variant under `--work`, so
+variants can run in parallel processes (`--variants first,late`) and a final call over all of them, which finds
+every run done, writes the JSON (`tasks`, `seeds`, `methods`, `points`,
 `correlations`) and a scatter plot.
 
     OMP_NUM_THREADS=1 nice python benchmarks/oracle_validity.py --out benchmarks/results/oracle_validity.json \\
@@ -45,8 +49,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 VARIANTS = ("first", "preamble", "late", "two", "long", "digits")
 METHODS = (
-    "uniform", "surprisal", "entropy_reduction", "ktae", "tempo", "gtpo", "hicra", "self_teacher",
-    "surprisal+shuffle", "entropy_reduction+shuffle", "self_teacher+shuffle",
+    "uniform", "surprisal", "entropy_reduction", "tempo", "gtpo", "self_teacher", "surprisal+shuffle",
+    "entropy_reduction+shuffle",
 )  # fmt: skip
 MEASURES = ("signed", "lift")  # placement measures: the primary first
 GAINS = ("final", "area")  # paired gains: the primary first
@@ -318,12 +322,21 @@ def main(argv: list[str] | None = None) -> int:
     if "uniform" not in methods:
         raise SystemExit("--methods: uniform is the baseline every gain is paired against")
     t0 = time.time()
-    cache = args.work / "progress.json"
-    state: dict[str, Any] = json.loads(cache.read_text()) if cache.is_file() else {"tasks": {}, "runs": {}}
-    args.work.mkdir(parents=True, exist_ok=True)
+    # progress, one file per variant (so that variants can run in parallel processes, and a rerun skips what is done)
+    progress = args.work / "progress"
+    progress.mkdir(parents=True, exist_ok=True)
+    state: dict[str, Any] = {"tasks": {}, "runs": {}}
+    for f in sorted(progress.glob("*.json")):
+        got = json.loads(f.read_text())
+        state["tasks"].update(got["tasks"])
+        state["runs"].update(got["runs"])
 
-    def save() -> None:
-        cache.write_text(json.dumps(state, indent=1))
+    def save(variant: str) -> None:
+        mine = {
+            "tasks": {k: v for k, v in state["tasks"].items() if k == variant},
+            "runs": {k: v for k, v in state["runs"].items() if k.startswith(f"{variant}/")},
+        }
+        (progress / f"{variant}.json").write_text(json.dumps(mine, indent=1))
 
     for variant in variants:
         model_path = variant_model(variant, args.work, args.sft_steps)
@@ -336,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warm_start": {k: info.get(k) for k in ("steps", "greedy_accuracy", "greedy_steps_share", "sampled")},
                 "oracle": oracle,
             }
-            save()
+            save(variant)
             print(variant, "oracle", json.dumps({k: oracle[k] for k in ("decisive_share_of_delta",
                   "decisive_share_uniform", "seconds")}), flush=True)  # fmt: skip
         for seed in seeds:
@@ -344,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
                 key = f"{variant}/{method}/{seed}"
                 if key not in state["runs"]:
                     state["runs"][key] = train_one(variant, model_path, method, seed, args.steps, args.work)
-                    save()
+                    save(variant)
                     print(key, state["runs"][key]["greedy"], flush=True)
 
     points = []
@@ -392,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             "divergence": "needs an adapter: none before training",
             "vine": "the oracle itself",
         },
-        "runs": state["runs"],
+        "runs": {k: v for k, v in state["runs"].items() if k.split("/")[0] in variants},
         "seconds": round(time.time() - t0, 1),
         "command": " ".join(["python", "benchmarks/oracle_validity.py", *(argv if argv is not None else sys.argv[1:])]),
     }
