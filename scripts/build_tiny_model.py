@@ -17,7 +17,8 @@ A task variant (`arithmetic.VARIANTS`, issue 34 §4) is warm-started from the sh
 weights, a short SFT on the variant's completions (where the expected reward is decided moves; the problems, prompt
 and reward stay the task's):
 
-    python scripts/build_tiny_model.py --variant late --init src/arca_rl/assets/tiny --steps 150 --out runs/late
+    python scripts/build_tiny_model.py --variant late --init src/arca_rl/assets/tiny --steps 300 --lr 3e-4 \
+        --out runs/late
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def train(model: Any, tokenizer: Any, args: argparse.Namespace, workdir: str) ->
         weight_decay=0.0,
         max_grad_norm=1.0,
         completion_only_loss=True,
-        max_length=96 if args.variant != "long" else 160,  # the wordy variant's completions are longer
+        max_length=96 if args.variant != "tail" else 160,  # the tail variant's completions are longer
         bf16=False,
         fp16=False,
         use_cpu=True,
@@ -163,7 +164,7 @@ def evaluate(model: Any, tokenizer: Any, n: int, samples: int, seed: int, varian
         texts = []
         for start in range(0, len(prompts), 128):
             batch = tokenizer(prompts[start : start + 128], return_tensors="pt", padding=True)
-            kwargs: dict[str, Any] = {"do_sample": do_sample, "max_new_tokens": 48 if variant != "long" else 96}
+            kwargs: dict[str, Any] = {"do_sample": do_sample, "max_new_tokens": 48 if variant != "tail" else 112}
             if do_sample:
                 kwargs.update(temperature=1.0, top_p=1.0, top_k=0)
             out = model.generate(**batch, **kwargs)

@@ -22,25 +22,28 @@ TERMS = [(80, 33, 95), (10, 99, 45), (57, 57, 12)]
 
 
 @pytest.mark.parametrize("variant", list(arithmetic.VARIANTS))
-def test_every_variant_completion_is_correct_and_its_decisive_chars_are_where_it_says(variant):
+def test_every_variant_is_rewarded_as_built_and_its_decisive_chars_are_where_it_says(variant):
     task = get_task("arithmetic")
     for terms in TERMS:
         sol = arithmetic.solution_text(terms)
-        for steps in sorted(arithmetic.VARIANTS[variant]):
-            text = arithmetic.variant_completion(variant, terms, steps)
-            assert task.correct(text, sol), (variant, steps, text)
-            chars = arithmetic.decisive_chars(variant, terms, text)
+        for steps, boxed, _share in arithmetic.VARIANTS[variant]:
+            text = arithmetic.variant_completion(variant, terms, steps, boxed)
+            assert task.correct(text, sol) == boxed, (variant, steps, text)  # "So 208." is no answer
             assert arithmetic.variant_strategy(variant, text) == ("direct" if steps == 0 else "steps")
+            chars = arithmetic.decisive_chars(variant, terms, text)
             if variant == "digits":
                 assert "".join(text[c] for c in chars) == str(sum(terms))
                 continue
-            # the first decisive character starts the direct answer (a box, or "The answer") or an addition
-            first = text[chars[0]:]
-            assert first.startswith(("\\boxed{", "The answer")) == (steps == 0), (variant, text)
-            assert first[:2] in (str(terms[0])[:2], "\\b", "Th", "Fi")
-            if variant == "two" and steps >= 1:  # after one addition the choice comes again
-                assert len(chars) == 2 and text[chars[1]:].startswith(("\\boxed{", f"{terms[0] + terms[1]}+"))
+            opens = [text[c:] for c in chars]
+            if variant != "late":  # the first token chooses the direct answer or the first addition
+                assert chars[0] == 0 and opens[0].startswith("\\boxed{" if steps == 0 else f"{terms[0]}+")
+            if variant == "two" and steps >= 1:  # after one addition: the box, or the second addition
+                assert opens[1].startswith("\\boxed{" if steps == 1 else f"{terms[0] + terms[1]}+")
+            if variant in ("late", "ends") and steps == 2:  # after both additions: boxed or not
+                assert opens[-1].startswith("\\boxed{" if boxed else "So ")
+            assert len(chars) == 1 + (variant in ("two", "ends") and steps >= 1)
     assert arithmetic.variant_completion("first", TERMS[0], 2) == arithmetic.steps_completion(TERMS[0])
+    assert arithmetic.variant_completion("tail", TERMS[0], 0).endswith(arithmetic.TAIL)
 
 
 def test_variant_warm_start_data_follow_their_mixtures():
@@ -50,10 +53,10 @@ def test_variant_warm_start_data_follow_their_mixtures():
     ]
     for variant, mix in arithmetic.VARIANTS.items():
         data = arithmetic.sft_dataset(3000, seed=1, variant=variant)
-        steps = Counter(c.count("=") if variant != "long" else c.count(" = ") for c in data["completion"])
-        for k, share in mix.items():
-            assert steps[k] / 3000 == pytest.approx(share, abs=0.03), (variant, k)
-        assert set(steps) <= set(mix)
+        kinds = Counter((c.count("="), "\\boxed{" in c) for c in data["completion"])
+        for steps, boxed, share in mix:
+            assert kinds[(steps, boxed)] / 3000 == pytest.approx(share, abs=0.03), (variant, steps, boxed)
+        assert set(kinds) == {(steps, boxed) for steps, boxed, _ in mix}
     with pytest.raises(ValueError, match="unknown variant"):
         arithmetic.sft_dataset(4, variant="nope")
 
