@@ -12,6 +12,13 @@ model picks each strategy and how accurate each is) and writes it all to ``build
 
     python scripts/build_tiny_model.py                 # the shipped build (25 min on one shared core)
     python scripts/build_tiny_model.py --steps 20 --out /tmp/tiny   # a quick smoke build
+
+A task variant (`arithmetic.VARIANTS`, issue 34 §4) is warm-started from the shipped model: its tokenizer and
+weights, a short SFT on the variant's completions (where the expected reward is decided moves; the problems, prompt
+and reward stay the task's):
+
+    python scripts/build_tiny_model.py --variant late --init src/arca_rl/assets/tiny --steps 300 --lr 3e-4 \
+        --out runs/late
 """
 
 from __future__ import annotations
@@ -111,7 +118,9 @@ def train(model: Any, tokenizer: Any, args: argparse.Namespace, workdir: str) ->
     from trl import SFTConfig, SFTTrainer
 
     set_seed(args.seed)
-    data = arithmetic.sft_dataset(args.steps * args.batch_size, direct_fraction=args.direct_fraction, seed=args.seed)
+    data = arithmetic.sft_dataset(
+        args.steps * args.batch_size, direct_fraction=args.direct_fraction, seed=args.seed, variant=args.variant
+    )
     config = SFTConfig(
         output_dir=workdir,
         max_steps=args.steps,
@@ -122,7 +131,7 @@ def train(model: Any, tokenizer: Any, args: argparse.Namespace, workdir: str) ->
         weight_decay=0.0,
         max_grad_norm=1.0,
         completion_only_loss=True,
-        max_length=96,
+        max_length=96 if args.variant != "tail" else 160,  # the tail variant's completions are longer
         bf16=False,
         fp16=False,
         use_cpu=True,
@@ -144,7 +153,7 @@ def train(model: Any, tokenizer: Any, args: argparse.Namespace, workdir: str) ->
 
 
 @torch.no_grad()
-def evaluate(model: Any, tokenizer: Any, n: int, samples: int, seed: int) -> dict[str, Any]:
+def evaluate(model: Any, tokenizer: Any, n: int, samples: int, seed: int, variant: str = "first") -> dict[str, Any]:
     """Held-out greedy accuracy, and the strategy mix and accuracies when sampling at temperature 1."""
     task = arithmetic.ArithmeticTask(n_test=n)
     test = task.test_dataset()
@@ -155,7 +164,7 @@ def evaluate(model: Any, tokenizer: Any, n: int, samples: int, seed: int) -> dic
         texts = []
         for start in range(0, len(prompts), 128):
             batch = tokenizer(prompts[start : start + 128], return_tensors="pt", padding=True)
-            kwargs: dict[str, Any] = {"do_sample": do_sample, "max_new_tokens": 48}
+            kwargs: dict[str, Any] = {"do_sample": do_sample, "max_new_tokens": 48 if variant != "tail" else 112}
             if do_sample:
                 kwargs.update(temperature=1.0, top_p=1.0, top_k=0)
             out = model.generate(**batch, **kwargs)
@@ -164,18 +173,22 @@ def evaluate(model: Any, tokenizer: Any, n: int, samples: int, seed: int) -> dic
 
     greedy = generate(do_sample=False)
     greedy_scores = [task.score(c, s) for c, s in zip(greedy, solutions)]
+
+    def strategy(text: str) -> str:
+        return arithmetic.variant_strategy(variant, text)
+
     torch.manual_seed(seed)
     counts = {"direct": [0, 0.0], "steps": [0, 0.0]}  # [how many, how many right]
     for _ in range(samples):
         for completion, solution in zip(generate(do_sample=True), solutions):
-            entry = counts[arithmetic.strategy(completion)]
+            entry = counts[strategy(completion)]
             entry[0] += 1
             entry[1] += task.score(completion, solution)
     total = sum(entry[0] for entry in counts.values())
     return {
         "eval_problems": len(prompts),
         "greedy_accuracy": round(sum(greedy_scores) / len(greedy_scores), 4),
-        "greedy_steps_share": round(sum(arithmetic.strategy(c) == "steps" for c in greedy) / len(greedy), 4),
+        "greedy_steps_share": round(sum(strategy(c) == "steps" for c in greedy) / len(greedy), 4),
         "greedy_examples": [{"prompt": p, "completion": c} for p, c in zip(prompts[:3], greedy[:3])],
         "sampled": {
             "temperature": 1.0,
@@ -212,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup-steps", type=int, default=50)
     parser.add_argument("--direct-fraction", type=float, default=0.65, help="share of direct-answer targets")
+    parser.add_argument("--variant", choices=list(arithmetic.VARIANTS), default="first",
+                        help="the task variant's completions (default: the shipped task's)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="warm-start from this model folder (its tokenizer and weights) instead of a fresh model")
     parser.add_argument(
         "--threads",
         type=int,
@@ -226,14 +243,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.use_deterministic_algorithms(True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    tokenizer = build_tokenizer()
-    model = build_model(tokenizer, args.seed)
+    if args.init is not None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.init)
+        model = AutoModelForCausalLM.from_pretrained(args.init, dtype=torch.float32)
+    else:
+        tokenizer = build_tokenizer()
+        model = build_model(tokenizer, args.seed)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params:,} parameters, vocab {len(tokenizer)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="tiny-sft-") as workdir:
         figures = train(model, tokenizer, args, workdir)
     print(f"SFT: {figures['sft_seconds']} s, final loss {figures['final_loss']:.4f}", flush=True)
-    measured = evaluate(model, tokenizer, args.eval_n, args.eval_samples, args.seed)
+    measured = evaluate(model, tokenizer, args.eval_n, args.eval_samples, args.seed, args.variant)
     import transformers
     import trl
 
@@ -244,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         "learning_rate": args.lr,
         "warmup_steps": args.warmup_steps,
         "direct_fraction": args.direct_fraction,
+        "variant": args.variant,
+        "init": None if args.init is None else str(args.init),
         "parameters": n_params,
         "threads": args.threads,
         **figures,

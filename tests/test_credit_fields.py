@@ -152,7 +152,9 @@ def test_every_variant_suffix_reads_checks_and_names_its_field():
 
 def test_diagnose_applies_every_weight_setting_and_the_final_lambda_of_a_run(tmp_path):
     # every kind of use is one diagnose knows what to do with: apply it, or say why not (Use's docstring)
-    assert set(Use) == {Use.SIGNAL, Use.WEIGHTS, Use.LAMBDA, Use.BASE, Use.LOGGING, Use.GROUP}
+    assert set(Use) == {Use.SIGNAL, Use.WEIGHTS, Use.LAMBDA, Use.BASE, Use.LOGGING, Use.GROUP, Use.PLACEMENT}
+    # a placement control moves credit, it does not reshape it: diagnose scores every method's shuffled control
+    assert [name for name, s in SETTINGS.items() if s.use is Use.PLACEMENT] == ["credit_shuffle"]
     weights = {name: s.kwarg for name, s in SETTINGS.items() if s.use is Use.WEIGHTS}
     for kwarg in weights.values():
         assert kwarg in inspect.signature(credit.token_weights).parameters
@@ -221,3 +223,14 @@ def test_a_group_methods_setting_with_another_method_is_refused(fields, name):
     with pytest.raises(ConfigError, match=rf"^training\.{name}: applies to credit="):
         parse_config({"training": fields}).training_args("unused", for_validation=True)
     config(credit="arca", credit_shadow=True, credit_ktae_scale=2.0)  # a shadow ktae reads it
+
+
+def test_credit_shuffle_takes_weights_methods_only():
+    for method in ("surprisal", "arca", "self_teacher", "uniform"):
+        assert config(credit=method, credit_shuffle=True).credit_shuffle
+    for method in ("tempo", "ktae", "gtpo", "hicra", "vine"):
+        with pytest.raises(CreditConfigError, match=r"^credit_shuffle permutes a weights method's weights") as err:
+            config(credit=method, credit_shuffle=True)
+        assert err.value.field == "credit_shuffle"
+    with pytest.raises(ConfigError, match=r"^training\.credit_shuffle: permutes"):
+        parse_config({"training": {"credit": "tempo", "credit_shuffle": True}}).training_args("u", for_validation=True)

@@ -327,3 +327,53 @@ def test_diagnose_on_a_run_weights_as_the_run_did(tmp_path, tiny_run_config, mon
     assert 0 < d["arca"]["salience_max"] < 1.0e9  # a real, varying residual, all of it below the floor
     assert d["arca"]["gini"] == 0.0
     assert d["arca"]["effective_token_ratio"] == pytest.approx(1.0)
+
+
+def test_cli_config_scores_every_method_with_its_credit_settings(tmp_path, tok, capsys, monkeypatch):
+    """Issue 34 §3: `arca diagnose -c CONFIG` scores with the config's power, mix (the lambda it ends with) and
+    group settings, and the table says which settings and where from; --set overrides them; a packaged name works."""
+    from arca_rl.cli import main
+
+    run = _saved_run(
+        tmp_path, tok, "cfg",
+        "credit: arca, credit_shadow: true, credit_power: 2.0, credit_mix: 0.5, credit_tempo_td_weight: 2.5, "
+        "max_completion_length: 6",
+    )  # fmt: skip
+    cfg = run / "config.yaml"
+    out = tmp_path / "d"
+    seen: dict[str, dict] = {}  # each group method's keyword arguments, as diagnose calls it
+    real = group_credit.group_credit
+
+    def spy(name, **kwargs):
+        seen[name] = kwargs
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(group_credit, "group_credit", spy)
+    assert main(["diagnose", "-c", str(cfg), "--n", "2", "--k", "2", "--quiet", "--out", str(out)]) == 0
+    assert seen["tempo"]["tempo_td_weight"] == 2.5 and seen["ktae"]["ktae_scale"] == 1.0
+    printed = capsys.readouterr().out
+    assert "credit settings: eps = 1e-08, power = 2, min_salience = 0, mix lambda = 0.5; " in printed
+    assert "tempo_td_weight = 2.5" in printed and f"(from the config {cfg})" in printed
+    d = json.loads((out / "diagnose.json").read_text())
+    assert d["settings"]["power"] == 2.0 and d["settings"]["mix"] == 0.5 and d["settings"]["max_new_tokens"] == 6
+    assert d["has_adapter"] is False and d["settings"]["task"] == "arithmetic"  # the config's model and task
+    recs = d["completions"]
+    # surprisal's weights by hand: (s + eps)^2 normalised, then mixed half-and-half with uniform
+    for rec in recs:
+        s = torch.tensor(rec["salience"]["surprisal"], dtype=torch.float64) + 1e-8
+        w = s**2 / (s**2).sum()
+        want = 0.5 / len(w) + 0.5 * w
+        assert rec["weights"]["surprisal"] == pytest.approx(want.tolist(), rel=1e-4, abs=1e-7)
+    # --set overrides the config; over a run folder the config's credit settings win
+    out2 = tmp_path / "d2"
+    assert main(["diagnose", "-c", str(cfg), "--set", "training.credit_power=3", "--n", "1", "--k", "2", "--quiet",
+                 "--out", str(out2)]) == 0  # fmt: skip
+    assert json.loads((out2 / "diagnose.json").read_text())["settings"]["power"] == 3.0
+    capsys.readouterr()
+    assert main(["diagnose", "--set", "training.credit_power=3", "--task", "arithmetic"]) == 2
+    assert "--set: only with --config" in capsys.readouterr().err
+    assert main(["diagnose", "-c", "no-such-config", "--task", "arithmetic"]) == 2
+    out3 = tmp_path / "d3"  # a packaged config by name: its model (the shipped tiny one), task and settings
+    assert main(["diagnose", "-c", "demo", "--n", "1", "--k", "2", "--quiet", "--out", str(out3)]) == 0
+    d3 = json.loads((out3 / "diagnose.json").read_text())
+    assert d3["settings"]["credit_settings_from"].startswith("the config ") and d3["settings"]["max_new_tokens"] == 32

@@ -349,3 +349,20 @@ def test_a_vine_reward_returning_none_or_a_bare_float_is_named(tmp_path):
     assert vine_reward_of(tmp_path / "e", some_none, reward_len)() == pytest.approx(
         [1.0 + lengths[0], lengths[1], 1.0 + lengths[2]]
     )
+
+
+def test_an_unsplit_adaptive_interval_gives_each_token_its_whole_change(monkeypatch):
+    """Issue 34 §5, VinePPO's step form: where the adaptive oracle left (a, b] unsplit, every token in it gets
+    V_b - V_a (not (V_b - V_a) / (b - a)); a localised one-token interval keeps its own delta."""
+    from arca_rl.oracle import OracleRow
+
+    row = OracleRow(
+        values=[0.25, 0.0, 0.0, 0.75, 0.0, 1.0], stderr=[0.1, math.nan, math.nan, 0.1, 0.1, 0.0], samples=4,
+        estimated=[0, 3, 4, 5],
+    )  # fmt: skip
+    monkeypatch.setattr(trainer_vine, "oracle_values", lambda groups, *a, **k: [[row]])
+    adv, _ = vine_token_advantages(
+        [[7, 8]], [[1, 1, 1, 1, EOS]], [0], [1.0], lambda *a: [], lambda *a: [], samples=4, max_new_tokens=8,
+        batch_rows=10, width=6,
+    )  # fmt: skip
+    assert adv.tolist() == [[0.5, 0.5, 0.5, -0.75, 1.0, 0.0]]

@@ -187,6 +187,8 @@ class Use(enum.Enum):
     LOGGING = "logging"  # what is logged; no effect on the gradient (diagnose has nothing to apply)
     GROUP = "group"  # a group method's hyper-parameter, `Setting.kwarg` of group_credit.group_credit, named
     # <method>_<name> (diagnose applies the run's value through `group_credit_kwargs`)
+    PLACEMENT = "placement"  # moves where a weights method's credit sits, not its shape (a control; diagnose reports
+    # every method's shuffled control beside it anyway, `arca_rl.oracle.placement`)
 
 
 @dataclass(frozen=True)
@@ -321,7 +323,16 @@ class CreditFields:
             KL(pi_S || pi_T) at it (`arca_rl.self_teacher`).
         credit_vine_positions (`str`, defaults to `"adaptive"`):
             vine: which prefixes get sampled values: `adaptive` (the two ends, then only where the value moves more
-            than its standard error, linear in between, so a flat completion costs only V_0) or `all` (every prefix).
+            than its standard error; every token of an interval it leaves unsplit gets the interval's whole change
+            V_b - V_a, VinePPO's step form, so a flat completion costs only V_0) or `all` (every prefix).
+        credit_shuffle (`bool`, defaults to `False`):
+            A control: train a weights method (a signal, or a group method that gives weights, e.g. `self_teacher`)
+            with its weights permuted within each completion at every step, so the credit keeps its shape (Gini,
+            EffN/T) and loses its place. A gain that survives it comes from the shape (sharpening), not from where
+            the credit sits. Each permutation is seeded by the run seed, the optimizer step, the row and its tokens
+            (`credit.shuffle_key`): reproducible, and a resumed run draws the same ones. The `credit/*` metrics and
+            `credit_tokens.jsonl`'s `weights` show the permuted weights (`salience` stays raw). Refused with a method
+            that gives signed token advantages.
         credit_grail_answer_weight (`float`, defaults to `5.0`):
             GRAIL (`credit: grail`, `arca_rl.model_credit`): the weight forced on the answer's own tokens (the answer
             the task grades, `Task.answer_span`), on every completion that has one, after the z-weights below; its
@@ -450,6 +461,8 @@ class CreditFields:
     credit_answer_only_weight: float = credit_field(
         5.0, check=Range(low=0), use=Use.GROUP, kwarg="answer_only_weight",
         help="answer_only: weight on the answer's own tokens, 1 elsewhere (GRAIL's forced weight alone).")
+    credit_shuffle: bool = credit_field(False, check=IS_BOOL, use=Use.PLACEMENT, help=(
+        "Control: permute a weights method's weights within each completion at every step (same shape, random place)."))
     # fmt: on
 
     def __post_init__(self) -> None:
@@ -466,7 +479,16 @@ class CreditFields:
             self, group_credit.is_sampled_method(self.credit), gradient=group_credit.is_gradient_method(self.credit)
         ):
             raise CreditConfigError(problem[0], f"{problem[0]} {problem[1]}.", reason=problem[1])
-        if group_credit.is_group_method(self.credit) and group_credit.group_method_output(self.credit) == "advantages":
+        signed = (
+            group_credit.is_group_method(self.credit) and group_credit.group_method_output(self.credit) == "advantages"
+        )
+        if self.credit_shuffle and signed:
+            reason = (
+                f"permutes a weights method's weights, but credit={self.credit!r} gives signed token advantages; "
+                "use a signal or a weights method (e.g. self_teacher), or remove credit_shuffle"
+            )
+            raise CreditConfigError("credit_shuffle", f"credit_shuffle {reason}.", reason=reason)
+        if signed:
             given = defaults()
             for name, setting in settings().items():  # salience-weight settings mean nothing to signed advantages
                 if setting.use is Use.WEIGHTS and getattr(self, name) != given[name]:

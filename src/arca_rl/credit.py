@@ -16,8 +16,9 @@ with w >= 0 and sum_t w[b, t] = 1 on every row that has a real token. Both are d
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,6 +35,8 @@ __all__ = [
     "residual_norm",
     "needs_base",
     "salience",
+    "shuffle_key",
+    "shuffle_weights",
     "signal_needs",
     "token_entropy",
     "token_weights",
@@ -365,6 +368,29 @@ def mix_weights(weights: Tensor, mask: Tensor, lam: float) -> Tensor:
     if lam == 0.0:
         return uniform.to(torch.float32)
     return torch.where(real, (1.0 - lam) * uniform + lam * w, 0.0)
+
+
+def shuffle_key(*parts: int | Sequence[int]) -> int:
+    """A 63-bit seed from integers and integer sequences (sha256 of their decimal text): the same parts give the same
+    seed in every process and run, so a permutation seeded by it is reproduced on resume."""
+    text = ";".join(str(p) if isinstance(p, int) else ",".join(str(int(x)) for x in p) for p in parts)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def shuffle_weights(weights: Tensor, mask: Tensor, keys: Sequence[int]) -> Tensor:
+    """Each row's weights permuted among its real tokens (`mask`): row b by a uniform random permutation drawn from a
+    generator seeded with `keys[b]`. Same multiset of weights per row (same Gini, EffN/T), random place; padding
+    untouched. The `credit_shuffle` control (`arca_rl.oracle.placement` scores its expectation)."""
+    if weights.shape != mask.shape or weights.dim() != 2 or len(keys) != weights.size(0):
+        raise ValueError("shuffle_weights: weights and mask [B, T] and one key per row")
+    out = weights.clone()
+    for b, key in enumerate(keys):
+        idx = (mask[b] != 0).nonzero().squeeze(-1)
+        if idx.numel() < 2:
+            continue
+        perm = torch.randperm(idx.numel(), generator=torch.Generator().manual_seed(int(key)))
+        out[b, idx] = weights[b, idx[perm.to(idx.device)]]
+    return out
 
 
 def _check_lambda(what: str, lam: object) -> None:

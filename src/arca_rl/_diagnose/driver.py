@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _checks as checks
 from .. import _credit_fields, _outfolder, group_credit, rundir
-from .._config import ConfigError, RunConfig, default_model_path
+from .._config import ConfigError, RunConfig, default_model_path, load_config
 from .._run import evaluation as _evaluation
 from ..group_credit import registered_methods
 from ..oracle import MAX_ROLLOUTS, POSITIONS, max_rollouts
@@ -57,8 +58,37 @@ def run_settings(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     }
 
 
+def config_settings(cfg: RunConfig) -> tuple[dict[str, Any], Any]:
+    """What a config (no run folder) sets for a diagnosis, and its training arguments (whose group-method settings
+    diagnose then uses): sampling, every `credit.token_weights` keyword and the mix lambda in force at its last
+    step (`_credit_fields.final_lambda`; a warm-up with no step count: the full `credit_mix`)."""
+    args = cfg.training_args(Path(tempfile.gettempdir()) / "arca-diagnose-config", for_validation=True)
+    lam = _credit_fields.final_lambda(cfg.training)
+    return {
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_new_tokens": args.max_completion_length,
+        **args.token_weight_kwargs(),
+        "mix": float(args.credit_mix) if lam is None else lam,
+    }, args
+
+
+def _settings_line(settings: Mapping[str, Any], group_args: Any) -> str:
+    """The credit settings every method is scored with, as the printed table states them."""
+    given = {kwarg: settings[kwarg] for kwarg in _credit_fields.weight_kwargs({})}
+    text = ", ".join(f"{k} = {v:g}" for k, v in given.items()) + f", mix lambda = {float(settings['mix']):g}"
+    group = {
+        name: (getattr(group_args, name) if group_args is not None else value)
+        for name, value in _credit_fields.defaults().items()
+        if _credit_fields.settings()[name].use is _credit_fields.Use.GROUP
+        and name not in ("credit_vine_samples", "credit_vine_batch_rows", "credit_vine_positions")  # vine: not scored
+    }
+    return text + "; " + ", ".join(f"{name.removeprefix('credit_')} = {value!r}" for name, value in group.items())
+
+
 def run_diagnose(
     *,
+    config: str | Path | RunConfig | None = None,
     task: str | None = None,
     task_options: Mapping[str, Any] | None = None,
     model: str | None = None,
@@ -95,6 +125,10 @@ def run_diagnose(
     folder's name or the model's. `oracle_samples=K` adds the Monte Carlo oracle, at `oracle_positions`
     ("adaptive", the default, or "all"; `oracle_step_seeds`: step boundaries first, adaptive only; see
     `diagnose`); either without `oracle_samples` is refused (ConfigError), as it would do nothing.
+    `config` (a config file, a packaged config's name, or a `RunConfig`): every method is scored with that config's
+    credit settings (power, eps, min_salience, the mix lambda it ends with, every group method's settings); without a
+    run folder it also gives the model, task and sampling, as a run folder would. Over a run folder's, a config's
+    credit settings win. The printed table says which settings were used and where they came from.
     Returns the result and the written files.
     """
     # Every argument is checked here, before any model or data loads (the CLI checked its flags already).
@@ -125,7 +159,11 @@ def run_diagnose(
         checks.check_output_folder(out, "--out")
 
     say = log or (lambda _m: None)
+    config_cfg = None
+    if config is not None:  # read and validated before anything loads
+        config_cfg = config if isinstance(config, RunConfig) else load_config(config)
     settings = _default_settings()
+    settings_from = "the defaults (no run folder or config)"
     run_name = run_task = None
     run_options: dict[str, Any] = {}
     max_prompt_tokens = None
@@ -141,6 +179,17 @@ def run_diagnose(
         run_name, run_task, run_options = cfg.name, cfg.task.name, dict(cfg.task.options)
         max_prompt_tokens = cfg.task.max_prompt_tokens
         model_path = model_path or cfg.model.name_or_path
+        settings_from = f"the run {run_dir}"
+    if config_cfg is not None:
+        credit_part, group_args = config_settings(config_cfg)
+        if run_dir is None:  # the config stands for the run: its model, task and sampling too
+            settings.update(credit_part)
+            run_name, run_task, run_options = config_cfg.name, config_cfg.task.name, dict(config_cfg.task.options)
+            max_prompt_tokens = config_cfg.task.max_prompt_tokens
+            model_path = model_path or config_cfg.model.name_or_path
+        else:  # over a run folder: only the credit settings
+            settings.update({k: credit_part[k] for k in (*_credit_fields.weight_kwargs({}), "mix")})
+        settings_from = f"the config {config if not isinstance(config, RunConfig) else config_cfg.name}"
     if model_path is None and adapter_dir is not None:
         model_path = _evaluation.adapter_base_model(adapter_dir)
     if model_path is None:
@@ -173,7 +222,8 @@ def run_diagnose(
             f"got {mix_in_force!r}"
         )
     if mix is None and mix_in_force != 1.0:
-        say(f"applying the run's final credit mix lambda = {mix_in_force:g} to every signal's weights")
+        whose = "config" if config_cfg is not None else "run"
+        say(f"applying the {whose}'s final credit mix lambda = {mix_in_force:g} to every signal's weights")
 
     task_name = task or run_task
     if not task_name:
@@ -241,8 +291,11 @@ def run_diagnose(
             answer_span=task_obj.answer_span,
         )
         result.settings.update(
-            model=str(model_path), adapter=str(adapter_dir) if adapter_dir else None, task=task_name
-        )
+            model=str(model_path), adapter=str(adapter_dir) if adapter_dir else None, task=task_name,
+            credit_settings=_settings_line({**settings, "mix": mix_in_force}, group_args),
+            credit_settings_from=settings_from + (" and the flags given" if any(
+                v is not None for k, v in given.items() if k in ("power", "eps", "mix")) else ""),
+        )  # fmt: skip
         title = f"arca diagnose: {Path(str(model_path)).name}" + (f" + {adapter}" if adapter else " (no adapter)")
         files = result.write(out, title=title)
         say(result.table())

@@ -10,11 +10,12 @@ from typing import Any
 from .. import group_credit
 from .._causal_lm import eos_ids, has_adapter, model_name, render_prompt
 from .._credit_fields import MIX_RANGE
-from ..oracle import check_positions, check_samples, step_boundaries
+from ..oracle import BOOTSTRAP_RESAMPLES, CONFIDENCE, PERMUTATIONS, check_positions, check_samples, step_boundaries
 from ..tasks import boxed_span
 from .model_credit import model_method_salience
 from .oracle_sampling import sample_oracle, strict_reward
-from .results import CompletionRecord, DiagnoseResult, num
+from .references import answer_tokens, reference_rows
+from .results import CompletionRecord, DiagnoseResult, SignalSummary, num
 from .sample import sample
 from .score import grpo_advantages, scorable, score, score_groups
 from .summarize import summarize, summarize_oracle
@@ -80,8 +81,9 @@ def diagnose(
             `oracle_samples` or with `oracle_positions="all"`, where it would do nothing.
         group_kwargs: per group method, its hyper-parameters (`ARCAGRPOConfig.group_credit_kwargs`); the
             methods' defaults otherwise.
-        answer_span: where a completion's answer sits (`arca_rl.tasks.Task.answer_span`), for the methods that read
-            the answer (grail, oar_g, answer_only); default: the last ``\\boxed{}`` (`arca_rl.tasks.boxed_span`).
+        answer_span: where a completion's answer sits (`arca_rl.tasks.Task.answer_span`, an `AnswerSpan`), for the
+            methods that read the answer (grail, oar_g, answer_only; default: the last ``\\boxed{}``,
+            `arca_rl.tasks.boxed_span`) and, with the oracle, the `answer_only` reference row (`references.py`).
 
     Group methods (ktae, tempo, gtpo, hicra, or registered ones) are scored whenever there is a reward: the k
     completions of a prompt are the group, A_i is GRPO's advantage of their rewards, and `mix` blends their
@@ -226,6 +228,11 @@ def diagnose(
                 "oracle_seconds": round(time.time() - t_oracle, 2),
                 "oracle_zero_rows": sum(row.credit is None for row in oracle_rows),
                 "oracle_no_signal_rows": sum(row.no_signal for row in oracle_rows),
+                # adaptive rows with one measured interval: no signal, left out of every score
+                "oracle_unresolved_rows": sum(not row.resolved for row in oracle_rows),
+                "oracle_permutations": PERMUTATIONS,
+                "oracle_intervals": f"{CONFIDENCE:.0%} percentile bootstrap over prompts, "
+                f"{BOOTSTRAP_RESAMPLES} resamples",
             }
     finally:
         if was_training:
@@ -264,11 +271,24 @@ def diagnose(
                 rec.token_advantages[name] = [a_i * w * T for w in weights[name]]
         if oracle_rows is not None:
             rec.oracle = oracle_rows[len(records)].to_dict()
+            if answer_span is not None:
+                rec.answer_tokens = answer_tokens(tokenizer, s.completion_ids, _content(answer_span(rec.completion)))
         records.append(rec)
 
     summaries, notes = summarize(records, scored, max_new_tokens=max_new_tokens)
+    references: dict[str, SignalSummary] = {}
     if oracle_samples is not None:
         notes += summarize_oracle(records, summaries, oracle_samples, k=k)
+        references = reference_rows(records, scored, k=k)
+        if answer_span is not None:
+            missing = sum(rec.answer_tokens is None for rec in records)
+            oracle_settings["answer_only_without_answer"] = missing
+            if missing:
+                notes.append(f"answer_only: {missing} of {len(records)} completions have no final answer; "
+                             "they get uniform credit in that row")  # fmt: skip
+        else:
+            notes.append("answer_only: no answer extraction was given (answer_span), so that reference row is left "
+                         "out")  # fmt: skip
     settings = {
         "model": model_name(model),
         "adapter": None,
@@ -288,7 +308,8 @@ def diagnose(
         "seconds": round(time.time() - t0, 2),
     }
     return DiagnoseResult(
-        signals=summaries, absent=absent, completions=records, settings=settings, has_adapter=adapter, notes=notes
+        signals=summaries, absent=absent, completions=records, settings=settings, has_adapter=adapter, notes=notes,
+        references=references,
     )
 
 
@@ -303,3 +324,14 @@ def _fill_rewards(rewards: Sequence[float | None], groups: Sequence[int]) -> lis
         r if r is not None else (sum(by_group[g]) / len(by_group[g]) if by_group.get(g) else 0.0)
         for r, g in zip(rewards, groups)
     ]
+
+
+def _content(span: Any) -> tuple[int, int] | None:
+    """The answer's own characters [start, end) of a task's `AnswerSpan` (its content, without the markup), as the
+    `answer_only` reference row spreads its credit; a plain (start, end) pair passes as it is."""
+    if span is None:
+        return None
+    if hasattr(span, "content_start"):
+        return int(span.content_start), int(span.content_end)
+    start, end = span
+    return int(start), int(end)

@@ -32,8 +32,15 @@ class SignalSummary:
     oracle_spearman_n completions where neither is constant), oracle_top_match (share of completions
     whose largest-weight token is the largest-|delta| token, ties split). None without the oracle.
     oracle_signed {"mean", "ci_low", "ci_high", "n", "zero_rows"}: the signed measure, the mean per-completion
-    cosine between the method's token advantages and the oracle's deltas (`arca_rl.oracle.score_signed`).
+    cosine between the method's token advantages and the oracle's deltas.
     A group method's weights are its credit shares |A_it| / sum |A_ik|.
+
+    Every oracle figure is measured at the resolution the oracle measured (`arca_rl.oracle.placement`: per token on
+    exhaustive rows, per estimated interval on adaptive ones, rows with a single interval left out) and its
+    interval is a 95% percentile bootstrap over prompts. oracle_shuffled {measure: {"mean", "ci_low", "ci_high",
+    "n"}}: the same measures of the method's weights permuted within each completion (same shape, random place);
+    oracle_placement {measure: ...}: measure minus shuffled control, per row, with its interval (measures: lift,
+    spearman, top_match and, with k >= 2, signed). oracle_rows: the rows scored.
     """
 
     name: str
@@ -52,6 +59,11 @@ class SignalSummary:
     oracle_spearman_n: int = 0
     oracle_top_match: float | None = None
     oracle_signed: dict[str, Any] | None = None
+    oracle_spearman_ci: list[float | None] | None = None
+    oracle_top_match_ci: list[float | None] | None = None
+    oracle_shuffled: dict[str, Any] | None = None
+    oracle_placement: dict[str, Any] | None = None
+    oracle_rows: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +91,7 @@ class CompletionRecord:
     oracle: dict[str, Any] | None = None
     advantage: float | None = None  # GRPO's A_i of the reward within the prompt's k completions
     token_advantages: dict[str, list[float]] = field(default_factory=dict)  # per method, signed A_it
+    answer_tokens: list[int] | None = None  # [start, end): the final answer's tokens (the task's answer extraction)
 
     @property
     def length(self) -> int:
@@ -92,7 +105,9 @@ class CompletionRecord:
 
 @dataclass
 class DiagnoseResult:
-    """Everything `diagnose` measured. `signals` keeps the registration order."""
+    """Everything `diagnose` measured. `signals` keeps the registration order. `references`: with the oracle, the
+    reference rows scored like the methods (`answer_only`: credit spread evenly over the final answer's tokens;
+    `inverted:<method>`: the method's weights reversed in rank)."""
 
     signals: dict[str, SignalSummary]
     absent: dict[str, str]
@@ -100,6 +115,7 @@ class DiagnoseResult:
     settings: dict[str, Any]
     has_adapter: bool
     notes: list[str] = field(default_factory=list)
+    references: dict[str, SignalSummary] = field(default_factory=dict)
 
     def to_dict(self, *, completions: bool = True) -> dict[str, Any]:
         """JSON-ready dict: {"signals": {name: {...}}, "absent", "notes", "settings", "completions"}.
@@ -110,6 +126,7 @@ class DiagnoseResult:
         sig = {name: s.to_dict() for name, s in self.signals.items()}
         d: dict[str, Any] = {
             "signals": sig,
+            "references": {name: s.to_dict() for name, s in self.references.items()},
             "absent": dict(self.absent),
             "notes": list(self.notes),
             "has_adapter": self.has_adapter,
@@ -134,51 +151,57 @@ class DiagnoseResult:
         return text
 
     def table(self) -> str:
-        """The per-signal summary as an aligned plain-text table (what `arca diagnose` prints)."""
+        """The per-signal summary as aligned plain-text tables (what `arca diagnose` prints): the credit's shape, then,
+        with the oracle, each method's oracle scores beside its shuffled control and the reference rows."""
         head = ["signal", "gini", "EffN/T", "top10%", "first tok", "regime", "rho vs arca", "rows"]
-        with_oracle = any(s.oracle_lift is not None for s in self.signals.values())
-        if with_oracle:
-            head += ["oracle lift", "95% CI", "rho vs |delta|", "top match", "signed cos", "95% CI"]
         rows = [head]
         for s in self.signals.values():
-            row = [
-                s.name,
-                _f3(s.gini),
-                _f3(s.effective_token_ratio),
-                _f3(s.top10_mass),
-                _f3(s.first_token_mass),
-                s.regime or "-",
-                _f3(s.spearman_vs_arca),
-                str(s.n_rows),
-            ]
-            if with_oracle:
-                lift = s.oracle_lift or {}
-                ci = "-" if lift.get("ci_low") is None else f"[{_f3(lift['ci_low'])}, {_f3(lift.get('ci_high'))}]"
-                signed = s.oracle_signed or {}
-                ci_s = (
-                    "-" if signed.get("ci_low") is None else f"[{_f3(signed['ci_low'])}, {_f3(signed.get('ci_high'))}]"
-                )
-                row += [_f3(lift.get("mean")), ci, _f3(s.oracle_spearman), _f3(s.oracle_top_match)]
-                row += [_f3(signed.get("mean")), ci_s]
-            rows.append(row)
-        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = [
-            "  ".join(
-                c.ljust(w) if i == 0 or i == 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
-            )
-            for r in rows
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+            rows.append([
+                s.name, _f3(s.gini), _f3(s.effective_token_ratio), _f3(s.top10_mass), _f3(s.first_token_mass),
+                s.regime or "-", _f3(s.spearman_vs_arca), str(s.n_rows),
+            ])  # fmt: skip
+        lines = _aligned(rows, left=(0, 5))
+        if any(s.oracle_lift is not None for s in self.signals.values()):
+            lines += ["", *self._oracle_table()]
         mix = self.settings.get("mix", 1.0)
         lines.append(
             f"credit mix in force: lambda = {mix:g} (weights = (1 - lambda) / T + lambda * signal weights"
             + ("; the signals alone)" if mix == 1 else ")")
         )
+        if self.settings.get("credit_settings_from"):
+            lines.append(f"credit settings: {self.settings.get('credit_settings', '-')} "
+                         f"(from {self.settings['credit_settings_from']})")  # fmt: skip
         for name, why in self.absent.items():
             lines.append(f"{name}: absent ({why})")
         for n in self.notes:
             lines.append(f"note: {n}")
         return "\n".join(lines)
+
+    def _oracle_table(self) -> list[str]:
+        head = [
+            "method", "oracle lift", "95% CI", "rho vs |delta|", "top match", "shuffled", "signed cos", "95% CI",
+            "shuffled", "placement", "95% CI",
+        ]  # fmt: skip
+        rows = [head]
+        named = [*self.signals.values(), *self.references.values()]
+        for s in named:
+            lift = s.oracle_lift or {}
+            signed = s.oracle_signed or {}
+            shuffled = s.oracle_shuffled or {}
+            place = (s.oracle_placement or {}).get("signed") or {}
+            rows.append([
+                s.name, _f3(lift.get("mean")), _ci(lift), _f3(s.oracle_spearman), _f3(s.oracle_top_match),
+                _f3((shuffled.get("top_match") or {}).get("mean")), _f3(signed.get("mean")), _ci(signed),
+                _f3((shuffled.get("signed") or {}).get("mean")), _f3(place.get("mean")), _ci(place),
+            ])  # fmt: skip
+        lines = _aligned(rows, left=(0,))
+        if self.references:
+            lines.insert(2 + len(self.signals), lines[1])  # the reference rows below a rule
+        lines.append(
+            "oracle: shuffled = the same weights permuted within each completion (same shape, random place); "
+            "placement = signed cos - its shuffled control; 95% CI: percentile bootstrap over prompts"
+        )
+        return lines
 
     def write(
         self, out_dir: str | Path, *, title: str | None = None, max_html_completions: int = 64
@@ -191,6 +214,19 @@ class DiagnoseResult:
         # the page is drawn from the same JSON form
         files.update(write_diagnose_page(self.to_dict(), out, title=title, max_html_completions=max_html_completions))
         return files
+
+
+def _aligned(rows: list[list[str]], *, left: tuple[int, ...]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _ci(d: dict[str, Any]) -> str:
+    return "-" if d.get("ci_low") is None else f"[{_f3(d['ci_low'])}, {_f3(d.get('ci_high'))}]"
 
 
 def _f3(x: float | None) -> str:

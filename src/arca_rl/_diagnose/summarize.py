@@ -8,13 +8,13 @@ import torch
 
 from .. import diagnostics, group_credit
 from ..diagnostics import row_figures, spearman
-from ..oracle import score_signal, score_signed
+from ..oracle import MEASURES, Measured, MethodScore, score_method
 from .results import CompletionRecord, SignalSummary, num
 
-__all__ = ["summarize", "summarize_oracle"]
+__all__ = ["fill_oracle", "method_inputs", "summarize", "summarize_oracle", "summarize_signal"]
 
 
-def _summarize_signal(name: str, weights: list[list[float]], saliences: list[list[float]]) -> SignalSummary:
+def summarize_signal(name: str, weights: list[list[float]], saliences: list[list[float]]) -> SignalSummary:
     N = len(weights)
     L = max((len(w) for w in weights), default=0)
     W = torch.zeros(N, max(L, 1), dtype=torch.float32)
@@ -51,7 +51,7 @@ def summarize(
     summaries (in `signals` order) and notes on what the figures cannot show."""
     summaries: dict[str, SignalSummary] = {}
     for s in signals:
-        summaries[s] = _summarize_signal(s, [r.weights[s] for r in records], [r.salience[s] for r in records])
+        summaries[s] = summarize_signal(s, [r.weights[s] for r in records], [r.salience[s] for r in records])
         for rec in records:
             rec.gini[s], rec.effective_token_ratio[s] = row_figures(rec.weights[s])
     notes: list[str] = []
@@ -76,37 +76,70 @@ def summarize(
     return summaries, notes
 
 
+def _k_note(k: int) -> list[str]:
+    if k >= 2:
+        return []
+    return [
+        "oracle: the signed measure needs k >= 2 completions per prompt (with k = 1 every advantage A_i is 0); "
+        "left out, the lift and the rank measures need no group"
+    ]
+
+
+def fill_oracle(summ: SignalSummary, got: MethodScore, *, k: int) -> None:
+    """Put one method's `score_method` result on its summary (the signed measure only with k >= 2)."""
+    measures = [m for m in MEASURES if m != "signed" or k >= 2]
+    sc = got.scores
+    summ.oracle_lift = sc["lift"].to_dict()
+    summ.oracle_spearman = sc["spearman"].mean
+    summ.oracle_spearman_n = sc["spearman"].n
+    summ.oracle_top_match = sc["top_match"].mean
+    summ.oracle_top_match_ci = [sc["top_match"].ci_low, sc["top_match"].ci_high]
+    summ.oracle_spearman_ci = [sc["spearman"].ci_low, sc["spearman"].ci_high]
+    if k >= 2:
+        # left out of the signed measure: rows whose measured changes are all 0 and rows whose advantages are
+        summ.oracle_signed = {**sc["signed"].to_dict(), "zero_rows": got.zero_rows + got.signed_zero_rows}
+    summ.oracle_shuffled = {m: got.shuffled[m].to_dict() for m in measures}
+    summ.oracle_placement = {m: got.placement[m].to_dict() for m in measures}
+    summ.oracle_rows = got.rows
+
+
+def method_inputs(
+    records: Sequence[CompletionRecord], name: str
+) -> tuple[list[list[float]], list[list[float]], list[list[float] | None]]:
+    """(weights, what the per-token rank measure reads, signed token advantages) of method `name` per completion:
+    a signed group method's rank measure reads its credit shares |A_it| (its raw output is signed), a signal's
+    its raw salience."""
+    signed = group_credit.is_group_method(name) and group_credit.group_method_output(name) == "advantages"
+    weights = [r.weights[name] for r in records]
+    ranked = [r.weights[name] if signed else r.salience[name] for r in records]
+    return weights, ranked, [r.token_advantages.get(name) for r in records]
+
+
 def summarize_oracle(
     records: Sequence[CompletionRecord], summaries: dict[str, SignalSummary], samples: int, *, k: int
 ) -> list[str]:
-    """Score every summarized signal against the records' oracle rows (`arca_rl.oracle.score_signal`:
-    oracle lift with its 95% interval, Spearman vs |delta|, top match; `score_signed`: the signed measure, only
-    with k >= 2 completions per prompt); return notes on the rows."""
-    deltas = [rec.oracle["delta"] if rec.oracle else None for rec in records]
+    """Score every summarized method against the records' oracle rows (`arca_rl.oracle.score_method`: the lift,
+    rank correlation, top match and, with k >= 2 completions per prompt, the signed measure, each beside its
+    shuffled control and their difference, the placement, with per-prompt bootstrap intervals; adaptive rows per
+    measured interval, rows with one interval left out); return notes on the rows."""
+    rows = [Measured.of(rec.oracle) if rec.oracle else None for rec in records]
+    prompts = [rec.prompt_index for rec in records]
     for s, summ in summaries.items():
-        # a signed group method's rank correlation reads its credit shares |A_it| (its raw output is signed)
-        signed = group_credit.is_group_method(s) and group_credit.group_method_output(s) == "advantages"
-        ranked = [r.weights[s] if signed else r.salience[s] for r in records]
-        got = score_signal([r.weights[s] for r in records], ranked, deltas)
-        summ.oracle_lift = got.lift_dict()
-        summ.oracle_spearman = got.oracle_spearman
-        summ.oracle_spearman_n = got.spearman_n
-        summ.oracle_top_match = got.oracle_top_match
-        # the signed measure: cos(A_it, delta_t) of the token advantages (A_i * w_it * T_i for a signal); a group
-        # of one has A_i = 0, so with k = 1 there is nothing to measure and it is left out (None), not 0 rows
-        if k >= 2:
-            summ.oracle_signed = score_signed([r.token_advantages.get(s) for r in records], deltas)
-    notes = []
-    if k < 2:
-        notes.append(
-            "oracle: the signed measure needs k >= 2 completions per prompt (with k = 1 every advantage A_i is 0); "
-            "left out, the lift and the rank measures need no group"
-        )
-    zero = sum(1 for r in records if r.oracle and r.oracle.get("credit") is None)
+        weights, ranked, advantages = method_inputs(records, s)
+        got = score_method(rows, prompts, weights, ranked, advantages if k >= 2 else None)
+        fill_oracle(summ, got, k=k)
+    notes = _k_note(k)
+    zero = sum(1 for m in rows if m is not None and m.resolved and m.zero)
+    unresolved = sum(1 for m in rows if m is not None and not m.resolved)
     quiet = sum(1 for r in records if r.oracle and r.oracle.get("no_signal"))
+    if unresolved:
+        notes.append(
+            f"oracle: {unresolved} of {len(records)} completions have a single measured interval (the adaptive "
+            "oracle localised no change in them): they carry no signal and are left out of every oracle score"
+        )
     if zero:
         notes.append(
-            f"oracle: {zero} of {len(records)} completions have every token value change 0 (all "
+            f"oracle: {zero} of {len(records)} completions have every measured value change 0 (all "
             "continuations scored the same); they are left out of the oracle scores"
         )
     if quiet:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from .. import rundir
@@ -15,8 +16,9 @@ from .._checks import (
     check_output_folder,
     check_seed,
 )
+from .._config import ConfigError, load_config
 from ..tasks import TASKS
-from ._common import add_quiet, add_task_options, add_threads, signal_names, task_options
+from ._common import add_quiet, add_set, add_task_options, add_threads, config_file, signal_names, task_options
 
 __all__ = ["make_parser", "run"]
 
@@ -32,8 +34,18 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "diagnose.json and PNG histograms. Without an adapter, arca and divergence are reported "
             "absent with the reason. On a run folder, sampling and weighting follow the run's config."
         ),
-        epilog="examples:\n  arca diagnose --task arithmetic\n  arca diagnose --adapter runs/demo/arca --n 16 --k 4",
+        epilog="examples:\n  arca diagnose --task arithmetic\n  arca diagnose --adapter runs/demo/arca --n 16 --k 4\n"
+        "  arca diagnose -c demo --set training.credit_power=2 --oracle 16",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=None,
+        help="score every method with this config's credit settings (power, eps, mix, group settings): a YAML file "
+        "(e.g. a run's config.yaml) or a packaged config's name; without --adapter it also gives model, task and "
+        "sampling",
     )
     p.add_argument(
         "--model",
@@ -132,6 +144,7 @@ def make_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="output folder (default: diagnose/<name>)",
     )
+    add_set(p, "with --config: override its settings, e.g. --set training.credit_power=2; repeatable")
     add_quiet(p, "no progress lines")
     add_threads(p, default=1)
     p.set_defaults(func=run)
@@ -152,7 +165,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _diagnose(run_diagnose: Any, args: argparse.Namespace) -> Any:
+    config = None
+    if args.config is not None:
+        path = config_file(args.config)  # a name: which file, said
+        config = load_config(path, args.overrides) if args.overrides else path
+    elif args.overrides:
+        raise ConfigError("--set: only with --config (it overrides the config's settings); add -c CONFIG")
     return run_diagnose(
+        config=config,
         task=args.task,
         task_options=task_options(args.task_options),
         model=args.model,

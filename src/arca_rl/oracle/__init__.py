@@ -25,8 +25,10 @@ Continuations are sampled with the rollout's own policy and sampling settings, a
 completion longer than the rollout's `max_new_tokens`: from a prefix of t tokens it gets at most
 `max_new_tokens - t` new ones.
 
-The package: `values.py` (one completion's row and its estimates), `scoring.py` (a signal scored against the
-rows; exact rational arithmetic for the lift, so uniform credit scores exactly 1.0), `positions.py` (which
+The package: `values.py` (one completion's row and its estimates), `scoring.py` (the per-token measures, with exact
+rational arithmetic for the lift, so uniform credit scores exactly 1.0), `placement.py` (a method scored at the
+resolution the oracle measured: per token on exhaustive rows, per estimated interval on adaptive ones, beside its
+shuffled control, with per-prompt bootstrap intervals: what `arca diagnose --oracle` reports), `positions.py` (which
 prefixes, and sampling them), `sampler.py` (`model_sampler`, the sampler for a transformers model: one forward per
 sequence, its KV cache shared by every continuation; it loads torch, so import it from `arca_rl.oracle.sampler`).
 `arca diagnose --oracle` and `credit: vine` both use them.
@@ -34,6 +36,20 @@ sequence, its KV cache shared by every continuation; it loads torch, so import i
 
 from __future__ import annotations
 
+from .placement import (
+    BOOTSTRAP_RESAMPLES,
+    CONFIDENCE,
+    MEASURES,
+    PERMUTATIONS,
+    Estimate,
+    Measured,
+    MethodScore,
+    cluster_bootstrap,
+    rank_reversal,
+    row_measures,
+    score_method,
+    shuffled_measures,
+)
 from .positions import (
     ADAPTIVE_MAX_GAP,
     ADAPTIVE_SPLIT_SE,
@@ -57,31 +73,54 @@ from .scoring import (
     signed_cosine,
     top_match,
 )
-from .values import NO_SIGNAL_SE, OracleRow, check_reward, check_samples, mc_estimate, oracle_credit
+from .values import (
+    NO_SIGNAL_SE,
+    OracleRow,
+    check_reward,
+    check_samples,
+    mc_estimate,
+    measured_intervals,
+    oracle_credit,
+    segment_advantages,
+)
 
 __all__ = [
     "ADAPTIVE_MAX_GAP",
     "ADAPTIVE_SPLIT_SE",
+    "BOOTSTRAP_RESAMPLES",
     "BatchSampler",
+    "CONFIDENCE",
+    "Estimate",
     "MAX_ROLLOUTS",
+    "MEASURES",
+    "Measured",
+    "MethodScore",
     "NO_SIGNAL_SE",
     "OracleRow",
     "OracleScore",
+    "PERMUTATIONS",
     "POSITIONS",
     "Sampler",
     "batch_sampler",
     "check_positions",
     "check_reward",
     "check_samples",
+    "cluster_bootstrap",
     "estimate_rollouts",
     "max_rollouts",
     "mc_estimate",
+    "measured_intervals",
     "oracle_credit",
     "oracle_lift",
     "oracle_values",
+    "rank_reversal",
+    "row_measures",
     "row_spearman",
+    "score_method",
     "score_signal",
     "score_signed",
+    "segment_advantages",
+    "shuffled_measures",
     "signed_cosine",
     "step_boundaries",
     "top_match",

@@ -1,5 +1,8 @@
-"""Scoring a credit signal against the oracle's deltas: oracle lift, rank correlation, top match (`score_signal`) and
-the signed measure (`score_signed`). See `arca_rl.oracle`."""
+"""The per-token measures of a credit signal against the oracle's deltas: oracle lift, rank correlation, top match and
+the signed cosine, and their per-completion aggregates (`score_signal`, `score_signed`: every row's per-token deltas
+as given, with Student t intervals over completions). `arca diagnose` scores with `placement.score_method`, which
+uses these functions on exhaustive rows, scores adaptive rows per measured interval instead of on interpolated
+deltas, and replaces the intervals by a bootstrap over prompts. See `arca_rl.oracle`."""
 
 from __future__ import annotations
 

@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-__all__ = ["NO_SIGNAL_SE", "OracleRow", "check_reward", "check_samples", "mc_estimate", "oracle_credit"]
+__all__ = [
+    "NO_SIGNAL_SE",
+    "OracleRow",
+    "check_reward",
+    "check_samples",
+    "mc_estimate",
+    "measured_intervals",
+    "oracle_credit",
+    "segment_advantages",
+]
 
 #: "No signal": every |delta_t| within this many standard errors of 0.
 NO_SIGNAL_SE = 2.0
@@ -91,6 +100,22 @@ class OracleRow:
         """The estimated positions (every one of 0 .. T for an exhaustive row)."""
         return list(range(len(self.values))) if self.estimated is None else list(self.estimated)
 
+    def intervals(self) -> list[tuple[int, int, float]]:
+        """The value changes the oracle measured: (a, b, V_b - V_a) for every two consecutive estimated positions
+        a < b (`measured_intervals`); an exhaustive row's are its T one-token intervals (t - 1, t, delta_t)."""
+        return measured_intervals(self.values, self.estimated)
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the row says anything about where its value moved: an exhaustive row always; an adaptive row
+        when it has two or more measured intervals (with one, every weighting puts all its mass on it)."""
+        return self.estimated is None or len(self.estimated) > 2
+
+    def segment_advantages(self) -> list[float]:
+        """VinePPO's step form of the values (`segment_advantages`): every token of a measured interval (a, b]
+        gets the whole V_b - V_a; for an exhaustive row this is `delta`."""
+        return segment_advantages(self.values, self.estimated)
+
     @property
     def no_signal(self) -> bool:
         """Between every two consecutive estimated positions a < b, |V_b - V_a| is within 2 standard errors of 0
@@ -114,6 +139,25 @@ class OracleRow:
             "no_signal": self.no_signal,
             **({} if self.estimated is None else {"estimated": list(self.estimated)}),
         }
+
+
+def measured_intervals(values: Sequence[float], estimated: Sequence[int] | None) -> list[tuple[int, int, float]]:
+    """(a, b, V_b - V_a) for every two consecutive estimated positions a < b, in order: the changes of value the
+    oracle measured. Interval (a, b] holds the completion tokens a .. b - 1 (0-based; token t's delta is
+    V_{t+1} - V_t). `estimated` None (every position estimated): the T one-token intervals (t, t + 1, delta)."""
+    pos = list(range(len(values))) if estimated is None else list(estimated)
+    return [(a, b, values[b] - values[a]) for a, b in zip(pos[:-1], pos[1:])]
+
+
+def segment_advantages(values: Sequence[float], estimated: Sequence[int] | None) -> list[float]:
+    """Per token, the whole change of its measured interval: token t in (a, b] gets V_b - V_a (VinePPO's step
+    advantage, its steps being the intervals between estimated positions). A one-token interval keeps its own
+    delta, so an exhaustive row gives its deltas unchanged; an interval left unsplit gives each of its tokens
+    the change it did not localise, where linear interpolation would give each (V_b - V_a) / (b - a)."""
+    out = [0.0] * (len(values) - 1)
+    for a, b, change in measured_intervals(values, estimated):
+        out[a:b] = [change] * (b - a)
+    return out
 
 
 def oracle_credit(delta: Sequence[float]) -> list[float] | None:

@@ -33,9 +33,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "DECISIVE_TOKEN_INDEX",
     "OPTIONS",
+    "TAIL",
     "TINY_MODEL_PATH",
+    "VARIANTS",
     "ArithmeticTask",
     "answer",
+    "decisive_chars",
     "direct_completion",
     "is_test_problem",
     "make_task",
@@ -45,6 +48,8 @@ __all__ = [
     "solution_text",
     "steps_completion",
     "strategy",
+    "variant_completion",
+    "variant_strategy",
 ]
 
 #: The warm-started tiny model and tokenizer shipped in the package (built by
@@ -134,22 +139,112 @@ def _rows(terms_list: list[Problem]) -> dict[str, list[Any]]:
     }
 
 
-def sft_dataset(n: int, direct_fraction: float = 0.65, seed: int = 0) -> Dataset:
+#: Warm-start variants (issue 34 §4): the same problems, prompt and reward, but the model is warm-started on
+#: completions that differ in where, and how many, tokens decide the expected reward. The written-out additions
+#: always sit where the shipped model writes them (a tiny model shifted by a preamble relearns its arithmetic
+#: slowly), so what moves is the decision. Per variant, the warm-start mixture of (additions written out, answer
+#: boxed, share); an unboxed answer, ``So 208.``, gets no reward:
+#:
+#: - ``first``: the shipped task, ``\boxed{208}`` or ``80+33=113. 113+95=208. \boxed{208}``: the first token decides.
+#: - ``two``: 0, 1 or 2 additions written out: the first token, and after one addition the next token, decide.
+#: - ``late``: both additions always written out, then ``\boxed{208}`` or ``So 208.``: the token after them decides.
+#: - ``ends``: ``first``'s choice, and after the additions ``late``'s: the first and a late token decide.
+#: - ``tail``: ``first``'s completions followed by a fixed sentence that changes nothing: the first token decides, in
+#:   completions three to six times as long.
+#: - ``digits``: the direct answer only: no strategy to choose; the answer's digits decide.
+VARIANTS: dict[str, list[tuple[int, bool, float]]] = {
+    "first": [(0, True, 0.65), (2, True, 0.35)],
+    "two": [(0, True, 0.5), (1, True, 0.25), (2, True, 0.25)],
+    "late": [(2, True, 0.35), (2, False, 0.65)],
+    "ends": [(0, True, 0.65), (2, True, 0.175), (2, False, 0.175)],
+    "tail": [(0, True, 0.65), (2, True, 0.35)],
+    "digits": [(0, True, 1.0)],
+}
+
+#: ``tail``'s fixed ending: after the box is closed nothing changes the reward.
+TAIL = " I added the numbers one at a time and checked each sum."
+
+
+def _additions(terms: Problem, steps: int) -> tuple[str, int]:
+    """The first `steps` additions written out (``80+33=113. 113+95=208.``) and the running total after them."""
+    total, parts = terms[0], []
+    for term in terms[1:][:steps]:
+        parts.append(f"{total}+{term}={total + term}.")
+        total += term
+    return " ".join(parts), total
+
+
+def variant_completion(variant: str, terms: Problem, steps: int, boxed: bool = True) -> str:
+    """Variant `variant`'s completion of a problem with `steps` additions written out (0: the direct answer) and
+    the answer boxed (``\boxed{208}``, rewarded) or not (``So 208.``, no reward)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; variants: {', '.join(VARIANTS)}")
+    written, _ = _additions(terms, steps)
+    end = direct_completion(terms) if boxed else f"So {answer(terms)}."
+    text = f"{written} {end}" if written else end
+    return text + TAIL if variant == "tail" else text
+
+
+def variant_strategy(variant: str, completion: str) -> Literal["direct", "steps"]:
+    """`strategy` of a completion in `variant`'s form (whether its first token opens the direct answer)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; variants: {', '.join(VARIANTS)}")
+    return strategy(completion)
+
+
+def decisive_chars(variant: str, terms: Problem, completion: str) -> list[int]:
+    """The characters of `completion` (a completion of `terms` in `variant`'s form) whose token decides the expected
+    reward, by construction: where the strategy is chosen (the direct answer or an addition), where the answer is
+    boxed or not after both additions (``late``, ``ends``), or, for ``digits``, the answer's digits. The oracle
+    (``positions="all"``) should find the value jumps there."""
+    if variant == "digits":
+        start = completion.find("\\boxed{")
+        if start < 0:
+            return []
+        start += len("\\boxed{")
+        end = completion.find("}", start)
+        return list(range(start, end if end >= 0 else len(completion)))
+    out = [] if variant == "late" else [0]
+    one, _ = _additions(terms, 1)
+    both, _ = _additions(terms, 2)
+    if variant == "two" and completion.startswith(one + " "):
+        out.append(len(one) + 1)  # one addition written out: the next token decides again
+    if variant in ("late", "ends") and completion.startswith(both + " "):
+        out.append(len(both) + 1)  # boxed or not
+    return out
+
+
+def sft_dataset(n: int, direct_fraction: float = 0.65, seed: int = 0, variant: str = "first") -> Dataset:
     """Warm-start data: `n` training problems with ``prompt``/``completion`` columns.
 
     Each completion is the direct answer with probability `direct_fraction`, else the
     step-by-step solution (the shipped model used 0.65). Problems come from the training split only
-    and may repeat; the order and the mixture are fixed by `seed`.
+    and may repeat; the order and the mixture are fixed by `seed`. Another `variant` (`VARIANTS`) writes its
+    own completions, in its own mixture of 0, 1 or 2 written-out additions (`direct_fraction` is then unused).
     """
     from datasets import Dataset
 
     if not 0.0 <= direct_fraction <= 1.0:
         raise ValueError(f"direct_fraction must be in [0, 1], got {direct_fraction!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; variants: {', '.join(VARIANTS)}")
     terms_list = problems("train", n, seed=seed, unique=False)
     rng = random.Random(f"{seed}:mixture")
-    completions = [
-        direct_completion(t) if rng.random() < direct_fraction else steps_completion(t) for t in terms_list
-    ]
+    if variant == "first":  # the shipped warm start, draw for draw
+        completions = [
+            direct_completion(t) if rng.random() < direct_fraction else steps_completion(t) for t in terms_list
+        ]
+    else:
+        mix = VARIANTS[variant]
+        completions = []
+        for t in terms_list:
+            u, acc, (steps, boxed, _) = rng.random(), 0.0, mix[-1]
+            for k, box, share in mix:
+                acc += share
+                if u < acc:
+                    steps, boxed = k, box
+                    break
+            completions.append(variant_completion(variant, t, steps, boxed))
     return Dataset.from_dict({"prompt": [prompt_text(t) for t in terms_list], "completion": completions})
 
 

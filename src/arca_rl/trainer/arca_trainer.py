@@ -369,6 +369,8 @@ class _CreditRouting(_GenerationResume, _CreditLogging, _GroupCredit):
             signal_weights = credit.token_weights(alpha, mask, **args.token_weight_kwargs())
             # (1 - lam) / T + lam * w: what the gradient, the credit metrics and the dump all use
             weights_of[name] = credit.mix_weights(signal_weights, mask, lam)
+        if args.credit_shuffle and args.credit not in advantages_of:  # the control: same shape, random place
+            weights_of[args.credit] = self._shuffled(weights_of[args.credit], mask, inputs["completion_ids"])
         weights = weights_of[args.credit]
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["credit/mix"].append(lam)
@@ -384,6 +386,16 @@ class _CreditRouting(_GenerationResume, _CreditLogging, _GroupCredit):
         if args.credit in advantages_of:
             inputs["credit_token_advantages"] = advantages_of[args.credit]
         return weights, mask
+
+    def _shuffled(self, weights: torch.Tensor, mask: torch.Tensor, completion_ids: torch.Tensor) -> torch.Tensor:
+        """`credit_shuffle`: each row's weights permuted within its completion, seeded by (run seed, optimizer step,
+        process, row, the row's tokens), so a rerun or a resumed run draws the same permutation."""
+        step, seed, rank = self.state.global_step, int(self.args.seed), self.accelerator.process_index
+        keys = [
+            credit.shuffle_key(seed, step, rank, b, ids[m.bool()].tolist())
+            for b, (ids, m) in enumerate(zip(completion_ids, mask))
+        ]
+        return credit.shuffle_weights(weights, mask, keys)
 
     def _credit_lambda(self) -> float:
         """The `credit_mix` lambda in force: `credit_mix * min(1, s / credit_warmup_steps)`, s = optimizer steps

@@ -1,5 +1,9 @@
 """VinePPO credit in the trainers (`credit: vine`, arXiv 2410.01679): a completion's token advantages are the Monte
-Carlo oracle's own token values, `A_it = V_t - V_{t-1}` = the oracle's `delta_t` (`arca_rl.oracle`).
+Carlo oracle's own token values in VinePPO's step form: token t of a measured interval (a, b] between two sampled
+prefixes gets `A_it = V_b - V_a`. With every prefix sampled (`credit_vine_positions: all`) that is
+`V_t - V_{t-1}`, the oracle's `delta_t`; adaptive positions leave an interval unsplit where the value did not
+move beyond its error, and each of its tokens gets the interval's whole change, not a 1 / (b - a) share of it
+(`arca_rl.oracle.segment_advantages`).
 
 Once per generation batch, for each completion on this process: K continuations of each of its prefixes that
 `credit_vine_positions` samples (adaptive, the default: the two ends, then only where the value moves, linear in
@@ -55,7 +59,7 @@ def vine_token_advantages(
     positions: str = "adaptive",
 ) -> tuple[Tensor, int]:
     """VinePPO's token advantages of B completions, [B, width] float32 (0 past each completion's tokens), and the
-    number of continuations sampled.
+    number of continuations sampled: token t of measured interval (a, b] gets V_b - V_a (`segment_advantages`).
 
     Row b: its prompt `prompt_ids[b]`, its real completion tokens `completion_ids[b]` (up to and including the first
     EOS), its group id (the rows of a group share one prompt, hence one V_0) and its reward R_b (= V_T).
@@ -89,7 +93,9 @@ def vine_token_advantages(
     out = torch.zeros(len(completion_ids), width, dtype=torch.float32)
     for rows, oracle_rows in zip(rows_of.values(), per_group, strict=True):
         for b, row in zip(rows, oracle_rows, strict=True):
-            out[b, : row.length] = torch.tensor(row.delta, dtype=torch.float32)  # A_bt = V_t - V_{t-1}
+            # VinePPO's step form: token t of a measured interval (a, b] gets V_b - V_a (per token, V_t - V_{t-1}, for
+            # every prefix sampled); an interval the adaptive schedule left unsplit hands each token its whole change
+            out[b, : row.length] = torch.tensor(row.segment_advantages(), dtype=torch.float32)
     return out, sampled
 
 
