@@ -11,7 +11,7 @@ from arca_rl._config import load_config
 from arca_rl.cli import build_parser, main
 from arca_rl.rundir import is_finished, read_metrics
 
-EVAL_KEYS = {"greedy_accuracy", "pass_at_k", "k", "samples_per_problem", "n"}
+EVAL_KEYS = {"greedy_accuracy", "greedy_score", "pass_at_k", "k", "samples_per_problem", "n"}
 
 
 def test_help_lists_the_commands(capsys):
@@ -33,6 +33,8 @@ def check_eval_json(path, *, n, k, samples):
     assert set(data) == EVAL_KEYS
     assert (data["n"], data["k"], data["samples_per_problem"]) == (n, k, samples)
     assert 0.0 <= data["greedy_accuracy"] <= 1.0 and 0.0 <= data["pass_at_k"] <= 1.0
+    # the embedded task has no partial credit: the graded score is the accuracy
+    assert data["greedy_score"] == data["greedy_accuracy"]
     return data
 
 
