@@ -12,7 +12,10 @@ the tiny model warm-started on completions whose decisive tokens sit elsewhere, 
    the shuffled controls of surprisal and entropy_reduction), `--seeds` seeds, `--steps` steps of the demo config
    from the variant's model (greedy learning curve every 5 steps on 100 held-out problems, final greedy accuracy
    on 200), paired against uniform on
-   the same seed: gain = method - uniform, for the final greedy accuracy and the curve area (mean over the curve).
+   the same seed: gain = method - uniform, for the final greedy accuracy (primary, declared before any run), the
+   curve area (mean over the curve), and the greedy accuracy at the curve step where uniform is mid-learning
+   (`mid_step`, chosen from uniform's curves alone: where a variant saturates by the last step, this is where
+   methods can still differ).
    A method `X+shuffle` is X trained with `credit_shuffle: true`; its placement is measured on X's weights permuted
    within each completion (one seeded permutation per row).
 
@@ -21,8 +24,8 @@ percentile bootstrap interval that resamples variants, and within each the seeds
 R^2 of a least-squares line. arca and divergence need an adapter (there is none before training) and vine is the
 oracle itself, so they have no base placement and no point. Progress is kept per variant under `--work`, so
 variants can run in parallel processes (`--variants first,late`) and a final call over all of them, which finds
-every run done, writes the JSON (`tasks`, `seeds`, `methods`, `points`,
-`correlations`) and a scatter plot.
+every run done, writes the JSON (`tasks`, `seeds`, `methods`, `points`, `correlations`, `primary`) and one figure
+of scatter plots, the primary pair (signed placement, final gain) first.
 
     OMP_NUM_THREADS=1 nice python benchmarks/oracle_validity.py --out benchmarks/results/oracle_validity.json \\
         --plot docs/img/oracle_validity.png
@@ -53,7 +56,7 @@ METHODS = (
     "entropy_reduction+shuffle",
 )  # fmt: skip
 MEASURES = ("signed", "lift")  # placement measures: the primary first
-GAINS = ("final", "area")  # paired gains: the primary first
+GAINS = ("final", "area", "mid")  # paired gains: the primary first
 _PROMPT = re.compile(r"Q: (\d+)\+(\d+)\+(\d+)=\?")
 
 
@@ -116,6 +119,20 @@ def correlate(
         out["ci_low"], out["ci_high"] = (float(q) for q in np.quantile(rhos, [0.025, 0.975]))
         out["resamples_defined"] = len(rhos)
     return out
+
+
+def mid_step(curves: Sequence[Sequence[tuple[int, float]]]) -> int | None:
+    """The curve step where uniform is mid-learning, from uniform's curves alone (one per seed): the step (after 0)
+    whose mean greedy accuracy is closest to halfway between step 0's and the curve's highest mean."""
+    by_step: dict[int, list[float]] = {}
+    for curve in curves:
+        for step, acc in curve:
+            by_step.setdefault(int(step), []).append(float(acc))
+    means = {step: float(np.mean(v)) for step, v in by_step.items() if len(v) == len(curves)}
+    if 0 not in means or len(means) < 2:
+        return None
+    target = (means[0] + max(means.values())) / 2
+    return min((step for step in means if step > 0), key=lambda step: (abs(means[step] - target), step))
 
 
 def paired_gain(method: dict[int, float], uniform: dict[int, float]) -> dict[str, Any]:
@@ -263,39 +280,44 @@ def train_one(variant: str, model_path: Path, method: str, seed: int, steps: int
     }
 
 
-def plot(points: list[dict[str, Any]], corr: dict[str, Any], path: Path, *, measure: str, gain: str) -> None:
+def plot(points: list[dict[str, Any]], correlations: dict[str, dict[str, Any]], path: Path) -> None:
+    """One panel per (placement measure, gain), the primary first."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5.2))
     variants = sorted({p["variant"] for p in points})
     methods = sorted({p["method"] for p in points})
     colors = {v: plt.get_cmap("tab10")(i) for i, v in enumerate(variants)}
     markers = dict(zip(methods, "osD^v<>phX*P"))
-    for p in points:
-        x, y = p["placement"].get(measure), p["gain"][gain]["mean"]
-        if x is None or y is None:
-            continue
-        ax.scatter(x, y, color=colors[p["variant"]], marker=markers.get(p["method"], "o"), s=42, alpha=0.85)
-    ax.axhline(0, color="0.6", lw=0.8)
-    ax.axvline(0, color="0.6", lw=0.8)
+    labels = {"final": "final greedy accuracy", "area": "curve area", "mid": "greedy at uniform's mid-learning step"}
+    fig, axes = plt.subplots(len(MEASURES), len(GAINS), figsize=(5.2 * len(GAINS), 4.2 * len(MEASURES)), squeeze=False)
+    for i, measure in enumerate(MEASURES):
+        for j, gain in enumerate(GAINS):
+            ax, corr = axes[i][j], correlations[f"{measure}/{gain}"]
+            for p in points:
+                x, y = p["placement"].get(measure), p["gain"][gain]["mean"]
+                if x is not None and y is not None:
+                    ax.scatter(x, y, color=colors[p["variant"]], marker=markers.get(p["method"], "o"), s=36, alpha=0.85)
+            ax.axhline(0, color="0.6", lw=0.8)
+            ax.axvline(0, color="0.6", lw=0.8)
+            ci = "" if corr.get("ci_low") is None else f" [{corr['ci_low']:.2f}, {corr['ci_high']:.2f}]"
+            rho = "n/a" if corr.get("spearman") is None else f"{corr['spearman']:.2f}"
+            r2 = "n/a" if corr.get("r2") is None else f"{corr['r2']:.2f}"
+            primary = " (primary)" if (i, j) == (0, 0) else ""
+            ax.set_title(f"Spearman {rho}{ci}, R² {r2}, {corr['n_points']} points{primary}", fontsize=9)
+            ax.set_xlabel(f"placement on base rollouts, {measure} (score - shuffled control)", fontsize=8)
+            ax.set_ylabel(f"paired gain over uniform: {labels[gain]}", fontsize=8)
     for v in variants:
-        ax.scatter([], [], color=colors[v], marker="o", label=v)
+        axes[0][0].scatter([], [], color=colors[v], marker="o", label=v)
     for m in methods:
-        ax.scatter([], [], color="0.3", marker=markers.get(m, "o"), label=m)
-    ax.legend(fontsize=7, ncol=2, loc="best", frameon=False)
-    ci = "" if corr.get("ci_low") is None else f" [{corr['ci_low']:.2f}, {corr['ci_high']:.2f}]"
-    rho = "n/a" if corr.get("spearman") is None else f"{corr['spearman']:.2f}"
-    r2 = "n/a" if corr.get("r2") is None else f"{corr['r2']:.2f}"
-    ax.set_title(f"placement ({measure}) vs paired gain ({gain}): Spearman {rho}{ci}, R² {r2}, "
-                 f"{corr['n_points']} points", fontsize=9)  # fmt: skip
-    ax.set_xlabel(f"oracle placement on base rollouts ({measure}: score - shuffled control)")
-    ax.set_ylabel("paired gain over uniform, " + ("final greedy accuracy" if gain == "final" else "curve area"))
+        axes[0][0].scatter([], [], color="0.3", marker=markers.get(m, "o"), label=m)
+    axes[0][0].legend(fontsize=6, ncol=2, loc="best", frameon=False)
+    fig.suptitle("Does the oracle's placement predict the paired learning gain? (embedded task variants)", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -365,9 +387,15 @@ def main(argv: list[str] | None = None) -> int:
                     print(key, state["runs"][key]["greedy"], flush=True)
 
     points = []
+    mids: dict[str, int | None] = {}
     for variant in variants:
         oracle = state["tasks"][variant]["oracle"]
         uni = {s: state["runs"][f"{variant}/uniform/{s}"] for s in seeds}
+        mid = mids[variant] = mid_step([uni[s]["curve"] for s in seeds])
+
+        def at_mid(run: dict[str, Any], mid: int | None = mid) -> float | None:
+            return next((acc for step, acc in run["curve"] if step == mid), None)
+
         for method in methods:
             if method == "uniform":
                 continue
@@ -381,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
                                          {s: r["greedy"] for s, r in uni.items()}),
                     "area": paired_gain({s: r["curve_area"] for s, r in runs.items()},
                                         {s: r["curve_area"] for s, r in uni.items()}),
+                    "mid": paired_gain({s: v for s, r in runs.items() if (v := at_mid(r)) is not None},
+                                       {s: v for s, r in uni.items() if (v := at_mid(r)) is not None}),
                 },
                 "greedy": [runs[s]["greedy"] for s in seeds],
             })  # fmt: skip
@@ -390,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         "question": "does the oracle's placement on base rollouts predict which credit method learns faster than "
         "uniform?",
         "tasks": {
-            v: {**state["tasks"][v], "uniform_greedy": [state["runs"][f"{v}/uniform/{s}"]["greedy"] for s in seeds]}
+            v: {**state["tasks"][v], "uniform_greedy": [state["runs"][f"{v}/uniform/{s}"]["greedy"] for s in seeds],
+                "mid_step": mids[v]}
             for v in variants
         },
         "seeds": seeds,
@@ -416,12 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     if args.plot is not None:
-        plot(points, primary, args.plot, measure=MEASURES[0], gain=GAINS[0])
-        for m in MEASURES:
-            for g in GAINS:
-                if (m, g) != (MEASURES[0], GAINS[0]):
-                    extra = args.plot.with_name(f"{args.plot.stem}_{m}_{g}{args.plot.suffix}")
-                    plot(points, correlations[f"{m}/{g}"], extra, measure=m, gain=g)
+        plot(points, correlations, args.plot)
     print(json.dumps(correlations, indent=1))
     return 0
 

@@ -67,6 +67,16 @@ def test_paired_gain_pairs_on_the_seed():
     assert got["mean"] == pytest.approx(0.1)
 
 
+def test_mid_step_is_where_uniform_is_halfway():
+    # means over the two seeds: 0.2, 0.45, 0.7, 0.9, 0.9 -> halfway between 0.2 and 0.9 is 0.55: step 5 (0.45) is
+    # 0.1 away, step 10 (0.7) 0.15
+    a = [(0, 0.2), (5, 0.4), (10, 0.7), (15, 0.9), (20, 0.9)]
+    b = [(0, 0.2), (5, 0.5), (10, 0.7), (15, 0.9), (20, 0.9)]
+    assert validity.mid_step([a, b]) == 5
+    assert validity.mid_step([[(0, 0.2), (5, 0.25), (10, 0.6), (20, 0.9)]]) == 10
+    assert validity.mid_step([[(5, 0.2)]]) is None
+
+
 def _points(placement, gains):
     return [
         {"variant": f"v{i % 3}", "method": f"m{i}", "placement": {"signed": x, "lift": x},
