@@ -363,16 +363,20 @@ def main(argv: list[str] | None = None) -> int:
         }
         (progress / f"{variant}.json").write_text(json.dumps(mine, indent=1))
 
+    def warm_start(variant: str) -> dict[str, Any]:
+        """The variant model's build: its warm start and what it measured (the shipped model's for `first`)."""
+        info = json.loads((variant_model(variant, args.work, args.sft_steps) / "build_info.json").read_text())
+        keep = ("variant", "init", "steps", "learning_rate", "batch_size", "greedy_accuracy", "greedy_steps_share",
+                "sampled")  # fmt: skip
+        return {k: info.get(k) for k in keep}
+
     for variant in variants:
         model_path = variant_model(variant, args.work, args.sft_steps)
         if variant not in state["tasks"]:
-            info = {} if variant == "first" else json.loads((model_path / "build_info.json").read_text())
             oracle = base_oracle(variant, model_path, n=args.oracle_n, k=args.oracle_k, samples=args.oracle_samples,
                                  seed=0)  # fmt: skip
             state["tasks"][variant] = {
                 "model": str(model_path.relative_to(ROOT) if model_path.is_relative_to(ROOT) else model_path),
-                "warm_start": {k: info.get(k) for k in ("steps", "learning_rate", "batch_size", "greedy_accuracy",
-                                                         "greedy_steps_share", "sampled")},
                 "oracle": oracle,
             }
             save(variant)
@@ -420,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         "question": "does the oracle's placement on base rollouts predict which credit method learns faster than "
         "uniform?",
         "tasks": {
-            v: {**state["tasks"][v], "uniform_greedy": [state["runs"][f"{v}/uniform/{s}"]["greedy"] for s in seeds],
-                "mid_step": mids[v]}
+            v: {**state["tasks"][v], "warm_start": warm_start(v), "mid_step": mids[v],
+                "uniform_greedy": [state["runs"][f"{v}/uniform/{s}"]["greedy"] for s in seeds]}
             for v in variants
         },
         "seeds": seeds,
@@ -441,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             "vine": "the oracle itself",
         },
         "runs": {k: v for k, v in state["runs"].items() if k.split("/")[0] in variants},
-        "seconds": round(time.time() - t0, 1),
+        "seconds_this_call": round(time.time() - t0, 1),  # runs already in --work are read, not rerun
         "command": " ".join(["python", "benchmarks/oracle_validity.py", *(argv if argv is not None else sys.argv[1:])]),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
